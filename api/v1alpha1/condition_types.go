@@ -1,0 +1,52 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow kstatus, so `kubectl wait`,
+// Flux health checks and Argo CD read them without custom code.
+const (
+	// ConditionReady is True when the last discovery run succeeded (or, for a quota,
+	// when its spec is valid and usage was computed).
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while a discovery run is in progress.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when only a change to the spec or a Secret can help.
+	ConditionStalled = "Stalled"
+	// ConditionQuotaAvailable is False when today's quota is used up and files wait for the reset.
+	ConditionQuotaAvailable = "QuotaAvailable"
+	// ConditionFilesHealthy is False when the last run failed one or more files.
+	ConditionFilesHealthy = "FilesHealthy"
+)
+
+// Condition reasons. They are stable API: alerts and runbooks key on them.
+const (
+	ReasonSucceeded           = "Succeeded"
+	ReasonProgressing         = "Progressing"
+	ReasonDiscoveryRunning    = "DiscoveryRunning"
+	ReasonDisabled            = "Disabled"
+	ReasonAccessDenied        = "AccessDenied"
+	ReasonNoSuchBucket        = "NoSuchBucket"
+	ReasonInvalidCredentials  = "InvalidCredentials"
+	ReasonEndpointUnreachable = "EndpointUnreachable"
+	ReasonThrottled           = "Throttled"
+	ReasonTimeout             = "Timeout"
+	ReasonSecretNotFound      = "SecretNotFound"
+	ReasonInvalidSpec         = "InvalidSpec"
+	ReasonNoObjectsFound      = "NoObjectsFound"
+	ReasonDiscoveryFailed     = "DiscoveryFailed"
+	ReasonQuotaExceeded       = "QuotaExceeded"
+	ReasonQuotaAvailable      = "QuotaAvailable"
+	ReasonFilesFailed         = "FilesFailed"
+	ReasonAllFilesIngested    = "AllFilesIngested"
+	ReasonRefreshThrottled    = "RefreshThrottled"
+	ReasonStoreError          = "StoreError"
+	ReasonDefaultQuota        = "DefaultQuota"
+	ReasonInvalidTimeZone     = "InvalidTimeZone"
+)
+
+// RefreshAnnotation asks for a discovery now. Any new value counts; the cooldown of the
+// source's IngestionQuota throttles it:
+//
+//	kubectl annotate s3source NAME dataimport.avon.ai/refresh-requested-at="$(date +%s)" --overwrite
+const RefreshAnnotation = "dataimport.avon.ai/refresh-requested-at"
+
+// Finalizer removes a source's ledger from the store before the object goes away.
+const Finalizer = "dataimport.avon.ai/ledger"

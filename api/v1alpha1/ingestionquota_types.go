@@ -1,0 +1,137 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Defaults that apply to a source whose IngestionQuota does not exist. Quantities are
+// decimal, as the product guide says "500 MB": 500M = 500,000,000 bytes.
+const (
+	DefaultDailyLimit      = "500M"
+	DefaultMaxFileSize     = "50M"
+	DefaultRefreshCooldown = "60s"
+	DefaultTimeZone        = "UTC"
+)
+
+// IngestionQuotaSpec bounds what the sources that reference this quota ingest each day.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxFileSize) || !has(self.dailyLimit) || quantity(string(self.maxFileSize)).compareTo(quantity(string(self.dailyLimit))) <= 0",message="maxFileSize must not exceed dailyLimit"
+type IngestionQuotaSpec struct {
+	// DailyLimit is the most object bytes (as stored in S3) downloaded per day, across all
+	// sources using this quota. Decimal units: 500M is 500,000,000 bytes; 500Mi is 524,288,000.
+	// +optional
+	// +kubebuilder:default="500M"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="dailyLimit must be greater than zero"
+	DailyLimit *resource.Quantity `json:"dailyLimit,omitempty"`
+
+	// MaxFileSize is the largest object downloaded; larger objects fail without download.
+	// +optional
+	// +kubebuilder:default="50M"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="maxFileSize must be greater than zero"
+	MaxFileSize *resource.Quantity `json:"maxFileSize,omitempty"`
+
+	// RefreshCooldown is the least time between two discoveries asked for with the refresh
+	// annotation.
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="refreshCooldown must not be negative"
+	RefreshCooldown *metav1.Duration `json:"refreshCooldown,omitempty"`
+
+	// TimeZone of the daily window, an IANA name such as "Europe/Paris". The window resets
+	// at midnight there.
+	// +optional
+	// +kubebuilder:default="UTC"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// SourceUsage is what one source charged in the current window.
+type SourceUsage struct {
+	// Name of the S3Source.
+	Name string `json:"name"`
+	// UsedBytes in the current window.
+	UsedBytes int64 `json:"usedBytes"`
+}
+
+// IngestionQuotaStatus is the usage of the current window.
+type IngestionQuotaStatus struct {
+	// ObservedGeneration is the generation of the spec last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, QuotaAvailable.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Window is the current day, YYYY-MM-DD in the quota's time zone.
+	// +optional
+	Window string `json:"window,omitempty"`
+
+	// UsedBytes downloaded in the window.
+	// +optional
+	UsedBytes int64 `json:"usedBytes,omitempty"`
+
+	// RemainingBytes of the window's limit.
+	// +optional
+	RemainingBytes int64 `json:"remainingBytes,omitempty"`
+
+	// Usage reads like the dashboard, e.g. "12.3 MB of 500 MB used today".
+	// +optional
+	Usage string `json:"usage,omitempty"`
+
+	// ResetsAt is when the window ends and usage starts again from zero.
+	// +optional
+	ResetsAt *metav1.Time `json:"resetsAt,omitempty"`
+
+	// Sources are the per-source usage in the window.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Sources []SourceUsage `json:"sources,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=iquota,categories={dataimport,all}
+// +kubebuilder:printcolumn:name="Usage",type=string,JSONPath=`.status.usage`
+// +kubebuilder:printcolumn:name="Limit",type=string,JSONPath=`.spec.dailyLimit`
+// +kubebuilder:printcolumn:name="Max File",type=string,JSONPath=`.spec.maxFileSize`
+// +kubebuilder:printcolumn:name="Resets At",type=date,JSONPath=`.status.resetsAt`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// IngestionQuota bounds the daily ingestion of the S3Sources that reference it.
+type IngestionQuota struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	// +kubebuilder:default={}
+	Spec IngestionQuotaSpec `json:"spec,omitempty"`
+	// +optional
+	Status IngestionQuotaStatus `json:"status,omitempty"`
+}
+
+// GetConditions returns the status conditions.
+func (q *IngestionQuota) GetConditions() []metav1.Condition { return q.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (q *IngestionQuota) SetConditions(c []metav1.Condition) { q.Status.Conditions = c }
+
+// +kubebuilder:object:root=true
+
+// IngestionQuotaList is a list of IngestionQuota.
+type IngestionQuotaList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IngestionQuota `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&IngestionQuota{}, &IngestionQuotaList{})
+}

@@ -1,0 +1,290 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CredentialsProvider selects where the operator's S3 credentials come from.
+// +kubebuilder:validation:Enum=Default;Secret
+type CredentialsProvider string
+
+const (
+	// CredentialsDefault uses the AWS default chain: IRSA web identity, EKS Pod Identity,
+	// environment, or instance metadata. No secret is stored in the cluster.
+	CredentialsDefault CredentialsProvider = "Default"
+	// CredentialsSecret reads static keys from a Secret in the source's namespace.
+	CredentialsSecret CredentialsProvider = "Secret"
+)
+
+// InvalidRecordPolicy says what an invalid record does to the rest of its file.
+// +kubebuilder:validation:Enum=SkipFile;SkipRecord
+type InvalidRecordPolicy string
+
+const (
+	// SkipFile commits nothing from a file that holds any invalid record.
+	SkipFile InvalidRecordPolicy = "SkipFile"
+	// SkipRecord commits the valid records of a file and reports the invalid ones.
+	SkipRecord InvalidRecordPolicy = "SkipRecord"
+)
+
+// S3SourceSpec points at a bucket prefix of conversation files and says how to read it.
+// +kubebuilder:validation:XValidation:rule="!has(self.caSecretRef) || has(self.endpoint)",message="caSecretRef needs endpoint: a CA bundle only applies to a custom S3-compatible endpoint"
+type S3SourceSpec struct {
+	// Bucket is the S3 bucket name, e.g. "my-bucket" (3-63 characters: lowercase letters,
+	// digits, dots and hyphens, starting and ending with a letter or digit).
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..')",message="bucket must not contain two adjacent periods"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]+\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+$')",message="bucket must not be formatted as an IP address"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('xn--') && !self.startsWith('sthree-')",message="bucket must not start with the reserved prefixes xn-- or sthree-"
+	// +kubebuilder:validation:XValidation:rule="!self.endsWith('-s3alias') && !self.endsWith('--ol-s3')",message="bucket must not end with the reserved suffixes -s3alias or --ol-s3"
+	Bucket string `json:"bucket"`
+
+	// Prefix limits discovery to keys that start with it, e.g. "conversations/". Use a
+	// trailing slash to mean a folder. Empty means the whole bucket.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="prefix must not start with '/': S3 keys have no leading slash (use conversations/, not /conversations/)"
+	Prefix string `json:"prefix,omitempty"`
+
+	// Region of the bucket, e.g. "eu-west-1".
+	// +optional
+	// +kubebuilder:default="us-east-1"
+	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+$`
+	Region string `json:"region,omitempty"`
+
+	// Endpoint is the URL of an S3-compatible server (MinIO, Ceph, ...). Empty means AWS S3.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+(/[^\s?#]*)?$`
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// ForcePathStyle addresses the bucket as endpoint/bucket instead of bucket.endpoint,
+	// which most S3-compatible servers need.
+	// +optional
+	ForcePathStyle bool `json:"forcePathStyle,omitempty"`
+
+	// CASecretRef names a Secret in this namespace whose "ca.crt" key holds the PEM bundle
+	// that signs a private endpoint's certificate.
+	// +optional
+	CASecretRef *LocalObjectReference `json:"caSecretRef,omitempty"`
+
+	// Credentials say how the operator authenticates. Without it, the AWS default chain
+	// (workload identity) is used.
+	// +optional
+	Credentials *Credentials `json:"credentials,omitempty"`
+
+	// Interval between discoveries.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="interval must be at least 1m"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Timeout bounds each S3 call (a list page, or the download of one object).
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="timeout must be between 1s and 1h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Disabled pauses the source: no S3 calls, no discovery. The ledger is kept, so
+	// re-enabling processes only what changed meanwhile.
+	// +optional
+	// +kubebuilder:default=false
+	Disabled bool `json:"disabled"`
+
+	// QuotaRef names the IngestionQuota in this namespace that bounds this source. When it
+	// does not exist the documented defaults apply (500M a day, 50M a file, 60s cooldown).
+	// +optional
+	// +kubebuilder:default="default"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	QuotaRef string `json:"quotaRef,omitempty"`
+
+	// AgentIDs, when set, is the allow-list of agent_id values the platform knows; a record
+	// with any other agent_id is invalid.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1000
+	// +listType=set
+	AgentIDs []string `json:"agentIDs,omitempty"`
+
+	// OnInvalidRecord says what an invalid record does to its file: SkipFile commits
+	// nothing from that file; SkipRecord commits its valid records.
+	// +optional
+	// +kubebuilder:default=SkipFile
+	OnInvalidRecord InvalidRecordPolicy `json:"onInvalidRecord,omitempty"`
+
+	// DryRun validates files and reports the result without storing any conversation.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Credentials select exactly one way to authenticate, optionally assuming a role on top.
+// +kubebuilder:validation:XValidation:rule="self.provider == 'Secret' ? has(self.secretRef) : !has(self.secretRef)",message="secretRef is required when provider is Secret and not allowed otherwise: choose one credentials mode"
+type Credentials struct {
+	// Provider is Default (workload identity: IRSA, EKS Pod Identity, environment) or
+	// Secret (static keys from secretRef).
+	// +optional
+	// +kubebuilder:default=Default
+	Provider CredentialsProvider `json:"provider,omitempty"`
+
+	// SecretRef names a Secret in this namespace with the keys AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+
+	// AssumeRole assumes an IAM role with STS on top of the credentials above.
+	// +optional
+	AssumeRole *AssumeRole `json:"assumeRole,omitempty"`
+}
+
+// AssumeRole is an IAM role assumed through STS.
+type AssumeRole struct {
+	// RoleARN of the role, e.g. arn:aws:iam::123456789012:role/avon-ingestion.
+	// +required
+	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`
+	RoleARN string `json:"roleARN"`
+
+	// ExternalID the role's trust policy requires, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1224
+	ExternalID string `json:"externalID,omitempty"`
+
+	// SessionName recorded in CloudTrail.
+	// +optional
+	// +kubebuilder:default="data-import-operator"
+	// +kubebuilder:validation:Pattern=`^[\w+=,.@-]{2,64}$`
+	SessionName string `json:"sessionName,omitempty"`
+}
+
+// FileCounts tally the objects under the prefix by what happened to them.
+type FileCounts struct {
+	// Discovered objects under the prefix at the last discovery.
+	Discovered int64 `json:"discovered"`
+	// Ingested objects whose conversations are stored.
+	Ingested int64 `json:"ingested"`
+	// Failed objects: invalid content, too large, or unreadable.
+	Failed int64 `json:"failed"`
+	// Deferred objects that did not fit in today's quota; retried after the reset.
+	Deferred int64 `json:"deferred"`
+	// Ignored objects with an unsupported extension.
+	Ignored int64 `json:"ignored"`
+}
+
+// FileError describes one failed object.
+type FileError struct {
+	// Key of the object.
+	Key string `json:"key"`
+	// Reason is a stable CamelCase code, e.g. InvalidRecords, FileTooLarge.
+	Reason string `json:"reason"`
+	// Message says what is wrong, where (line, entry, field) and what was expected.
+	Message string `json:"message"`
+	// Time the error was recorded.
+	Time metav1.Time `json:"time"`
+}
+
+// MaxRecentFileErrors bounds status.recentFileErrors.
+const MaxRecentFileErrors = 10
+
+// S3SourceStatus is what the operator observed.
+type S3SourceStatus struct {
+	// ObservedGeneration is the generation of the spec last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled, QuotaAvailable, FilesHealthy.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// State is Enabled or Disabled.
+	// +optional
+	State string `json:"state,omitempty"`
+
+	// LastDiscoveryTime is when the last discovery run finished.
+	// +optional
+	LastDiscoveryTime *metav1.Time `json:"lastDiscoveryTime,omitempty"`
+
+	// NextDiscoveryTime is when the next scheduled discovery is due.
+	// +optional
+	NextDiscoveryTime *metav1.Time `json:"nextDiscoveryTime,omitempty"`
+
+	// LastHandledRefresh is the value of the refresh annotation last acted on.
+	// +optional
+	LastHandledRefresh string `json:"lastHandledRefresh,omitempty"`
+
+	// Files tally the objects under the prefix.
+	// +optional
+	Files FileCounts `json:"files,omitempty"`
+
+	// ConversationsIngested is the number of conversations this source has stored (new or
+	// updated), over its lifetime.
+	// +optional
+	ConversationsIngested int64 `json:"conversationsIngested,omitempty"`
+
+	// BytesIngestedToday is what this source charged to its quota in the current window.
+	// +optional
+	BytesIngestedToday int64 `json:"bytesIngestedToday,omitempty"`
+
+	// RecentFileErrors are the newest failed objects, newest first (at most 10).
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	RecentFileErrors []FileError `json:"recentFileErrors,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=s3src,categories={dataimport,all}
+// +kubebuilder:printcolumn:name="Bucket",type=string,JSONPath=`.spec.bucket`
+// +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.spec.prefix`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Last Discovery",type=date,JSONPath=`.status.lastDiscoveryTime`
+// +kubebuilder:printcolumn:name="Ingested",type=integer,JSONPath=`.status.files.ingested`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.files.failed`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// S3Source imports conversation files from an S3 bucket prefix, hourly by default.
+type S3Source struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec S3SourceSpec `json:"spec"`
+	// +optional
+	Status S3SourceStatus `json:"status,omitempty"`
+}
+
+// GetConditions returns the status conditions.
+func (s *S3Source) GetConditions() []metav1.Condition { return s.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (s *S3Source) SetConditions(c []metav1.Condition) { s.Status.Conditions = c }
+
+// +kubebuilder:object:root=true
+
+// S3SourceList is a list of S3Source.
+type S3SourceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []S3Source `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&S3Source{}, &S3SourceList{})
+}
