@@ -1,0 +1,211 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// collector turns one file's records into conversations, errors and counts.
+type collector struct {
+	ctx  context.Context
+	ref  ObjectRef
+	opts Options
+	lim  Limits
+
+	p   parser
+	v   validator
+	h   hasher
+	rec record
+
+	errs     []RecordError
+	more     int
+	fatalErr *fileError
+	counts   RecordCounts
+	// convs holds the file's surviving records; byID indexes them for in-file duplicates.
+	convs []Conversation
+	byID  map[ConversationKey]int
+	pairs []ConversationKey
+	// position numbers records across the file (entry-major in archives).
+	position int64
+	// arena backs Raw of many records with few allocations.
+	arena   []byte
+	ignored []string
+}
+
+// arenaChunk is the allocation unit of Raw bytes.
+const arenaChunk = 1 << 20
+
+// ctxCheckEvery is how many records pass between context checks.
+const ctxCheckEvery = 256
+
+func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits) *collector {
+	c := &collector{ctx: ctx, ref: ref, opts: opts, lim: lim, byID: map[ConversationKey]int{}}
+	c.p.maxDepth = lim.MaxDepth
+	c.v.agents = opts.Agents
+	return c
+}
+
+// where locates a record: its entry and either its JSONL line or its array index.
+type where struct {
+	entry string
+	line  int64
+	index int64
+}
+
+func (c *collector) addError(at where, path, problem string) {
+	if len(c.errs) >= MaxErrorsPerFile {
+		c.more++
+		return
+	}
+	c.errs = append(c.errs, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index, Path: path, Problem: problem})
+}
+
+// record validates one record's bytes and keeps it when valid. It returns ctx's error
+// when the context ended.
+func (c *collector) record(src []byte, at where) error {
+	pos := c.position
+	c.position++
+	if pos%ctxCheckEvery == 0 {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if err := c.p.parse(src); err != nil {
+		c.counts.Invalid++
+		c.addError(at, "", err.Error())
+		return nil
+	}
+	c.rec = record{raw: c.p.out, tape: c.p.tape}
+	if !c.v.validate(&c.rec) {
+		c.counts.Invalid++
+		for _, fe := range c.v.errs {
+			c.addError(at, fe.path, fe.problem)
+		}
+		return nil
+	}
+	hash, ok := c.h.sum(&c.rec)
+	if !ok {
+		c.counts.Invalid++
+		key := c.rec.str(c.h.dup)
+		c.addError(at, c.rec.pathTo(c.h.dup), fmt.Sprintf("duplicate key %s (want each key once per object)", quoteShort(key)))
+		return nil
+	}
+	c.counts.Valid++
+	if c.opts.Policy == SkipFile && c.counts.Invalid > 0 {
+		// The file will commit nothing: keep counting, stop keeping.
+		return nil
+	}
+	info := c.v.info
+	conv := Conversation{
+		AgentID: info.agentID, ConversationID: info.conversationID,
+		ActivityTime: info.activity, ContentHash: hash,
+		ObjectKey: c.ref.Key, ObjectLastModified: c.ref.LastModified,
+		Position: pos, Source: c.ref.Source,
+	}
+	if !c.opts.DryRun {
+		conv.Raw = c.keep(c.rec.raw)
+	}
+	id := ConversationKey{AgentID: conv.AgentID, ConversationID: conv.ConversationID}
+	if i, dup := c.byID[id]; dup {
+		// The same rule as across files: the newer record wins; the other changes nothing.
+		c.counts.Unchanged++
+		if Newer(&conv, &c.convs[i]) {
+			c.convs[i] = conv
+		}
+		return nil
+	}
+	c.byID[id] = len(c.convs)
+	c.convs = append(c.convs, conv)
+	c.pairs = append(c.pairs, id)
+	return nil
+}
+
+// keep copies raw into the arena; Raw slices share chunks but never overlap.
+func (c *collector) keep(raw []byte) []byte {
+	if len(raw) > arenaChunk/4 {
+		return append([]byte(nil), raw...)
+	}
+	if cap(c.arena)-len(c.arena) < len(raw) {
+		c.arena = make([]byte, 0, arenaChunk)
+	}
+	start := len(c.arena)
+	c.arena = append(c.arena, raw...)
+	return c.arena[start:len(c.arena):len(c.arena)]
+}
+
+func (c *collector) ignore(entry, why string) {
+	c.ignored = append(c.ignored, entry+": "+why)
+}
+
+// fatal fails the whole file; the first file-level error wins.
+func (c *collector) fatal(fe *fileError) {
+	if c.fatalErr == nil {
+		c.fatalErr = fe
+	}
+}
+
+// finish decides the file's state and message.
+func (c *collector) finish(res *Result) {
+	res.Errors, res.MoreErrors, res.Ignored = c.errs, c.more, c.ignored
+	res.Counts.Valid, res.Counts.Invalid = c.counts.Valid, c.counts.Invalid
+	loc := c.ref.Key
+	switch {
+	case c.fatalErr != nil:
+		if c.fatalErr.entry != "" {
+			loc += "!" + c.fatalErr.entry
+		}
+		res.State, res.Reason, res.Message = FileFailed, c.fatalErr.reason, loc+": "+c.fatalErr.msg
+		c.convs = nil
+		return
+	case c.counts.Invalid > 0 && c.opts.Policy == SkipFile:
+		res.State, res.Reason = FileFailed, ReasonInvalidRecords
+		res.Message = fmt.Sprintf("%s: %d of %d records invalid, nothing committed (policy SkipFile): %s",
+			loc, c.counts.Invalid, c.counts.Invalid+c.counts.Valid, c.firstErrors())
+		c.convs = nil
+		return
+	case c.counts.Valid == 0:
+		res.State, res.Reason = FileFailed, ReasonNoValidRecords
+		if c.counts.Invalid > 0 {
+			res.Message = fmt.Sprintf("%s: none of %d records is valid: %s", loc, c.counts.Invalid, c.firstErrors())
+		} else {
+			res.Message = loc + ": the file holds no conversations"
+		}
+		if len(c.ignored) > 0 {
+			res.Message += fmt.Sprintf(" (%d archive entries ignored)", len(c.ignored))
+		}
+		c.convs = nil
+		return
+	}
+	res.State, res.Reason = FileIngested, ReasonIngested
+	res.Pairs = c.pairs
+	res.Counts.Unchanged = c.counts.Unchanged
+	res.Message = fmt.Sprintf("%s: %d valid records", loc, c.counts.Valid)
+	if c.counts.Invalid > 0 {
+		res.Message += fmt.Sprintf(", %d invalid skipped (policy SkipRecord): %s", c.counts.Invalid, c.firstErrors())
+	}
+	if c.counts.Unchanged > 0 {
+		res.Message += fmt.Sprintf(", %d duplicates within the file", c.counts.Unchanged)
+	}
+	if len(c.ignored) > 0 {
+		res.Message += fmt.Sprintf(", %d archive entries ignored", len(c.ignored))
+	}
+}
+
+// shownInMessage is how many errors a Result's Message quotes.
+const shownInMessage = 3
+
+func (c *collector) firstErrors() string {
+	var parts []string
+	for i, e := range c.errs {
+		if i == shownInMessage {
+			break
+		}
+		parts = append(parts, e.Error())
+	}
+	s := strings.Join(parts, "; ")
+	if rest := len(c.errs) + c.more - len(parts); rest > 0 {
+		s += fmt.Sprintf("; and %d more", rest)
+	}
+	return s
+}

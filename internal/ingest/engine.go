@@ -1,0 +1,256 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Engine reads, validates, de-duplicates and commits objects. It is safe for concurrent
+// use: each Process call has its own buffers.
+type Engine struct {
+	// Store receives one CommitFile per processed file; it may be nil for dry runs.
+	Store Store
+	// Limits bound each file; zero fields take the defaults.
+	Limits Limits
+	// TempDir holds ZIP objects spooled for random access ("" means os.TempDir()).
+	TempDir string
+}
+
+// New returns an Engine with the default limits.
+func New(store Store) *Engine { return &Engine{Store: store} }
+
+// Options are the per-call settings of Process.
+type Options struct {
+	// Policy is what an invalid record does to its file ("" means SkipFile).
+	Policy InvalidRecordPolicy
+	// DryRun validates and reports but commits nothing (the Store is not called).
+	DryRun bool
+	// Agents, when non-nil, is the allow-list of agent_id values ("the agent exists").
+	Agents map[string]struct{}
+	// ReservationID and Reservation are passed to CommitFile: the quota held for this
+	// download becomes usage in the same transaction as the file's data.
+	ReservationID int64
+	Reservation   Reservation
+	// Attempts is recorded in the ledger row.
+	Attempts int
+	// Now stamps the ledger row; zero means time.Now().
+	Now time.Time
+}
+
+// ConversationKey is a conversation's identity.
+type ConversationKey struct {
+	AgentID        string `json:"agent_id"`
+	ConversationID string `json:"conversation_id"`
+}
+
+// RecordError is one problem, located as precisely as the input allows.
+type RecordError struct {
+	// Key is the object key (or file name).
+	Key string `json:"key"`
+	// Entry is the archive entry, if the object is an archive.
+	Entry string `json:"entry,omitempty"`
+	// Line is the 1-based JSONL line (0 when not a JSONL record).
+	Line int64 `json:"line,omitempty"`
+	// Index is the 0-based position in a JSON array (-1 when not an array element).
+	Index int64 `json:"index"`
+	// Path is the JSON path inside the record ("" for the record itself).
+	Path string `json:"path,omitempty"`
+	// Problem says what is wrong with the value and what was expected.
+	Problem string `json:"problem"`
+}
+
+// Location is where the error is, e.g. "a.zip!2025/a.jsonl:17" or "a.json[3]".
+func (e RecordError) Location() string {
+	var b strings.Builder
+	b.WriteString(e.Key)
+	if e.Entry != "" {
+		b.WriteString("!")
+		b.WriteString(e.Entry)
+	}
+	if e.Line > 0 {
+		b.WriteString(":")
+		b.WriteString(strconv.FormatInt(e.Line, 10))
+	}
+	if e.Index >= 0 {
+		b.WriteString(index(int(e.Index)))
+	}
+	return b.String()
+}
+
+func (e RecordError) Error() string {
+	if e.Path == "" {
+		return e.Location() + ": " + e.Problem
+	}
+	return e.Location() + ": " + e.Path + ": " + e.Problem
+}
+
+// Result is the outcome of one file. Bad content is a Result with State FileFailed, never
+// an error.
+type Result struct {
+	Key    string    `json:"key"`
+	Format Format    `json:"format,omitempty"`
+	State  FileState `json:"state"`
+	// Reason is one of the Reason constants.
+	Reason string `json:"reason"`
+	// Message is for humans: the file-level problem or the first record errors.
+	Message string       `json:"message"`
+	Counts  RecordCounts `json:"counts"`
+	// Errors are the first MaxErrorsPerFile problems; MoreErrors counts the rest.
+	Errors     []RecordError `json:"errors,omitempty"`
+	MoreErrors int           `json:"more_errors,omitempty"`
+	// Ignored lists archive entries not processed, each with why.
+	Ignored []string `json:"ignored,omitempty"`
+	// Pairs are the identities written (or, in a dry run, that would be written).
+	Pairs []ConversationKey `json:"pairs,omitempty"`
+	// Bytes is how many bytes were read from the body.
+	Bytes int64 `json:"bytes"`
+}
+
+// Valid reports whether the file would be (or was) ingested.
+func (r *Result) Valid() bool { return r.State == FileIngested }
+
+// fileError fails a whole file: its content cannot be read as records.
+type fileError struct {
+	reason string
+	entry  string
+	msg    string
+}
+
+func (e *fileError) Error() string { return e.msg }
+
+func failf(reason, format string, args ...any) *fileError {
+	return &fileError{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// errTooLarge marks a body longer than MaxFileBytes.
+var errTooLarge = errors.New("file too large")
+
+// body counts and bounds what is read from the caller's stream, and remembers the
+// stream's own error so a failed download is told apart from bad content.
+type body struct {
+	r     io.Reader
+	n     int64
+	limit int64
+	err   error
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.n > b.limit {
+		return 0, errTooLarge
+	}
+	if rem := b.limit + 1 - b.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.n > b.limit {
+		return n, errTooLarge
+	}
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// Process reads one object, validates its records, de-duplicates them within the file
+// and (unless opts.DryRun) commits the outcome with one Store.CommitFile call: the
+// ledger row, the conversations of an ingested file, and the quota reservation.
+//
+// The returned error is for infrastructure failures only (the body could not be read,
+// the store failed, ctx ended); the Result then holds what was learned so far with
+// Reason DownloadFailed when the body failed. Invalid content is reported in the Result.
+func (e *Engine) Process(ctx context.Context, ref ObjectRef, r io.Reader, opts Options) (Result, error) {
+	lim := e.Limits.withDefaults()
+	if opts.Policy == "" {
+		opts.Policy = SkipFile
+	}
+	c := newCollector(ctx, ref, opts, lim)
+	format, ext, ok := FormatOf(ref.Key)
+	res := Result{Key: ref.Key, Format: format}
+	if !ok {
+		res.State, res.Reason, res.Message = FileIgnored, ReasonUnsupportedFormat, ref.Key+": "+unsupportedMessage(ext)
+		res.Format = ""
+		if opts.DryRun || e.Store == nil {
+			return res, nil
+		}
+		// Nothing was downloaded, so nothing is charged.
+		if opts.ReservationID != 0 {
+			if err := e.Store.Release(ctx, opts.ReservationID); err != nil {
+				return res, fmt.Errorf("release reservation %d: %w", opts.ReservationID, err)
+			}
+		}
+		return res, e.Store.RecordFile(ctx, e.ledgerRow(ref, opts, &res))
+	}
+	b := &body{r: r, limit: lim.MaxFileBytes}
+	var err error
+	if ref.Size > lim.MaxFileBytes {
+		err = errTooLarge
+	} else {
+		switch format {
+		case FormatJSON, FormatJSONL:
+			err = c.readStream(b, format, "")
+		case FormatZip:
+			err = c.readZip(b, e.TempDir)
+		case FormatTarGz:
+			err = c.readTarGz(b)
+		}
+	}
+	res.Bytes = b.n
+	var fe *fileError
+	switch {
+	case errors.Is(err, errTooLarge):
+		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", humanBytes(lim.MaxFileBytes)))
+	case b.err != nil:
+		res.State, res.Reason, res.Message = FileFailed, ReasonDownloadFailed, ref.Key+": reading the object failed"
+		return res, fmt.Errorf("read %s: %w", ref.Key, b.err)
+	case errors.As(err, &fe):
+		c.fatal(fe)
+	case err != nil:
+		return res, err
+	}
+	c.finish(&res)
+	if opts.DryRun {
+		return res, nil
+	}
+	if e.Store == nil {
+		return res, errors.New("ingest: no store configured (use DryRun)")
+	}
+	commit := FileCommit{File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
+	if res.State == FileIngested {
+		commit.Conversations = c.convs
+	}
+	counts, err := e.Store.CommitFile(ctx, commit)
+	if err != nil {
+		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
+	}
+	res.Counts.New, res.Counts.Updated = counts.New, counts.Updated
+	res.Counts.Unchanged += counts.Unchanged
+	return res, nil
+}
+
+func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) FileRecord {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return FileRecord{
+		Source: ref.Source, Key: ref.Key, ETag: ref.ETag, Size: ref.Size, LastModified: ref.LastModified,
+		State: res.State, Reason: res.Reason, Message: res.Message, Counts: res.Counts,
+		Bytes: res.Bytes, Attempts: opts.Attempts, FirstSeen: now, UpdatedAt: now,
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

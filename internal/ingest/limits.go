@@ -1,0 +1,58 @@
+package ingest
+
+// Default limits. The seed caps a file at 50 MB; the archive limits keep a zip or gzip
+// bomb from exhausting memory or disk: it fails with LimitExceeded instead.
+const (
+	// DefaultMaxFileBytes is the largest object read (compressed size for archives).
+	DefaultMaxFileBytes = 50 << 20
+	// DefaultMaxRecordBytes bounds one conversation: a JSON array element, a single-object
+	// file, or a JSONL line. Only one record is buffered at a time, so this (not the file
+	// size) is what the readers hold in memory.
+	DefaultMaxRecordBytes = 8 << 20
+	// DefaultMaxLineBytes is the longest JSONL/NDJSON line: one record.
+	DefaultMaxLineBytes = DefaultMaxRecordBytes
+	// DefaultMaxArchiveEntries bounds the entries of a ZIP or tar archive (directories count).
+	DefaultMaxArchiveEntries = 10_000
+	// DefaultMaxArchiveBytes bounds the total uncompressed bytes of an archive.
+	DefaultMaxArchiveBytes = 512 << 20
+	// DefaultMaxEntryBytes bounds one archive entry, uncompressed.
+	DefaultMaxEntryBytes = 50 << 20
+	// DefaultMaxDepth bounds JSON nesting (the seed's records nest 4 levels).
+	DefaultMaxDepth = 64
+)
+
+// MaxErrorsPerFile is how many record errors a Result lists; the rest are counted.
+const MaxErrorsPerFile = 20
+
+// Limits bound what one file may cost. A zero field takes its default.
+type Limits struct {
+	MaxFileBytes      int64
+	MaxRecordBytes    int
+	MaxArchiveEntries int
+	MaxArchiveBytes   int64
+	MaxEntryBytes     int64
+	MaxDepth          int
+}
+
+// DefaultLimits returns the limits the operator and the validate CLI both apply.
+func DefaultLimits() Limits { return Limits{}.withDefaults() }
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxFileBytes, DefaultMaxFileBytes)
+	defInt(&l.MaxRecordBytes, DefaultMaxRecordBytes)
+	defInt(&l.MaxArchiveEntries, DefaultMaxArchiveEntries)
+	def(&l.MaxArchiveBytes, DefaultMaxArchiveBytes)
+	def(&l.MaxEntryBytes, DefaultMaxEntryBytes)
+	defInt(&l.MaxDepth, DefaultMaxDepth)
+	return l
+}

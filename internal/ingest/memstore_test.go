@@ -1,0 +1,122 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// memStore is a small in-memory Store for the engine's unit tests: it applies the same
+// Newer rule as the real stores, so file-order independence can be checked here.
+type memStore struct {
+	mu       sync.Mutex
+	files    map[string]FileRecord
+	convs    map[ConversationKey]Conversation
+	commits  []FileCommit
+	released []int64
+	fail     error
+}
+
+func newMemStore() *memStore {
+	return &memStore{files: map[string]FileRecord{}, convs: map[ConversationKey]Conversation{}}
+}
+
+func (m *memStore) LookupFile(_ context.Context, source, key string) (FileRecord, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.files[source+"\x00"+key]
+	return f, ok, nil
+}
+
+func (m *memStore) ListFiles(_ context.Context, source string, state FileState, _ int) ([]FileRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []FileRecord
+	for _, f := range m.files {
+		if f.Source == source && (state == "" || f.State == state) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) RecordFile(_ context.Context, f FileRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.files[f.Source+"\x00"+f.Key] = f
+	return nil
+}
+
+func (m *memStore) CommitFile(_ context.Context, c FileCommit) (RecordCounts, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return RecordCounts{}, m.fail
+	}
+	m.commits = append(m.commits, c)
+	var n RecordCounts
+	for _, conv := range c.Conversations {
+		id := ConversationKey{conv.AgentID, conv.ConversationID}
+		old, ok := m.convs[id]
+		switch {
+		case !ok:
+			n.New++
+		case old.ContentHash == conv.ContentHash:
+			n.Unchanged++
+			continue
+		case Newer(&conv, &old):
+			n.Updated++
+		default:
+			n.Unchanged++
+			continue
+		}
+		conv.Raw = slices.Clone(conv.Raw)
+		m.convs[id] = conv
+	}
+	m.files[c.File.Source+"\x00"+c.File.Key] = c.File
+	return n, nil
+}
+
+func (m *memStore) DeleteSource(context.Context, string) error { return errors.New("not used") }
+func (m *memStore) PruneFiles(context.Context, string, map[string]struct{}, time.Time) (int, error) {
+	return 0, errors.New("not used")
+}
+func (m *memStore) Reserve(context.Context, Reservation) (int64, error) {
+	return 0, errors.New("not used")
+}
+func (m *memStore) Release(_ context.Context, id int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.released = append(m.released, id)
+	return nil
+}
+func (m *memStore) ChargeReservation(context.Context, int64) error { return errors.New("not used") }
+func (m *memStore) ReleaseAll(context.Context) error               { return errors.New("not used") }
+func (m *memStore) Usage(context.Context, string, string) (int64, map[string]int64, error) {
+	return 0, nil, errors.New("not used")
+}
+func (m *memStore) GetConversation(_ context.Context, agentID, conversationID string) (Conversation, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[ConversationKey{agentID, conversationID}]
+	return c, ok, nil
+}
+func (m *memStore) ListConversations(context.Context, string, int) ([]Conversation, error) {
+	return nil, errors.New("not used")
+}
+func (m *memStore) Close() error { return nil }
+
+// dump is the store's conversations as identity → (hash, key, position), for comparing stores.
+func (m *memStore) dump() map[ConversationKey]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[ConversationKey]string{}
+	for _, k := range slices.Collect(maps.Keys(m.convs)) {
+		c := m.convs[k]
+		out[k] = c.ContentHash + " " + c.ObjectKey + " " + string(c.Raw)
+	}
+	return out
+}

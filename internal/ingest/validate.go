@@ -1,0 +1,395 @@
+package ingest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Roles are the allowed values of messages[].role. The seed's example shows customer and
+// agent; system (platform notices, prompts) and tool (function/tool results) are the
+// other two roles a conversational agent's transcript holds.
+var Roles = []string{"customer", "agent", "system", "tool"}
+
+// CSAT scores are numbers from MinCSAT to MaxCSAT inclusive: the seed's example has 4.5,
+// so the scale is a five-point one that allows fractions.
+const (
+	MinCSAT = 0
+	MaxCSAT = 5
+)
+
+const (
+	wantTimestamp = "an ISO-8601 timestamp string, e.g. 2025-01-15T14:30:00Z"
+	wantID        = "a non-empty string"
+)
+
+// fieldError is one problem at a JSON path inside a record.
+type fieldError struct {
+	path    string
+	problem string
+}
+
+// recordInfo is what validation learns about a valid record.
+type recordInfo struct {
+	agentID, conversationID string
+	activity                time.Time
+}
+
+// validator checks one parsed record against the seed's conversation format. It is
+// reused across records.
+type validator struct {
+	r      *record
+	agents map[string]struct{}
+	errs   []fieldError
+	info   recordInfo
+}
+
+// addf records a problem at prefix.key; paths are joined only when there is an error,
+// so a valid record costs no path strings.
+func (v *validator) addf(prefix, key, format string, args ...any) {
+	v.errs = append(v.errs, fieldError{path: join(prefix, key), problem: fmt.Sprintf(format, args...)})
+}
+
+// typeErr reports a value of the wrong JSON type.
+func (v *validator) typeErr(prefix, key string, i int32, want string) {
+	v.addf(prefix, key, "got %s (want %s)", v.describe(i), want)
+}
+
+// describe names a value for an error message, with its text when it is short.
+func (v *validator) describe(i int32) string {
+	n := v.r.tape[i]
+	switch n.kind {
+	case kStr:
+		return quoteShort(v.r.str(i))
+	case kNum:
+		return "number " + shorten(string(v.r.bytes(i)))
+	case kTrue, kFalse:
+		return "boolean " + n.kind.String()
+	case kNull:
+		return "null"
+	case kArr:
+		return "an array"
+	}
+	return "an object"
+}
+
+// maxShown bounds a value quoted in an error message.
+const maxShown = 64
+
+func shorten(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func quoteShort(s string) string {
+	if len(s) <= maxShown {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(shorten(s)) + fmt.Sprintf(" (%d bytes)", len(s))
+}
+
+func join(prefix, field string) string {
+	switch {
+	case prefix == "":
+		return field
+	case field == "":
+		return prefix
+	case field[0] == '[':
+		return prefix + field
+	}
+	return prefix + "." + field
+}
+
+func index(i int) string { return "[" + strconv.Itoa(i) + "]" }
+
+// validate checks record r; it returns false when any error was added to v.errs.
+func (v *validator) validate(r *record) bool {
+	v.r, v.errs, v.info = r, v.errs[:0], recordInfo{}
+	if r.tape[0].kind != kObj {
+		v.typeErr("", "", 0, "a JSON object holding one conversation")
+		return false
+	}
+	var convID, agentID, ts, msgs int32 = -1, -1, -1, -1
+	r.each(0, func(k, val int32) bool {
+		switch key := r.str(k); key {
+		case "conversation_id":
+			convID = val
+		case "agent_id":
+			agentID = val
+		case "timestamp":
+			ts = val
+		case "messages":
+			msgs = val
+		case "is_resolved":
+			if n := r.tape[val].kind; n != kTrue && n != kFalse && n != kNull {
+				v.typeErr("", key, val, "a boolean")
+			}
+		case "csat_score":
+			v.csat("", key, val)
+		case "missing_info":
+			v.missingInfo("", key, val)
+		case "user_data":
+			v.userData("", key, val)
+		}
+		return true
+	})
+	v.info.conversationID = v.id("", "conversation_id", convID)
+	v.info.agentID = v.id("", "agent_id", agentID)
+	if v.info.agentID != "" && v.agents != nil {
+		if _, ok := v.agents[v.info.agentID]; !ok {
+			v.addf("", "agent_id", "%s is not a known agent (not in the agent allow-list)", quoteShort(v.info.agentID))
+		}
+	}
+	if ts < 0 {
+		v.addf("", "timestamp", "missing (want %s)", wantTimestamp)
+	} else if t, ok := v.timestamp("", "timestamp", ts); ok {
+		v.info.activity = t
+	}
+	switch {
+	case msgs < 0:
+		v.addf("", "messages", "missing (want an array of messages)")
+	case r.tape[msgs].kind != kArr:
+		v.typeErr("", "messages", msgs, "an array of messages")
+	default:
+		idx := 0
+		r.each(msgs, func(_, m int32) bool {
+			v.message(idx, m)
+			idx++
+			return true
+		})
+	}
+	return len(v.errs) == 0
+}
+
+// id checks a required non-empty string field and returns its value ("" when invalid).
+func (v *validator) id(prefix, key string, i int32) string {
+	if i < 0 {
+		v.addf(prefix, key, "missing (want %s)", wantID)
+		return ""
+	}
+	if v.r.tape[i].kind != kStr {
+		v.typeErr(prefix, key, i, wantID)
+		return ""
+	}
+	s := v.r.str(i)
+	if strings.TrimSpace(s) == "" {
+		v.addf(prefix, key, "%s is blank (want %s)", strconv.Quote(s), wantID)
+		return ""
+	}
+	return s
+}
+
+// timestamp checks an RFC 3339 timestamp with a time zone; fractional seconds are allowed.
+func (v *validator) timestamp(prefix, key string, i int32) (time.Time, bool) {
+	if v.r.tape[i].kind != kStr {
+		v.typeErr(prefix, key, i, wantTimestamp)
+		return time.Time{}, false
+	}
+	s := v.r.str(i)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		return t, true
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
+		v.addf(prefix, key, "%s has no time zone (want e.g. 2025-01-15T14:30:00Z or 2025-01-15T14:30:00+01:00)", quoteShort(s))
+	} else {
+		v.addf(prefix, key, "%s is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)", quoteShort(s))
+	}
+	return time.Time{}, false
+}
+
+func (v *validator) csat(prefix, key string, i int32) {
+	switch v.r.tape[i].kind {
+	case kNull:
+		return
+	case kNum:
+	default:
+		v.typeErr(prefix, key, i, fmt.Sprintf("a number from %d to %d", MinCSAT, MaxCSAT))
+		return
+	}
+	f, err := strconv.ParseFloat(string(v.r.bytes(i)), 64)
+	if err != nil || f < MinCSAT || f > MaxCSAT {
+		v.addf(prefix, key, "%s is out of range (want a number from %d to %d)", shorten(string(v.r.bytes(i))), MinCSAT, MaxCSAT)
+	}
+}
+
+func (v *validator) missingInfo(prefix, key string, i int32) {
+	path := join(prefix, key)
+	switch v.r.tape[i].kind {
+	case kNull:
+		return
+	case kObj:
+	default:
+		v.typeErr(path, "", i, `an object with "reason" and "fields"`)
+		return
+	}
+	v.r.each(i, func(k, val int32) bool {
+		switch v.r.str(k) {
+		case "reason":
+			if n := v.r.tape[val].kind; n != kStr && n != kNull {
+				v.typeErr(path, "reason", val, "a string")
+			}
+		case "fields":
+			v.stringArray(path, "fields", val)
+		}
+		return true
+	})
+}
+
+func (v *validator) stringArray(prefix, key string, i int32) {
+	path := join(prefix, key)
+	switch v.r.tape[i].kind {
+	case kNull:
+		return
+	case kArr:
+	default:
+		v.typeErr(path, "", i, "an array of strings")
+		return
+	}
+	idx := 0
+	v.r.each(i, func(_, e int32) bool {
+		if v.r.tape[e].kind != kStr {
+			v.typeErr(path, index(idx), e, "a string")
+		}
+		idx++
+		return true
+	})
+}
+
+func (v *validator) userData(prefix, key string, i int32) {
+	path := join(prefix, key)
+	switch v.r.tape[i].kind {
+	case kNull:
+		return
+	case kObj:
+	default:
+		v.typeErr(path, "", i, "an object")
+		return
+	}
+	v.r.each(i, func(k, val int32) bool {
+		if v.r.str(k) == "last_activity" && v.r.tape[val].kind != kNull {
+			v.timestamp(path, "last_activity", val)
+		}
+		return true
+	})
+}
+
+func (v *validator) message(idx int, m int32) {
+	prefix := messagePath(idx)
+	if v.r.tape[m].kind != kObj {
+		v.typeErr(prefix, "", m, "a message object")
+		return
+	}
+	var msgID, role, content, ts int32 = -1, -1, -1, -1
+	v.r.each(m, func(k, val int32) bool {
+		switch key := v.r.str(k); key {
+		case "message_id":
+			msgID = val
+		case "role":
+			role = val
+		case "content":
+			content = val
+		case "timestamp":
+			ts = val
+		case "conversation_id":
+			v.messageConversation(prefix, key, val)
+		case "sender_id":
+			if n := v.r.tape[val].kind; n != kStr && n != kNull {
+				v.typeErr(prefix, key, val, "a string")
+			}
+		case "logs":
+			v.logs(prefix, key, val)
+		}
+		return true
+	})
+	v.id(prefix, "message_id", msgID)
+	v.role(prefix, "role", role)
+	switch {
+	case content < 0:
+		v.addf(prefix, "content", "missing (want a string)")
+	case v.r.tape[content].kind != kStr:
+		v.typeErr(prefix, "content", content, "a string")
+	}
+	if ts < 0 {
+		v.addf(prefix, "timestamp", "missing (want %s)", wantTimestamp)
+	} else if t, ok := v.timestamp(prefix, "timestamp", ts); ok && t.After(v.info.activity) {
+		v.info.activity = t
+	}
+}
+
+func (v *validator) role(prefix, key string, i int32) {
+	want := "one of " + strings.Join(Roles, ", ")
+	if i < 0 {
+		v.addf(prefix, key, "missing (want %s)", want)
+		return
+	}
+	if v.r.tape[i].kind != kStr {
+		v.typeErr(prefix, key, i, want)
+		return
+	}
+	s := v.r.str(i)
+	for _, r := range Roles {
+		if s == r {
+			return
+		}
+	}
+	v.addf(prefix, key, "%s is not an allowed role (want %s)", quoteShort(s), want)
+}
+
+func (v *validator) messageConversation(prefix, key string, i int32) {
+	switch v.r.tape[i].kind {
+	case kNull:
+		return
+	case kStr:
+	default:
+		v.typeErr(prefix, key, i, "the conversation's conversation_id")
+		return
+	}
+	// Messages are checked after the conversation's own fields, so its id is known here.
+	parent := v.info.conversationID
+	if s := v.r.str(i); parent != "" && s != parent {
+		v.addf(prefix, key, "%s differs from the conversation's %s (want the same conversation_id, or none)", quoteShort(s), quoteShort(parent))
+	}
+}
+
+func (v *validator) logs(prefix, key string, i int32) {
+	switch v.r.tape[i].kind {
+	case kNull:
+		return
+	case kArr:
+	default:
+		v.typeErr(prefix, key, i, "an array of log objects")
+		return
+	}
+	idx := 0
+	v.r.each(i, func(_, e int32) bool {
+		if v.r.tape[e].kind != kObj {
+			v.typeErr(join(prefix, key), index(idx), e, "a log object")
+		}
+		idx++
+		return true
+	})
+}
+
+// messagePaths caches "messages[i]" for the common sizes so valid records build no paths.
+var messagePaths = func() (p [64]string) {
+	for i := range p {
+		p[i] = "messages" + index(i)
+	}
+	return p
+}()
+
+func messagePath(i int) string {
+	if i < len(messagePaths) {
+		return messagePaths[i]
+	}
+	return "messages" + index(i)
+}
