@@ -1,0 +1,598 @@
+// Package sqlite is the embedded conversation store (modernc.org/sqlite, pure Go), the
+// default so the operator runs without a database server.
+//
+// Writes go through one connection opened with BEGIN IMMEDIATE transactions: SQLite has
+// a single writer anyway, and taking the write lock at BEGIN makes every
+// read-compare-write (CommitFile, Reserve) atomic against other writers, including
+// another process on the same file (which waits up to the busy timeout). Reads use a
+// separate pool; WAL lets them run beside the writer on a consistent snapshot.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
+	"github.com/avon-ai/data-import-operator/internal/store/internal/plan"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeout is how long a writer waits for another process holding the write lock.
+const busyTimeout = 10 * time.Second
+
+// readConns bounds the read pool; each connection holds its own page cache.
+const readConns = 4
+
+// Store is an ingest.Store on one SQLite file.
+type Store struct {
+	w *sql.DB // one connection, BEGIN IMMEDIATE
+	r *sql.DB
+}
+
+var _ ingest.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path and applies migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: open %q: want a file path without '?' or '#'", path)
+	}
+	params := fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+		busyTimeout.Milliseconds())
+	w, err := sql.Open("sqlite", path+params+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{w: w}
+	if err := s.migrate(ctx); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", path+params+"&_pragma=query_only(1)")
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	s.r = r
+	return s, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "migrate", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+			return err
+		}
+		var have int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+			return err
+		}
+		if have > len(ms) {
+			return fmt.Errorf("database schema version %d is newer than this binary's %d", have, len(ms))
+		}
+		for _, m := range ms[have:] {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.Version, m.Name, fmtTime(time.Now())); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// write runs fn in one write transaction, naming op in any error.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// timeLayout is fixed-width so text order is time order (years 0000..9999).
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// checkTime rejects times the fixed-width text form cannot hold.
+func checkTime(field string, t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("%s %s: year outside 0000..9999", field, t.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stored time %q: %w", s, err)
+	}
+	return t, nil
+}
+
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// ---- ledger ----
+
+const fileColumns = `source, key, etag, size, last_modified, state, reason, message,
+	valid_count, invalid_count, new_count, updated_count, unchanged_count, bytes, attempts, first_seen, updated_at`
+
+// upsertFileSQL counts the attempt and keeps the first first_seen.
+const upsertFileSQL = `INSERT INTO files (` + fileColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+	ON CONFLICT (source, key) DO UPDATE SET
+		etag = excluded.etag, size = excluded.size, last_modified = excluded.last_modified,
+		state = excluded.state, reason = excluded.reason, message = excluded.message,
+		valid_count = excluded.valid_count, invalid_count = excluded.invalid_count,
+		new_count = excluded.new_count, updated_count = excluded.updated_count,
+		unchanged_count = excluded.unchanged_count, bytes = excluded.bytes,
+		attempts = files.attempts + 1, updated_at = excluded.updated_at`
+
+func upsertFile(ctx context.Context, tx *sql.Tx, f ingest.FileRecord) error {
+	for _, t := range []struct {
+		name string
+		t    time.Time
+	}{{"last_modified", f.LastModified}, {"first_seen", f.FirstSeen}, {"updated_at", f.UpdatedAt}} {
+		if err := checkTime(t.name, t.t); err != nil {
+			return err
+		}
+	}
+	c := f.Counts
+	_, err := tx.ExecContext(ctx, upsertFileSQL, f.Source, f.Key, f.ETag, f.Size, fmtTime(f.LastModified),
+		string(f.State), f.Reason, f.Message, c.Valid, c.Invalid, c.New, c.Updated, c.Unchanged, f.Bytes,
+		fmtTime(orNow(f.FirstSeen)), fmtTime(orNow(f.UpdatedAt)))
+	if err != nil {
+		return fmt.Errorf("ledger row %s/%s: %w", f.Source, f.Key, err)
+	}
+	return nil
+}
+
+func scanFile(row interface{ Scan(...any) error }) (ingest.FileRecord, error) {
+	var f ingest.FileRecord
+	var state, lm, first, upd string
+	err := row.Scan(&f.Source, &f.Key, &f.ETag, &f.Size, &lm, &state, &f.Reason, &f.Message,
+		&f.Counts.Valid, &f.Counts.Invalid, &f.Counts.New, &f.Counts.Updated, &f.Counts.Unchanged,
+		&f.Bytes, &f.Attempts, &first, &upd)
+	if err != nil {
+		return f, err
+	}
+	f.State = ingest.FileState(state)
+	if f.LastModified, err = parseTime(lm); err != nil {
+		return f, err
+	}
+	if f.FirstSeen, err = parseTime(first); err != nil {
+		return f, err
+	}
+	f.UpdatedAt, err = parseTime(upd)
+	return f, err
+}
+
+// LookupFile returns the ledger row of one object (a primary-key lookup).
+func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.FileRecord, bool, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM files WHERE source = ? AND key = ?`, source, key)
+	f, err := scanFile(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ingest.FileRecord{}, false, nil
+	}
+	if err != nil {
+		return ingest.FileRecord{}, false, fmt.Errorf("sqlite: lookup file %s/%s: %w", source, key, err)
+	}
+	return f, true, nil
+}
+
+// ListFiles returns a source's ledger rows in state ("" for all), most recently updated
+// first; limit <= 0 means no limit.
+func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {
+	q := `SELECT ` + fileColumns + ` FROM files WHERE source = ?`
+	args := []any{source}
+	if state != "" {
+		q += ` AND state = ?`
+		args = append(args, string(state))
+	}
+	q += ` ORDER BY updated_at DESC, key`
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	var out []ingest.FileRecord
+	for rows.Next() {
+		f, err := scanFile(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list files of %s: %w", source, err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// RecordFile upserts a ledger row alone.
+func (s *Store) RecordFile(ctx context.Context, f ingest.FileRecord) error {
+	return wrap(s.write(ctx, "record file "+f.Source+"/"+f.Key, func(tx *sql.Tx) error {
+		return upsertFile(ctx, tx, f)
+	}))
+}
+
+// DeleteSource removes a source's ledger rows and its outstanding reservations.
+// Conversations stay, and so does charged usage: those bytes were downloaded that day.
+func (s *Store) DeleteSource(ctx context.Context, source string) error {
+	return wrap(s.write(ctx, "delete source "+source, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM files WHERE source = ?`, source); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE source = ?`, source)
+		return err
+	}))
+}
+
+// PruneFiles deletes the ledger rows of source whose key is not in keep and whose row
+// was last updated before olderThan: objects that left the bucket. The age guard keeps
+// rows written after the listing that produced keep began.
+func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error) {
+	if err := checkTime("olderThan", olderThan); err != nil {
+		return 0, fmt.Errorf("sqlite: prune files of %s: %w", source, err)
+	}
+	n := 0
+	err := s.write(ctx, "prune files of "+source, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT key FROM files WHERE source = ? AND updated_at < ?`, source, fmtTime(olderThan))
+		if err != nil {
+			return err
+		}
+		var gone []string
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return err
+			}
+			if _, ok := keep[k]; !ok {
+				gone = append(gone, k)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		del, err := tx.PrepareContext(ctx, `DELETE FROM files WHERE source = ? AND key = ?`)
+		if err != nil {
+			return err
+		}
+		defer del.Close()
+		for _, k := range gone {
+			if _, err := del.ExecContext(ctx, source, k); err != nil {
+				return err
+			}
+		}
+		n = len(gone)
+		return nil
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return n, nil
+}
+
+// ---- conversations ----
+
+const convColumns = `agent_id, conversation_id, activity_time, object_key, object_last_modified,
+	position, content_hash, source, raw`
+
+// CommitFile writes a file's conversations, its ledger row and its usage in one
+// transaction; see plan.Build for the replacement rule. The ledger row's New, Updated
+// and Unchanged counts are the ones computed here.
+func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
+	var counts ingest.RecordCounts
+	err := s.write(ctx, "commit file "+c.File.Source+"/"+c.File.Key, func(tx *sql.Tx) error {
+		stored, err := loadStored(ctx, tx, plan.Keys(c.Conversations))
+		if err != nil {
+			return err
+		}
+		p := plan.Build(c.Conversations, stored)
+		if err := writeConversations(ctx, tx, p.Writes); err != nil {
+			return err
+		}
+		counts = c.File.Counts
+		counts.New, counts.Updated, counts.Unchanged = p.Counts.New, p.Counts.Updated, p.Counts.Unchanged
+		f := c.File
+		f.Counts = counts
+		if err := upsertFile(ctx, tx, f); err != nil {
+			return err
+		}
+		if c.ReservationID != 0 {
+			return charge(ctx, tx, c.ReservationID, &c.Reservation)
+		}
+		return nil
+	})
+	if err != nil {
+		return ingest.RecordCounts{}, wrap(err)
+	}
+	return counts, nil
+}
+
+// loadStored reads the ordering fields of the stored rows among keys.
+func loadStored(ctx context.Context, tx *sql.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+	stmt, err := tx.PrepareContext(ctx, `SELECT activity_time, object_last_modified, object_key, position, content_hash
+		FROM conversations WHERE agent_id = ? AND conversation_id = ?`)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	stored := make(map[plan.Key]ingest.Conversation)
+	for _, k := range keys {
+		var at, lm string
+		c := ingest.Conversation{AgentID: k.AgentID, ConversationID: k.ConversationID}
+		err := stmt.QueryRowContext(ctx, k.AgentID, k.ConversationID).Scan(&at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read conversation %s/%s: %w", k.AgentID, k.ConversationID, err)
+		}
+		if c.ActivityTime, err = parseTime(at); err != nil {
+			return nil, err
+		}
+		if c.ObjectLastModified, err = parseTime(lm); err != nil {
+			return nil, err
+		}
+		stored[k] = c
+	}
+	return stored, nil
+}
+
+func writeConversations(ctx context.Context, tx *sql.Tx, writes []*ingest.Conversation) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+			activity_time = excluded.activity_time, object_key = excluded.object_key,
+			object_last_modified = excluded.object_last_modified, position = excluded.position,
+			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
+			updated_at = excluded.updated_at`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	now := fmtTime(time.Now())
+	for _, c := range writes {
+		if err := checkTime("activity time", c.ActivityTime); err != nil {
+			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+		}
+		if err := checkTime("object last-modified", c.ObjectLastModified); err != nil {
+			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+		}
+		if _, err := stmt.ExecContext(ctx, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
+			fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now); err != nil {
+			return fmt.Errorf("write conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+		}
+	}
+	return nil
+}
+
+func scanConversation(row interface{ Scan(...any) error }) (ingest.Conversation, error) {
+	var c ingest.Conversation
+	var at, lm, raw string
+	err := row.Scan(&c.AgentID, &c.ConversationID, &at, &c.ObjectKey, &lm, &c.Position, &c.ContentHash, &c.Source, &raw)
+	if err != nil {
+		return c, err
+	}
+	c.Raw = []byte(raw)
+	if c.ActivityTime, err = parseTime(at); err != nil {
+		return c, err
+	}
+	c.ObjectLastModified, err = parseTime(lm)
+	return c, err
+}
+
+// GetConversation finds one conversation by identity.
+func (s *Store) GetConversation(ctx context.Context, agentID, conversationID string) (ingest.Conversation, bool, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+convColumns+` FROM conversations WHERE agent_id = ? AND conversation_id = ?`,
+		agentID, conversationID)
+	c, err := scanConversation(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ingest.Conversation{}, false, nil
+	}
+	if err != nil {
+		return ingest.Conversation{}, false, fmt.Errorf("sqlite: get conversation %s/%s: %w", agentID, conversationID, err)
+	}
+	return c, true, nil
+}
+
+// ListConversations lists an agent's conversations by conversation_id; limit <= 0 means
+// no limit.
+func (s *Store) ListConversations(ctx context.Context, agentID string, limit int) ([]ingest.Conversation, error) {
+	q := `SELECT ` + convColumns + ` FROM conversations WHERE agent_id = ? ORDER BY conversation_id`
+	args := []any{agentID}
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	out, err := s.queryConversations(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list conversations of %s: %w", agentID, err)
+	}
+	return out, nil
+}
+
+// DumpConversations returns every conversation by identity (tests compare dumps).
+func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
+	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY agent_id, conversation_id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: dump conversations: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]ingest.Conversation, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ingest.Conversation
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ---- quota ----
+
+// Reserve holds r.Bytes of r.Quota's r.Day when used + reserved + r.Bytes <= r.Limit.
+// The immediate transaction holds SQLite's write lock from the sum to the insert, so
+// concurrent reservers are serialized.
+func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error) {
+	if r.Bytes < 0 {
+		return 0, fmt.Errorf("sqlite: reserve %d bytes of %s on %s: negative size", r.Bytes, r.Quota, r.Day)
+	}
+	var id int64
+	err := s.write(ctx, fmt.Sprintf("reserve %d bytes of %s on %s", r.Bytes, r.Quota, r.Day), func(tx *sql.Tx) error {
+		var held int64
+		if err := tx.QueryRowContext(ctx, `SELECT
+			COALESCE((SELECT SUM(bytes) FROM usage WHERE quota = ? AND day = ?), 0) +
+			COALESCE((SELECT SUM(bytes) FROM reservations WHERE quota = ? AND day = ?), 0)`,
+			r.Quota, r.Day, r.Quota, r.Day).Scan(&held); err != nil {
+			return err
+		}
+		if held+r.Bytes > r.Limit {
+			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", ingest.ErrQuotaExceeded, held, r.Limit)
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO reservations (quota, day, source, bytes, created_at)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, r.Quota, r.Day, r.Source, r.Bytes, fmtTime(time.Now())).Scan(&id)
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return id, nil
+}
+
+// Release drops a reservation without charging it; an unknown id is not an error
+// (ReleaseAll may have dropped it already).
+func (s *Store) Release(ctx context.Context, id int64) error {
+	return wrap(s.write(ctx, fmt.Sprintf("release reservation %d", id), func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE id = ?`, id)
+		return err
+	}))
+}
+
+// ChargeReservation converts a reservation to usage.
+func (s *Store) ChargeReservation(ctx context.Context, id int64) error {
+	return wrap(s.write(ctx, fmt.Sprintf("charge reservation %d", id), func(tx *sql.Tx) error {
+		return charge(ctx, tx, id, nil)
+	}))
+}
+
+// charge deletes reservation id and adds its bytes to usage. When the row is gone (a
+// restart's ReleaseAll) the download still happened, so fallback, when it names a
+// quota, is charged instead.
+func charge(ctx context.Context, tx *sql.Tx, id int64, fallback *ingest.Reservation) error {
+	var r ingest.Reservation
+	err := tx.QueryRowContext(ctx, `DELETE FROM reservations WHERE id = ? RETURNING quota, day, source, bytes`, id).
+		Scan(&r.Quota, &r.Day, &r.Source, &r.Bytes)
+	switch {
+	case errors.Is(err, sql.ErrNoRows) && fallback != nil && fallback.Quota != "":
+		r = *fallback
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("reservation %d not found", id)
+	case err != nil:
+		return fmt.Errorf("reservation %d: %w", id, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO usage (quota, day, source, bytes) VALUES (?, ?, ?, ?)
+		ON CONFLICT (quota, day, source) DO UPDATE SET bytes = usage.bytes + excluded.bytes`,
+		r.Quota, r.Day, r.Source, r.Bytes)
+	if err != nil {
+		return fmt.Errorf("charge reservation %d: %w", id, err)
+	}
+	return nil
+}
+
+// ReleaseAll drops every reservation.
+func (s *Store) ReleaseAll(ctx context.Context) error {
+	return wrap(s.write(ctx, "release all reservations", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM reservations`)
+		return err
+	}))
+}
+
+// Usage returns the bytes charged to quota on day, in total and per source.
+func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string]int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT source, bytes FROM usage WHERE quota = ? AND day = ?`, quota, day)
+	if err != nil {
+		return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
+	}
+	defer rows.Close()
+	var total int64
+	per := map[string]int64{}
+	for rows.Next() {
+		var src string
+		var n int64
+		if err := rows.Scan(&src, &n); err != nil {
+			return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
+		}
+		per[src] += n
+		total += n
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
+	}
+	return total, per, nil
+}
+
+// wrap prefixes the backend's name.
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sqlite: %w", err)
+}

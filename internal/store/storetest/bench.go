@@ -1,0 +1,70 @@
+package storetest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+)
+
+// benchConversations is the size of one benchmarked file: a large daily export.
+const benchConversations = 2000
+
+// benchFile builds a file of n seed-shaped conversations (about 1.5 KB each) whose
+// activity is shifted by shift.
+func benchFile(key string, n int, shift time.Duration) ingest.FileCommit {
+	msg := strings.Repeat("I was charged twice for my subscription this month. ", 6)
+	convs := make([]ingest.Conversation, n)
+	for i := range convs {
+		convs[i] = Conv(fmt.Sprintf("agent-%d", i%7), fmt.Sprintf("conv-%06d", i), day0.Add(shift), msg)
+	}
+	return File(source, key, day0.Add(shift), convs...)
+}
+
+// BenchmarkCommitFile measures CommitFile of a 2000-conversation file when every record
+// is new, when every record is unchanged (a re-upload) and when every record is updated.
+// open returns a new empty store for each sub-benchmark.
+func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
+	run := func(b *testing.B, name string, prepare func(s ingest.Store), next func(i int) ingest.FileCommit) {
+		b.Run(name, func(b *testing.B) {
+			s := open(b)
+			prepare(s)
+			f := next(0)
+			var size int64
+			for _, c := range f.Conversations {
+				size += int64(len(c.Raw))
+			}
+			b.SetBytes(size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f := next(i)
+				if _, err := s.CommitFile(ctx, f); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*benchConversations)/b.Elapsed().Seconds(), "conversations/s")
+		})
+	}
+	none := func(ingest.Store) {}
+	// New: each iteration a fresh set of identities (keys differ by file).
+	run(b, "new", none, func(i int) ingest.FileCommit {
+		f := benchFile(fmt.Sprintf("new-%d.json", i), benchConversations, 0)
+		for j := range f.Conversations {
+			f.Conversations[j].ConversationID = fmt.Sprintf("%d-%s", i, f.Conversations[j].ConversationID)
+		}
+		return f
+	})
+	base := benchFile("base.json", benchConversations, 0)
+	seed := func(s ingest.Store) {
+		if _, err := s.CommitFile(ctx, base); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run(b, "unchanged", seed, func(int) ingest.FileCommit { return base })
+	run(b, "updated", seed, func(i int) ingest.FileCommit {
+		return benchFile(fmt.Sprintf("upd-%d.json", i), benchConversations, time.Duration(i+1)*time.Second)
+	})
+}

@@ -1,0 +1,800 @@
+// Package storetest is the behaviour every ingest.Store must have, run by each backend's
+// tests against a real database.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+)
+
+// Dumper is implemented by stores that can list every conversation by identity
+// (agent_id, conversation_id): tests compare whole stores with it.
+type Dumper interface {
+	DumpConversations(ctx context.Context) ([]ingest.Conversation, error)
+}
+
+// Run runs the suite; open returns a new, empty store closed by the caller's cleanup.
+func Run(t *testing.T, open func(t *testing.T) ingest.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s ingest.Store)
+	}{
+		{"CommitRules", testCommitRules},
+		{"DuplicatesInOneFile", testDuplicatesInOneFile},
+		{"ExactRoundTrip", testExactRoundTrip},
+		{"Atomicity", testAtomicity},
+		{"ConcurrentCommits", testConcurrentCommits},
+		{"Ledger", testLedger},
+		{"ListFiles", testListFiles},
+		{"DeleteSource", testDeleteSource},
+		{"PruneFiles", testPruneFiles},
+		{"Reserve", testReserve},
+		{"ReserveConcurrent", func(t *testing.T, s ingest.Store) { ReserveConcurrent(t, s, s) }},
+		{"Charge", testCharge},
+		{"ReleaseAll", testReleaseAll},
+		{"ListConversations", testListConversations},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+	t.Run("OrderIndependence", func(t *testing.T) { testOrderIndependence(t, open) })
+}
+
+var (
+	day0 = time.Date(2025, 1, 15, 14, 30, 0, 0, time.UTC)
+	ctx  = context.Background()
+)
+
+const source = "tenant-a/bucket-1"
+
+// Conv builds a conversation whose content (and so hash) depends on agent, id, activity
+// time and body, as a real record's does; its origin is set by File.
+func Conv(agent, id string, at time.Time, body string) ingest.Conversation {
+	raw := fmt.Sprintf(`{"conversation_id":%q,"agent_id":%q,"timestamp":%q,"messages":[],"body":%q}`,
+		id, agent, at.UTC().Format(time.RFC3339Nano), body)
+	sum := sha256.Sum256([]byte(raw))
+	return ingest.Conversation{
+		AgentID: agent, ConversationID: id, ActivityTime: at,
+		ContentHash: hex.EncodeToString(sum[:]), Raw: []byte(raw),
+	}
+}
+
+// File builds the commit of one ingested object holding convs at positions 0..n-1.
+func File(src, key string, lastModified time.Time, convs ...ingest.Conversation) ingest.FileCommit {
+	out := make([]ingest.Conversation, len(convs))
+	var size int64
+	for i, c := range convs {
+		c.Source, c.ObjectKey, c.ObjectLastModified, c.Position = src, key, lastModified, int64(i)
+		out[i] = c
+		size += int64(len(c.Raw))
+	}
+	return ingest.FileCommit{
+		File: ingest.FileRecord{
+			Source: src, Key: key, ETag: "etag-" + key, Size: size, LastModified: lastModified,
+			State: ingest.FileIngested, Reason: ingest.ReasonIngested,
+			Counts: ingest.RecordCounts{Valid: int64(len(convs))}, Bytes: size,
+		},
+		Conversations: out,
+	}
+}
+
+func commit(t testing.TB, s ingest.Store, c ingest.FileCommit) ingest.RecordCounts {
+	t.Helper()
+	got, err := s.CommitFile(ctx, c)
+	if err != nil {
+		t.Fatalf("CommitFile(%s): %v", c.File.Key, err)
+	}
+	return got
+}
+
+// normalize makes stored and expected conversations comparable: times in UTC without
+// a monotonic reading.
+func normalize(cs []ingest.Conversation) []ingest.Conversation {
+	out := make([]ingest.Conversation, len(cs))
+	for i, c := range cs {
+		c.ActivityTime = c.ActivityTime.UTC().Round(0)
+		c.ObjectLastModified = c.ObjectLastModified.UTC().Round(0)
+		out[i] = c
+	}
+	return out
+}
+
+func dump(t testing.TB, s ingest.Store) []ingest.Conversation {
+	t.Helper()
+	d, ok := s.(Dumper)
+	if !ok {
+		t.Fatalf("%T does not implement storetest.Dumper", s)
+	}
+	cs, err := d.DumpConversations(ctx)
+	if err != nil {
+		t.Fatalf("DumpConversations: %v", err)
+	}
+	return normalize(cs)
+}
+
+func describe(c ingest.Conversation) string {
+	return fmt.Sprintf("%s/%s at=%s key=%s lm=%s pos=%d src=%s hash=%.8s raw=%s", c.AgentID, c.ConversationID,
+		c.ActivityTime.Format(time.RFC3339Nano), c.ObjectKey, c.ObjectLastModified.Format(time.RFC3339Nano),
+		c.Position, c.Source, c.ContentHash, c.Raw)
+}
+
+func assertConversations(t testing.TB, got, want []ingest.Conversation) {
+	t.Helper()
+	got, want = normalize(got), normalize(want)
+	if reflect.DeepEqual(got, want) {
+		return
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d conversations, want %d", len(got), len(want))
+	}
+	for i := 0; i < len(got) || i < len(want); i++ {
+		var g, w string
+		if i < len(got) {
+			g = describe(got[i])
+		}
+		if i < len(want) {
+			w = describe(want[i])
+		}
+		if g != w {
+			t.Errorf("conversation %d:\n got  %s\n want %s", i, g, w)
+		}
+	}
+	t.FailNow()
+}
+
+// Expected returns what a store must hold after committing files in any order: per
+// identity, the greatest record under ingest.Newer, sorted by identity.
+func Expected(files []ingest.FileCommit) []ingest.Conversation {
+	type key struct{ a, c string }
+	best := map[key]ingest.Conversation{}
+	for _, f := range files {
+		for _, c := range f.Conversations {
+			k := key{c.AgentID, c.ConversationID}
+			if cur, ok := best[k]; !ok || ingest.Newer(&c, &cur) {
+				best[k] = c
+			}
+		}
+	}
+	out := make([]ingest.Conversation, 0, len(best))
+	for _, c := range best {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].AgentID != out[j].AgentID {
+			return out[i].AgentID < out[j].AgentID
+		}
+		return out[i].ConversationID < out[j].ConversationID
+	})
+	return out
+}
+
+func counts(n, u, un int64) ingest.RecordCounts {
+	return ingest.RecordCounts{New: n, Updated: u, Unchanged: un}
+}
+
+func testCommitRules(t *testing.T, s ingest.Store) {
+	lm := day0.Add(time.Hour)
+	a := Conv("agent-1", "c1", day0, "v1")
+	later := Conv("agent-1", "c1", day0.Add(time.Minute), "v2")
+	sameActivityOtherBody := Conv("agent-1", "c1", day0.Add(time.Minute), "v2-other")
+
+	// Each step commits one file into the same store; the rows are cumulative.
+	steps := []struct {
+		name string
+		file ingest.FileCommit
+		want ingest.RecordCounts
+		// stored is what the store must hold for agent-1/c1 afterwards.
+		stored ingest.FileCommit
+	}{
+		{"new", File(source, "a.json", lm, a), counts(1, 0, 0), File(source, "a.json", lm, a)},
+		{"identical from the same object is unchanged", File(source, "a.json", lm, a), counts(0, 0, 1), File(source, "a.json", lm, a)},
+		{"identical from an older object is unchanged and keeps the stored origin",
+			File(source, "0-old.json", lm.Add(-time.Hour), a), counts(0, 0, 1), File(source, "a.json", lm, a)},
+		{"identical from a newer object is unchanged and moves the origin",
+			File(source, "b.json", lm.Add(time.Hour), a), counts(0, 0, 1), File(source, "b.json", lm.Add(time.Hour), a)},
+		{"later activity replaces", File(source, "c.json", lm, later), counts(0, 1, 0), File(source, "c.json", lm, later)},
+		{"earlier activity does not replace even from a newer object",
+			File(source, "d.json", lm.Add(48*time.Hour), a), counts(0, 0, 1), File(source, "c.json", lm, later)},
+		{"same activity, newer object replaces",
+			File(source, "e.json", lm.Add(2*time.Hour), Conv("agent-1", "c1", day0.Add(time.Minute), "v2-fix")),
+			counts(0, 1, 0), File(source, "e.json", lm.Add(2*time.Hour), Conv("agent-1", "c1", day0.Add(time.Minute), "v2-fix"))},
+		{"same activity, older object does not replace",
+			File(source, "f.json", lm, sameActivityOtherBody), counts(0, 0, 1),
+			File(source, "e.json", lm.Add(2*time.Hour), Conv("agent-1", "c1", day0.Add(time.Minute), "v2-fix"))},
+		{"other agent, same conversation id, is new",
+			File(source, "g.json", lm, Conv("agent-2", "c1", day0, "v1")), counts(1, 0, 0),
+			File(source, "e.json", lm.Add(2*time.Hour), Conv("agent-1", "c1", day0.Add(time.Minute), "v2-fix"))},
+	}
+	for _, st := range steps {
+		got := commit(t, s, st.file)
+		want := st.want
+		want.Valid = int64(len(st.file.Conversations))
+		if got != want {
+			t.Errorf("%s: counts = %+v, want %+v", st.name, got, want)
+		}
+		c, ok, err := s.GetConversation(ctx, "agent-1", "c1")
+		if err != nil || !ok {
+			t.Fatalf("%s: GetConversation = %v, %v", st.name, ok, err)
+		}
+		assertConversations(t, []ingest.Conversation{c}, st.stored.Conversations)
+		f, ok, err := s.LookupFile(ctx, source, st.file.File.Key)
+		if err != nil || !ok {
+			t.Fatalf("%s: LookupFile = %v, %v", st.name, ok, err)
+		}
+		if f.Counts != want {
+			t.Errorf("%s: ledger counts = %+v, want %+v", st.name, f.Counts, want)
+		}
+	}
+	if _, ok, err := s.GetConversation(ctx, "agent-1", "nope"); ok || err != nil {
+		t.Errorf("GetConversation(missing) = %v, %v; want false, nil", ok, err)
+	}
+}
+
+func testDuplicatesInOneFile(t *testing.T, s ingest.Store) {
+	old := Conv("agent-1", "c1", day0, "old")
+	newer := Conv("agent-1", "c1", day0.Add(time.Second), "new")
+	f := File(source, "dups.jsonl", day0, old, newer, old, Conv("agent-1", "c2", day0, "x"), newer)
+	got := commit(t, s, f)
+	// Two identities are new; the three other records of c1 are not updates.
+	if want := (ingest.RecordCounts{Valid: 5, New: 2, Unchanged: 3}); got != want {
+		t.Errorf("counts = %+v, want %+v", got, want)
+	}
+	// The newest copy wins; between identical copies the later position does.
+	assertConversations(t, dump(t, s), []ingest.Conversation{f.Conversations[4], f.Conversations[3]})
+}
+
+func testExactRoundTrip(t *testing.T, s ingest.Store) {
+	// Nanoseconds, a non-UTC zone, unicode and JSON escapes must all come back exactly:
+	// the stored row takes part in later comparisons.
+	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
+	at := time.Date(2025, 1, 15, 20, 0, 0, 123456789, zone)
+	c := Conv("agent-ü", "conv/with spaces\t\"quotes\"", at, "héllo \u2028 \\n")
+	c.Raw = []byte(`{"z":1,"a":[1,2,{"b":null}],"z":2,"s":"\u00e9\n"}`) // key order and duplicates kept
+	f := File("ns/src", "dir/x.json", time.Date(2025, 1, 16, 1, 2, 3, 999999999, zone), c)
+	commit(t, s, f)
+	got, ok, err := s.GetConversation(ctx, c.AgentID, c.ConversationID)
+	if err != nil || !ok {
+		t.Fatalf("GetConversation = %v, %v", ok, err)
+	}
+	assertConversations(t, []ingest.Conversation{got}, f.Conversations)
+
+	// One nanosecond later activity still replaces.
+	c2 := Conv(c.AgentID, c.ConversationID, at.Add(time.Nanosecond), "x")
+	if n := commit(t, s, File("ns/src", "dir/y.json", day0, c2)); n.Updated != 1 {
+		t.Errorf("a record 1ns later: counts %+v, want 1 updated", n)
+	}
+	// One nanosecond earlier does not.
+	c3 := Conv(c.AgentID, c.ConversationID, at, "y")
+	if n := commit(t, s, File("ns/src", "dir/z.json", day0.Add(time.Hour), c3)); n.Unchanged != 1 {
+		t.Errorf("a record 1ns earlier: counts %+v, want 1 unchanged", n)
+	}
+}
+
+func testAtomicity(t *testing.T, s ingest.Store) {
+	limit := int64(1 << 20)
+	res := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 100, Limit: limit}
+	id, err := s.Reserve(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := []ingest.Conversation{Conv("agent-1", "c1", day0, "a"), Conv("agent-1", "c2", day0, "b")}
+	bad := map[string]ingest.FileCommit{
+		// A record violating a constraint after others were written in the transaction.
+		"empty agent id": File(source, "bad1.json", day0, append(good, Conv("", "c3", day0, "c"))...),
+		"invalid raw JSON": File(source, "bad2.json", day0, append(good, func() ingest.Conversation {
+			c := Conv("agent-1", "c3", day0, "c")
+			c.Raw = []byte(`{"unterminated":`)
+			return c
+		}())...),
+	}
+	names := make([]string, 0, len(bad))
+	for n := range bad {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f := bad[name]
+		f.ReservationID, f.Reservation = id, res
+		if _, err := s.CommitFile(ctx, f); err == nil {
+			t.Fatalf("%s: CommitFile succeeded, want an error", name)
+		} else if !strings.Contains(err.Error(), "commit file") {
+			t.Errorf("%s: error %q does not name the operation", name, err)
+		}
+		assertNothingCommitted(t, s, name, f.File.Key, res)
+	}
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	f := File(source, "canceled.json", day0, good...)
+	f.ReservationID, f.Reservation = id, res
+	if _, err := s.CommitFile(canceled, f); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CommitFile(canceled) = %v, want context.Canceled", err)
+	}
+	assertNothingCommitted(t, s, "canceled context", f.File.Key, res)
+
+	// The reservation survived every failure: a good commit charges it exactly once.
+	f = File(source, "good.json", day0, good...)
+	f.ReservationID, f.Reservation = id, res
+	commit(t, s, f)
+	assertUsage(t, s, res.Quota, res.Day, 100, map[string]int64{source: 100})
+	// It is gone now, so a second reservation of the whole limit fits.
+	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: res.Quota, Day: res.Day, Source: source, Bytes: limit - 100, Limit: limit}); err != nil {
+		t.Errorf("Reserve after charge: %v", err)
+	}
+}
+
+func assertNothingCommitted(t *testing.T, s ingest.Store, name, key string, res ingest.Reservation) {
+	t.Helper()
+	if d := dump(t, s); len(d) != 0 {
+		t.Errorf("%s: %d conversations stored after a failed commit", name, len(d))
+	}
+	if _, ok, err := s.LookupFile(ctx, source, key); ok || err != nil {
+		t.Errorf("%s: ledger row present (%v, %v) after a failed commit", name, ok, err)
+	}
+	assertUsage(t, s, res.Quota, res.Day, 0, map[string]int64{})
+}
+
+func assertUsage(t testing.TB, s ingest.Store, quota, day string, total int64, per map[string]int64) {
+	t.Helper()
+	gotTotal, gotPer, err := s.Usage(ctx, quota, day)
+	if err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	if gotTotal != total || !reflect.DeepEqual(gotPer, per) {
+		t.Errorf("Usage(%s, %s) = %d %v, want %d %v", quota, day, gotTotal, gotPer, total, per)
+	}
+}
+
+// orderFiles is a set of overlapping files: few identities, few distinct times and
+// last-modified values, so every tie-break of ingest.Newer is exercised, and identical
+// content appears in several objects.
+func orderFiles() []ingest.FileCommit {
+	rng := rand.New(rand.NewSource(42))
+	var files []ingest.FileCommit
+	for f := 0; f < 8; f++ {
+		var convs []ingest.Conversation
+		for i := 0; i < 12; i++ {
+			agent := fmt.Sprintf("agent-%d", rng.Intn(2))
+			id := fmt.Sprintf("c%02d", rng.Intn(10))
+			at := day0.Add(time.Duration(rng.Intn(3)) * time.Minute)
+			convs = append(convs, Conv(agent, id, at, fmt.Sprintf("body-%d", rng.Intn(2))))
+		}
+		lm := day0.Add(time.Duration(rng.Intn(3)) * time.Hour)
+		files = append(files, File(source, fmt.Sprintf("k/%d.json", rng.Intn(5)*10+f), lm, convs...))
+	}
+	return files
+}
+
+func testOrderIndependence(t *testing.T, open func(t *testing.T) ingest.Store) {
+	files := orderFiles()
+	want := Expected(files)
+	for seed := int64(1); seed <= 10; seed++ {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			s := open(t)
+			order := rand.New(rand.NewSource(seed)).Perm(len(files))
+			for _, i := range order {
+				commit(t, s, files[i])
+			}
+			assertConversations(t, dump(t, s), want)
+		})
+	}
+}
+
+func testConcurrentCommits(t *testing.T, s ingest.Store) {
+	files := orderFiles()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(files))
+	for _, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.CommitFile(ctx, f); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent CommitFile: %v", err)
+	}
+	assertConversations(t, dump(t, s), Expected(files))
+}
+
+func testLedger(t *testing.T, s ingest.Store) {
+	if _, ok, err := s.LookupFile(ctx, source, "missing.json"); ok || err != nil {
+		t.Fatalf("LookupFile(missing) = %v, %v; want false, nil", ok, err)
+	}
+	first := time.Date(2025, 1, 15, 8, 0, 0, 0, time.UTC)
+	rec := ingest.FileRecord{
+		Source: source, Key: "big.zip", ETag: `"e1"`, Size: 42, LastModified: first.Add(-time.Hour),
+		State: ingest.FileDeferred, Reason: ingest.ReasonQuotaExceeded, Message: "quota ns/q full for 2025-01-15",
+		FirstSeen: first, UpdatedAt: first,
+	}
+	if err := s.RecordFile(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.LookupFile(ctx, source, "big.zip")
+	if err != nil || !ok {
+		t.Fatalf("LookupFile = %v, %v", ok, err)
+	}
+	want := rec
+	want.Attempts = 1
+	assertFile(t, got, want)
+
+	// A later commit of the same object: attempts counted, first_seen kept.
+	f := File(source, "big.zip", first.Add(time.Hour), Conv("agent-1", "c1", day0, "x"))
+	f.File.ETag, f.File.FirstSeen, f.File.UpdatedAt = `"e2"`, first.Add(2*time.Hour), first.Add(2*time.Hour)
+	f.File.Counts.Invalid = 3
+	commit(t, s, f)
+	got, _, err = s.LookupFile(ctx, source, "big.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = f.File
+	want.Counts = ingest.RecordCounts{Valid: 1, Invalid: 3, New: 1}
+	want.Attempts = 2
+	want.FirstSeen = first
+	assertFile(t, got, want)
+
+	// A zero FirstSeen/UpdatedAt means now.
+	before := time.Now().Add(-time.Second)
+	if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: "now.json", State: ingest.FileIgnored,
+		Reason: ingest.ReasonUnsupportedFormat, Message: `unsupported extension ".csv"`}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err = s.LookupFile(ctx, source, "now.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.FirstSeen.Before(before) || got.UpdatedAt.Before(before) {
+		t.Errorf("zero times stored as %v / %v, want about now", got.FirstSeen, got.UpdatedAt)
+	}
+
+	if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: "x", State: "bogus"}); err == nil {
+		t.Errorf("RecordFile with state %q succeeded, want an error", "bogus")
+	}
+}
+
+func assertFile(t testing.TB, got, want ingest.FileRecord) {
+	t.Helper()
+	for _, p := range []*time.Time{&got.LastModified, &got.FirstSeen, &got.UpdatedAt, &want.LastModified, &want.FirstSeen, &want.UpdatedAt} {
+		*p = p.UTC().Round(0)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ledger row\n got  %+v\n want %+v", got, want)
+	}
+}
+
+func testListFiles(t *testing.T, s ingest.Store) {
+	states := []ingest.FileState{ingest.FileIngested, ingest.FileFailed, ingest.FileIngested, ingest.FileDeferred, ingest.FileIgnored, ingest.FileIngested}
+	for i, st := range states {
+		rec := ingest.FileRecord{Source: source, Key: fmt.Sprintf("f%d", i), State: st, UpdatedAt: day0.Add(time.Duration(i) * time.Minute), FirstSeen: day0}
+		if err := s.RecordFile(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordFile(ctx, ingest.FileRecord{Source: "other/src", Key: "f9", State: ingest.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		state ingest.FileState
+		limit int
+		want  []string
+	}{
+		{ingest.FileIngested, 0, []string{"f5", "f2", "f0"}},
+		{ingest.FileIngested, 2, []string{"f5", "f2"}},
+		{ingest.FileFailed, 0, []string{"f1"}},
+		{ingest.FileDeferred, 10, []string{"f3"}},
+		{ingest.FileIgnored, 0, []string{"f4"}},
+		{"", 0, []string{"f5", "f4", "f3", "f2", "f1", "f0"}},
+		{"", 4, []string{"f5", "f4", "f3", "f2"}},
+	}
+	for _, tt := range tests {
+		got, err := s.ListFiles(ctx, source, tt.state, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := []string{}
+		for _, f := range got {
+			if f.Source != source {
+				t.Errorf("ListFiles(%s) returned a row of %s", source, f.Source)
+			}
+			keys = append(keys, f.Key)
+		}
+		if !reflect.DeepEqual(keys, tt.want) {
+			t.Errorf("ListFiles(%q, limit %d) = %v, want %v", tt.state, tt.limit, keys, tt.want)
+		}
+	}
+}
+
+func testDeleteSource(t *testing.T, s ingest.Store) {
+	f := File(source, "a.json", day0, Conv("agent-1", "c1", day0, "x"))
+	other := File("other/src", "a.json", day0, Conv("agent-1", "c2", day0, "y"))
+	res := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 10, Limit: 40}
+	id, err := s.Reserve(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ReservationID, f.Reservation = id, res
+	commit(t, s, f)
+	commit(t, s, other)
+	if _, err := s.Reserve(ctx, res); err != nil { // outstanding, dropped with the source
+		t.Fatal(err)
+	}
+	otherRes := res
+	otherRes.Source = "other/src"
+	if _, err := s.Reserve(ctx, otherRes); err != nil { // outstanding, kept
+		t.Fatal(err)
+	}
+
+	if err := s.DeleteSource(ctx, source); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.LookupFile(ctx, source, "a.json"); ok {
+		t.Error("ledger row of the deleted source remains")
+	}
+	if _, ok, _ := s.LookupFile(ctx, "other/src", "a.json"); !ok {
+		t.Error("ledger row of another source was deleted")
+	}
+	assertConversations(t, dump(t, s), append(f.Conversations, other.Conversations...))
+	// Charged usage stays; of the reservations only other/src's 10 bytes are still held.
+	assertUsage(t, s, res.Quota, res.Day, 10, map[string]int64{source: 10})
+	res.Bytes = 20
+	if _, err := s.Reserve(ctx, res); err != nil {
+		t.Errorf("Reserve 20 of 40 with 10 used and 10 held: %v", err)
+	}
+	res.Bytes = 1
+	if _, err := s.Reserve(ctx, res); !errors.Is(err, ingest.ErrQuotaExceeded) {
+		t.Errorf("Reserve 1 of 40 with 10 used and 30 held = %v, want ErrQuotaExceeded", err)
+	}
+}
+
+func testPruneFiles(t *testing.T, s ingest.Store) {
+	cutoff := day0.Add(time.Hour)
+	rows := []struct {
+		key     string
+		updated time.Time
+	}{
+		{"kept-old", day0},                        // listed: stays
+		{"gone-old", day0},                        // not listed, old: pruned
+		{"gone-recent", cutoff.Add(time.Minute)},  // not listed but written after the listing began: stays
+		{"gone-at-cutoff", cutoff},                // not before olderThan: stays
+		{"gone-old-2", day0.Add(-24 * time.Hour)}, // pruned
+	}
+	for _, r := range rows {
+		if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: r.key, State: ingest.FileIngested, UpdatedAt: r.updated, FirstSeen: day0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordFile(ctx, ingest.FileRecord{Source: "other/src", Key: "gone-old", State: ingest.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneFiles(ctx, source, map[string]struct{}{"kept-old": {}}, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("PruneFiles = %d, want 2", n)
+	}
+	got, err := s.ListFiles(ctx, source, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, f := range got {
+		keys = append(keys, f.Key)
+	}
+	sort.Strings(keys)
+	if want := []string{"gone-at-cutoff", "gone-recent", "kept-old"}; !reflect.DeepEqual(keys, want) {
+		t.Errorf("after prune: %v, want %v", keys, want)
+	}
+	if _, ok, _ := s.LookupFile(ctx, "other/src", "gone-old"); !ok {
+		t.Error("PruneFiles removed another source's row")
+	}
+}
+
+func testReserve(t *testing.T, s ingest.Store) {
+	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 40, Limit: 100}
+	id1, err := s.Reserve(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, err := s.Reserve(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id1 == 0 || id2 == 0 || id1 == id2 {
+		t.Fatalf("reservation ids %d, %d: want distinct and non-zero", id1, id2)
+	}
+	_, err = s.Reserve(ctx, r)
+	if !errors.Is(err, ingest.ErrQuotaExceeded) {
+		t.Fatalf("third Reserve of 40/100 = %v, want ErrQuotaExceeded", err)
+	}
+	if !strings.Contains(err.Error(), "ns/q") {
+		t.Errorf("quota error %q does not name the quota", err)
+	}
+	// Exactly the limit fits.
+	r.Bytes = 20
+	if _, err := s.Reserve(ctx, r); err != nil {
+		t.Errorf("Reserve up to exactly the limit: %v", err)
+	}
+	// Another day and another quota are independent.
+	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: "ns/q", Day: "2025-01-16", Bytes: 100, Limit: 100}); err != nil {
+		t.Errorf("Reserve on another day: %v", err)
+	}
+	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: "ns/q2", Day: "2025-01-15", Bytes: 100, Limit: 100}); err != nil {
+		t.Errorf("Reserve on another quota: %v", err)
+	}
+	// Release frees the bytes without charging them; releasing twice is harmless.
+	if err := s.Release(ctx, id1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, id1); err != nil {
+		t.Errorf("second Release: %v", err)
+	}
+	r.Bytes = 40
+	if _, err := s.Reserve(ctx, r); err != nil {
+		t.Errorf("Reserve after Release: %v", err)
+	}
+	assertUsage(t, s, "ns/q", "2025-01-15", 0, map[string]int64{})
+	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: "ns/q", Day: "x", Bytes: -1, Limit: 100}); err == nil {
+		t.Error("Reserve of negative bytes succeeded")
+	}
+}
+
+// ReserveConcurrent reserves from 32 goroutines, alternating between stores a and b (two
+// pools on one database, or the same store twice): exactly floor(limit/size) succeed.
+func ReserveConcurrent(t *testing.T, a, b ingest.Store) {
+	const workers, size, limit = 32, 64, 1000
+	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: size, Limit: limit}
+	var granted, exceeded int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for i := 0; i < workers; i++ {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Reserve(ctx, r)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				granted++
+			case errors.Is(err, ingest.ErrQuotaExceeded):
+				exceeded++
+			default:
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Reserve: %v", err)
+	}
+	if granted*size > limit || granted != limit/size || granted+exceeded != workers {
+		t.Errorf("granted %d × %d bytes (exceeded %d) against limit %d; want exactly %d granted", granted, size, exceeded, limit, limit/size)
+	}
+}
+
+func testCharge(t *testing.T, s ingest.Store) {
+	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 30, Limit: 100}
+	id, err := s.Reserve(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ChargeReservation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ChargeReservation(ctx, id); err == nil {
+		t.Error("charging a reservation twice succeeded")
+	}
+	// A commit whose reservation is gone (a restart's ReleaseAll) charges its own copy.
+	other := r
+	other.Source, other.Bytes = "other/src", 25
+	id2, err := s.Reserve(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := File("other/src", "a.json", day0, Conv("agent-1", "c1", day0, "x"))
+	f.ReservationID, f.Reservation = id2, other
+	commit(t, s, f)
+	// Two commits of one source add up.
+	id3, err := s.Reserve(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = File("other/src", "b.json", day0, Conv("agent-1", "c2", day0, "x"))
+	f.ReservationID, f.Reservation = id3, other
+	commit(t, s, f)
+	assertUsage(t, s, "ns/q", "2025-01-15", 80, map[string]int64{source: 30, "other/src": 50})
+	assertUsage(t, s, "ns/q", "2025-01-16", 0, map[string]int64{})
+	// Used bytes count against the limit: 80 used + 30 > 100.
+	if _, err := s.Reserve(ctx, r); !errors.Is(err, ingest.ErrQuotaExceeded) {
+		t.Errorf("Reserve beyond used bytes = %v, want ErrQuotaExceeded", err)
+	}
+}
+
+func testReleaseAll(t *testing.T, s ingest.Store) {
+	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 50, Limit: 100}
+	for i := 0; i < 2; i++ {
+		if _, err := s.Reserve(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Reserve(ctx, r); !errors.Is(err, ingest.ErrQuotaExceeded) {
+		t.Fatalf("Reserve over the limit = %v, want ErrQuotaExceeded", err)
+	}
+	if err := s.ReleaseAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := s.Reserve(ctx, r); err != nil {
+			t.Errorf("Reserve after ReleaseAll: %v", err)
+		}
+	}
+	assertUsage(t, s, "ns/q", "2025-01-15", 0, map[string]int64{})
+}
+
+func testListConversations(t *testing.T, s ingest.Store) {
+	var convs []ingest.Conversation
+	for _, id := range []string{"c10", "c02", "C1", "c1", "b"} {
+		convs = append(convs, Conv("agent-1", id, day0, "x"))
+	}
+	convs = append(convs, Conv("agent-2", "a", day0, "x"))
+	f := File(source, "a.json", day0, convs...)
+	commit(t, s, f)
+	ids := func(cs []ingest.Conversation) []string {
+		out := []string{}
+		for _, c := range cs {
+			out = append(out, c.ConversationID)
+		}
+		return out
+	}
+	got, err := s.ListConversations(ctx, "agent-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bytewise order, like Go's string comparison, in every backend.
+	if want := []string{"C1", "b", "c02", "c1", "c10"}; !reflect.DeepEqual(ids(got), want) {
+		t.Errorf("ListConversations = %v, want %v", ids(got), want)
+	}
+	byID := map[string]ingest.Conversation{}
+	for _, c := range f.Conversations {
+		byID[c.AgentID+"/"+c.ConversationID] = c
+	}
+	for _, c := range got {
+		assertConversations(t, []ingest.Conversation{c}, []ingest.Conversation{byID[c.AgentID+"/"+c.ConversationID]})
+	}
+	got, err = s.ListConversations(ctx, "agent-1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"C1", "b"}; !reflect.DeepEqual(ids(got), want) {
+		t.Errorf("ListConversations(limit 2) = %v, want %v", ids(got), want)
+	}
+	if got, err := s.ListConversations(ctx, "nobody", 0); err != nil || len(got) != 0 {
+		t.Errorf("ListConversations(nobody) = %v, %v", got, err)
+	}
+}
