@@ -275,18 +275,19 @@ func (c *collector) readTarGz(b *body) error {
 			return refuse(hdr.Name, fmt.Sprintf("has an unsupported tar entry type %s", quoteByte(hdr.Typeflag)))
 		}
 		kind, format, why := classifyEntry(hdr.Name)
-		switch kind {
-		case entryRefuse:
+		if kind == entryRefuse {
 			return refuse(hdr.Name, why)
-		case entryIgnore:
+		}
+		// Ignored entries are inflated too (to be skipped), so they count.
+		if total += hdr.Size; total > c.lim.MaxArchiveBytes {
+			return c.archiveErr(errArchiveTooLarge, hdr.Name, b)
+		}
+		if kind == entryIgnore {
 			c.ignore(hdr.Name, why)
 			continue
 		}
 		if hdr.Size > c.lim.MaxEntryBytes {
 			return c.archiveErr(errEntryTooLarge, hdr.Name, b)
-		}
-		if total += hdr.Size; total > c.lim.MaxArchiveBytes {
-			return c.archiveErr(errArchiveTooLarge, hdr.Name, b)
 		}
 		if err := c.readStream(tr, format, hdr.Name); err != nil {
 			return c.archiveErr(err, hdr.Name, b)

@@ -156,6 +156,8 @@ func (c *collector) finish(res *Result) {
 			loc += "!" + c.fatalErr.entry
 		}
 		res.State, res.Reason, res.Message = FileFailed, c.fatalErr.reason, loc+": "+c.fatalErr.msg
+		// The file was not read as records, so it has no record counts.
+		res.Counts = RecordCounts{}
 		c.convs = nil
 		return
 	case c.counts.Invalid > 0 && c.opts.Policy == SkipFile:

@@ -19,7 +19,7 @@ package ingest
 //  4. Records with the same (agent_id, conversation_id) in one file are reduced with Newer,
 //     the rule the store applies across files; the losers count as Unchanged.
 //  5. The outcome: a file-level problem (encoding, malformed JSON outside a record, unsafe
-//     archive, limits) fails the file whatever the policy. Otherwise, under SkipFile any
+//     archive, limits) fails the file whatever the policy, with zero record counts. Otherwise, under SkipFile any
 //     invalid record fails the file (InvalidRecords) and commits nothing; under SkipRecord
 //     the valid records commit and the invalid are counted. No valid record at all is
 //     NoValidRecords. Syntax errors inside one record (a JSONL line, an array element)

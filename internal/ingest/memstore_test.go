@@ -109,14 +109,16 @@ func (m *memStore) ListConversations(context.Context, string, int) ([]Conversati
 }
 func (m *memStore) Close() error { return nil }
 
-// dump is the store's conversations as identity → (hash, key, position), for comparing stores.
+// dump is the store's conversations as identity → (hash, raw), for comparing stores. The
+// origin (object key) is left out: an identical record met later is "unchanged", so which
+// file an identical record is attributed to depends on the order; its content does not.
 func (m *memStore) dump() map[ConversationKey]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[ConversationKey]string{}
 	for _, k := range slices.Collect(maps.Keys(m.convs)) {
 		c := m.convs[k]
-		out[k] = c.ContentHash + " " + c.ObjectKey + " " + string(c.Raw)
+		out[k] = c.ContentHash + " " + string(c.Raw)
 	}
 	return out
 }

@@ -328,7 +328,7 @@ func (c *collector) element(w *window, at where) error {
 	startLine := w.line + 1
 	n, err := w.scanValue()
 	switch {
-	case errors.Is(err, errRecordTooLong):
+	case errors.Is(err, errRecordTooLong) || n > c.lim.MaxRecordBytes:
 		return failf(ReasonLimitExceeded, "%s (starting at line %d) is larger than the %s record limit", describeAt(at), startLine, humanBytes(int64(c.lim.MaxRecordBytes)))
 	case err == io.ErrUnexpectedEOF:
 		return failf(ReasonMalformed, "unexpected end of file inside %s starting at line %d", describeAt(at), startLine)
