@@ -1,0 +1,302 @@
+package bucket_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+)
+
+func TestListPagesThroughMinIO(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		prefix    string
+		wantN     int
+		wantPages []int
+		wantLists int
+	}{
+		{"three pages", manyPrefix, manyObjects, []int{1000, 1000, 500}, 3},
+		{"one short page", "conversations/", 2, []int{2}, 1},
+		{"nothing matches", "conversations-typo/", 0, nil, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ct := newClient(t, rootConfig())
+			objs, pages, err := listAll(ctx, c, tc.prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(objs) != tc.wantN || !slices.Equal(pages, tc.wantPages) {
+				t.Fatalf("got %d objects in pages %v, want %d in %v", len(objs), pages, tc.wantN, tc.wantPages)
+			}
+			if got := ct.Count(bucket.OpListObjectsV2); got != tc.wantLists {
+				t.Errorf("ListObjectsV2 requests = %d, want ceil(N/1000) = %d", got, tc.wantLists)
+			}
+			if got := ct.Total(); got != tc.wantLists {
+				t.Errorf("requests = %v, want only %d ListObjectsV2", ct.Counts(), tc.wantLists)
+			}
+			if !slices.IsSortedFunc(objs, func(a, b bucket.Object) int { return strings.Compare(a.Key, b.Key) }) {
+				t.Error("listing is not in key order")
+			}
+			for _, o := range objs {
+				if !strings.HasPrefix(o.Key, tc.prefix) || o.ETag == "" || strings.Contains(o.ETag, `"`) || o.Size <= 0 || o.LastModified.IsZero() {
+					t.Fatalf("bad object %+v", o)
+				}
+			}
+		})
+	}
+}
+
+func TestListStopsOnCallbackError(t *testing.T) {
+	c, ct := newClient(t, rootConfig())
+	stop := errors.New("stop")
+	calls := 0
+	err := c.List(context.Background(), manyPrefix, func([]bucket.Object) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 || ct.Count(bucket.OpListObjectsV2) != 1 {
+		t.Fatalf("err %v after %d calls and %d requests; want the callback's error after the first page", err, calls, ct.Count(bucket.OpListObjectsV2))
+	}
+}
+
+func TestOpenStreamsContentAndMetadata(t *testing.T) {
+	ctx := context.Background()
+	const key = "open/object.json"
+	content := []byte(`[{"conversation_id":"c1","agent_id":"a1"}]`)
+	etag, err := srv.Put(testBucket, key, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ct := newClient(t, rootConfig())
+	before := time.Now().Add(-time.Minute)
+
+	got, obj, err := readObject(ctx, c, key, bucket.IfMatch(etag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(content) {
+		t.Fatalf("content %q, want %q", got, content)
+	}
+	if obj.Key != key || obj.ETag != etag || obj.Size != int64(len(content)) || obj.LastModified.Before(before) {
+		t.Fatalf("object %+v, want key %s etag %s size %d", obj, key, etag, len(content))
+	}
+	if n := ct.Count(bucket.OpGetObject); n != 1 {
+		t.Fatalf("GetObject requests = %d, want 1", n)
+	}
+	// The ETag from List identifies the same version Open reads.
+	listed, _, err := listAll(ctx, c, key)
+	if err != nil || len(listed) != 1 || listed[0].ETag != obj.ETag || listed[0].Size != obj.Size {
+		t.Fatalf("listed %+v (err %v), opened %+v", listed, err, obj)
+	}
+}
+
+func TestOpenDetectsReplacedObject(t *testing.T) {
+	ctx := context.Background()
+	const key = "open/replaced.json"
+	oldETag, err := srv.Put(testBucket, key, []byte(`{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Put(testBucket, key, []byte(`{"v":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := newClient(t, rootConfig())
+	_, _, err = readObject(ctx, c, key, bucket.IfMatch(`"`+oldETag+`"`))
+	assertReason(t, err, bucket.ReasonObjectChanged, oldETag)
+	if !bucket.IsTransient(err) {
+		t.Error("ObjectChanged should be transient: the next run reads the new version")
+	}
+}
+
+func TestReadOnlyPrincipal(t *testing.T) {
+	ctx := context.Background()
+	ak, sk, err := srv.CreateReadOnlyUser(testBucket, "conversations/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rootConfig()
+	cfg.Credentials = &bucket.StaticCredentials{AccessKeyID: ak, SecretAccessKey: sk}
+	c, _ := newClient(t, cfg)
+
+	objs, _, err := listAll(ctx, c, "conversations/")
+	if err != nil || len(objs) != 2 {
+		t.Fatalf("listing the granted prefix: %d objects, err %v", len(objs), err)
+	}
+	if _, _, err := readObject(ctx, c, "conversations/b.jsonl"); err != nil {
+		t.Fatalf("reading under the granted prefix: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"list other prefix", func() error { _, _, err := listAll(ctx, c, "private/"); return err }},
+		{"list whole bucket", func() error { _, _, err := listAll(ctx, c, ""); return err }},
+		{"list prefix without trailing slash", func() error { _, _, err := listAll(ctx, c, "conversations"); return err }},
+		{"read outside prefix", func() error { _, _, err := readObject(ctx, c, "private/secret.json"); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			assertReason(t, err, bucket.ReasonAccessDenied, "trailing slash")
+			if bucket.IsTransient(err) {
+				t.Error("AccessDenied must not be transient: only a policy change helps")
+			}
+		})
+	}
+}
+
+func TestAssumeRoleThroughSTS(t *testing.T) {
+	ak, sk, err := srv.CreateReadOnlyUser(testBucket, "conversations/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rootConfig()
+	cfg.Credentials = &bucket.StaticCredentials{AccessKeyID: ak, SecretAccessKey: sk}
+	// MinIO's STS issues temporary credentials carrying the user's policy.
+	cfg.AssumeRole = &bucket.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/ingest", ExternalID: "ext-1", STSEndpoint: srv.Endpoint}
+	c, ct := newClient(t, cfg)
+	objs, _, err := listAll(context.Background(), c, "conversations/")
+	if err != nil || len(objs) != 2 {
+		t.Fatalf("listing with assumed-role credentials: %d objects, err %v", len(objs), err)
+	}
+	if ct.Count(bucket.OpOther) != 1 {
+		t.Errorf("requests %v, want one STS AssumeRole besides the listing", ct.Counts())
+	}
+
+	// MinIO's STS answers a bad signature with AccessDenied (AWS STS says
+	// SignatureDoesNotMatch); either way the message points at the AssumeRole step.
+	cfg.Credentials = &bucket.StaticCredentials{AccessKeyID: ak, SecretAccessKey: "wrong-secret-value"}
+	c, _ = newClient(t, cfg)
+	_, _, err = listAll(context.Background(), c, "conversations/")
+	assertReason(t, err, bucket.ReasonAccessDenied, "AssumeRole of arn:aws:iam::123456789012:role/ingest was denied")
+	if strings.Contains(err.Error(), "wrong-secret-value") {
+		t.Errorf("error leaks the secret: %v", err)
+	}
+}
+
+func TestFailuresAgainstMinIO(t *testing.T) {
+	ctx := context.Background()
+	denyAK, denySK, err := srv.CreateUserWithPolicy([]byte(fmt.Sprintf(`{
+		"Version": "2012-10-17",
+		"Statement": [
+			{"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::%[1]s"]},
+			{"Effect": "Deny", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::%[1]s"],
+			 "Condition": {"StringLike": {"s3:prefix": ["conversations/*"]}}}
+		]}`, testBucket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := closedPort(t)
+
+	tests := []struct {
+		name       string
+		mutate     func(*bucket.Config)
+		wantReason string
+		wantIn     string
+		transient  bool
+	}{
+		{
+			name: "wrong secret",
+			mutate: func(c *bucket.Config) {
+				c.Credentials = &bucket.StaticCredentials{AccessKeyID: srv.RootUser, SecretAccessKey: "not-the-secret-at-all"}
+			},
+			wantReason: bucket.ReasonInvalidCredentials, wantIn: "secret access key",
+		},
+		{
+			name: "unknown access key",
+			mutate: func(c *bucket.Config) {
+				c.Credentials = &bucket.StaticCredentials{AccessKeyID: "nobody", SecretAccessKey: "whatever-secret"}
+			},
+			wantReason: bucket.ReasonInvalidCredentials, wantIn: "access key ID",
+		},
+		{
+			name:       "missing bucket",
+			mutate:     func(c *bucket.Config) { c.Bucket = "no-such-bucket" },
+			wantReason: bucket.ReasonNoSuchBucket, wantIn: `"no-such-bucket" does not exist`,
+		},
+		{
+			name: "policy denies the prefix",
+			mutate: func(c *bucket.Config) {
+				c.Credentials = &bucket.StaticCredentials{AccessKeyID: denyAK, SecretAccessKey: denySK}
+			},
+			wantReason: bucket.ReasonAccessDenied, wantIn: "bucket policy principal",
+		},
+		{
+			name: "closed port",
+			mutate: func(c *bucket.Config) {
+				c.Endpoint = closed
+				c.MaxBackoff = time.Millisecond
+			},
+			wantReason: bucket.ReasonEndpointUnreachable, wantIn: "refused", transient: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := rootConfig()
+			tc.mutate(&cfg)
+			c, _ := newClient(t, cfg)
+			_, _, err := listAll(ctx, c, "conversations/")
+			assertReason(t, err, tc.wantReason, tc.wantIn)
+			if bucket.IsTransient(err) != tc.transient {
+				t.Errorf("IsTransient = %v, want %v", !tc.transient, tc.transient)
+			}
+			// Whatever failed, the secret never shows.
+			if cfg.Credentials != nil && strings.Contains(err.Error(), cfg.Credentials.SecretAccessKey) {
+				t.Errorf("error leaks the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestOpenMissingObject(t *testing.T) {
+	c, _ := newClient(t, rootConfig())
+	_, _, err := readObject(context.Background(), c, "conversations/gone.json")
+	assertReason(t, err, bucket.ReasonObjectNotFound, "deleted after it was listed")
+}
+
+func TestCanceledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c, _ := newClient(t, rootConfig())
+	_, _, err := listAll(ctx, c, manyPrefix)
+	assertReason(t, err, bucket.ReasonCanceled, "canceled")
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("%v does not wrap context.Canceled", err)
+	}
+}
+
+// closedPort returns an http endpoint on which nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
+
+// assertReason checks err is a *bucket.Error with reason whose message contains wantIn.
+func assertReason(t *testing.T, err error, reason, wantIn string) {
+	t.Helper()
+	var be *bucket.Error
+	if !errors.As(err, &be) {
+		t.Fatalf("error %v (%T) is not a *bucket.Error", err, err)
+	}
+	if be.Reason != reason || bucket.ReasonOf(err) != reason {
+		t.Fatalf("reason %q, want %q (message: %s)", be.Reason, reason, be.Message)
+	}
+	if !strings.Contains(be.Message, wantIn) {
+		t.Fatalf("message %q does not contain %q", be.Message, wantIn)
+	}
+}
