@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+)
+
+// validateFlags are validate's settings.
+type validateFlags struct {
+	output string
+	policy string
+	agents string
+	name   string
+	quiet  bool
+}
+
+// report is the --output json document.
+type report struct {
+	Valid bool            `json:"valid"`
+	Files []ingest.Result `json:"files"`
+	// Errors are files that could not be read at all.
+	Errors []string `json:"errors,omitempty"`
+}
+
+func runValidate(ctx context.Context, e *env, args []string) int {
+	var f validateFlags
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&f.output, "output", "text", "output format: text or json")
+	fs.StringVar(&f.policy, "policy", string(ingest.SkipFile), "invalid record policy: SkipFile or SkipRecord")
+	fs.StringVar(&f.agents, "agents", "", "comma-separated agent_id allow-list (empty: any agent)")
+	fs.StringVar(&f.name, "name", "", "file name for stdin (its extension picks the format); default: sniffed")
+	fs.BoolVar(&f.quiet, "quiet", false, "do not list the (agent_id, conversation_id) pairs")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: data-import validate [flags] FILE|DIR|- ...")
+		fmt.Fprintln(e.stderr, "Validates files with the operator's readers, limits and rules (nothing is written).")
+		fs.PrintDefaults()
+	}
+	paths, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(paths) == 0 || (f.output != "text" && f.output != "json") ||
+		(f.policy != string(ingest.SkipFile) && f.policy != string(ingest.SkipRecord)) {
+		fs.Usage()
+		return exitUsage
+	}
+	opts := ingest.Options{DryRun: true, Policy: ingest.InvalidRecordPolicy(f.policy)}
+	if list := splitList(f.agents); len(list) > 0 {
+		opts.Agents = map[string]struct{}{}
+		for _, a := range list {
+			opts.Agents[a] = struct{}{}
+		}
+	}
+	v := &validator{ctx: ctx, env: e, flags: f, opts: opts, engine: ingest.New(nil), rep: report{Valid: true}}
+	for _, p := range paths {
+		if err := v.path(p); err != nil {
+			return exitUsage
+		}
+	}
+	if f.output == "json" {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v.rep); err != nil {
+			fmt.Fprintf(e.stderr, "data-import: %v\n", err)
+			return exitUsage
+		}
+	}
+	if !v.rep.Valid {
+		return exitInvalid
+	}
+	return exitOK
+}
+
+// parseInterleaved lets flags come after file arguments too (validate a.json --output json).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+}
+
+type validator struct {
+	ctx    context.Context
+	env    *env
+	flags  validateFlags
+	opts   ingest.Options
+	engine *ingest.Engine
+	rep    report
+}
+
+// path validates a file, every file under a directory, or stdin ("-").
+func (v *validator) path(p string) error {
+	if p == "-" {
+		return v.stdin()
+	}
+	info, err := os.Stat(p)
+	if err != nil {
+		v.unreadable(p, err)
+		return nil
+	}
+	if !info.IsDir() {
+		v.file(p)
+		return nil
+	}
+	return filepath.WalkDir(p, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			v.unreadable(name, err)
+			return nil
+		}
+		if d.Type().IsRegular() {
+			v.file(name)
+		}
+		return nil
+	})
+}
+
+func (v *validator) file(name string) {
+	f, err := os.Open(name)
+	if err != nil {
+		v.unreadable(name, err)
+		return
+	}
+	defer func() { _ = f.Close() }()
+	info, err := f.Stat()
+	if err != nil {
+		v.unreadable(name, err)
+		return
+	}
+	v.process(ingest.ObjectRef{Key: filepath.ToSlash(name), Size: info.Size(), LastModified: info.ModTime()}, f)
+}
+
+func (v *validator) stdin() error {
+	br := bufio.NewReader(v.env.stdin)
+	name := v.flags.name
+	if name == "" {
+		head, _ := br.Peek(512)
+		name = "stdin" + sniffExt(head)
+	}
+	v.process(ingest.ObjectRef{Key: name}, br)
+	return nil
+}
+
+// sniffExt picks a format for unnamed stdin from its first bytes.
+func sniffExt(head []byte) string {
+	switch {
+	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+		return ".tar.gz"
+	case len(head) >= 2 && head[0] == 'P' && head[1] == 'K':
+		return ".zip"
+	}
+	if t := bytes.TrimLeft(head, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		return ".json"
+	}
+	return ".jsonl"
+}
+
+func (v *validator) unreadable(name string, err error) {
+	v.rep.Valid = false
+	msg := fmt.Sprintf("%s: %v", name, err)
+	v.rep.Errors = append(v.rep.Errors, msg)
+	if v.flags.output == "text" {
+		fmt.Fprintf(v.env.stdout, "%-7s %s\n", "ERROR", msg)
+	}
+}
+
+func (v *validator) process(ref ingest.ObjectRef, r io.Reader) {
+	res, err := v.engine.Process(v.ctx, ref, r, v.opts)
+	if err != nil {
+		v.unreadable(ref.Key, err)
+		return
+	}
+	if res.State == ingest.FileFailed {
+		v.rep.Valid = false
+	}
+	v.rep.Files = append(v.rep.Files, res)
+	if v.flags.output == "text" {
+		printResult(v.env.stdout, &res, v.flags.quiet)
+	}
+}
+
+// printResult writes one verdict line per file, then its errors, ignored entries and pairs.
+func printResult(w io.Writer, res *ingest.Result, quiet bool) {
+	verdict := map[ingest.FileState]string{ingest.FileIngested: "ok", ingest.FileFailed: "FAIL", ingest.FileIgnored: "ignored"}[res.State]
+	fmt.Fprintf(w, "%-7s %s [%s]\n", verdict, res.Message, res.Reason)
+	if res.State == ingest.FileIgnored {
+		return
+	}
+	c := res.Counts
+	fmt.Fprintf(w, "        records: %d valid, %d invalid, %d duplicates in the file\n", c.Valid, c.Invalid, c.Unchanged)
+	for _, e := range res.Errors {
+		fmt.Fprintf(w, "        %s\n", e.Error())
+	}
+	if res.MoreErrors > 0 {
+		fmt.Fprintf(w, "        ... and %d more errors\n", res.MoreErrors)
+	}
+	for _, ig := range res.Ignored {
+		fmt.Fprintf(w, "        ignored entry %s\n", ig)
+	}
+	if quiet {
+		return
+	}
+	for _, p := range res.Pairs {
+		fmt.Fprintf(w, "        would write agent_id=%q conversation_id=%q\n", p.AgentID, p.ConversationID)
+	}
+}
