@@ -147,7 +147,10 @@ func reasonAndMessage(parent context.Context, op operation, err error) (string, 
 		}
 		return ReasonCanceled, fmt.Sprintf("%s was canceled (the operator is stopping or the run was stopped)", op.target())
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStalled) {
+	if errors.Is(err, errStalled) {
+		return ReasonTimeout, fmt.Sprintf("%s made no progress for %s: check the network path to the endpoint; the next run retries", op.target(), op.timeout)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
 		return ReasonTimeout, fmt.Sprintf("%s did not complete within %s: check the network path to the endpoint; the next run retries", op.target(), op.timeout)
 	}
 
@@ -308,7 +311,7 @@ func credentialsReason(op operation, err error) (string, string) {
 	if reason, msg, ok := networkReason(op, err); ok && reason == ReasonEndpointUnreachable {
 		return reason, msg
 	}
-	return ReasonInvalidCredentials, fmt.Sprintf("could not obtain credentials (%s): reference a credentials Secret with accessKeyID and secretAccessKey, or configure workload identity (IRSA or EKS Pod Identity) for the operator's service account", sanitize(err.Error(), op.secrets...))
+	return ReasonInvalidCredentials, fmt.Sprintf("could not obtain credentials (%s): reference a credentials Secret with the access key and secret key, or configure workload identity (IRSA or EKS Pod Identity) for the operator's service account", sanitize(err.Error(), op.secrets...))
 }
 
 func networkReason(op operation, err error) (string, string, bool) {

@@ -161,7 +161,7 @@ func TestTimeouts(t *testing.T) {
 		if string(body) != "abc" {
 			t.Errorf("read %q before the stall, want %q", body, "abc")
 		}
-		assertReason(t, err, bucket.ReasonTimeout, "reading s3://fake/p/a.json")
+		assertReason(t, err, bucket.ReasonTimeout, "reading s3://fake/p/a.json made no progress for 200ms")
 	})
 }
 
@@ -225,8 +225,8 @@ func TestMessagesForTheController(t *testing.T) {
 	if got, want := bucket.NoObjectsMessage("b", "conversations/"), "no objects found under s3://b/conversations/ — check the prefix and trailing slash"; got != want {
 		t.Errorf("NoObjectsMessage = %q, want %q", got, want)
 	}
-	err := bucket.MissingSecretKeys("ns/creds", "accessKeyID", "secretAccessKey")
-	assertReason(t, err, bucket.ReasonInvalidCredentials, "ns/creds is missing key(s) accessKeyID, secretAccessKey")
+	err := bucket.MissingSecretKeys("ns/creds", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+	assertReason(t, err, bucket.ReasonInvalidCredentials, "ns/creds is missing key(s) AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
 	if bucket.IsTransient(err) || bucket.ReasonOf(fmt.Errorf("wrapped: %w", err)) != bucket.ReasonInvalidCredentials {
 		t.Error("a Secret missing keys is a wrapped, non-transient InvalidCredentials")
 	}

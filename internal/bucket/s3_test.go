@@ -1,10 +1,15 @@
 package bucket_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -161,13 +166,36 @@ func TestAssumeRoleThroughSTS(t *testing.T) {
 	cfg.Credentials = &bucket.StaticCredentials{AccessKeyID: ak, SecretAccessKey: sk}
 	// MinIO's STS issues temporary credentials carrying the user's policy.
 	cfg.AssumeRole = &bucket.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/ingest", ExternalID: "ext-1", STSEndpoint: srv.Endpoint}
-	c, ct := newClient(t, cfg)
+	ct := &bucket.CountingTransport{}
+	var stsForm url.Values
+	cfg.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodPost && req.Body != nil {
+				body, err := io.ReadAll(req.Body)
+				if err != nil {
+					return nil, err
+				}
+				stsForm, _ = url.ParseQuery(string(body))
+				req.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			return ct.Wrap(next).RoundTrip(req)
+		})
+	}
+	c, err := bucket.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	objs, _, err := listAll(context.Background(), c, "conversations/")
 	if err != nil || len(objs) != 2 {
 		t.Fatalf("listing with assumed-role credentials: %d objects, err %v", len(objs), err)
 	}
 	if ct.Count(bucket.OpOther) != 1 {
 		t.Errorf("requests %v, want one STS AssumeRole besides the listing", ct.Counts())
+	}
+	for k, want := range map[string]string{"Action": "AssumeRole", "RoleArn": cfg.AssumeRole.RoleARN, "ExternalId": "ext-1", "RoleSessionName": "data-import-operator"} {
+		if got := stsForm.Get(k); got != want {
+			t.Errorf("STS request %s = %q, want %q", k, got, want)
+		}
 	}
 
 	// MinIO's STS answers a bad signature with AccessDenied (AWS STS says
@@ -179,6 +207,47 @@ func TestAssumeRoleThroughSTS(t *testing.T) {
 	if strings.Contains(err.Error(), "wrong-secret-value") {
 		t.Errorf("error leaks the secret: %v", err)
 	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Without static credentials the default chain is used: here its environment provider;
+// in a pod, IRSA web identity or EKS Pod Identity through the same chain.
+func TestDefaultCredentialChain(t *testing.T) {
+	isolateAWSEnv(t)
+	cfg := rootConfig()
+	cfg.Credentials = nil
+
+	t.Run("environment credentials", func(t *testing.T) {
+		t.Setenv("AWS_ACCESS_KEY_ID", srv.RootUser)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", srv.RootPassword)
+		c, _ := newClient(t, cfg)
+		if objs, _, err := listAll(context.Background(), c, "conversations/"); err != nil || len(objs) != 2 {
+			t.Fatalf("got %d objects, err %v", len(objs), err)
+		}
+	})
+	t.Run("nothing in the chain", func(t *testing.T) {
+		c, ct := newClient(t, cfg)
+		_, _, err := listAll(context.Background(), c, "conversations/")
+		assertReason(t, err, bucket.ReasonInvalidCredentials, "workload identity")
+		if ct.Total() != 0 {
+			t.Errorf("requests %v sent without credentials", ct.Counts())
+		}
+	})
+}
+
+// isolateAWSEnv keeps the host's AWS settings out of a default-chain test.
+func isolateAWSEnv(t *testing.T) {
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		t.Setenv(k, "")
+	}
+	none := filepath.Join(t.TempDir(), "none")
+	t.Setenv("AWS_CONFIG_FILE", none)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 func TestFailuresAgainstMinIO(t *testing.T) {
@@ -299,4 +368,5 @@ func assertReason(t *testing.T, err error, reason, wantIn string) {
 	if !strings.Contains(be.Message, wantIn) {
 		t.Fatalf("message %q does not contain %q", be.Message, wantIn)
 	}
+	t.Logf("%s: %s", be.Reason, be.Message)
 }
