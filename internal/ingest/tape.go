@@ -327,6 +327,15 @@ func (r *record) str(i int32) string {
 	return s
 }
 
+// key returns a string node's value as bytes: the buffer itself unless it has escapes.
+// Comparing string(key) does not allocate, so switching on keys is free.
+func (r *record) key(i int32) []byte {
+	if n := r.tape[i]; !n.esc {
+		return r.raw[n.start:n.end]
+	}
+	return []byte(r.str(i))
+}
+
 // children calls f for each child of container i (for objects: f(key, value)).
 func (r *record) each(i int32, f func(k, v int32) bool) {
 	n := r.tape[i]

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 // agent; system (platform notices, prompts) and tool (function/tool results) are the
 // other two roles a conversational agent's transcript holds.
 var Roles = []string{"customer", "agent", "system", "tool"}
+
+var wantRole = "one of " + strings.Join(Roles, ", ")
 
 // CSAT scores are numbers from MinCSAT to MaxCSAT inclusive: the seed's example has 4.5,
 // so the scale is a five-point one that allows fractions.
@@ -119,7 +122,7 @@ func (v *validator) validate(r *record) bool {
 	}
 	var convID, agentID, ts, msgs int32 = -1, -1, -1, -1
 	r.each(0, func(k, val int32) bool {
-		switch key := r.str(k); key {
+		switch string(r.key(k)) {
 		case "conversation_id":
 			convID = val
 		case "agent_id":
@@ -130,19 +133,19 @@ func (v *validator) validate(r *record) bool {
 			msgs = val
 		case "is_resolved":
 			if n := r.tape[val].kind; n != kTrue && n != kFalse && n != kNull {
-				v.typeErr("", key, val, "a boolean")
+				v.typeErr("", "is_resolved", val, "a boolean")
 			}
 		case "csat_score":
-			v.csat("", key, val)
+			v.csat("", "csat_score", val)
 		case "missing_info":
-			v.missingInfo("", key, val)
+			v.missingInfo("", "missing_info", val)
 		case "user_data":
-			v.userData("", key, val)
+			v.userData("", "user_data", val)
 		}
 		return true
 	})
-	v.info.conversationID = v.id("", "conversation_id", convID)
-	v.info.agentID = v.id("", "agent_id", agentID)
+	v.info.conversationID = v.id("", "conversation_id", convID, true)
+	v.info.agentID = v.id("", "agent_id", agentID, true)
 	if v.info.agentID != "" && v.agents != nil {
 		if _, ok := v.agents[v.info.agentID]; !ok {
 			v.addf("", "agent_id", "%s is not a known agent (not in the agent allow-list)", quoteShort(v.info.agentID))
@@ -169,8 +172,9 @@ func (v *validator) validate(r *record) bool {
 	return len(v.errs) == 0
 }
 
-// id checks a required non-empty string field and returns its value ("" when invalid).
-func (v *validator) id(prefix, key string, i int32) string {
+// id checks a required non-empty string field; it returns the value when keep is set
+// (the identity fields) and "" when invalid.
+func (v *validator) id(prefix, key string, i int32, keep bool) string {
 	if i < 0 {
 		v.addf(prefix, key, "missing (want %s)", wantID)
 		return ""
@@ -179,12 +183,14 @@ func (v *validator) id(prefix, key string, i int32) string {
 		v.typeErr(prefix, key, i, wantID)
 		return ""
 	}
-	s := v.r.str(i)
-	if strings.TrimSpace(s) == "" {
-		v.addf(prefix, key, "%s is blank (want %s)", strconv.Quote(s), wantID)
+	if len(bytes.TrimSpace(v.r.key(i))) == 0 {
+		v.addf(prefix, key, "%s is blank (want %s)", strconv.Quote(v.r.str(i)), wantID)
 		return ""
 	}
-	return s
+	if !keep {
+		return ""
+	}
+	return v.r.str(i)
 }
 
 // timestamp checks an RFC 3339 timestamp with a time zone; fractional seconds are allowed.
@@ -232,7 +238,7 @@ func (v *validator) missingInfo(prefix, key string, i int32) {
 		return
 	}
 	v.r.each(i, func(k, val int32) bool {
-		switch v.r.str(k) {
+		switch string(v.r.key(k)) {
 		case "reason":
 			if n := v.r.tape[val].kind; n != kStr && n != kNull {
 				v.typeErr(path, "reason", val, "a string")
@@ -275,7 +281,7 @@ func (v *validator) userData(prefix, key string, i int32) {
 		return
 	}
 	v.r.each(i, func(k, val int32) bool {
-		if v.r.str(k) == "last_activity" && v.r.tape[val].kind != kNull {
+		if string(v.r.key(k)) == "last_activity" && v.r.tape[val].kind != kNull {
 			v.timestamp(path, "last_activity", val)
 		}
 		return true
@@ -290,7 +296,7 @@ func (v *validator) message(idx int, m int32) {
 	}
 	var msgID, role, content, ts int32 = -1, -1, -1, -1
 	v.r.each(m, func(k, val int32) bool {
-		switch key := v.r.str(k); key {
+		switch string(v.r.key(k)) {
 		case "message_id":
 			msgID = val
 		case "role":
@@ -300,17 +306,17 @@ func (v *validator) message(idx int, m int32) {
 		case "timestamp":
 			ts = val
 		case "conversation_id":
-			v.messageConversation(prefix, key, val)
+			v.messageConversation(prefix, "conversation_id", val)
 		case "sender_id":
 			if n := v.r.tape[val].kind; n != kStr && n != kNull {
-				v.typeErr(prefix, key, val, "a string")
+				v.typeErr(prefix, "sender_id", val, "a string")
 			}
 		case "logs":
-			v.logs(prefix, key, val)
+			v.logs(prefix, "logs", val)
 		}
 		return true
 	})
-	v.id(prefix, "message_id", msgID)
+	v.id(prefix, "message_id", msgID, false)
 	v.role(prefix, "role", role)
 	switch {
 	case content < 0:
@@ -326,7 +332,7 @@ func (v *validator) message(idx int, m int32) {
 }
 
 func (v *validator) role(prefix, key string, i int32) {
-	want := "one of " + strings.Join(Roles, ", ")
+	want := wantRole
 	if i < 0 {
 		v.addf(prefix, key, "missing (want %s)", want)
 		return
@@ -335,13 +341,13 @@ func (v *validator) role(prefix, key string, i int32) {
 		v.typeErr(prefix, key, i, want)
 		return
 	}
-	s := v.r.str(i)
+	b := v.r.key(i)
 	for _, r := range Roles {
-		if s == r {
+		if string(b) == r {
 			return
 		}
 	}
-	v.addf(prefix, key, "%s is not an allowed role (want %s)", quoteShort(s), want)
+	v.addf(prefix, key, "%s is not an allowed role (want %s)", quoteShort(v.r.str(i)), want)
 }
 
 func (v *validator) messageConversation(prefix, key string, i int32) {
@@ -355,8 +361,8 @@ func (v *validator) messageConversation(prefix, key string, i int32) {
 	}
 	// Messages are checked after the conversation's own fields, so its id is known here.
 	parent := v.info.conversationID
-	if s := v.r.str(i); parent != "" && s != parent {
-		v.addf(prefix, key, "%s differs from the conversation's %s (want the same conversation_id, or none)", quoteShort(s), quoteShort(parent))
+	if parent != "" && string(v.r.key(i)) != parent {
+		v.addf(prefix, key, "%s differs from the conversation's %s (want the same conversation_id, or none)", quoteShort(v.r.str(i)), quoteShort(parent))
 	}
 }
 
