@@ -212,13 +212,23 @@ func (v *validator) timestamp(prefix, key string, i int32) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func (v *validator) csat(prefix, key string, i int32) {
+// optional reports whether an optional value is present with kind k; null counts as
+// absent, another kind is an error.
+func (v *validator) optional(prefix, key string, i int32, k kind, want string) bool {
 	switch v.r.tape[i].kind {
+	case k:
+		return true
 	case kNull:
-		return
-	case kNum:
-	default:
-		v.typeErr(prefix, key, i, fmt.Sprintf("a number from %d to %d", MinCSAT, MaxCSAT))
+		return false
+	}
+	v.typeErr(prefix, key, i, want)
+	return false
+}
+
+var wantCSAT = fmt.Sprintf("a number from %d to %d", MinCSAT, MaxCSAT)
+
+func (v *validator) csat(prefix, key string, i int32) {
+	if !v.optional(prefix, key, i, kNum, wantCSAT) {
 		return
 	}
 	f, err := strconv.ParseFloat(string(v.r.bytes(i)), 64)
@@ -229,12 +239,7 @@ func (v *validator) csat(prefix, key string, i int32) {
 
 func (v *validator) missingInfo(prefix, key string, i int32) {
 	path := join(prefix, key)
-	switch v.r.tape[i].kind {
-	case kNull:
-		return
-	case kObj:
-	default:
-		v.typeErr(path, "", i, `an object with "reason" and "fields"`)
+	if !v.optional(path, "", i, kObj, `an object with "reason" and "fields"`) {
 		return
 	}
 	v.r.each(i, func(k, val int32) bool {
@@ -252,12 +257,7 @@ func (v *validator) missingInfo(prefix, key string, i int32) {
 
 func (v *validator) stringArray(prefix, key string, i int32) {
 	path := join(prefix, key)
-	switch v.r.tape[i].kind {
-	case kNull:
-		return
-	case kArr:
-	default:
-		v.typeErr(path, "", i, "an array of strings")
+	if !v.optional(path, "", i, kArr, "an array of strings") {
 		return
 	}
 	idx := 0
@@ -272,12 +272,7 @@ func (v *validator) stringArray(prefix, key string, i int32) {
 
 func (v *validator) userData(prefix, key string, i int32) {
 	path := join(prefix, key)
-	switch v.r.tape[i].kind {
-	case kNull:
-		return
-	case kObj:
-	default:
-		v.typeErr(path, "", i, "an object")
+	if !v.optional(path, "", i, kObj, "an object") {
 		return
 	}
 	v.r.each(i, func(k, val int32) bool {
@@ -351,12 +346,7 @@ func (v *validator) role(prefix, key string, i int32) {
 }
 
 func (v *validator) messageConversation(prefix, key string, i int32) {
-	switch v.r.tape[i].kind {
-	case kNull:
-		return
-	case kStr:
-	default:
-		v.typeErr(prefix, key, i, "the conversation's conversation_id")
+	if !v.optional(prefix, key, i, kStr, "the conversation's conversation_id") {
 		return
 	}
 	// Messages are checked after the conversation's own fields, so its id is known here.
@@ -367,12 +357,7 @@ func (v *validator) messageConversation(prefix, key string, i int32) {
 }
 
 func (v *validator) logs(prefix, key string, i int32) {
-	switch v.r.tape[i].kind {
-	case kNull:
-		return
-	case kArr:
-	default:
-		v.typeErr(prefix, key, i, "an array of log objects")
+	if !v.optional(prefix, key, i, kArr, "an array of log objects") {
 		return
 	}
 	idx := 0
