@@ -1,0 +1,70 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
+)
+
+// TestIntoSQLite runs the engine against the real embedded store: a file ingests, the
+// same file again is all unchanged, a newer version updates, and a failed file commits
+// its ledger row and nothing else.
+func TestIntoSQLite(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := ingest.New(st)
+	line := func(c benchConversation) []byte {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(b, '\n')
+	}
+	c1, c2 := genConversation(1), genConversation(2)
+	body := append(line(c1), line(c2)...)
+	ref := ingest.ObjectRef{Source: "ns/s", Key: "a.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: time.Now()}
+	steps := []struct {
+		name   string
+		ref    ingest.ObjectRef
+		body   []byte
+		state  ingest.FileState
+		counts ingest.RecordCounts
+	}{
+		{"first", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, New: 2}},
+		{"again", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, Unchanged: 2}},
+		{"newer", ingest.ObjectRef{Source: "ns/s", Key: "b.jsonl", LastModified: time.Now()}, func() []byte {
+			c := genConversation(1)
+			c.Messages[0].Content = "edited"
+			c.Messages[len(c.Messages)-1].Timestamp = c.Messages[len(c.Messages)-1].Timestamp.Add(time.Hour)
+			return line(c)
+		}(), ingest.FileIngested, ingest.RecordCounts{Valid: 1, Updated: 1}},
+		{"invalid", ingest.ObjectRef{Source: "ns/s", Key: "c.jsonl"}, []byte(`{"conversation_id":"x"}` + "\n"), ingest.FileFailed, ingest.RecordCounts{Invalid: 1}},
+	}
+	for _, s := range steps {
+		res, err := e.Process(ctx, s.ref, bytes.NewReader(s.body), ingest.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if res.State != s.state || res.Counts != s.counts {
+			t.Fatalf("%s: %s %+v, want %s %+v (%s)", s.name, res.State, res.Counts, s.state, s.counts, res.Message)
+		}
+		f, ok, err := st.LookupFile(ctx, "ns/s", s.ref.Key)
+		if err != nil || !ok || f.State != s.state || f.Reason != res.Reason {
+			t.Fatalf("%s: ledger %+v %v %v", s.name, f, ok, err)
+		}
+	}
+	got, ok, err := st.GetConversation(ctx, c1.AgentID, c1.ConversationID)
+	if err != nil || !ok || !bytes.Contains(got.Raw, []byte(`"edited"`)) {
+		t.Fatalf("conversation 1: %v %v %s", ok, err, got.Raw)
+	}
+}
