@@ -328,31 +328,33 @@ const convColumns = `agent_id, conversation_id, activity_time, object_key, objec
 // and Unchanged counts are the ones computed here.
 func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
 	var counts ingest.RecordCounts
-	err := s.write(ctx, "commit file "+c.File.Source+"/"+c.File.Key, func(tx *sql.Tx) error {
-		stored, err := loadStored(ctx, tx, plan.Keys(c.Conversations))
-		if err != nil {
-			return err
-		}
-		p := plan.Build(c.Conversations, stored)
-		if err := writeConversations(ctx, tx, p.Writes); err != nil {
-			return err
-		}
-		counts = c.File.Counts
-		counts.New, counts.Updated, counts.Unchanged = p.Counts.New, p.Counts.Updated, p.Counts.Unchanged
-		f := c.File
-		f.Counts = counts
-		if err := upsertFile(ctx, tx, f); err != nil {
-			return err
-		}
-		if c.ReservationID != 0 {
-			return charge(ctx, tx, c.ReservationID, &c.Reservation)
-		}
-		return nil
+	err := s.write(ctx, "commit file "+c.File.Source+"/"+c.File.Key, func(tx *sql.Tx) (err error) {
+		counts, err = plan.Commit(ctx, commitTx{tx}, c)
+		return err
 	})
 	if err != nil {
 		return ingest.RecordCounts{}, wrap(err)
 	}
 	return counts, nil
+}
+
+// commitTx adapts a write transaction to plan.Tx.
+type commitTx struct{ tx *sql.Tx }
+
+func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+	return loadStored(ctx, t.tx, keys)
+}
+
+func (t commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
+	return writeConversations(ctx, t.tx, writes)
+}
+
+func (t commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
+	return upsertFile(ctx, t.tx, f)
+}
+
+func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
+	return charge(ctx, t.tx, id, fallback)
 }
 
 // loadStored reads the ordering fields of the stored rows among keys.
@@ -540,13 +542,11 @@ func charge(ctx context.Context, tx *sql.Tx, id int64, fallback *ingest.Reservat
 	var r ingest.Reservation
 	err := tx.QueryRowContext(ctx, `DELETE FROM reservations WHERE id = ? RETURNING quota, day, source, bytes`, id).
 		Scan(&r.Quota, &r.Day, &r.Source, &r.Bytes)
-	switch {
-	case errors.Is(err, sql.ErrNoRows) && fallback != nil && fallback.Quota != "":
-		r = *fallback
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("reservation %d not found", id)
-	case err != nil:
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("reservation %d: %w", id, err)
+	}
+	if r, err = plan.ChargeTarget(id, r, err == nil, fallback); err != nil {
+		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO usage (quota, day, source, bytes) VALUES (?, ?, ?, ?)
 		ON CONFLICT (quota, day, source) DO UPDATE SET bytes = usage.bytes + excluded.bytes`,
@@ -572,18 +572,8 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 		return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
 	}
 	defer rows.Close()
-	var total int64
-	per := map[string]int64{}
-	for rows.Next() {
-		var src string
-		var n int64
-		if err := rows.Scan(&src, &n); err != nil {
-			return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
-		}
-		per[src] += n
-		total += n
-	}
-	if err := rows.Err(); err != nil {
+	total, per, err := plan.SumUsage(rows)
+	if err != nil {
 		return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
 	}
 	return total, per, nil

@@ -1,0 +1,559 @@
+// Package postgres is the conversation store on a PostgreSQL server (pgx, pgxpool).
+//
+// Concurrency: transactions run at READ COMMITTED and serialize only where a
+// read-compare-write needs it, with transaction-scoped advisory locks taken in a fixed
+// order (so they cannot deadlock) and released at commit:
+//   - CommitFile locks the buckets of the agent_ids it touches (ascending), so two
+//     commits of the same conversation never both compare against the same old row;
+//     commits for unrelated agents run in parallel.
+//   - Reserve locks its (quota, day), so concurrent reservers — in any process — see
+//     each other's reservations before deciding.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
+	"github.com/avon-ai/data-import-operator/internal/store/internal/plan"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Advisory lock namespaces (the first key of pg_advisory_xact_lock(int, int)).
+const (
+	lockMigrate int32 = iota + 1
+	lockAgents
+	lockQuota
+)
+
+// agentBuckets bounds the advisory locks one commit takes: a file naming thousands of
+// agents still takes at most this many.
+const agentBuckets = 64
+
+// Store is an ingest.Store on a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ ingest.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL) and applies migrations. The
+// DSN's password never appears in errors.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, scrub(fmt.Errorf("postgres: parse DSN %s: %w", Redact(dsn), err), dsn)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, scrub(fmt.Errorf("postgres: connect to %s: %w", Redact(dsn), err), dsn)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "migrate", func(tx pgx.Tx) error {
+		// Two processes opening a fresh database at once must not both create the tables.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockMigrate); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
+			return err
+		}
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+			return err
+		}
+		if have > len(ms) {
+			return fmt.Errorf("database schema version %d is newer than this binary's %d", have, len(ms))
+		}
+		for _, m := range ms[have:] {
+			// No arguments: the simple protocol runs a multi-statement file.
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// write runs fn in one transaction, naming op in any error.
+func (s *Store) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("%s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// hash32 maps a lock key to the second advisory-lock key; collisions only serialize.
+func hash32(parts ...string) int32 {
+	h := fnv.New32a()
+	for _, p := range parts {
+		_, _ = h.Write([]byte(p))
+		_, _ = h.Write([]byte{0})
+	}
+	return int32(h.Sum32())
+}
+
+// splitTime separates what timestamptz keeps (microseconds) from the rest.
+func splitTime(t time.Time) (time.Time, int16) {
+	return t.Truncate(time.Microsecond), int16(t.Nanosecond() % 1000)
+}
+
+func joinTime(t time.Time, ns int16) time.Time {
+	return t.Add(time.Duration(ns)).UTC()
+}
+
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// ---- ledger ----
+
+const fileColumns = `source, key, etag, size, last_modified, state, reason, message,
+	valid_count, invalid_count, new_count, updated_count, unchanged_count, bytes, attempts, first_seen, updated_at`
+
+// upsertFileSQL counts the attempt and keeps the first first_seen.
+const upsertFileSQL = `INSERT INTO files (` + fileColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $16)
+	ON CONFLICT (source, key) DO UPDATE SET
+		etag = excluded.etag, size = excluded.size, last_modified = excluded.last_modified,
+		state = excluded.state, reason = excluded.reason, message = excluded.message,
+		valid_count = excluded.valid_count, invalid_count = excluded.invalid_count,
+		new_count = excluded.new_count, updated_count = excluded.updated_count,
+		unchanged_count = excluded.unchanged_count, bytes = excluded.bytes,
+		attempts = files.attempts + 1, updated_at = excluded.updated_at`
+
+func upsertFile(ctx context.Context, tx pgx.Tx, f ingest.FileRecord) error {
+	c := f.Counts
+	_, err := tx.Exec(ctx, upsertFileSQL, f.Source, f.Key, f.ETag, f.Size, f.LastModified, string(f.State),
+		f.Reason, f.Message, c.Valid, c.Invalid, c.New, c.Updated, c.Unchanged, f.Bytes,
+		orNow(f.FirstSeen), orNow(f.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("ledger row %s/%s: %w", f.Source, f.Key, err)
+	}
+	return nil
+}
+
+func scanFile(row pgx.Row) (ingest.FileRecord, error) {
+	var f ingest.FileRecord
+	var state string
+	err := row.Scan(&f.Source, &f.Key, &f.ETag, &f.Size, &f.LastModified, &state, &f.Reason, &f.Message,
+		&f.Counts.Valid, &f.Counts.Invalid, &f.Counts.New, &f.Counts.Updated, &f.Counts.Unchanged,
+		&f.Bytes, &f.Attempts, &f.FirstSeen, &f.UpdatedAt)
+	f.State = ingest.FileState(state)
+	f.LastModified, f.FirstSeen, f.UpdatedAt = f.LastModified.UTC(), f.FirstSeen.UTC(), f.UpdatedAt.UTC()
+	return f, err
+}
+
+// LookupFile returns the ledger row of one object (a primary-key lookup).
+func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.FileRecord, bool, error) {
+	f, err := scanFile(s.pool.QueryRow(ctx, `SELECT `+fileColumns+` FROM files WHERE source = $1 AND key = $2`, source, key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ingest.FileRecord{}, false, nil
+	}
+	if err != nil {
+		return ingest.FileRecord{}, false, fmt.Errorf("postgres: lookup file %s/%s: %w", source, key, err)
+	}
+	return f, true, nil
+}
+
+// ListFiles returns a source's ledger rows in state ("" for all), most recently updated
+// first; limit <= 0 means no limit.
+func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {
+	q := `SELECT ` + fileColumns + ` FROM files WHERE source = $1`
+	args := []any{source}
+	if state != "" {
+		q += ` AND state = $2`
+		args = append(args, string(state))
+	}
+	q += ` ORDER BY updated_at DESC, key`
+	if limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list files of %s: %w", source, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.FileRecord, error) { return scanFile(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// RecordFile upserts a ledger row alone.
+func (s *Store) RecordFile(ctx context.Context, f ingest.FileRecord) error {
+	return wrap(s.write(ctx, "record file "+f.Source+"/"+f.Key, func(tx pgx.Tx) error {
+		return upsertFile(ctx, tx, f)
+	}))
+}
+
+// DeleteSource removes a source's ledger rows and its outstanding reservations.
+// Conversations stay, and so does charged usage: those bytes were downloaded that day.
+func (s *Store) DeleteSource(ctx context.Context, source string) error {
+	return wrap(s.write(ctx, "delete source "+source, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1`, source); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM reservations WHERE source = $1`, source)
+		return err
+	}))
+}
+
+// PruneFiles deletes the ledger rows of source whose key is not in keep and whose row
+// was last updated before olderThan: objects that left the bucket. The age guard keeps
+// rows written after the listing that produced keep began.
+func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error) {
+	keys := make([]string, 0, len(keep))
+	for k := range keep {
+		keys = append(keys, k)
+	}
+	var n int64
+	err := s.write(ctx, "prune files of "+source, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1 AND updated_at < $2
+			AND NOT (key = ANY ($3::text[]))`, source, olderThan, keys)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return int(n), nil
+}
+
+// ---- conversations ----
+
+const convColumns = `agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+	object_last_modified, object_last_modified_ns, position, content_hash, source, raw::text`
+
+// CommitFile writes a file's conversations, its ledger row and its usage in one
+// transaction; see plan.Build for the replacement rule. The ledger row's New, Updated
+// and Unchanged counts are the ones computed here.
+func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
+	var counts ingest.RecordCounts
+	err := s.write(ctx, "commit file "+c.File.Source+"/"+c.File.Key, func(tx pgx.Tx) (err error) {
+		counts, err = plan.Commit(ctx, commitTx{tx}, c)
+		return err
+	})
+	if err != nil {
+		return ingest.RecordCounts{}, wrap(err)
+	}
+	return counts, nil
+}
+
+// commitTx adapts a transaction to plan.Tx.
+type commitTx struct{ tx pgx.Tx }
+
+// Stored locks the keys' agents before reading, so the rows read stay current until
+// commit.
+func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+	if err := lockAgentBuckets(ctx, t.tx, keys); err != nil {
+		return nil, err
+	}
+	return loadStored(ctx, t.tx, keys)
+}
+
+func (t commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
+	return writeConversations(ctx, t.tx, writes)
+}
+
+func (t commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
+	return upsertFile(ctx, t.tx, f)
+}
+
+func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
+	return charge(ctx, t.tx, id, fallback)
+}
+
+// lockAgentBuckets takes the advisory locks of the keys' agent buckets in ascending
+// order, one statement each: the order of a single statement's function calls is not
+// guaranteed, and a fixed order is what rules out deadlocks.
+func lockAgentBuckets(ctx context.Context, tx pgx.Tx, keys []plan.Key) error {
+	seen := map[int32]bool{}
+	var buckets []int32
+	for _, k := range keys {
+		b := int32(uint32(hash32(k.AgentID)) % agentBuckets)
+		if !seen[b] {
+			seen[b] = true
+			buckets = append(buckets, b)
+		}
+	}
+	sort.Slice(buckets, func(i, j int) bool { return buckets[i] < buckets[j] })
+	batch := &pgx.Batch{}
+	for _, b := range buckets {
+		batch.Queue(`SELECT pg_advisory_xact_lock($1, $2)`, lockAgents, b)
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("lock agents: %w", err)
+	}
+	return nil
+}
+
+// loadStored reads the ordering fields of the stored rows among keys, in one query.
+func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+	agents := make([]string, len(keys))
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		agents[i], ids[i] = k.AgentID, k.ConversationID
+	}
+	rows, err := tx.Query(ctx, `SELECT c.agent_id, c.conversation_id, c.activity_time, c.activity_time_ns,
+			c.object_last_modified, c.object_last_modified_ns, c.object_key, c.position, c.content_hash
+		FROM conversations c
+		JOIN unnest($1::text[], $2::text[]) AS k(agent_id, conversation_id)
+			ON c.agent_id = k.agent_id AND c.conversation_id = k.conversation_id`, agents, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read stored conversations: %w", err)
+	}
+	defer rows.Close()
+	stored := make(map[plan.Key]ingest.Conversation)
+	for rows.Next() {
+		var c ingest.Conversation
+		var atNs, lmNs int16
+		if err := rows.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
+			&c.ObjectKey, &c.Position, &c.ContentHash); err != nil {
+			return nil, fmt.Errorf("read stored conversations: %w", err)
+		}
+		c.ActivityTime, c.ObjectLastModified = joinTime(c.ActivityTime, atNs), joinTime(c.ObjectLastModified, lmNs)
+		stored[plan.KeyOf(&c)] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read stored conversations: %w", err)
+	}
+	return stored, nil
+}
+
+// writeConversations upserts every write in one statement over parallel arrays.
+func writeConversations(ctx context.Context, tx pgx.Tx, writes []*ingest.Conversation) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	n := len(writes)
+	var (
+		agents, ids, keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ats, lms                                 = make([]time.Time, n), make([]time.Time, n)
+		atNs, lmNs                               = make([]int16, n), make([]int16, n)
+		positions                                = make([]int64, n)
+	)
+	for i, c := range writes {
+		agents[i], ids[i], keys[i], hashes[i], sources[i], raws[i] = c.AgentID, c.ConversationID, c.ObjectKey, c.ContentHash, c.Source, string(c.Raw)
+		ats[i], atNs[i] = splitTime(c.ActivityTime)
+		lms[i], lmNs[i] = splitTime(c.ObjectLastModified)
+		positions[i] = c.Position
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO conversations (agent_id, conversation_id, activity_time, activity_time_ns,
+			object_key, object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
+		SELECT a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::smallint[], $5::text[], $6::timestamptz[],
+			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
+			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw)
+		ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+			activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
+			object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
+			object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
+			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
+			updated_at = excluded.updated_at`,
+		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws)
+	if err != nil {
+		return fmt.Errorf("write %d conversations: %w", n, err)
+	}
+	return nil
+}
+
+func scanConversation(row pgx.Row) (ingest.Conversation, error) {
+	var c ingest.Conversation
+	var atNs, lmNs int16
+	var raw string
+	err := row.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectKey, &c.ObjectLastModified, &lmNs,
+		&c.Position, &c.ContentHash, &c.Source, &raw)
+	c.ActivityTime, c.ObjectLastModified = joinTime(c.ActivityTime, atNs), joinTime(c.ObjectLastModified, lmNs)
+	c.Raw = []byte(raw)
+	return c, err
+}
+
+// GetConversation finds one conversation by identity.
+func (s *Store) GetConversation(ctx context.Context, agentID, conversationID string) (ingest.Conversation, bool, error) {
+	c, err := scanConversation(s.pool.QueryRow(ctx, `SELECT `+convColumns+` FROM conversations
+		WHERE agent_id = $1 AND conversation_id = $2`, agentID, conversationID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ingest.Conversation{}, false, nil
+	}
+	if err != nil {
+		return ingest.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s: %w", agentID, conversationID, err)
+	}
+	return c, true, nil
+}
+
+// ListConversations lists an agent's conversations by conversation_id (bytewise);
+// limit <= 0 means no limit.
+func (s *Store) ListConversations(ctx context.Context, agentID string, limit int) ([]ingest.Conversation, error) {
+	q := `SELECT ` + convColumns + ` FROM conversations WHERE agent_id = $1 ORDER BY conversation_id`
+	if limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	out, err := s.queryConversations(ctx, q, agentID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list conversations of %s: %w", agentID, err)
+	}
+	return out, nil
+}
+
+// DumpConversations returns every conversation by identity (tests compare dumps).
+func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
+	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY agent_id, conversation_id`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: dump conversations: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]ingest.Conversation, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.Conversation, error) { return scanConversation(r) })
+}
+
+// ---- quota ----
+
+// Reserve holds r.Bytes of r.Quota's r.Day when used + reserved + r.Bytes <= r.Limit.
+// The (quota, day) advisory lock serializes reservers from the sum to the insert.
+// CommitFile and ChargeReservation need not take it: they move bytes from reservations
+// to usage in one transaction, which leaves the sum unchanged.
+func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error) {
+	if r.Bytes < 0 {
+		return 0, fmt.Errorf("postgres: reserve %d bytes of %s on %s: negative size", r.Bytes, r.Quota, r.Day)
+	}
+	var id int64
+	err := s.write(ctx, fmt.Sprintf("reserve %d bytes of %s on %s", r.Bytes, r.Quota, r.Day), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockQuota, hash32(r.Quota, r.Day)); err != nil {
+			return err
+		}
+		var held int64
+		if err := tx.QueryRow(ctx, `SELECT
+			COALESCE((SELECT SUM(bytes) FROM usage WHERE quota = $1 AND day = $2), 0) +
+			COALESCE((SELECT SUM(bytes) FROM reservations WHERE quota = $1 AND day = $2), 0)`,
+			r.Quota, r.Day).Scan(&held); err != nil {
+			return err
+		}
+		if held+r.Bytes > r.Limit {
+			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", ingest.ErrQuotaExceeded, held, r.Limit)
+		}
+		return tx.QueryRow(ctx, `INSERT INTO reservations (quota, day, source, bytes, created_at)
+			VALUES ($1, $2, $3, $4, now()) RETURNING id`, r.Quota, r.Day, r.Source, r.Bytes).Scan(&id)
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return id, nil
+}
+
+// Release drops a reservation without charging it; an unknown id is not an error
+// (ReleaseAll may have dropped it already).
+func (s *Store) Release(ctx context.Context, id int64) error {
+	return wrap(s.write(ctx, fmt.Sprintf("release reservation %d", id), func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM reservations WHERE id = $1`, id)
+		return err
+	}))
+}
+
+// ChargeReservation converts a reservation to usage.
+func (s *Store) ChargeReservation(ctx context.Context, id int64) error {
+	return wrap(s.write(ctx, fmt.Sprintf("charge reservation %d", id), func(tx pgx.Tx) error {
+		return charge(ctx, tx, id, nil)
+	}))
+}
+
+// charge deletes reservation id and adds its bytes to usage. When the row is gone (a
+// restart's ReleaseAll) the download still happened, so fallback, when it names a
+// quota, is charged instead.
+func charge(ctx context.Context, tx pgx.Tx, id int64, fallback *ingest.Reservation) error {
+	var r ingest.Reservation
+	err := tx.QueryRow(ctx, `DELETE FROM reservations WHERE id = $1 RETURNING quota, day, source, bytes`, id).
+		Scan(&r.Quota, &r.Day, &r.Source, &r.Bytes)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("reservation %d: %w", id, err)
+	}
+	if r, err = plan.ChargeTarget(id, r, err == nil, fallback); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO usage (quota, day, source, bytes) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (quota, day, source) DO UPDATE SET bytes = usage.bytes + excluded.bytes`,
+		r.Quota, r.Day, r.Source, r.Bytes)
+	if err != nil {
+		return fmt.Errorf("charge reservation %d: %w", id, err)
+	}
+	return nil
+}
+
+// ReleaseAll drops every reservation.
+func (s *Store) ReleaseAll(ctx context.Context) error {
+	return wrap(s.write(ctx, "release all reservations", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM reservations`)
+		return err
+	}))
+}
+
+// Usage returns the bytes charged to quota on day, in total and per source.
+func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT source, bytes FROM usage WHERE quota = $1 AND day = $2`, quota, day)
+	if err != nil {
+		return 0, nil, fmt.Errorf("postgres: usage of %s on %s: %w", quota, day, err)
+	}
+	defer rows.Close()
+	total, per, err := plan.SumUsage(rows)
+	if err != nil {
+		return 0, nil, fmt.Errorf("postgres: usage of %s on %s: %w", quota, day, err)
+	}
+	return total, per, nil
+}
+
+// wrap prefixes the backend's name.
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("postgres: %w", err)
+}
