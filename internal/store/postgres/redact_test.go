@@ -23,8 +23,7 @@ func TestRedact(t *testing.T) {
 
 // A DSN that fails to parse or connect never shows its password.
 func TestOpenErrorsHidePassword(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	ctx := context.Background()
 	for _, dsn := range []string{
 		"postgres://app:Sup3r-S3cret@127.0.0.1:notaport/conv",
 		"postgres://app:Sup3r-S3cret@127.0.0.1:1/conv?sslmode=disable&connect_timeout=1",

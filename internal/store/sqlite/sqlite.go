@@ -357,52 +357,89 @@ func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reserva
 	return charge(ctx, t.tx, id, fallback)
 }
 
+// Rows per multi-row statement: per-statement overhead dominates single-row statements,
+// and these stay far below SQLite's 32766 bound variables.
+const (
+	lookupChunk = 500
+	writeChunk  = 100
+)
+
+// chunked runs fn over [0,n) in chunks of at most size, preparing the statement built by
+// query(rows) once for the full chunk size and once for the remainder.
+func chunked(ctx context.Context, tx *sql.Tx, n, size int, query func(rows int) string, fn func(stmt *sql.Stmt, lo, hi int) error) error {
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	for lo := 0; lo < n; lo += size {
+		hi := min(lo+size, n)
+		var stmt *sql.Stmt
+		var err error
+		if hi-lo == size && full != nil {
+			stmt = full
+		} else if stmt, err = tx.PrepareContext(ctx, query(hi-lo)); err != nil {
+			return err
+		}
+		if hi-lo == size {
+			full = stmt
+		} else {
+			defer stmt.Close()
+		}
+		if err := fn(stmt, lo, hi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// values returns rows "(?, ?, ...)" groups of cols placeholders, comma-separated.
+func values(rows, cols int) string {
+	group := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(group+", ", rows), ", ")
+}
+
 // loadStored reads the ordering fields of the stored rows among keys.
 func loadStored(ctx context.Context, tx *sql.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
-	stmt, err := tx.PrepareContext(ctx, `SELECT activity_time, object_last_modified, object_key, position, content_hash
-		FROM conversations WHERE agent_id = ? AND conversation_id = ?`)
-	if err != nil {
-		return nil, err
-	}
-	defer stmt.Close()
 	stored := make(map[plan.Key]ingest.Conversation)
-	for _, k := range keys {
-		var at, lm string
-		c := ingest.Conversation{AgentID: k.AgentID, ConversationID: k.ConversationID}
-		err := stmt.QueryRowContext(ctx, k.AgentID, k.ConversationID).Scan(&at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
+	query := func(rows int) string {
+		return `SELECT agent_id, conversation_id, activity_time, object_last_modified, object_key, position, content_hash
+			FROM conversations WHERE (agent_id, conversation_id) IN (VALUES ` + values(rows, 2) + `)`
+	}
+	err := chunked(ctx, tx, len(keys), lookupChunk, query, func(stmt *sql.Stmt, lo, hi int) error {
+		args := make([]any, 0, 2*(hi-lo))
+		for _, k := range keys[lo:hi] {
+			args = append(args, k.AgentID, k.ConversationID)
 		}
+		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
-			return nil, fmt.Errorf("read conversation %s/%s: %w", k.AgentID, k.ConversationID, err)
+			return err
 		}
-		if c.ActivityTime, err = parseTime(at); err != nil {
-			return nil, err
+		defer rows.Close()
+		for rows.Next() {
+			var at, lm string
+			var c ingest.Conversation
+			if err := rows.Scan(&c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash); err != nil {
+				return err
+			}
+			if c.ActivityTime, err = parseTime(at); err != nil {
+				return err
+			}
+			if c.ObjectLastModified, err = parseTime(lm); err != nil {
+				return err
+			}
+			stored[plan.KeyOf(&c)] = c
 		}
-		if c.ObjectLastModified, err = parseTime(lm); err != nil {
-			return nil, err
-		}
-		stored[k] = c
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stored conversations: %w", err)
 	}
 	return stored, nil
 }
 
 func writeConversations(ctx context.Context, tx *sql.Tx, writes []*ingest.Conversation) error {
-	if len(writes) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
-			activity_time = excluded.activity_time, object_key = excluded.object_key,
-			object_last_modified = excluded.object_last_modified, position = excluded.position,
-			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
-			updated_at = excluded.updated_at`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	now := fmtTime(time.Now())
 	for _, c := range writes {
 		if err := checkTime("activity time", c.ActivityTime); err != nil {
 			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
@@ -410,10 +447,27 @@ func writeConversations(ctx context.Context, tx *sql.Tx, writes []*ingest.Conver
 		if err := checkTime("object last-modified", c.ObjectLastModified); err != nil {
 			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
 		}
-		if _, err := stmt.ExecContext(ctx, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
-			fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now); err != nil {
-			return fmt.Errorf("write conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+	}
+	query := func(rows int) string {
+		return `INSERT INTO conversations (` + convColumns + `, updated_at) VALUES ` + values(rows, 10) + `
+			ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+				activity_time = excluded.activity_time, object_key = excluded.object_key,
+				object_last_modified = excluded.object_last_modified, position = excluded.position,
+				content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
+				updated_at = excluded.updated_at`
+	}
+	now := fmtTime(time.Now())
+	err := chunked(ctx, tx, len(writes), writeChunk, query, func(stmt *sql.Stmt, lo, hi int) error {
+		args := make([]any, 0, 10*(hi-lo))
+		for _, c := range writes[lo:hi] {
+			args = append(args, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
+				fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now)
 		}
+		_, err := stmt.ExecContext(ctx, args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("write %d conversations: %w", len(writes), err)
 	}
 	return nil
 }
