@@ -469,6 +469,14 @@ func testLedger(t *testing.T, s ingest.Store) {
 		t.Errorf("zero times stored as %v / %v, want about now", got.FirstSeen, got.UpdatedAt)
 	}
 
+	// A file without conversations still gets its ledger row.
+	if got := commit(t, s, File(source, "empty.jsonl", day0)); got != (ingest.RecordCounts{}) {
+		t.Errorf("empty commit counts = %+v, want zero", got)
+	}
+	if _, ok, err := s.LookupFile(ctx, source, "empty.jsonl"); !ok || err != nil {
+		t.Errorf("LookupFile(empty.jsonl) = %v, %v; want the row", ok, err)
+	}
+
 	if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: "x", State: "bogus"}); err == nil {
 		t.Errorf("RecordFile with state %q succeeded, want an error", "bogus")
 	}
