@@ -229,7 +229,7 @@ type S3SourceStatus struct {
 
 	// Files tally the objects under the prefix.
 	// +optional
-	Files FileCounts `json:"files,omitempty"`
+	Files *FileCounts `json:"files,omitempty"`
 
 	// ConversationsIngested is the number of conversations this source has stored (new or
 	// updated), over its lifetime.
@@ -239,6 +239,11 @@ type S3SourceStatus struct {
 	// BytesIngestedToday is what this source charged to its quota in the current window.
 	// +optional
 	BytesIngestedToday int64 `json:"bytesIngestedToday,omitempty"`
+
+	// ConsecutiveFailures counts discovery runs that failed in a row; retries back off
+	// from 30s, doubling, up to the interval.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

@@ -332,7 +332,11 @@ func (in *S3SourceStatus) DeepCopyInto(out *S3SourceStatus) {
 		in, out := &in.NextDiscoveryTime, &out.NextDiscoveryTime
 		*out = (*in).DeepCopy()
 	}
-	out.Files = in.Files
+	if in.Files != nil {
+		in, out := &in.Files, &out.Files
+		*out = new(FileCounts)
+		**out = **in
+	}
 	if in.RecentFileErrors != nil {
 		in, out := &in.RecentFileErrors, &out.RecentFileErrors
 		*out = make([]FileError, len(*in))

@@ -1,0 +1,115 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+)
+
+// Keys read from a credentials Secret and a CA Secret.
+const (
+	SecretAccessKeyID     = "AWS_ACCESS_KEY_ID"
+	SecretSecretAccessKey = "AWS_SECRET_ACCESS_KEY"
+	SecretSessionToken    = "AWS_SESSION_TOKEN"
+	SecretCABundle        = "ca.crt"
+)
+
+// secretNames lists the Secrets a source reads, for the Secret watch.
+func secretNames(src *v1.S3Source) []string {
+	var names []string
+	if c := src.Spec.Credentials; c != nil && c.SecretRef != nil {
+		names = append(names, c.SecretRef.Name)
+	}
+	if src.Spec.CASecretRef != nil {
+		names = append(names, src.Spec.CASecretRef.Name)
+	}
+	return names
+}
+
+// bucketConfig turns a source and its Secrets (always in the source's own namespace) into
+// a bucket.Config. Missing Secrets or keys stall the source: only the user can fix them.
+func (r *S3SourceReconciler) bucketConfig(ctx context.Context, src *v1.S3Source) (bucket.Config, error) {
+	cfg := bucket.Config{
+		Bucket: src.Spec.Bucket, Region: src.Spec.Region, Endpoint: src.Spec.Endpoint,
+		ForcePathStyle: src.Spec.ForcePathStyle,
+	}
+	if src.Spec.Timeout != nil {
+		cfg.Timeout = src.Spec.Timeout.Duration
+	}
+	if ref := src.Spec.CASecretRef; ref != nil {
+		data, err := r.secretData(ctx, src.Namespace, ref.Name, "caSecretRef")
+		if err != nil {
+			return cfg, err
+		}
+		if len(data[SecretCABundle]) == 0 {
+			return cfg, &stepFailure{reason: v1.ReasonInvalidSpec, stalled: true,
+				message: fmt.Sprintf("CA Secret %s/%s has no %q key: put the PEM bundle that signs the endpoint's certificate there", src.Namespace, ref.Name, SecretCABundle)}
+		}
+		cfg.CABundle = data[SecretCABundle]
+	}
+	creds := src.Spec.Credentials
+	if creds == nil {
+		return cfg, nil
+	}
+	if creds.Provider == v1.CredentialsSecret && creds.SecretRef != nil {
+		data, err := r.secretData(ctx, src.Namespace, creds.SecretRef.Name, "credentials.secretRef")
+		if err != nil {
+			return cfg, err
+		}
+		var missing []string
+		for _, k := range []string{SecretAccessKeyID, SecretSecretAccessKey} {
+			if len(data[k]) == 0 {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) > 0 {
+			be := bucket.MissingSecretKeys(src.Namespace+"/"+creds.SecretRef.Name, missing...)
+			return cfg, &stepFailure{reason: v1.ReasonInvalidCredentials, stalled: true, message: be.Message}
+		}
+		cfg.Credentials = &bucket.StaticCredentials{
+			AccessKeyID: string(data[SecretAccessKeyID]), SecretAccessKey: string(data[SecretSecretAccessKey]),
+			SessionToken: string(data[SecretSessionToken]),
+		}
+	}
+	if ar := creds.AssumeRole; ar != nil {
+		cfg.AssumeRole = &bucket.AssumeRole{RoleARN: ar.RoleARN, ExternalID: ar.ExternalID, SessionName: ar.SessionName}
+	}
+	return cfg, nil
+}
+
+func (r *S3SourceReconciler) secretData(ctx context.Context, ns, name, field string) (map[string][]byte, error) {
+	var secret corev1.Secret
+	err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &secret)
+	if apierrors.IsNotFound(err) {
+		return nil, &stepFailure{reason: v1.ReasonSecretNotFound, stalled: true,
+			message: fmt.Sprintf("Secret %s/%s named by spec.%s does not exist: create it in the source's namespace", ns, name, field)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
+	}
+	return secret.Data, nil
+}
+
+// bucketClient builds the S3 client of a source.
+func (r *S3SourceReconciler) bucketClient(ctx context.Context, src *v1.S3Source) (bucket.Client, error) {
+	cfg, err := r.bucketConfig(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.NewBucket(ctx, cfg)
+	if err != nil {
+		reason, msg := bucket.ReasonOf(err), err.Error()
+		var be *bucket.Error
+		if ok := asBucketError(err, &be); ok {
+			msg = be.Message
+		}
+		return nil, &stepFailure{reason: reason, message: msg, stalled: reason == bucket.ReasonInvalidConfig}
+	}
+	return c, nil
+}

@@ -1,0 +1,144 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/discovery"
+)
+
+// runTracker owns the discovery runs in flight: at most one per source. A reconcile starts
+// a run and returns; the run's completion sends an event that triggers the reconcile which
+// folds its Result into status. Reconciles never wait on downloads.
+type runTracker struct {
+	runner *discovery.Runner
+	// sources bounds the runs executing at once; others wait for a slot in their goroutine.
+	sources chan struct{}
+	events  chan event.GenericEvent
+
+	mu       sync.Mutex
+	base     context.Context
+	running  map[types.NamespacedName]*activeRun
+	finished map[types.NamespacedName]*discovery.Result
+	wg       sync.WaitGroup
+}
+
+type activeRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newRunTracker(runner *discovery.Runner, concurrentSources int) *runTracker {
+	if concurrentSources < 1 {
+		concurrentSources = 1
+	}
+	return &runTracker{
+		runner:   runner,
+		sources:  make(chan struct{}, concurrentSources),
+		events:   make(chan event.GenericEvent, 1024),
+		base:     context.Background(),
+		running:  map[types.NamespacedName]*activeRun{},
+		finished: map[types.NamespacedName]*discovery.Result{},
+	}
+}
+
+// Start is a manager Runnable: runs get the manager's context, and on shutdown Start
+// waits until every in-flight file has committed or rolled back.
+func (t *runTracker) Start(ctx context.Context) error {
+	t.mu.Lock()
+	t.base = ctx
+	t.mu.Unlock()
+	<-ctx.Done()
+	t.mu.Lock()
+	for _, r := range t.running {
+		r.cancel()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+	return nil
+}
+
+// NeedLeaderElection: only the leader runs discoveries.
+func (t *runTracker) NeedLeaderElection() bool { return true }
+
+func (t *runTracker) isRunning(key types.NamespacedName) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.running[key]
+	return ok
+}
+
+// start begins a run unless one is in flight; it reports whether it started one.
+func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job) bool {
+	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.running[key]; ok {
+		return false
+	}
+	ctx, cancel := context.WithCancel(t.base)
+	r := &activeRun{cancel: cancel, done: make(chan struct{})}
+	t.running[key] = r
+	t.wg.Add(1)
+	notify := src.DeepCopy()
+	go func() {
+		defer t.wg.Done()
+		defer close(r.done)
+		defer cancel()
+		var res *discovery.Result
+		select {
+		case t.sources <- struct{}{}:
+			res = t.runner.Run(ctx, client, job)
+			<-t.sources
+		case <-ctx.Done():
+		}
+		t.mu.Lock()
+		delete(t.running, key)
+		if res != nil && ctx.Err() == nil {
+			t.finished[key] = res
+		}
+		t.mu.Unlock()
+		select {
+		case t.events <- event.GenericEvent{Object: notify}:
+		case <-ctx.Done(): // shutting down or deleted: nobody folds this run
+		}
+	}()
+	return true
+}
+
+// peek returns a finished run's result without forgetting it: it is acknowledged only
+// once status holding it was written, so a failed patch loses nothing.
+func (t *runTracker) peek(key types.NamespacedName) *discovery.Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.finished[key]
+}
+
+func (t *runTracker) ack(key types.NamespacedName, res *discovery.Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.finished[key] == res {
+		delete(t.finished, key)
+	}
+}
+
+// stop cancels a source's run and waits for it to roll back or commit its files.
+func (t *runTracker) stop(ctx context.Context, key types.NamespacedName) {
+	t.mu.Lock()
+	r, ok := t.running[key]
+	delete(t.finished, key)
+	t.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,424 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+)
+
+// S3SourceReconciler discovers and ingests the files of each S3Source.
+type S3SourceReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Store    ingest.Store
+	Clock    clock.PassiveClock
+	// NewBucket builds the S3 client of a source; tests wrap it to count requests.
+	NewBucket func(ctx context.Context, cfg bucket.Config) (bucket.Client, error)
+	Metrics   *Metrics
+
+	runs *runTracker
+}
+
+// SourceOptions are the manager's knobs for discovery.
+type SourceOptions struct {
+	// ConcurrentSources bounds the discovery runs executing at once.
+	ConcurrentSources int
+	// ConcurrentFiles bounds the downloads in flight across all runs.
+	ConcurrentFiles int
+	// FilesPerSource bounds the downloads in flight of one run.
+	FilesPerSource int
+}
+
+// +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources/finalizers,verbs=update
+// +kubebuilder:rbac:groups=dataimport.avon.ai,resources=ingestionquotas,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller and the run tracker with mgr.
+func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptions) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.NewBucket == nil {
+		r.NewBucket = func(ctx context.Context, cfg bucket.Config) (bucket.Client, error) { return bucket.New(ctx, cfg) }
+	}
+	if r.Metrics == nil {
+		r.Metrics = NewMetrics(nil)
+	}
+	engine := ingest.New(r.Store)
+	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
+	r.runs = newRunTracker(runner, opts.ConcurrentSources)
+	if err := mgr.Add(r.runs); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1.S3Source{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&v1.IngestionQuota{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfQuota)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfSecret)).
+		WatchesRawSource(source.Channel(r.runs.events, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Named("s3source").
+		Complete(r)
+}
+
+func (r *S3SourceReconciler) sourcesOfQuota(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return s.Spec.QuotaRef == obj.GetName() })
+}
+
+func (r *S3SourceReconciler) sourcesOfSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool {
+		for _, n := range secretNames(s) {
+			if n == obj.GetName() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (r *S3SourceReconciler) sourcesMatching(ctx context.Context, ns string, match func(*v1.S3Source) bool) []reconcile.Request {
+	var list v1.S3SourceList
+	if err := r.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		log.FromContext(ctx).Error(err, "listing S3Sources to map a watched object")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if match(&list.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
+}
+
+// sourceScope is what one reconcile read and decided; computeSourceStatus turns it into
+// the status, in one place.
+type sourceScope struct {
+	src    *v1.S3Source
+	key    types.NamespacedName
+	now    time.Time
+	quota  resolvedQuota
+	result *discovery.Result // a finished run folded by this reconcile
+	// running is true when a run is in flight after this reconcile; started when this
+	// reconcile started it (the spec was acted on).
+	running, started bool
+	// refresh: the annotation value acted on, or a throttled one and when it may run.
+	refreshHandled   string
+	refreshThrottled string
+	refreshAt        time.Time
+	// failure stops the steps: a reason, message and whether only a spec change can help.
+	failure *stepFailure
+	// bytesToday is what this source charged in the quota's current window.
+	bytesToday int64
+}
+
+type stepFailure struct {
+	reason, message string
+	stalled         bool
+}
+
+func (f *stepFailure) Error() string { return f.reason + ": " + f.message }
+
+// Reconcile runs the steps in order and writes status once.
+func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	src := &v1.S3Source{}
+	if err := r.Get(ctx, req.NamespacedName, src); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.runs.stop(ctx, req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !src.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, src)
+	}
+	if !controllerutil.ContainsFinalizer(src, v1.Finalizer) {
+		patch := client.MergeFrom(src.DeepCopy())
+		controllerutil.AddFinalizer(src, v1.Finalizer)
+		if err := r.Patch(ctx, src, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), refreshHandled: src.Status.LastHandledRefresh}
+	before := src.Status.DeepCopy()
+	var requeue time.Duration
+	var stepErr error
+	for _, step := range []func(context.Context, *sourceScope) (time.Duration, error){
+		r.stepFoldFinishedRun,
+		r.stepResolveQuota,
+		r.stepUsage,
+		r.stepDisabled,
+		r.stepStartRunIfDue,
+	} {
+		after, err := step(ctx, s)
+		requeue = lowestRequeue(requeue, after)
+		if err != nil {
+			stepErr = err
+			break
+		}
+	}
+	if errors.Is(stepErr, errStop) {
+		stepErr = nil
+	}
+	var sf *stepFailure
+	if errors.As(stepErr, &sf) {
+		s.failure, stepErr = sf, nil
+	}
+
+	src.Status = computeSourceStatus(s, *before)
+	if !equality.Semantic.DeepEqual(before, &src.Status) {
+		patch := client.MergeFrom(&v1.S3Source{ObjectMeta: src.ObjectMeta, Status: *before})
+		if err := r.Status().Patch(ctx, src, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
+		}
+	}
+	if s.result != nil {
+		r.runs.ack(s.key, s.result)
+		r.emitRunEvents(src, s)
+	}
+	if s.failure != nil && !s.failure.stalled {
+		requeue = lowestRequeue(requeue, failureBackoff(src))
+	}
+	return ctrl.Result{RequeueAfter: requeue}, stepErr
+}
+
+// errStop ends the steps without an error (disabled, run in flight).
+var errStop = errors.New("stop")
+
+func lowestRequeue(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	case b < a:
+		return b
+	}
+	return a
+}
+
+// stepFoldFinishedRun takes a finished run's result, to be folded into status.
+func (r *S3SourceReconciler) stepFoldFinishedRun(_ context.Context, s *sourceScope) (time.Duration, error) {
+	s.result = r.runs.peek(s.key)
+	s.running = r.runs.isRunning(s.key)
+	if s.result != nil {
+		r.Metrics.observeRun(s.src, s.result)
+	}
+	return 0, nil
+}
+
+// stepDisabled stops a disabled source: no S3 calls, no runs; the ledger is kept.
+func (r *S3SourceReconciler) stepDisabled(ctx context.Context, s *sourceScope) (time.Duration, error) {
+	if !s.src.Spec.Disabled {
+		return 0, nil
+	}
+	if s.running {
+		r.runs.stop(ctx, s.key)
+		s.running = false
+	}
+	return 0, errStop
+}
+
+// stepResolveQuota reads the source's IngestionQuota, or the defaults when it is absent.
+func (r *S3SourceReconciler) stepResolveQuota(ctx context.Context, s *sourceScope) (time.Duration, error) {
+	q, err := resolveQuota(ctx, r.Client, s.src.Namespace, s.src.Spec.QuotaRef)
+	if err != nil {
+		return 0, err
+	}
+	s.quota = q
+	return 0, nil
+}
+
+// stepUsage reads what this source charged today, for status.
+func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (time.Duration, error) {
+	day, _ := discovery.Window(s.now, s.quota.Location)
+	_, perSource, err := r.Store.Usage(ctx, s.quota.Key, day)
+	if err != nil {
+		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
+	}
+	s.bytesToday = perSource[s.key.String()]
+	return 0, nil
+}
+
+// stepStartRunIfDue starts a run when one is due, asked for, or needed after a spec
+// change or a quota reset; it returns when to look again.
+func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceScope) (time.Duration, error) {
+	if s.running {
+		return 0, errStop // the run's completion triggers the next reconcile
+	}
+	src := s.src
+	last := lastDiscovery(src, s.result)
+	why, wait := "", time.Duration(0)
+
+	requested := src.Annotations[v1.RefreshAnnotation]
+	switch {
+	case last.IsZero():
+		why = "first discovery"
+	case src.Generation != src.Status.ObservedGeneration && s.result == nil:
+		why = "spec changed"
+	case s.result == nil && src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
+		why = "quota window reset"
+	}
+	if requested != "" && requested != src.Status.LastHandledRefresh {
+		readyAt := last.Add(s.quota.RefreshCooldown)
+		if why != "" || !s.now.Before(readyAt) {
+			why = "refresh requested"
+			s.refreshHandled = requested
+		} else {
+			s.refreshThrottled, s.refreshAt = requested, readyAt
+			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonRefreshThrottled, "Refresh",
+				"refresh %q throttled by the %s cooldown of IngestionQuota %s; it runs at %s",
+				requested, s.quota.RefreshCooldown, s.quota.Key, readyAt.UTC().Format(time.RFC3339))
+			wait = readyAt.Sub(s.now)
+		}
+	}
+	next := nextDiscovery(src, last)
+	if why == "" && !s.now.Before(next) {
+		why = "interval elapsed"
+	}
+	if why == "" {
+		return lowestRequeue(wait, next.Sub(s.now)), nil
+	}
+
+	client, err := r.bucketClient(ctx, src)
+	if err != nil {
+		return 0, err
+	}
+	job := discovery.Job{
+		Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
+		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
+		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
+	}
+	if r.runs.start(src, client, job) {
+		s.running, s.started = true, true
+		log.FromContext(ctx).Info("discovery started", "reason", why, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix)
+	}
+	return 0, errStop
+}
+
+func agentSet(ids []string) map[string]struct{} {
+	if len(ids) == 0 {
+		return nil
+	}
+	m := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		m[id] = struct{}{}
+	}
+	return m
+}
+
+func windowChanged(last, now time.Time, loc *time.Location) bool {
+	a, _ := discovery.Window(last, loc)
+	b, _ := discovery.Window(now, loc)
+	return a != b
+}
+
+// lastDiscovery is when the latest run finished, counting one being folded now.
+func lastDiscovery(src *v1.S3Source, res *discovery.Result) time.Time {
+	if res != nil {
+		return res.Finished
+	}
+	if src.Status.LastDiscoveryTime != nil {
+		return src.Status.LastDiscoveryTime.Time
+	}
+	return time.Time{}
+}
+
+// nextDiscovery is one interval after the last, plus a jitter fixed per source so many
+// sources created together do not list their buckets in the same second.
+func nextDiscovery(src *v1.S3Source, last time.Time) time.Time {
+	if last.IsZero() {
+		return last
+	}
+	return last.Add(intervalOf(src) + Jitter(string(src.UID), intervalOf(src)))
+}
+
+// Jitter is a stable offset in [0, interval/60) derived from the source's UID.
+func Jitter(uid string, interval time.Duration) time.Duration {
+	span := interval / 60
+	if span <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	return time.Duration(h.Sum64() % uint64(span))
+}
+
+func intervalOf(src *v1.S3Source) time.Duration {
+	if src.Spec.Interval != nil && src.Spec.Interval.Duration >= time.Minute {
+		return src.Spec.Interval.Duration
+	}
+	return time.Hour
+}
+
+// failureBackoff retries a failing source sooner than its interval, doubling from 30s
+// with each consecutive failure, so a broken bucket never turns into a hot loop.
+func failureBackoff(src *v1.S3Source) time.Duration {
+	d := 30 * time.Second
+	for i := int32(1); i < src.Status.ConsecutiveFailures && d < intervalOf(src); i++ {
+		d *= 2
+	}
+	return min(d, intervalOf(src))
+}
+
+// reconcileDelete stops any run and removes the source's ledger; nothing in S3 is touched
+// and conversations already imported stay.
+func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Source) error {
+	if !controllerutil.ContainsFinalizer(src, v1.Finalizer) {
+		return nil
+	}
+	key := client.ObjectKeyFromObject(src)
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r.runs.stop(stopCtx, key)
+	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
+		return fmt.Errorf("removing the ledger of %s: %w", key, err)
+	}
+	r.Metrics.forget(src)
+	patch := client.MergeFrom(src.DeepCopy())
+	controllerutil.RemoveFinalizer(src, v1.Finalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, src, patch))
+}
+
+func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope) {
+	res := s.result
+	if res.Err != nil {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", runFailure(src, res).message)
+		return
+	}
+	r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, "DiscoverySucceeded", "Discover", "%s", runSummary(res))
+	if res.NewlyFailed > 0 {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "FilesFailed", "Ingest", "%d file(s) failed this run; see status.recentFileErrors", res.NewlyFailed)
+	}
+	if res.NewlyDeferred > 0 {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonQuotaExceeded, "Ingest",
+			"%d file(s) deferred: today's quota of IngestionQuota %s is used up; they are ingested after the reset", res.NewlyDeferred, s.quota.Key)
+	}
+}

@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/discovery"
+)
+
+func asBucketError(err error, target **bucket.Error) bool { return errors.As(err, target) }
+
+// computeSourceStatus is the one place an S3Source's status is decided: from the
+// previous status and what this reconcile read and did. It is pure, so its table test
+// covers every state.
+func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStatus {
+	st := *prev.DeepCopy()
+	src := s.src
+	now := metav1.NewTime(s.now)
+	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: src.Generation, LastTransitionTime: now,
+		})
+	}
+
+	st.State = "Enabled"
+	if src.Spec.Disabled {
+		st.State = "Disabled"
+	}
+	st.LastHandledRefresh = s.refreshHandled
+	if s.started || src.Spec.Disabled || (s.failure != nil && s.failure.stalled) {
+		st.ObservedGeneration = src.Generation
+	}
+	if s.failure == nil || s.failure.reason != v1.ReasonStoreError {
+		st.BytesIngestedToday = s.bytesToday
+	}
+
+	if res := s.result; res != nil {
+		finished := metav1.NewTime(res.Finished)
+		st.LastDiscoveryTime = &finished
+		if res.Err != nil {
+			st.ConsecutiveFailures++
+		} else {
+			st.ConsecutiveFailures = 0
+			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
+			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			st.RecentFileErrors = nil
+			for _, f := range res.RecentErrors {
+				st.RecentFileErrors = append(st.RecentFileErrors, v1.FileError{Key: f.Key, Reason: f.Reason, Message: f.Message, Time: metav1.NewTime(f.UpdatedAt)})
+			}
+		}
+	}
+
+	if src.Spec.Disabled {
+		st.NextDiscoveryTime = nil
+		set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonDisabled, "ingestion is paused (spec.disabled); the ledger is kept, so re-enabling processes only what changed")
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionStalled)
+		return st
+	}
+	if st.LastDiscoveryTime != nil {
+		next := metav1.NewTime(nextDiscovery(src, st.LastDiscoveryTime.Time))
+		if st.ConsecutiveFailures > 0 {
+			next = metav1.NewTime(st.LastDiscoveryTime.Add(failureBackoff(&v1.S3Source{Spec: src.Spec, Status: st})))
+		}
+		st.NextDiscoveryTime = &next
+	}
+
+	if s.quota.Key != "" {
+		deferredMsg := ""
+		if st.Files != nil && st.Files.Deferred > 0 {
+			_, resetsAt := discovery.Window(s.now, s.quota.Location)
+			deferredMsg = fmt.Sprintf("%d file(s) wait for the daily quota to reset at %s; ", st.Files.Deferred, resetsAt.UTC().Format(time.RFC3339))
+			set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded, deferredMsg+s.quota.describe())
+		} else {
+			reason := v1.ReasonQuotaAvailable
+			if s.quota.Missing {
+				reason = v1.ReasonDefaultQuota
+			}
+			set(v1.ConditionQuotaAvailable, metav1.ConditionTrue, reason, s.quota.describe())
+		}
+	}
+
+	switch f := s.failure; {
+	case f != nil && f.stalled:
+		set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
+		set(v1.ConditionStalled, metav1.ConditionTrue, f.reason, f.message)
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
+		return st
+	case f != nil:
+		set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
+	}
+	meta.RemoveStatusCondition(&st.Conditions, v1.ConditionStalled)
+
+	if res := s.result; res != nil {
+		if res.Err != nil {
+			f := runFailure(src, res)
+			set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
+		} else {
+			reason, msg := v1.ReasonSucceeded, runSummary(res)
+			if res.Listed == 0 {
+				reason, msg = v1.ReasonNoObjectsFound, bucket.NoObjectsMessage(src.Spec.Bucket, src.Spec.Prefix)
+			}
+			set(v1.ConditionReady, metav1.ConditionTrue, reason, msg)
+			if res.Failed > 0 {
+				set(v1.ConditionFilesHealthy, metav1.ConditionFalse, v1.ReasonFilesFailed,
+					fmt.Sprintf("%d file(s) failed; see status.recentFileErrors", res.Failed))
+			} else {
+				set(v1.ConditionFilesHealthy, metav1.ConditionTrue, v1.ReasonAllFilesIngested, "no file under the prefix is failed")
+			}
+		}
+	}
+
+	switch {
+	case s.running:
+		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning,
+			fmt.Sprintf("discovering s3://%s/%s", src.Spec.Bucket, src.Spec.Prefix))
+		if meta.FindStatusCondition(st.Conditions, v1.ConditionReady) == nil {
+			set(v1.ConditionReady, metav1.ConditionUnknown, v1.ReasonProgressing, "the first discovery is running")
+		}
+	case s.refreshThrottled != "":
+		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonRefreshThrottled,
+			fmt.Sprintf("refresh %q waits for the %s cooldown of IngestionQuota %s; it runs at %s",
+				s.refreshThrottled, s.quota.RefreshCooldown, s.quota.Key, s.refreshAt.UTC().Format(time.RFC3339)))
+	default:
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
+	}
+	return st
+}
+
+// runFailure names why a run's listing failed, with the bucket package's sanitized message.
+func runFailure(src *v1.S3Source, res *discovery.Result) *stepFailure {
+	var be *bucket.Error
+	if errors.As(res.Err, &be) {
+		return &stepFailure{reason: be.Reason, message: be.Message}
+	}
+	return &stepFailure{reason: v1.ReasonDiscoveryFailed,
+		message: fmt.Sprintf("discovery of s3://%s/%s failed: %v", src.Spec.Bucket, src.Spec.Prefix, res.Err)}
+}
+
+func runSummary(res *discovery.Result) string {
+	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
+		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,
+		res.Downloaded, discovery.HumanBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)
+}

@@ -1,0 +1,392 @@
+// Package discovery runs one discovery of a bucket prefix: list it page by page, decide for
+// each object whether it is new, updated or unchanged against the file ledger, hold quota
+// for each download, and hand the bytes to the ingest engine. It knows nothing of
+// Kubernetes; the S3Source controller starts runs and folds their Result into status.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+)
+
+// Quota is the resolved IngestionQuota of a source.
+type Quota struct {
+	// Key is "namespace/name"; usage is stored under it.
+	Key         string
+	DailyLimit  int64
+	MaxFileSize int64
+	Location    *time.Location
+}
+
+// Window returns the quota day holding now ("2006-01-02" in loc) and when it ends.
+func Window(now time.Time, loc *time.Location) (day string, resetsAt time.Time) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	local := now.In(loc)
+	y, m, d := local.Date()
+	return local.Format(time.DateOnly), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+}
+
+// Job is one discovery of one source.
+type Job struct {
+	// Source is "namespace/name": the owner of the ledger rows.
+	Source string
+	Bucket string
+	Prefix string
+	Quota  Quota
+	Policy ingest.InvalidRecordPolicy
+	DryRun bool
+	Agents map[string]struct{}
+}
+
+// Result is what one run learned. Err is set when the listing itself failed (the bucket
+// is unreachable or denied); file-level problems are counted, not returned.
+type Result struct {
+	Started  time.Time
+	Finished time.Time
+	Day      string
+	Err      error
+
+	// Listed objects under the prefix (folder markers excluded).
+	Listed int64
+	// States of every listed object after the run (from this run or the ledger).
+	Ingested, Failed, Deferred, Ignored int64
+	// What this run did.
+	Downloaded int64
+	// DownloadedFailed are downloads whose content failed (invalid, unsafe, ...).
+	DownloadedFailed int64
+	Unchanged        int64
+	BytesDownloaded  int64
+	NewlyFailed      int64
+	NewlyDeferred    int64
+	Conversations    ingest.RecordCounts
+	// RecentErrors are the source's newest failed files from the ledger, newest first.
+	RecentErrors []ingest.FileRecord
+}
+
+// MaxRecentErrors bounds Result.RecentErrors.
+const MaxRecentErrors = 10
+
+// Runner runs discoveries. One Runner serves every source of a manager; FileSlots bounds
+// the downloads in flight across all of them, because each holds up to one object's
+// bytes (ZIPs spool to disk) and a store transaction.
+type Runner struct {
+	Store  ingest.Store
+	Engine *ingest.Engine
+	Now    func() time.Time
+	// PerRun is the most downloads one run has in flight.
+	PerRun int
+	slots  chan struct{}
+}
+
+// NewRunner returns a Runner with at most files downloads in flight in total and perRun
+// per source.
+func NewRunner(store ingest.Store, engine *ingest.Engine, now func() time.Time, files, perRun int) *Runner {
+	if files < 1 {
+		files = 1
+	}
+	if perRun < 1 || perRun > files {
+		perRun = files
+	}
+	return &Runner{Store: store, Engine: engine, Now: now, PerRun: perRun, slots: make(chan struct{}, files)}
+}
+
+// Run lists the job's prefix and processes what is new or updated. It returns when every
+// download it started has committed or rolled back.
+func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
+	res := &Result{Started: r.Now()}
+	res.Day, _ = Window(res.Started, job.Quota.Location)
+	run := &run{Runner: r, job: job, res: res, client: client, keep: map[string]struct{}{}}
+
+	work := make(chan work)
+	var wg sync.WaitGroup
+	for range r.PerRun {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range work {
+				run.download(ctx, w)
+			}
+		}()
+	}
+	listErr := client.List(ctx, job.Prefix, func(page []bucket.Object) error {
+		for _, obj := range page {
+			if err := run.classify(ctx, obj, work); err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
+	})
+	close(work)
+	wg.Wait()
+
+	res.Err = errors.Join(listErr, run.storeErr())
+	if res.Err == nil {
+		// Objects gone from the bucket leave the ledger once a full listing proves it.
+		if _, err := r.Store.PruneFiles(ctx, job.Source, run.keep, res.Started); err != nil {
+			res.Err = fmt.Errorf("pruning the ledger: %w", err)
+		}
+	}
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, ingest.FileFailed, MaxRecentErrors); err == nil {
+		res.RecentErrors = recent
+	} else if res.Err == nil {
+		res.Err = fmt.Errorf("listing failed files: %w", err)
+	}
+	res.Finished = r.Now()
+	return res
+}
+
+type work struct {
+	obj      bucket.Object
+	attempts int
+}
+
+type run struct {
+	*Runner
+	job    Job
+	res    *Result
+	client bucket.Client
+
+	mu       sync.Mutex
+	keep     map[string]struct{}
+	firstErr error
+}
+
+func (r *run) tally(f func(*Result)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r.res)
+}
+
+// fail keeps the first infrastructure error (the store), which fails the run.
+func (r *run) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstErr == nil {
+		r.firstErr = err
+	}
+}
+
+func (r *run) storeErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.firstErr
+}
+
+func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
+	return ingest.ObjectRef{Source: r.job.Source, Bucket: r.job.Bucket, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
+}
+
+func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }
+
+// classify decides what one listed object needs: nothing (unchanged), a ledger row
+// (ignored, too large, deferred) or a download. Only downloads leave this goroutine.
+func (r *run) classify(ctx context.Context, obj bucket.Object, queue chan<- work) error {
+	if strings.HasSuffix(obj.Key, "/") {
+		return nil // a folder marker, not a file
+	}
+	r.tally(func(res *Result) { res.Listed++; r.keep[obj.Key] = struct{}{} })
+
+	prev, found, err := r.Store.LookupFile(ctx, r.job.Source, obj.Key)
+	if err != nil {
+		return fmt.Errorf("looking up %s in the ledger: %w", obj.Key, err)
+	}
+	if found && prev.ETag == obj.ETag && prev.Size == obj.Size && r.settled(prev) {
+		r.tally(func(res *Result) { res.Unchanged++; countState(res, prev.State) })
+		return nil
+	}
+	attempts := prev.Attempts + 1
+	if _, _, ok := ingest.FormatOf(obj.Key); !ok {
+		// The engine writes the ignored row, naming the extension; nothing is downloaded.
+		out, err := r.Engine.Process(ctx, r.ref(obj), strings.NewReader(""), ingest.Options{DryRun: r.job.DryRun, Attempts: attempts, Now: r.Now()})
+		if err != nil {
+			return err
+		}
+		r.tally(func(res *Result) { countState(res, out.State) })
+		return nil
+	}
+	if obj.Size > r.job.Quota.MaxFileSize {
+		msg := fmt.Sprintf("%s: the object is %s, larger than the %s maximum file size of IngestionQuota %s; it was not downloaded",
+			r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.MaxFileSize), r.job.Quota.Key)
+		return r.record(ctx, obj, ingest.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
+	}
+	select {
+	case queue <- work{obj: obj, attempts: attempts}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settled says whether a ledger row for the same object version needs no more work.
+// Deferred rows wait for quota and transient download failures are retried; a file too
+// large is retried only once the limit has grown past it.
+func (r *run) settled(prev ingest.FileRecord) bool {
+	switch {
+	case prev.State == ingest.FileDeferred:
+		return false
+	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
+		return false
+	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
+		return prev.Size > r.job.Quota.MaxFileSize
+	}
+	return true
+}
+
+func (r *run) record(ctx context.Context, obj bucket.Object, state ingest.FileState, reason, msg string, attempts int) error {
+	now := r.Now()
+	row := ingest.FileRecord{
+		Source: r.job.Source, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
+		State: state, Reason: reason, Message: msg, Attempts: attempts, FirstSeen: now, UpdatedAt: now,
+	}
+	if !r.job.DryRun {
+		if err := r.Store.RecordFile(ctx, row); err != nil {
+			return fmt.Errorf("recording %s: %w", obj.Key, err)
+		}
+	}
+	r.tally(func(res *Result) {
+		countState(res, state)
+		switch state {
+		case ingest.FileFailed:
+			res.NewlyFailed++
+		case ingest.FileDeferred:
+			res.NewlyDeferred++
+		}
+	})
+	return nil
+}
+
+// download holds quota for the object, streams it through the engine and commits. The
+// reservation becomes usage in the engine's commit; any path that does not commit
+// releases it, so only downloaded-and-processed bytes are ever charged.
+func (r *run) download(ctx context.Context, w work) {
+	obj := w.obj
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-r.slots }()
+
+	reservation := ingest.Reservation{Quota: r.job.Quota.Key, Day: r.res.Day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
+	var id int64
+	if !r.job.DryRun {
+		var err error
+		id, err = r.Store.Reserve(ctx, reservation)
+		if errors.Is(err, ingest.ErrQuotaExceeded) {
+			_, resetsAt := Window(r.Now(), r.job.Quota.Location)
+			msg := fmt.Sprintf("%s: %s does not fit in what is left of today's %s quota (IngestionQuota %s); it will be ingested after the reset at %s",
+				r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
+			if err := r.record(ctx, obj, ingest.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
+				r.fail(err)
+			}
+			return
+		}
+		if err != nil {
+			r.fail(fmt.Errorf("reserving quota for %s: %w", obj.Key, err))
+			return
+		}
+	}
+	cleanup := context.WithoutCancel(ctx)
+	release := func() {
+		if id != 0 {
+			if err := r.Store.Release(cleanup, id); err != nil {
+				r.fail(fmt.Errorf("releasing quota for %s: %w", obj.Key, err))
+			}
+		}
+	}
+
+	body, _, err := r.client.Open(ctx, obj.Key, bucket.IfMatch(obj.ETag))
+	if err != nil {
+		release()
+		if ctx.Err() == nil {
+			r.downloadFailed(cleanup, obj, err, w.attempts)
+		}
+		return
+	}
+	defer body.Close()
+	out, err := r.Engine.Process(ctx, r.ref(obj), body, ingest.Options{
+		Policy: r.job.Policy, DryRun: r.job.DryRun, Agents: r.job.Agents,
+		ReservationID: id, Reservation: reservation, Attempts: w.attempts, Now: r.Now(),
+	})
+	if err != nil {
+		// Nothing was committed: the transaction rolled back with the reservation in it.
+		release()
+		if ctx.Err() == nil {
+			r.downloadFailed(cleanup, obj, err, w.attempts)
+		}
+		return
+	}
+	r.tally(func(res *Result) {
+		countState(res, out.State)
+		res.Downloaded++
+		res.BytesDownloaded += out.Bytes
+		res.Conversations.Valid += out.Counts.Valid
+		res.Conversations.Invalid += out.Counts.Invalid
+		res.Conversations.New += out.Counts.New
+		res.Conversations.Updated += out.Counts.Updated
+		res.Conversations.Unchanged += out.Counts.Unchanged
+		if out.State == ingest.FileFailed {
+			res.NewlyFailed++
+			res.DownloadedFailed++
+		}
+	})
+}
+
+// downloadFailed records a read that failed part-way (or could not start); the file is
+// retried at the next discovery. The message is the bucket package's, which is sanitized.
+func (r *run) downloadFailed(ctx context.Context, obj bucket.Object, err error, attempts int) {
+	reason := ingest.ReasonDownloadFailed
+	msg := fmt.Sprintf("%s: download failed, retried at the next discovery: %s", r.location(obj.Key), safeMessage(err))
+	if rerr := r.record(ctx, obj, ingest.FileFailed, reason, msg, attempts); rerr != nil {
+		r.fail(rerr)
+	}
+}
+
+// safeMessage keeps only the sanitized message of a bucket error; other errors (the store)
+// carry no secrets but are reduced to their text.
+func safeMessage(err error) string {
+	var be *bucket.Error
+	if errors.As(err, &be) {
+		return be.Reason + ": " + be.Message
+	}
+	return err.Error()
+}
+
+func countState(res *Result, s ingest.FileState) {
+	switch s {
+	case ingest.FileIngested:
+		res.Ingested++
+	case ingest.FileFailed:
+		res.Failed++
+	case ingest.FileDeferred:
+		res.Deferred++
+	case ingest.FileIgnored:
+		res.Ignored++
+	}
+}
+
+// HumanBytes formats decimal units, as the product guide does ("500 MB").
+func HumanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	s := fmt.Sprintf("%.1f", v)
+	s = strings.TrimSuffix(s, ".0")
+	return s + " " + string("kMGTPE"[exp]) + "B"
+}
