@@ -4,8 +4,15 @@
 //
 //	data-import validate [--output text|json] [--policy SkipFile|SkipRecord] [--agents a,b] [--quiet] FILE|DIR|- ...
 //
+// The get, list and files subcommands read the operator's store (its --store DSN):
+//
+//	data-import get   --store DSN --agent A --conversation C
+//	data-import list  --store DSN --agent A [--limit N]
+//	data-import files --store DSN --source NAMESPACE/NAME [--state failed] [--limit N]
+//
 // Exit status: 0 when every file is valid (unsupported files are reported as ignored and
-// do not fail the run), 1 when any file is invalid or unreadable, 2 on a usage error.
+// do not fail the run), 1 when any file is invalid or unreadable (or, for the lookups, the
+// store cannot be read or the conversation is not stored), 2 on a usage error.
 package main
 
 import (
@@ -18,7 +25,7 @@ import (
 	"strings"
 )
 
-// command is one subcommand; more (get, list, files against a store) plug in here.
+// command is one subcommand.
 type command struct {
 	name    string
 	summary string
@@ -40,6 +47,9 @@ const (
 func commands() []command {
 	return []command{
 		{name: "validate", summary: "check JSON/JSONL/ZIP/TAR.GZ conversation files as the operator would", run: runValidate},
+		{name: "get", summary: "print one stored conversation by agent_id and conversation_id", run: getCommand().run},
+		{name: "list", summary: "list an agent's stored conversations", run: listCommand().run},
+		{name: "files", summary: "list an S3Source's files: state, reason, record counts, message", run: filesCommand().run},
 	}
 }
 

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
+)
+
+// The store lookups read what the operator wrote: the same DSN as its --store flag.
+// SQLite runs in WAL mode, so they read a consistent snapshot while the operator writes.
+
+// lookupCmd is one store lookup: its flags, and what it does with the open store.
+type lookupCmd struct {
+	name, usage, about string
+	// bind registers the command's own flags; check says what is missing or wrong.
+	bind  func(fs *flag.FlagSet)
+	check func() string
+	do    func(ctx context.Context, st ingest.Store, e *env, output string) int
+}
+
+// run parses flags, opens the store and runs the lookup. A store that cannot be opened
+// exits 1, like a lookup that finds nothing; bad flags exit 2.
+func (c *lookupCmd) run(ctx context.Context, e *env, args []string) int {
+	var dsn, output string
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&dsn, "store", "", "store DSN, as the operator's --store: sqlite:///path/store.db or postgres://user@host/db")
+	fs.StringVar(&output, "output", "text", "output format: text or json")
+	c.bind(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: data-import %s %s\n%s\n", c.name, c.usage, c.about)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	problem := c.check()
+	switch {
+	case dsn == "":
+		problem = "--store is required"
+	case output != "text" && output != "json":
+		problem = fmt.Sprintf("--output %q: want text or json", output)
+	case fs.NArg() > 0:
+		problem = fmt.Sprintf("unexpected argument %q", fs.Arg(0))
+	}
+	if problem != "" {
+		fmt.Fprintf(e.stderr, "data-import %s: %s\n", c.name, problem)
+		fs.Usage()
+		return exitUsage
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "data-import %s: %v\n", c.name, err)
+		return exitInvalid
+	}
+	defer func() { _ = st.Close() }()
+	return c.do(ctx, st, e, output)
+}
+
+func getCommand() *lookupCmd {
+	var agent, conv string
+	return &lookupCmd{
+		name: "get", usage: "--store DSN --agent AGENT_ID --conversation CONVERSATION_ID",
+		about: "Prints one stored conversation as JSON, exactly as it was imported (exit 1 when it is not stored).",
+		bind: func(fs *flag.FlagSet) {
+			fs.StringVar(&agent, "agent", "", "agent_id of the conversation")
+			fs.StringVar(&conv, "conversation", "", "conversation_id of the conversation")
+		},
+		check: func() string {
+			if agent == "" || conv == "" {
+				return "--agent and --conversation are required"
+			}
+			return ""
+		},
+		do: func(ctx context.Context, st ingest.Store, e *env, output string) int {
+			c, ok, err := st.GetConversation(ctx, agent, conv)
+			if err != nil {
+				fmt.Fprintf(e.stderr, "data-import get: %v\n", err)
+				return exitInvalid
+			}
+			if !ok {
+				fmt.Fprintf(e.stderr, "data-import get: no conversation agent_id=%q conversation_id=%q in the store\n", agent, conv)
+				return exitInvalid
+			}
+			if output == "json" {
+				return writeJSON(e, "get", conversationView(&c, true))
+			}
+			var buf bytes.Buffer
+			if err := json.Indent(&buf, c.Raw, "", "  "); err != nil {
+				// The store holds compacted JSON the engine parsed; print it as it is if not.
+				buf.Reset()
+				buf.Write(c.Raw)
+			}
+			buf.WriteByte('\n')
+			_, _ = e.stdout.Write(buf.Bytes())
+			return exitOK
+		},
+	}
+}
+
+func listCommand() *lookupCmd {
+	var agent string
+	var limit int
+	return &lookupCmd{
+		name: "list", usage: "--store DSN --agent AGENT_ID [--limit N]",
+		about: "Lists an agent's stored conversations by conversation_id, with where each came from.",
+		bind: func(fs *flag.FlagSet) {
+			fs.StringVar(&agent, "agent", "", "agent_id whose conversations to list")
+			fs.IntVar(&limit, "limit", 100, "most conversations listed; 0 means all")
+		},
+		check: func() string {
+			if agent == "" {
+				return "--agent is required"
+			}
+			if limit < 0 {
+				return "--limit must not be negative"
+			}
+			return ""
+		},
+		do: func(ctx context.Context, st ingest.Store, e *env, output string) int {
+			cs, err := st.ListConversations(ctx, agent, limit)
+			return render(e, "list", output, cs, err, func(c *ingest.Conversation) any { return conversationView(c, false) }, func() {
+				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "CONVERSATION_ID\tLATEST_ACTIVITY\tSOURCE\tOBJECT")
+				for _, c := range cs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ConversationID, c.ActivityTime.UTC().Format(time.RFC3339), c.Source, c.ObjectKey)
+				}
+				_ = tw.Flush()
+				if len(cs) == 0 {
+					fmt.Fprintf(e.stderr, "no conversations for agent_id %q\n", agent)
+				}
+			})
+		},
+	}
+}
+
+func filesCommand() *lookupCmd {
+	var source, state string
+	var limit int
+	return &lookupCmd{
+		name: "files", usage: "--store DSN --source NAMESPACE/NAME [--state ingested|failed|deferred|ignored] [--limit N]",
+		about: "Lists the file ledger of an S3Source, most recently processed first: state, reason, record counts, message.",
+		bind: func(fs *flag.FlagSet) {
+			fs.StringVar(&source, "source", "", "the S3Source, as namespace/name")
+			fs.StringVar(&state, "state", "", "only files in this state: ingested, failed, deferred or ignored")
+			fs.IntVar(&limit, "limit", 0, "most files listed; 0 means all")
+		},
+		check: func() string {
+			if ns, name, ok := strings.Cut(source, "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				return fmt.Sprintf("--source %q: want namespace/name, e.g. default/my-bucket", source)
+			}
+			switch ingest.FileState(state) {
+			case "", ingest.FileIngested, ingest.FileFailed, ingest.FileDeferred, ingest.FileIgnored:
+			default:
+				return fmt.Sprintf("--state %q: want ingested, failed, deferred or ignored", state)
+			}
+			if limit < 0 {
+				return "--limit must not be negative"
+			}
+			return ""
+		},
+		do: func(ctx context.Context, st ingest.Store, e *env, output string) int {
+			fs, err := st.ListFiles(ctx, source, ingest.FileState(state), limit)
+			return render(e, "files", output, fs, err, func(f *ingest.FileRecord) any { return fileView(f) }, func() {
+				printFiles(e.stdout, fs)
+				if len(fs) == 0 {
+					fmt.Fprintf(e.stderr, "no files recorded for source %s (is it namespace/name of an S3Source that has run?)\n", source)
+				}
+			})
+		},
+	}
+}
+
+// render prints a lookup's rows: as JSON through view, or with text.
+func render[T any](e *env, cmd, output string, rows []T, err error, view func(*T) any, text func()) int {
+	if err != nil {
+		fmt.Fprintf(e.stderr, "data-import %s: %v\n", cmd, err)
+		return exitInvalid
+	}
+	if output == "json" {
+		views := make([]any, len(rows))
+		for i := range rows {
+			views[i] = view(&rows[i])
+		}
+		return writeJSON(e, cmd, views)
+	}
+	text()
+	return exitOK
+}
+
+func printFiles(w io.Writer, fs []ingest.FileRecord) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tSTATE\tREASON\tNEW\tUPDATED\tUNCHANGED\tINVALID\tMESSAGE")
+	for _, f := range fs {
+		c := f.Counts
+		// One row per file: a message never breaks the table.
+		msg := strings.Join(strings.Fields(f.Message), " ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", f.Key, f.State, f.Reason, c.New, c.Updated, c.Unchanged, c.Invalid, msg)
+	}
+	_ = tw.Flush()
+}
+
+// conversationJSON is a stored conversation in --output json.
+type conversationJSON struct {
+	AgentID        string          `json:"agent_id"`
+	ConversationID string          `json:"conversation_id"`
+	ActivityTime   time.Time       `json:"activity_time"`
+	Source         string          `json:"source"`
+	ObjectKey      string          `json:"object_key"`
+	ContentHash    string          `json:"content_hash"`
+	Record         json.RawMessage `json:"record,omitempty"`
+}
+
+func conversationView(c *ingest.Conversation, withRecord bool) conversationJSON {
+	v := conversationJSON{AgentID: c.AgentID, ConversationID: c.ConversationID, ActivityTime: c.ActivityTime.UTC(),
+		Source: c.Source, ObjectKey: c.ObjectKey, ContentHash: c.ContentHash}
+	if withRecord && json.Valid(c.Raw) {
+		v.Record = c.Raw
+	}
+	return v
+}
+
+// fileJSON is a ledger row in --output json.
+type fileJSON struct {
+	Key       string              `json:"key"`
+	State     ingest.FileState    `json:"state"`
+	Reason    string              `json:"reason"`
+	Message   string              `json:"message"`
+	Size      int64               `json:"size"`
+	Bytes     int64               `json:"charged_bytes"`
+	Counts    ingest.RecordCounts `json:"counts"`
+	UpdatedAt time.Time           `json:"updated_at"`
+}
+
+func fileView(f *ingest.FileRecord) fileJSON {
+	return fileJSON{Key: f.Key, State: f.State, Reason: f.Reason, Message: f.Message, Size: f.Size, Bytes: f.Bytes,
+		Counts: f.Counts, UpdatedAt: f.UpdatedAt.UTC()}
+}
+
+func writeJSON(e *env, cmd string, v any) int {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(e.stderr, "data-import %s: %v\n", cmd, err)
+		return exitInvalid
+	}
+	return exitOK
+}
