@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -25,7 +26,17 @@ type runTracker struct {
 	base     context.Context
 	running  map[types.NamespacedName]*activeRun
 	finished map[types.NamespacedName]*discovery.Result
+	memos    map[types.NamespacedName]runMemo
 	wg       sync.WaitGroup
+}
+
+// runMemo is what this process last decided for a source. The informer cache may still
+// hold a status from before the last patch; decisions take the newer of the two, so a
+// stale read never starts a second run or handles a refresh twice.
+type runMemo struct {
+	lastFinished      time.Time
+	handledRefresh    string
+	startedGeneration int64
 }
 
 type activeRun struct {
@@ -44,6 +55,7 @@ func newRunTracker(runner *discovery.Runner, concurrentSources int) *runTracker 
 		base:     context.Background(),
 		running:  map[types.NamespacedName]*activeRun{},
 		finished: map[types.NamespacedName]*discovery.Result{},
+		memos:    map[types.NamespacedName]runMemo{},
 	}
 }
 
@@ -73,14 +85,27 @@ func (t *runTracker) isRunning(key types.NamespacedName) bool {
 	return ok
 }
 
+func (t *runTracker) memo(key types.NamespacedName) runMemo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.memos[key]
+}
+
 // start begins a run unless one is in flight; it reports whether it started one.
-func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job) bool {
+// refresh is the annotation value this run handles ("" for none).
+func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, refresh string) bool {
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.running[key]; ok {
 		return false
 	}
+	m := t.memos[key]
+	m.startedGeneration = src.Generation
+	if refresh != "" {
+		m.handledRefresh = refresh
+	}
+	t.memos[key] = m
 	ctx, cancel := context.WithCancel(t.base)
 	r := &activeRun{cancel: cancel, done: make(chan struct{})}
 	t.running[key] = r
@@ -101,6 +126,9 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		delete(t.running, key)
 		if res != nil && ctx.Err() == nil {
 			t.finished[key] = res
+			m := t.memos[key]
+			m.lastFinished = res.Finished
+			t.memos[key] = m
 		}
 		t.mu.Unlock()
 		select {
@@ -132,6 +160,7 @@ func (t *runTracker) stop(ctx context.Context, key types.NamespacedName) {
 	t.mu.Lock()
 	r, ok := t.running[key]
 	delete(t.finished, key)
+	delete(t.memos, key)
 	t.mu.Unlock()
 	if !ok {
 		return

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -136,6 +137,34 @@ type sourceScope struct {
 	failure *stepFailure
 	// bytesToday is what this source charged in the quota's current window.
 	bytesToday int64
+	// memo is what this process decided last, newer than a stale cached status.
+	memo runMemo
+}
+
+// handledRefresh is the refresh value last acted on, from status or this process.
+func (s *sourceScope) handledRefresh() string {
+	if s.memo.handledRefresh != "" {
+		return s.memo.handledRefresh
+	}
+	return s.src.Status.LastHandledRefresh
+}
+
+// lastDiscovery is when the latest run finished: a run folded now, this process's memory
+// of its last run, or status.
+func (s *sourceScope) lastDiscovery() time.Time {
+	if s.result != nil {
+		return statusTime(s.result.Finished)
+	}
+	last := statusTime(s.memo.lastFinished)
+	if t := s.src.Status.LastDiscoveryTime; t != nil && t.After(last) {
+		last = t.Time
+	}
+	return last
+}
+
+// specActedOn reports whether the current generation was already discovered.
+func (s *sourceScope) specActedOn() bool {
+	return s.src.Status.ObservedGeneration >= s.src.Generation || s.memo.startedGeneration >= s.src.Generation
 }
 
 type stepFailure struct {
@@ -166,7 +195,8 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 
-	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), refreshHandled: src.Status.LastHandledRefresh}
+	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: r.runs.memo(req.NamespacedName)}
+	s.refreshHandled = s.handledRefresh()
 	before := src.Status.DeepCopy()
 	var requeue time.Duration
 	var stepErr error
@@ -194,8 +224,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 
 	src.Status = computeSourceStatus(s, *before)
 	if !equality.Semantic.DeepEqual(before, &src.Status) {
-		patch := client.MergeFrom(&v1.S3Source{ObjectMeta: src.ObjectMeta, Status: *before})
+		// The optimistic lock turns a patch computed from a stale cached status into a
+		// conflict, retried on a fresh read, instead of an overwrite.
+		patch := client.MergeFromWithOptions(&v1.S3Source{ObjectMeta: src.ObjectMeta, Status: *before}, client.MergeFromWithOptimisticLock{})
 		if err := r.Status().Patch(ctx, src, patch); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
+			}
 			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
 		}
 	}
@@ -204,8 +239,9 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.emitRunEvents(src, s)
 	}
 	if s.failure != nil && !s.failure.stalled {
-		requeue = lowestRequeue(requeue, failureBackoff(src))
+		requeue = lowestRequeue(requeue, failureBackoff(src.Spec.Interval, src.Status.ConsecutiveFailures+1))
 	}
+
 	return ctrl.Result{RequeueAfter: requeue}, stepErr
 }
 
@@ -274,23 +310,24 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		return 0, errStop // the run's completion triggers the next reconcile
 	}
 	src := s.src
-	last := lastDiscovery(src, s.result)
+	last := s.lastDiscovery()
 	why, wait := "", time.Duration(0)
 
 	requested := src.Annotations[v1.RefreshAnnotation]
 	switch {
 	case last.IsZero():
 		why = "first discovery"
-	case src.Generation != src.Status.ObservedGeneration && s.result == nil:
+	case !s.specActedOn():
 		why = "spec changed"
-	case s.result == nil && src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
+	case src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
 		why = "quota window reset"
 	}
-	if requested != "" && requested != src.Status.LastHandledRefresh {
+	handled := ""
+	if requested != "" && requested != s.refreshHandled {
 		readyAt := last.Add(s.quota.RefreshCooldown)
 		if why != "" || !s.now.Before(readyAt) {
 			why = "refresh requested"
-			s.refreshHandled = requested
+			handled = requested
 		} else {
 			s.refreshThrottled, s.refreshAt = requested, readyAt
 			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonRefreshThrottled, "Refresh",
@@ -299,7 +336,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 			wait = readyAt.Sub(s.now)
 		}
 	}
-	next := nextDiscovery(src, last)
+	next := dueAt(src, last, s.src.Status.ConsecutiveFailures)
 	if why == "" && !s.now.Before(next) {
 		why = "interval elapsed"
 	}
@@ -316,8 +353,11 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
 	}
-	if r.runs.start(src, client, job) {
+	if r.runs.start(src, client, job, handled) {
 		s.running, s.started = true, true
+		if handled != "" {
+			s.refreshHandled = handled
+		}
 		log.FromContext(ctx).Info("discovery started", "reason", why, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix)
 	}
 	return 0, errStop
@@ -340,17 +380,6 @@ func windowChanged(last, now time.Time, loc *time.Location) bool {
 	return a != b
 }
 
-// lastDiscovery is when the latest run finished, counting one being folded now.
-func lastDiscovery(src *v1.S3Source, res *discovery.Result) time.Time {
-	if res != nil {
-		return res.Finished
-	}
-	if src.Status.LastDiscoveryTime != nil {
-		return src.Status.LastDiscoveryTime.Time
-	}
-	return time.Time{}
-}
-
 // nextDiscovery is one interval after the last, plus a jitter fixed per source so many
 // sources created together do not list their buckets in the same second.
 func nextDiscovery(src *v1.S3Source, last time.Time) time.Time {
@@ -360,16 +389,33 @@ func nextDiscovery(src *v1.S3Source, last time.Time) time.Time {
 	return last.Add(intervalOf(src) + Jitter(string(src.UID), intervalOf(src)))
 }
 
-// Jitter is a stable offset in [0, interval/60) derived from the source's UID.
+// dueAt is when the next discovery is due: one interval (plus jitter) after the last, or
+// the failure backoff after a failed one.
+func dueAt(src *v1.S3Source, last time.Time, failures int32) time.Time {
+	if last.IsZero() {
+		return last
+	}
+	if failures > 0 {
+		return last.Add(failureBackoff(src.Spec.Interval, failures))
+	}
+	return nextDiscovery(src, last)
+}
+
+// Jitter is a stable offset in whole seconds in [0, interval/60) derived from the
+// source's UID.
 func Jitter(uid string, interval time.Duration) time.Duration {
-	span := interval / 60
+	span := int64(interval / 60 / time.Second)
 	if span <= 0 {
 		return 0
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(uid))
-	return time.Duration(h.Sum64() % uint64(span))
+	return time.Duration(h.Sum64()%uint64(span)) * time.Second
 }
+
+// statusTime is t as status stores it: metav1.Time keeps whole seconds, and decisions
+// use the same precision so a re-read status compares equal.
+func statusTime(t time.Time) time.Time { return t.Truncate(time.Second) }
 
 func intervalOf(src *v1.S3Source) time.Duration {
 	if src.Spec.Interval != nil && src.Spec.Interval.Duration >= time.Minute {
@@ -380,12 +426,13 @@ func intervalOf(src *v1.S3Source) time.Duration {
 
 // failureBackoff retries a failing source sooner than its interval, doubling from 30s
 // with each consecutive failure, so a broken bucket never turns into a hot loop.
-func failureBackoff(src *v1.S3Source) time.Duration {
+func failureBackoff(interval *metav1.Duration, failures int32) time.Duration {
+	limit := intervalOf(&v1.S3Source{Spec: v1.S3SourceSpec{Interval: interval}})
 	d := 30 * time.Second
-	for i := int32(1); i < src.Status.ConsecutiveFailures && d < intervalOf(src); i++ {
+	for i := int32(1); i < failures && d < limit; i++ {
 		d *= 2
 	}
-	return min(d, intervalOf(src))
+	return min(d, limit)
 }
 
 // reconcileDelete stops any run and removes the source's ledger; nothing in S3 is touched

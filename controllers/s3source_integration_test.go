@@ -370,7 +370,7 @@ func TestQuotaDefersAndResumesAfterReset(t *testing.T) {
 		put(t, bkt, fmt.Sprintf("q/file-%d.json", i), body)
 	}
 	limit := int64(2*size + size/2) // two files fit, the third does not
-	createQuota(t, ns, "tight", v1.IngestionQuotaSpec{DailyLimit: resource.NewQuantity(limit, resource.DecimalSI), MaxFileSize: quantity("10k")})
+	createQuota(t, ns, "tight", v1.IngestionQuotaSpec{DailyLimit: resource.NewQuantity(limit, resource.DecimalSI), MaxFileSize: resource.NewQuantity(limit, resource.DecimalSI)})
 	start := clk.Now()
 	newSource(t, ns, name, bkt, "q/", func(s *v1.S3SourceSpec) { s.QuotaRef = "tight" })
 	src := waitRun(t, ns, name, start)

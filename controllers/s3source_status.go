@@ -21,7 +21,7 @@ func asBucketError(err error, target **bucket.Error) bool { return errors.As(err
 func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStatus {
 	st := *prev.DeepCopy()
 	src := s.src
-	now := metav1.NewTime(s.now)
+	now := metav1.NewTime(statusTime(s.now))
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 			Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: src.Generation, LastTransitionTime: now,
@@ -41,7 +41,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 	}
 
 	if res := s.result; res != nil {
-		finished := metav1.NewTime(res.Finished)
+		finished := metav1.NewTime(statusTime(res.Finished))
 		st.LastDiscoveryTime = &finished
 		if res.Err != nil {
 			st.ConsecutiveFailures++
@@ -64,10 +64,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		return st
 	}
 	if st.LastDiscoveryTime != nil {
-		next := metav1.NewTime(nextDiscovery(src, st.LastDiscoveryTime.Time))
-		if st.ConsecutiveFailures > 0 {
-			next = metav1.NewTime(st.LastDiscoveryTime.Add(failureBackoff(&v1.S3Source{Spec: src.Spec, Status: st})))
-		}
+		next := metav1.NewTime(dueAt(src, st.LastDiscoveryTime.Time, st.ConsecutiveFailures))
 		st.NextDiscoveryTime = &next
 	}
 

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -321,7 +322,10 @@ func newSource(t *testing.T, ns, name, bkt, prefix string, mutate func(*v1.S3Sou
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-keys"},
 		StringData: map[string]string{controllers.SecretAccessKeyID: ak, controllers.SecretSecretAccessKey: sk}}
-	if err := k8s.Create(context.Background(), secret); err != nil {
+	if err := k8s.Create(context.Background(), secret); apierrors.IsAlreadyExists(err) {
+		err = k8s.Update(context.Background(), secret)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	src := &v1.S3Source{
