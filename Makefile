@@ -37,10 +37,12 @@ vet: ## Run go vet.
 check-fmt: ## Fail when a Go file is not gofmt-ed.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$out" ]]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+
 .PHONY: check-generated
 check-generated: manifests generate ## Fail when generated files differ from what is committed.
-	@if [[ -n "$$(git status --porcelain -- api config)" ]]; then \
-	  echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- api config; git diff --stat -- api config; exit 1; fi
+	@if [[ -n "$$(git status --porcelain --untracked-files=all -- $(GENERATED))" ]]; then \
+	  echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- $(GENERATED); git diff -- $(GENERATED) | head -50; exit 1; fi
 
 ##@ Tools (built from the Go module proxy into caches outside the repo)
 
