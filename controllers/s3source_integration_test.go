@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -119,6 +120,7 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 		t.Errorf("state = %q, want Enabled", src.Status.State)
 	}
 	wantRequests(t, ct, 1, 4)
+	wantKstatus(t, src, kstatus.CurrentStatus)
 	waitEvent(t, ns, name, "DiscoverySucceeded", "discovered 5 object(s): 4 ingested")
 	eventually(t, "quota usage", func() error {
 		q := getQuota(t, ns, "default")
@@ -128,6 +130,7 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 		if !strings.HasSuffix(q.Status.Usage, "of 500 MB used today") || len(q.Status.Sources) != 1 || q.Status.Sources[0].UsedBytes != wantBytes {
 			return fmt.Errorf("usage %q, sources %+v", q.Status.Usage, q.Status.Sources)
 		}
+		wantKstatus(t, q, kstatus.CurrentStatus)
 		return nil
 	})
 	if got := storedContent(t, "agent-1", "c-005"); !strings.Contains(got, "zipped") {
@@ -272,6 +275,8 @@ func TestDisabledSourceMakesNoRequests(t *testing.T) {
 	}
 	if src := getSource(t, ns, name); src.Status.LastDiscoveryTime != nil || src.Status.NextDiscoveryTime != nil {
 		t.Fatalf("a disabled source discovered or scheduled a discovery: %+v", src.Status)
+	} else {
+		wantKstatus(t, src, kstatus.CurrentStatus)
 	}
 
 	start := clk.Now()
@@ -321,6 +326,7 @@ func TestRefreshAnnotationAndCooldown(t *testing.T) {
 		return nil
 	})
 	waitEvent(t, ns, name, v1.ReasonRefreshThrottled, "it runs at "+runsAt)
+	wantKstatus(t, src, kstatus.InProgressStatus)
 	if src.Status.LastHandledRefresh != "1" || src.Status.Files.Discovered != 2 {
 		t.Fatalf("the throttled refresh ran early: %+v", src.Status)
 	}
@@ -465,8 +471,15 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 				t.Errorf("Stalled = %v, want %v", stalled, tt.stalled)
 			}
 			if tt.stalled {
+				wantKstatus(t, got, kstatus.FailedStatus)
 				return
 			}
+			// Retrying: Reconciling says when, so kstatus reads InProgress, not Current.
+			if c := condition(got, v1.ConditionReconciling); c.Reason != v1.ReasonProgressingWithRetry ||
+				!strings.Contains(c.Message, "retrying at "+got.Status.NextDiscoveryTime.UTC().Format(time.RFC3339)) {
+				t.Errorf("Reconciling = %s/%s %q, want ProgressingWithRetry naming the retry time", c.Status, c.Reason, c.Message)
+			}
+			wantKstatus(t, got, kstatus.InProgressStatus)
 			if got.Status.ConsecutiveFailures != 1 || got.Status.NextDiscoveryTime.Sub(got.Status.LastDiscoveryTime.Time) != 30*time.Second {
 				t.Fatalf("after one failure: consecutiveFailures %d, next in %v; want 1 and 30s",
 					got.Status.ConsecutiveFailures, got.Status.NextDiscoveryTime.Sub(got.Status.LastDiscoveryTime.Time))

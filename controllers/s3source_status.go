@@ -3,6 +3,7 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -83,6 +84,9 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		}
 	}
 
+	// A failure that a retry may fix keeps Reconciling=True (kstatus: InProgress) with
+	// when the retry happens; only a failure that needs a spec or Secret change stalls.
+	retry := ""
 	switch f := s.failure; {
 	case f != nil && f.stalled:
 		set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
@@ -91,6 +95,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		return st
 	case f != nil:
 		set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
+		retry = f.message
 	}
 	meta.RemoveStatusCondition(&st.Conditions, v1.ConditionStalled)
 
@@ -98,6 +103,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		if res.Err != nil {
 			f := runFailure(src, res)
 			set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
+			retry = f.message
 		} else {
 			reason, msg := v1.ReasonSucceeded, runSummary(res)
 			if res.Listed == 0 {
@@ -111,6 +117,8 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 				set(v1.ConditionFilesHealthy, metav1.ConditionTrue, v1.ReasonAllFilesIngested, "no file under the prefix is failed")
 			}
 		}
+	} else if c := meta.FindStatusCondition(st.Conditions, v1.ConditionReconciling); c != nil && c.Reason == v1.ReasonProgressingWithRetry {
+		retry = strings.TrimPrefix(c.Message, retryPrefix(st.NextDiscoveryTime))
 	}
 
 	switch {
@@ -124,10 +132,20 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonRefreshThrottled,
 			fmt.Sprintf("refresh %q waits for the %s cooldown of IngestionQuota %s; it runs at %s",
 				s.refreshThrottled, s.quota.RefreshCooldown, s.quota.Key, s.refreshAt.UTC().Format(time.RFC3339)))
+	case retry != "" && meta.IsStatusConditionFalse(st.Conditions, v1.ConditionReady):
+		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonProgressingWithRetry, retryPrefix(st.NextDiscoveryTime)+retry)
 	default:
 		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
 	}
 	return st
+}
+
+// retryPrefix starts the Reconciling message of a failing source.
+func retryPrefix(next *metav1.Time) string {
+	if next == nil {
+		return "retrying after: "
+	}
+	return "retrying at " + next.UTC().Format(time.RFC3339) + " after: "
 }
 
 // runFailure names why a run's listing failed, with the bucket package's sanitized message.
