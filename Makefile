@@ -114,3 +114,10 @@ deploy: manifests ## Deploy the operator with config/default.
 .PHONY: undeploy
 undeploy: ## Remove the operator deployed with config/default.
 	$(KUBECTL) delete -k config/default --ignore-not-found
+
+##@ Demo and docs
+
+.PHONY: demo
+demo: ## Walk through the product guide locally (apiserver, MinIO, the operator); DEMO_ONCE=1 checks and exits.
+	go build -o bin/demo ./hack/demo
+	./bin/demo $(if $(DEMO_ONCE),--once)
