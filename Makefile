@@ -121,3 +121,16 @@ undeploy: ## Remove the operator deployed with config/default.
 demo: ## Walk through the product guide locally (apiserver, MinIO, the operator); DEMO_ONCE=1 checks and exits.
 	go build -o bin/demo ./hack/demo
 	./bin/demo $(if $(DEMO_ONCE),--once)
+
+# crd-ref-docs runs as `go run module@version`: pinned here, and kept out of the operator's go.mod.
+CRD_REF_DOCS_VERSION ?= v0.3.0
+
+.PHONY: docs
+docs: ## Regenerate docs/api.md from the Go types in api/ (crd-ref-docs, from the Go module proxy).
+	go run github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION) --log-level ERROR \
+	  --config docs/crd-ref-docs.yaml --source-path api/v1alpha1 --renderer markdown --output-path docs/api.md
+
+.PHONY: check-docs
+check-docs: docs ## Fail when docs/ differs from what 'make docs' generates.
+	@if [[ -n "$$(git status --porcelain -- docs)" ]]; then \
+	  echo "docs/ is stale; run 'make docs' and commit:"; git status --porcelain -- docs; git diff --stat -- docs; exit 1; fi
