@@ -117,14 +117,37 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 			}
 		}()
 	}
-	listErr := client.List(ctx, job.Prefix, func(page []bucket.Object) error {
-		for _, obj := range page {
-			if err := run.classify(ctx, obj, work); err != nil {
-				return err
+	// Listing and classifying overlap: the next page is fetched while this one is looked
+	// up in the ledger, so a no-change discovery costs about one listing, not the sum.
+	pages := make(chan []bucket.Object, 1)
+	classified := make(chan error, 1)
+	listCtx, stopListing := context.WithCancel(ctx)
+	defer stopListing()
+	go func() {
+		var err error
+		for page := range pages {
+			for _, obj := range page {
+				if err == nil {
+					if err = run.classify(ctx, obj, work); err != nil {
+						stopListing() // a ledger failure ends the run; keep draining
+					}
+				}
 			}
 		}
-		return ctx.Err()
+		classified <- err
+	}()
+	listErr := client.List(listCtx, job.Prefix, func(page []bucket.Object) error {
+		select {
+		case pages <- page:
+			return nil
+		case <-listCtx.Done():
+			return listCtx.Err()
+		}
 	})
+	close(pages)
+	if err := <-classified; err != nil {
+		listErr = err // the listing only stopped because of it
+	}
 	close(work)
 	wg.Wait()
 
