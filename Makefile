@@ -8,6 +8,8 @@ IMG ?= ghcr.io/avon-ai/data-import-operator:dev
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 30s
+# How long `make test` fuzzes each target (the seed corpora also run as plain tests).
+TEST_FUZZTIME ?= 5s
 
 ##@ General
 
@@ -64,8 +66,9 @@ tools: envtest minio postgres ## Build or install every tool the tests need.
 ##@ Test
 
 .PHONY: test
-test: check-fmt vet check-generated tools ## Run every check and every test (envtest, MinIO, PostgreSQL), with -race.
+test: check-fmt vet check-generated check-docs tools ## Run every check and every test (envtest, MinIO, PostgreSQL), with -race, then each fuzz target briefly.
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
