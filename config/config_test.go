@@ -1,0 +1,550 @@
+// Package config_test renders the kustomizations in config/ with the real kubectl and checks
+// what a deployment relies on: both CRDs, the manager's security context, probes and store,
+// RBAC that never writes Secrets, samples that decode as their kinds, alert rules that only
+// use metrics the manager exports, and (apiserver_test.go) that a real apiserver accepts it all.
+package config_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/testsupport"
+)
+
+const (
+	namespace  = "data-import-system"
+	deployment = "data-import-controller-manager"
+	image      = "ghcr.io/avon-ai/data-import-operator:latest"
+	dataDir    = "/var/lib/data-import"
+)
+
+var (
+	kubectlOnce sync.Once
+	kubectlPath string
+	kubectlErr  error
+)
+
+// kubectl returns the kubectl that hack/envtest-assets.sh builds (or finds cached).
+func kubectl(t *testing.T) string {
+	t.Helper()
+	kubectlOnce.Do(func() {
+		var dir string
+		if dir, kubectlErr = testsupport.HackScript("envtest-assets.sh"); kubectlErr == nil {
+			kubectlPath = filepath.Join(dir, "kubectl")
+		}
+	})
+	if kubectlErr != nil {
+		t.Fatalf("building kubectl: %v", kubectlErr)
+	}
+	return kubectlPath
+}
+
+func repoPath(t *testing.T, rel string) string {
+	t.Helper()
+	root, err := testsupport.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, filepath.FromSlash(rel))
+}
+
+// runTool runs a command and returns its stdout; stderr goes into the error.
+func runTool(name string, args ...string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+var (
+	renderMu    sync.Mutex
+	renderCache = map[string][]byte{}
+)
+
+// renderYAML runs `kubectl kustomize` on a directory of config/, once per test binary.
+func renderYAML(t *testing.T, dir string) []byte {
+	t.Helper()
+	renderMu.Lock()
+	defer renderMu.Unlock()
+	if out, ok := renderCache[dir]; ok {
+		return out
+	}
+	out, err := runTool(kubectl(t), "kustomize", repoPath(t, dir))
+	if err != nil {
+		t.Fatalf("rendering %s: %v", dir, err)
+	}
+	renderCache[dir] = out
+	return out
+}
+
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := decodeDocs(renderYAML(t, dir))
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	return objs
+}
+
+// decodeDocs splits a multi-document YAML stream into objects, skipping empty documents.
+func decodeDocs(data []byte) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var objs []*unstructured.Unstructured
+	for i := 1; ; i++ {
+		var obj map[string]any
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			return objs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		if len(obj) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}
+
+func newScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// typed converts a rendered object into its Go type, failing on any field the type does
+// not have: a misspelt field would otherwise be dropped silently by the apiserver.
+func typed[T any](t *testing.T, u *unstructured.Unstructured) *T {
+	t.Helper()
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, out, true); err != nil {
+		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+	return out
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Every object of both deployable renders is a known type, converts strictly, and lives in
+// the operator's namespace unless it is cluster-scoped.
+func TestRenderedObjectsAreValidTypes(t *testing.T) {
+	scheme := newScheme(t)
+	clusterScoped := map[string]bool{"Namespace": true, "CustomResourceDefinition": true, "ClusterRole": true, "ClusterRoleBinding": true}
+	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+		t.Run(dir, func(t *testing.T) {
+			for _, u := range render(t, dir) {
+				obj, err := scheme.New(u.GroupVersionKind())
+				if err != nil {
+					t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
+					continue
+				}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, obj, true); err != nil {
+					t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
+				}
+				if ns := u.GetNamespace(); clusterScoped[u.GetKind()] != (ns == "") || (ns != "" && ns != namespace) {
+					t.Errorf("%s %s is in namespace %q, want %q (or none if cluster-scoped)", u.GetKind(), u.GetName(), ns, namespace)
+				}
+			}
+		})
+	}
+}
+
+func TestManagerDeployment(t *testing.T) {
+	tests := []struct {
+		dir      string
+		replicas int32
+		strategy appsv1.DeploymentStrategyType
+		args     []string
+		sqlite   bool // PVC-backed SQLite store; otherwise PostgreSQL from STORE_DSN
+	}{
+		{"config/default", 1, appsv1.RecreateDeploymentStrategyType,
+			[]string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure", "--data-dir=" + dataDir}, true},
+		{"config/overlays/postgres", 2, appsv1.RollingUpdateDeploymentStrategyType,
+			[]string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure", "--store=$(STORE_DSN)"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir, func(t *testing.T) {
+			objs := render(t, tt.dir)
+			for _, crd := range []string{"s3sources.dataimport.avon.ai", "ingestionquotas.dataimport.avon.ai"} {
+				if find(objs, "CustomResourceDefinition", crd) == nil {
+					t.Errorf("CustomResourceDefinition %s is missing", crd)
+				}
+			}
+			nsObj := find(objs, "Namespace", namespace)
+			if nsObj == nil {
+				t.Fatalf("Namespace %s is missing", namespace)
+			}
+			if got := nsObj.GetLabels()["pod-security.kubernetes.io/enforce"]; got != "restricted" {
+				t.Errorf("Namespace label pod-security.kubernetes.io/enforce = %q, want restricted", got)
+			}
+			u := find(objs, "Deployment", deployment)
+			if u == nil {
+				t.Fatalf("Deployment %s is missing", deployment)
+			}
+			d := typed[appsv1.Deployment](t, u)
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != tt.replicas {
+				t.Errorf("replicas = %v, want %d", d.Spec.Replicas, tt.replicas)
+			}
+			if d.Spec.Strategy.Type != tt.strategy {
+				t.Errorf("strategy = %q, want %q", d.Spec.Strategy.Type, tt.strategy)
+			}
+			pod := d.Spec.Template.Spec
+			if len(pod.Containers) != 1 {
+				t.Fatalf("%d containers, want 1 (manager)", len(pod.Containers))
+			}
+			c := pod.Containers[0]
+			if c.Image != image {
+				t.Errorf("image = %q, want %q", c.Image, image)
+			}
+			if !slices.Equal(c.Args, tt.args) {
+				t.Errorf("args = %q, want %q", c.Args, tt.args)
+			}
+			checkSecurity(t, pod)
+			checkProbes(t, c)
+			checkResources(t, c)
+			if find(objs, "ServiceAccount", pod.ServiceAccountName) == nil {
+				t.Errorf("ServiceAccount %q of the pod is not rendered", pod.ServiceAccountName)
+			}
+			if m := mountOf(pod, c, "/tmp"); m == nil || m.EmptyDir == nil {
+				t.Errorf("/tmp is not an emptyDir (ZIP spooling on a read-only root): %+v", m)
+			}
+			store := mountOf(pod, c, dataDir)
+			pvcs := ofKind(objs, "PersistentVolumeClaim")
+			envDSN := envFrom(c, "STORE_DSN")
+			if tt.sqlite {
+				if store == nil || store.PersistentVolumeClaim == nil || store.PersistentVolumeClaim.ClaimName != "data-import-store" {
+					t.Fatalf("%s is not the PVC data-import-store: %+v", dataDir, store)
+				}
+				if len(pvcs) != 1 || pvcs[0].GetName() != "data-import-store" {
+					t.Fatalf("PersistentVolumeClaims %v, want only data-import-store", names(pvcs))
+				}
+				pvc := typed[corev1.PersistentVolumeClaim](t, pvcs[0])
+				if !slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) ||
+					pvc.Spec.Resources.Requests.Storage().String() != "1Gi" {
+					t.Errorf("PVC data-import-store is %v %s, want ReadWriteOnce 1Gi", pvc.Spec.AccessModes, pvc.Spec.Resources.Requests.Storage())
+				}
+				if envDSN != nil {
+					t.Errorf("STORE_DSN is set with the SQLite store")
+				}
+				return
+			}
+			if store != nil || len(pvcs) != 0 {
+				t.Errorf("the PostgreSQL overlay still has the SQLite volume (%+v) or PVCs %v", store, names(pvcs))
+			}
+			for _, v := range pod.Volumes {
+				if v.PersistentVolumeClaim != nil {
+					t.Errorf("volume %s is a PVC", v.Name)
+				}
+			}
+			if envDSN == nil || envDSN.SecretKeyRef == nil || envDSN.SecretKeyRef.Name == "" || envDSN.SecretKeyRef.Key == "" {
+				t.Errorf("STORE_DSN is not read from a Secret: %+v", envDSN)
+			}
+		})
+	}
+}
+
+func checkSecurity(t *testing.T, pod corev1.PodSpec) {
+	t.Helper()
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext %+v: want runAsNonRoot, runAsUser 65532, seccomp RuntimeDefault", psc)
+	}
+	sc := pod.Containers[0].SecurityContext
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+		t.Errorf("container securityContext %+v: want no privilege escalation, read-only root, capabilities drop ALL", sc)
+	}
+}
+
+func checkProbes(t *testing.T, c corev1.Container) {
+	t.Helper()
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("%s probe is not an HTTP GET: %+v", p.name, p.probe)
+			continue
+		}
+		if got := containerPort(c, p.probe.HTTPGet.Port.String()); p.probe.HTTPGet.Path != p.path || got != 8081 {
+			t.Errorf("%s probe is GET %s on port %d, want %s on 8081", p.name, p.probe.HTTPGet.Path, got, p.path)
+		}
+	}
+}
+
+func checkResources(t *testing.T, c corev1.Container) {
+	t.Helper()
+	r := c.Resources
+	for _, q := range []struct {
+		name string
+		got  string
+	}{
+		{"requests.cpu", r.Requests.Cpu().String()}, {"requests.memory", r.Requests.Memory().String()},
+		{"limits.cpu", r.Limits.Cpu().String()}, {"limits.memory", r.Limits.Memory().String()},
+	} {
+		if q.got == "0" {
+			t.Errorf("resources.%s is not set", q.name)
+		}
+	}
+	if r.Requests.Memory().Cmp(*r.Limits.Memory()) > 0 || r.Requests.Cpu().Cmp(*r.Limits.Cpu()) > 0 {
+		t.Errorf("requests %v exceed limits %v", r.Requests, r.Limits)
+	}
+}
+
+// containerPort resolves a probe or service port (a number or a port name) to a number.
+func containerPort(c corev1.Container, port string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == port || fmt.Sprint(p.ContainerPort) == port {
+			return p.ContainerPort
+		}
+	}
+	return 0
+}
+
+// mountOf returns the volume mounted at path, or nil.
+func mountOf(pod corev1.PodSpec, c corev1.Container, path string) *corev1.Volume {
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != path {
+			continue
+		}
+		for i := range pod.Volumes {
+			if pod.Volumes[i].Name == m.Name {
+				return &pod.Volumes[i]
+			}
+		}
+		return &corev1.Volume{Name: m.Name + " (missing)"}
+	}
+	return nil
+}
+
+func envFrom(c corev1.Container, name string) *corev1.EnvVarSource {
+	for _, e := range c.Env {
+		if e.Name == name {
+			if e.ValueFrom == nil {
+				return &corev1.EnvVarSource{}
+			}
+			return e.ValueFrom
+		}
+	}
+	return nil
+}
+
+func names(objs []*unstructured.Unstructured) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetName())
+	}
+	return out
+}
+
+// The metrics Service reaches the manager's https port, and the ServiceMonitor selects it.
+func TestMetricsServiceAndMonitor(t *testing.T) {
+	objs := render(t, "config/default")
+	svcU := find(objs, "Service", "data-import-controller-manager-metrics-service")
+	if svcU == nil {
+		t.Fatal("metrics Service data-import-controller-manager-metrics-service is missing")
+	}
+	svc := typed[corev1.Service](t, svcU)
+	d := typed[appsv1.Deployment](t, find(objs, "Deployment", deployment))
+	podLabels := d.Spec.Template.Labels
+	for k, v := range svc.Spec.Selector {
+		if podLabels[k] != v {
+			t.Errorf("Service selector %s=%s does not match the pod labels %v", k, v, podLabels)
+		}
+	}
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8443 ||
+		containerPort(d.Spec.Template.Spec.Containers[0], svc.Spec.Ports[0].TargetPort.String()) != 8443 {
+		t.Errorf("Service ports %+v, want 8443 to the container's 8443", svc.Spec.Ports)
+	}
+
+	mons := ofKind(render(t, "config/prometheus"), "ServiceMonitor")
+	if len(mons) != 1 {
+		t.Fatalf("config/prometheus renders %d ServiceMonitors, want 1", len(mons))
+	}
+	mon := mons[0]
+	if mon.GetNamespace() != namespace {
+		t.Errorf("ServiceMonitor is in %q, want %q", mon.GetNamespace(), namespace)
+	}
+	sel, _, _ := unstructured.NestedStringMap(mon.Object, "spec", "selector", "matchLabels")
+	for k, v := range sel {
+		if svc.Labels[k] != v {
+			t.Errorf("ServiceMonitor selector %s=%s does not match the Service labels %v", k, v, svc.Labels)
+		}
+	}
+	endpoints, _, _ := unstructured.NestedSlice(mon.Object, "spec", "endpoints")
+	if len(endpoints) != 1 {
+		t.Fatalf("ServiceMonitor has %d endpoints, want 1", len(endpoints))
+	}
+	ep, _ := endpoints[0].(map[string]any)
+	if ep["port"] != svc.Spec.Ports[0].Name || ep["scheme"] != "https" || ep["bearerTokenFile"] == nil || ep["honorLabels"] != true {
+		t.Errorf("ServiceMonitor endpoint %v: want port %q, https, a bearer token, honorLabels (the metrics' own namespace label)", ep, svc.Spec.Ports[0].Name)
+	}
+}
+
+// Verbs that only read: the manager must never be able to change or create a Secret.
+var readVerbs = []string{"get", "list", "watch"}
+
+// secretWrites returns the rules of roles that grant anything but reading Secrets.
+func secretWrites(name string, rules []rbacv1.PolicyRule) []string {
+	var bad []string
+	for _, r := range rules {
+		core := slices.Contains(r.APIGroups, "") || slices.Contains(r.APIGroups, "*")
+		secrets := slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*")
+		if !core || !secrets {
+			continue
+		}
+		for _, v := range r.Verbs {
+			if !slices.Contains(readVerbs, v) {
+				bad = append(bad, fmt.Sprintf("%s grants %q on secrets", name, v))
+			}
+		}
+	}
+	return bad
+}
+
+func TestSecretWritesDetector(t *testing.T) {
+	tests := []struct {
+		name string
+		rule rbacv1.PolicyRule
+		want int
+	}{
+		{"read secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: readVerbs}, 0},
+		{"update secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "update"}}, 1},
+		{"wildcard resource", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"*"}, Verbs: []string{"*"}}, 1},
+		{"wildcard group", rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"secrets"}, Verbs: []string{"create", "delete"}}, 2},
+		{"other group", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"*"}, Verbs: []string{"*"}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := secretWrites("r", []rbacv1.PolicyRule{tt.rule}); len(got) != tt.want {
+				t.Errorf("secretWrites = %v, want %d finding(s)", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRBAC(t *testing.T) {
+	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+		t.Run(dir, func(t *testing.T) {
+			objs := render(t, dir)
+			for _, u := range ofKind(objs, "ClusterRole") {
+				for _, bad := range secretWrites("ClusterRole "+u.GetName(), typed[rbacv1.ClusterRole](t, u).Rules) {
+					t.Error(bad)
+				}
+			}
+			for _, u := range ofKind(objs, "Role") {
+				for _, bad := range secretWrites("Role "+u.GetName(), typed[rbacv1.Role](t, u).Rules) {
+					t.Error(bad)
+				}
+			}
+			// The manager's roles are bound to the ServiceAccount its pod runs as.
+			sa := typed[appsv1.Deployment](t, find(objs, "Deployment", deployment)).Spec.Template.Spec.ServiceAccountName
+			for _, b := range []struct{ kind, name, role string }{
+				{"ClusterRoleBinding", "data-import-manager-rolebinding", "data-import-manager-role"},
+				{"ClusterRoleBinding", "data-import-metrics-auth-rolebinding", "data-import-metrics-auth-role"},
+				{"RoleBinding", "data-import-leader-election-rolebinding", "data-import-leader-election-role"},
+			} {
+				u := find(objs, b.kind, b.name)
+				if u == nil {
+					t.Errorf("%s %s is missing", b.kind, b.name)
+					continue
+				}
+				rb := typed[rbacv1.RoleBinding](t, u) // same shape as a ClusterRoleBinding
+				bound := len(rb.Subjects) == 1 && rb.Subjects[0].Kind == "ServiceAccount" &&
+					rb.Subjects[0].Name == sa && rb.Subjects[0].Namespace == namespace
+				if rb.RoleRef.Name != b.role || !bound {
+					t.Errorf("%s %s binds %s to %+v, want %s to ServiceAccount %s/%s", b.kind, b.name, rb.RoleRef.Name, rb.Subjects, b.role, namespace, sa)
+				}
+				if find(objs, strings.TrimSuffix(b.kind, "Binding"), b.role) == nil {
+					t.Errorf("%s %s refers to the missing role %s", b.kind, b.name, b.role)
+				}
+			}
+			// Namespace users get the CRDs through the built-in admin, edit and view roles.
+			for _, kind := range []string{"s3source", "ingestionquota"} {
+				for role, aggregate := range map[string]string{"admin": "admin", "editor": "edit", "viewer": "view"} {
+					name := "data-import-" + kind + "-" + role + "-role"
+					u := find(objs, "ClusterRole", name)
+					if u == nil {
+						t.Errorf("ClusterRole %s is missing", name)
+					} else if u.GetLabels()["rbac.authorization.k8s.io/aggregate-to-"+aggregate] != "true" {
+						t.Errorf("ClusterRole %s lacks the label rbac.authorization.k8s.io/aggregate-to-%s", name, aggregate)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The GitOps examples point at directories of this repository that render.
+func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
+	for _, file := range []string{"config/argocd/application.yaml", "config/flux/operator.yaml"} {
+		data, err := os.ReadFile(repoPath(t, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := decodeDocs(data)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		found := 0
+		for _, o := range objs {
+			for _, field := range [][]string{{"spec", "source", "path"}, {"spec", "path"}} {
+				path, _, _ := unstructured.NestedString(o.Object, field...)
+				repo, _, _ := unstructured.NestedString(o.Object, "spec", "source", "repoURL")
+				ref, _, _ := unstructured.NestedString(o.Object, "spec", "sourceRef", "name")
+				if path == "" || (repo != "" && !strings.Contains(repo, "avon-ai/data-import-operator")) || (ref != "" && ref != "data-import-operator") {
+					continue
+				}
+				found++
+				renderYAML(t, strings.TrimPrefix(path, "./"))
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s refers to no directory of this repository", file)
+		}
+	}
+}
