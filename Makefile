@@ -134,6 +134,6 @@ docs: ## Regenerate docs/api.md from the Go types in api/ (crd-ref-docs, from th
 	  --config docs/crd-ref-docs.yaml --source-path api/v1alpha1 --renderer markdown --output-path docs/api.md
 
 .PHONY: check-docs
-check-docs: docs ## Fail when docs/ differs from what 'make docs' generates.
-	@if [[ -n "$$(git status --porcelain -- docs)" ]]; then \
-	  echo "docs/ is stale; run 'make docs' and commit:"; git status --porcelain -- docs; git diff --stat -- docs; exit 1; fi
+check-docs: docs ## Fail when docs/api.md differs from what 'make docs' generates.
+	@if [[ -n "$$(git status --porcelain -- docs/api.md)" ]]; then \
+	  echo "docs/api.md is stale; run 'make docs' and commit:"; git status --porcelain -- docs/api.md; git diff --stat -- docs/api.md; exit 1; fi
