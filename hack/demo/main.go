@@ -40,7 +40,7 @@ const (
 
 func main() {
 	once := flag.Bool("once", false, "run the journey without pausing, check every expected outcome, and exit (0 only if all were seen)")
-	timeout := flag.Duration("timeout", 10*time.Minute, "with --once, the most the whole journey may take (tool builds included)")
+	timeout := flag.Duration("timeout", 30*time.Minute, "with --once, the most the whole journey may take, first-run tool builds included (each wait has its own bound of a few minutes)")
 	flag.Parse()
 	os.Exit(run(*once, *timeout))
 }
