@@ -18,6 +18,7 @@ import (
 // config/default is applied for real, the PostgreSQL overlay and the samples are
 // server-side dry-runs, and the manager's pod passes the namespace's restricted profile.
 func TestAPIServerAcceptsManifests(t *testing.T) {
+	t.Parallel()
 	env, err := kube.Start()
 	if err != nil {
 		t.Fatalf("starting the apiserver: %v", err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -545,6 +546,35 @@ func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
 		}
 		if found == 0 {
 			t.Errorf("%s refers to no directory of this repository", file)
+		}
+	}
+}
+
+// Every flag the Deployments pass is one the manager defines: a typo would crash-loop the pod.
+func TestManagerArgsAreManagerFlags(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir = repoPath(t, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	// -h prints the flags and exits 2 (flag.ErrHelp); the output is what matters.
+	help, _ := exec.Command(bin, "-h").CombinedOutput()
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1) {
+		flags[m[1]] = true
+	}
+	if !flags["data-dir"] {
+		t.Fatalf("could not read the manager's flags from -h:\n%s", help)
+	}
+	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+		d := typed[appsv1.Deployment](t, find(render(t, dir), "Deployment", deployment))
+		for _, arg := range d.Spec.Template.Spec.Containers[0].Args {
+			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			if !strings.HasPrefix(arg, "-") || !flags[name] {
+				t.Errorf("%s passes %q, which is not a manager flag", dir, arg)
+			}
 		}
 	}
 }
