@@ -99,7 +99,8 @@ func (c *collector) archiveErr(err error, entry string, b *body) error {
 			fe.entry = entry
 		}
 		return fe
-	case errors.Is(err, errTooLarge), b.err != nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errTooLarge), b.err != nil, errors.Is(err, errStopped),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, errArchiveTooLarge):
 		return failf(ReasonLimitExceeded, "the archive holds more than the %s limit of uncompressed data", humanBytes(c.lim.MaxArchiveBytes))

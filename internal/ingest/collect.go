@@ -22,9 +22,11 @@ type collector struct {
 	more     int
 	fatalErr *fileError
 	counts   RecordCounts
-	// convs holds the file's surviving records; byID indexes them for in-file duplicates.
-	convs []Conversation
-	byID  map[ConversationKey]int
+	// sink receives the valid records of a file being committed (nil in a dry run).
+	sink *pipe
+	// A dry run lists the distinct identities instead, and counts in-file duplicates as
+	// Unchanged; a commit leaves both to the store, so it holds no per-identity state.
+	seen  map[ConversationKey]struct{}
 	pairs []ConversationKey
 	// position numbers records across the file (entry-major in archives).
 	position int64
@@ -39,8 +41,11 @@ const arenaChunk = 1 << 20
 // ctxCheckEvery is how many records pass between context checks.
 const ctxCheckEvery = 256
 
-func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits) *collector {
-	c := &collector{ctx: ctx, ref: ref, opts: opts, lim: lim, byID: map[ConversationKey]int{}}
+func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits, sink *pipe) *collector {
+	c := &collector{ctx: ctx, ref: ref, opts: opts, lim: lim, sink: sink}
+	if sink == nil {
+		c.seen = map[ConversationKey]struct{}{}
+	}
 	c.p.maxDepth = lim.MaxDepth
 	c.v.agents = opts.Agents
 	return c
@@ -72,13 +77,13 @@ func (c *collector) record(src []byte, at where) error {
 		}
 	}
 	if err := c.p.parse(src); err != nil {
-		c.counts.Invalid++
+		c.invalid()
 		c.addError(at, "", err.Error())
 		return nil
 	}
 	c.rec = record{raw: c.p.out, tape: c.p.tape}
 	if !c.v.validate(&c.rec) {
-		c.counts.Invalid++
+		c.invalid()
 		for _, fe := range c.v.errs {
 			c.addError(at, fe.path, fe.problem)
 		}
@@ -86,7 +91,7 @@ func (c *collector) record(src []byte, at where) error {
 	}
 	hash, ok := c.h.sum(&c.rec)
 	if !ok {
-		c.counts.Invalid++
+		c.invalid()
 		key := c.rec.str(c.h.dup)
 		c.addError(at, c.rec.pathTo(c.h.dup), fmt.Sprintf("duplicate key %s (want each key once per object)", quoteShort(key)))
 		return nil
@@ -103,22 +108,28 @@ func (c *collector) record(src []byte, at where) error {
 		ObjectKey: c.ref.Key, ObjectLastModified: c.ref.LastModified,
 		Position: pos, Source: c.ref.Source,
 	}
-	if !c.opts.DryRun {
+	if c.sink != nil {
+		// The store compares it with what it holds, earlier records of this file included.
 		conv.Raw = c.keep(c.rec.raw)
+		return c.sink.send(conv)
 	}
 	id := ConversationKey{AgentID: conv.AgentID, ConversationID: conv.ConversationID}
-	if i, dup := c.byID[id]; dup {
-		// The same rule as across files: the newer record wins; the other changes nothing.
+	if _, dup := c.seen[id]; dup {
 		c.counts.Unchanged++
-		if Newer(&conv, &c.convs[i]) {
-			c.convs[i] = conv
-		}
 		return nil
 	}
-	c.byID[id] = len(c.convs)
-	c.convs = append(c.convs, conv)
+	c.seen[id] = struct{}{}
 	c.pairs = append(c.pairs, id)
 	return nil
+}
+
+// invalid counts an invalid record. Under SkipFile the file will commit nothing, so a
+// commit's stream ends here and the store rolls back while the rest is still checked.
+func (c *collector) invalid() {
+	c.counts.Invalid++
+	if c.opts.Policy == SkipFile && c.sink != nil {
+		c.sink.doom()
+	}
 }
 
 // keep copies raw into the arena; Raw slices share chunks but never overlap.
@@ -158,13 +169,11 @@ func (c *collector) finish(res *Result) {
 		res.State, res.Reason, res.Message = FileFailed, c.fatalErr.reason, loc+": "+c.fatalErr.msg
 		// The file was not read as records, so it has no record counts.
 		res.Counts = RecordCounts{}
-		c.convs = nil
 		return
 	case c.counts.Invalid > 0 && c.opts.Policy == SkipFile:
 		res.State, res.Reason = FileFailed, ReasonInvalidRecords
 		res.Message = fmt.Sprintf("%s: %d of %d records invalid, nothing committed (policy SkipFile): %s",
 			loc, c.counts.Invalid, c.counts.Invalid+c.counts.Valid, c.firstErrors())
-		c.convs = nil
 		return
 	case c.counts.Valid == 0:
 		res.State, res.Reason = FileFailed, ReasonNoValidRecords
@@ -176,7 +185,6 @@ func (c *collector) finish(res *Result) {
 		if len(c.ignored) > 0 {
 			res.Message += fmt.Sprintf(" (%d archive entries ignored)", len(c.ignored))
 		}
-		c.convs = nil
 		return
 	}
 	res.State, res.Reason = FileIngested, ReasonIngested

@@ -13,7 +13,8 @@ import (
 // Engine reads, validates, de-duplicates and commits objects. It is safe for concurrent
 // use: each Process call has its own buffers.
 type Engine struct {
-	// Store receives one CommitFile per processed file; it may be nil for dry runs.
+	// Store receives the CommitFile of each processed file (two for a failed one: the
+	// rolled-back stream, then the ledger row); it may be nil for dry runs.
 	Store Store
 	// Limits bound each file; zero fields take the defaults.
 	Limits Limits
@@ -33,7 +34,8 @@ type Options struct {
 	// Agents, when non-nil, is the allow-list of agent_id values ("the agent exists").
 	Agents map[string]struct{}
 	// ReservationID and Reservation are passed to CommitFile: the quota held for this
-	// download becomes usage in the same transaction as the file's data.
+	// download becomes usage in the same transaction as the file's data (or, for a
+	// failed file, as its ledger row).
 	ReservationID int64
 	Reservation   Reservation
 	// Attempts is recorded in the ledger row.
@@ -105,7 +107,8 @@ type Result struct {
 	MoreErrors int           `json:"more_errors,omitempty"`
 	// Ignored lists archive entries not processed, each with why.
 	Ignored []string `json:"ignored,omitempty"`
-	// Pairs are the identities written (or, in a dry run, that would be written).
+	// Pairs are, in a dry run, the distinct identities that would be written. A commit
+	// leaves them empty: it streams the file and keeps nothing per identity.
 	Pairs []ConversationKey `json:"pairs,omitempty"`
 	// Bytes is how many bytes were read from the body.
 	Bytes int64 `json:"bytes"`
@@ -157,19 +160,22 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Process reads one object, validates its records, de-duplicates them within the file
-// and (unless opts.DryRun) commits the outcome with one Store.CommitFile call: the
-// ledger row, the conversations of an ingested file, and the quota reservation.
+// Process reads one object, validates its records and (unless opts.DryRun) commits the
+// outcome in one Store.CommitFile transaction: the conversations of an ingested file,
+// streamed into the store while the object is still being read, its ledger row and the
+// quota reservation. A file that turns out to fail (an invalid record under SkipFile, a
+// file-level problem, no valid record) rolls that transaction back; its ledger row is
+// then committed alone, with the reservation, by a second CommitFile.
 //
 // The returned error is for infrastructure failures only (the body could not be read,
-// the store failed, ctx ended); the Result then holds what was learned so far with
-// Reason DownloadFailed when the body failed. Invalid content is reported in the Result.
+// the store failed, ctx ended); nothing of the file is committed then, and the Result
+// holds what was learned so far, with Reason DownloadFailed when the body failed.
+// Invalid content is reported in the Result.
 func (e *Engine) Process(ctx context.Context, ref ObjectRef, r io.Reader, opts Options) (Result, error) {
 	lim := e.Limits.withDefaults()
 	if opts.Policy == "" {
 		opts.Policy = SkipFile
 	}
-	c := newCollector(ctx, ref, opts, lim)
 	format, ext, ok := FormatOf(ref.Key)
 	res := Result{Key: ref.Key, Format: format}
 	if !ok {
@@ -187,50 +193,118 @@ func (e *Engine) Process(ctx context.Context, ref ObjectRef, r io.Reader, opts O
 		return res, e.Store.RecordFile(ctx, e.ledgerRow(ref, opts, &res))
 	}
 	b := &body{r: r, limit: lim.MaxFileBytes}
-	var err error
-	if ref.Size > lim.MaxFileBytes {
-		err = errTooLarge
-	} else {
-		switch format {
-		case FormatJSON, FormatJSONL:
-			err = c.readStream(b, format, "")
-		case FormatZip:
-			err = c.readZip(b, e.TempDir)
-		case FormatTarGz:
-			err = c.readTarGz(b)
+	read := func(c *collector) error {
+		if ref.Size > lim.MaxFileBytes {
+			return errTooLarge
 		}
+		switch format {
+		case FormatZip:
+			return c.readZip(b, e.TempDir)
+		case FormatTarGz:
+			return c.readTarGz(b)
+		}
+		return c.readStream(b, format, "")
 	}
-	res.Bytes = b.n
-	var fe *fileError
-	switch {
-	case errors.Is(err, errTooLarge):
-		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", humanBytes(lim.MaxFileBytes)))
-	case b.err != nil:
-		res.State, res.Reason, res.Message = FileFailed, ReasonDownloadFailed, ref.Key+": reading the object failed"
-		return res, fmt.Errorf("read %s: %w", ref.Key, b.err)
-	case errors.As(err, &fe):
-		c.fatal(fe)
-	case err != nil:
-		return res, err
-	}
-	c.finish(&res)
 	if opts.DryRun {
-		return res, nil
+		// Validation only: no transaction, and the caller's goroutine does all the work.
+		c := newCollector(ctx, ref, opts, lim, nil)
+		err := conclude(c, b, read(c), &res)
+		return res, err
 	}
 	if e.Store == nil {
 		return res, errors.New("ingest: no store configured (use DryRun)")
 	}
-	commit := FileCommit{File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
-	if res.State == FileIngested {
-		commit.Conversations = c.convs
+	return e.commit(ctx, ref, opts, lim, b, read, res)
+}
+
+// errFileFailed ends the stream of a file whose content failed: its transaction rolls
+// back and the failure is committed with the ledger row alone.
+var errFileFailed = errors.New("ingest: the file failed; nothing of it is committed")
+
+// commit parses on a goroutine feeding the store's transaction (see pipe).
+func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Limits, b *body, read func(*collector) error, res Result) (Result, error) {
+	p := newPipe()
+	c := newCollector(ctx, ref, opts, lim, p)
+	p.run(func() error { return read(c) })
+	var concluded bool
+	var readErr error
+	finish := func() error {
+		p.wait()
+		concluded = true
+		readErr = conclude(c, b, p.err, &res)
+		return readErr
+	}
+	stream := func(yield func(Conversation) bool) error {
+		for batch := range p.out {
+			for _, conv := range batch {
+				if !yield(conv) {
+					return ErrStreamStopped
+				}
+			}
+		}
+		if p.doomed {
+			return errFileFailed
+		}
+		if err := finish(); err != nil {
+			return err
+		}
+		if res.State != FileIngested {
+			return errFileFailed
+		}
+		return nil
+	}
+	commit := FileCommit{
+		File:          e.ledgerRow(ref, opts, &res),
+		Conversations: stream,
+		Complete:      func(f *FileRecord) { *f = e.ledgerRow(ref, opts, &res) },
+		ReservationID: opts.ReservationID, Reservation: opts.Reservation,
 	}
 	counts, err := e.Store.CommitFile(ctx, commit)
-	if err != nil {
+	if err != nil && !errors.Is(err, errFileFailed) {
+		// The store failed or stopped reading: the parser must not wait for it.
+		p.halt()
+	}
+	if !concluded {
+		// The stream ended early (a doomed file, or the store gave up): the rest of the file
+		// was still read and checked, so the Result is complete.
+		finish()
+	}
+	switch {
+	case readErr != nil && !errors.Is(readErr, errStopped):
+		// The body failed or ctx ended: nothing was committed.
+		return res, readErr
+	case err == nil:
+		res.Counts.New, res.Counts.Updated, res.Counts.Unchanged = counts.New, counts.Updated, counts.Unchanged
+		return res, nil
+	case !errors.Is(err, errFileFailed):
 		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
 	}
-	res.Counts.New, res.Counts.Updated = counts.New, counts.Updated
-	res.Counts.Unchanged += counts.Unchanged
+	// As before streaming: a failed file records its ledger row and is charged.
+	commit = FileCommit{File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
+	if _, err := e.Store.CommitFile(ctx, commit); err != nil {
+		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
+	}
 	return res, nil
+}
+
+// conclude classifies how reading ended and decides the file's Result. It returns an
+// error only for infrastructure failures: the body failed, or ctx ended.
+func conclude(c *collector, b *body, err error, res *Result) error {
+	res.Bytes = b.n
+	var fe *fileError
+	switch {
+	case errors.Is(err, errTooLarge):
+		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", humanBytes(c.lim.MaxFileBytes)))
+	case b.err != nil:
+		res.State, res.Reason, res.Message = FileFailed, ReasonDownloadFailed, c.ref.Key+": reading the object failed"
+		return fmt.Errorf("read %s: %w", c.ref.Key, b.err)
+	case errors.As(err, &fe):
+		c.fatal(fe)
+	case err != nil:
+		return err
+	}
+	c.finish(res)
+	return nil
 }
 
 func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) FileRecord {

@@ -58,7 +58,7 @@ func TestPolicies(t *testing.T) {
 				return
 			}
 			c := st.commits[0]
-			if len(c.Conversations) != tc.committed || c.ReservationID != 7 || c.File.State != tc.state ||
+			if len(c.Convs) != tc.committed || c.ReservationID != 7 || c.File.State != tc.state ||
 				c.File.Reason != tc.reason || c.File.Message != res.Message || c.File.ETag != "e1" || c.File.Bytes != int64(len(body)) {
 				t.Fatalf("commit %+v", c)
 			}
@@ -97,8 +97,16 @@ func TestInFileDuplicates(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := RecordCounts{Valid: 4, New: 2, Unchanged: 2}
-		if res.Counts != want || len(res.Pairs) != 2 {
-			t.Fatalf("counts %+v pairs %v, want %+v", res.Counts, res.Pairs, want)
+		if res.Counts != want {
+			t.Fatalf("counts %+v, want %+v", res.Counts, want)
+		}
+		// A dry run finds the same duplicates without a store and lists each identity once.
+		dry, err := New(nil).Process(context.Background(), ObjectRef{Key: "k.jsonl"}, strings.NewReader(body), Options{DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (RecordCounts{Valid: 4, Unchanged: 2}); dry.Counts != want || len(dry.Pairs) != 2 {
+			t.Fatalf("dry run: counts %+v pairs %v, want %+v and 2 pairs", dry.Counts, dry.Pairs, want)
 		}
 		got, _, _ := st.GetConversation(context.Background(), "a", "c")
 		if !strings.Contains(string(got.Raw), `"new"`) {

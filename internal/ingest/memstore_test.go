@@ -15,7 +15,7 @@ type memStore struct {
 	mu       sync.Mutex
 	files    map[string]FileRecord
 	convs    map[ConversationKey]Conversation
-	commits  []FileCommit
+	commits  []committed
 	released []int64
 	fail     error
 }
@@ -50,34 +50,53 @@ func (m *memStore) RecordFile(_ context.Context, f FileRecord) error {
 	return nil
 }
 
-func (m *memStore) CommitFile(_ context.Context, c FileCommit) (RecordCounts, error) {
+// committed is one CommitFile that committed: its ledger row, reservation and records.
+type committed struct {
+	File          FileRecord
+	ReservationID int64
+	Convs         []Conversation
+}
+
+// CommitFile applies RecordOutcome record by record to a copy of the conversations,
+// which replaces them only when the stream and the commit succeed: a failed stream
+// leaves nothing behind, as a rolled-back transaction does.
+func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return RecordCounts{}, m.fail
 	}
-	m.commits = append(m.commits, c)
+	tx := maps.Clone(m.convs)
+	done := committed{File: c.File, ReservationID: c.ReservationID}
 	var n RecordCounts
-	for _, conv := range c.Conversations {
-		id := ConversationKey{conv.AgentID, conv.ConversationID}
-		old, ok := m.convs[id]
-		switch {
-		case !ok:
-			n.New++
-		case old.ContentHash == conv.ContentHash:
-			n.Unchanged++
-			continue
-		case Newer(&conv, &old):
-			n.Updated++
-		default:
-			n.Unchanged++
-			continue
+	if c.Conversations != nil {
+		err := c.Conversations(func(conv Conversation) bool {
+			done.Convs = append(done.Convs, conv)
+			id := ConversationKey{conv.AgentID, conv.ConversationID}
+			var stored *Conversation
+			if old, ok := tx[id]; ok {
+				stored = &old
+			}
+			write, o := RecordOutcome(&conv, stored)
+			n.Add(o)
+			if write {
+				conv.Raw = slices.Clone(conv.Raw)
+				tx[id] = conv
+			}
+			return ctx.Err() == nil
+		})
+		if err != nil {
+			return RecordCounts{}, errors.Join(err, ctx.Err())
 		}
-		conv.Raw = slices.Clone(conv.Raw)
-		m.convs[id] = conv
 	}
-	m.files[c.File.Source+"\x00"+c.File.Key] = c.File
-	return n, nil
+	if c.Complete != nil {
+		c.Complete(&done.File)
+	}
+	done.File.Counts.New, done.File.Counts.Updated, done.File.Counts.Unchanged = n.New, n.Updated, n.Unchanged
+	m.convs = tx
+	m.commits = append(m.commits, done)
+	m.files[c.File.Source+"\x00"+c.File.Key] = done.File
+	return done.File.Counts, nil
 }
 
 func (m *memStore) DeleteSource(context.Context, string) error { return errors.New("not used") }

@@ -131,12 +131,47 @@ type Reservation struct {
 	Limit  int64
 }
 
+// ConversationStream produces one file's valid conversations in file order: it calls
+// yield once per record and returns nil when every record was yielded. It stops and
+// returns an error when yield returns false. Any error (the file turned out invalid,
+// its body could not be read, ctx ended) means nothing of the file may be committed.
+//
+// A stream may be consumed once. Raw of a yielded conversation stays valid after yield
+// returns: a store may buffer records before writing them.
+type ConversationStream func(yield func(Conversation) bool) error
+
+// StreamOf streams convs (tests, and callers that already hold a file's records).
+func StreamOf(convs ...Conversation) ConversationStream {
+	return func(yield func(Conversation) bool) error {
+		for _, c := range convs {
+			if !yield(c) {
+				return ErrStreamStopped
+			}
+		}
+		return nil
+	}
+}
+
+// ErrStreamStopped is what a ConversationStream returns when its consumer stopped early.
+var ErrStreamStopped = errors.New("conversation stream stopped by its consumer")
+
 // FileCommit is everything about one file, committed in one transaction: its valid
-// conversations (de-duplicated against the store), its ledger row, and the conversion of
-// its quota reservation into usage.
+// conversations, streamed into the transaction while the file is still being parsed,
+// its ledger row, and the conversion of its quota reservation into usage. A stream
+// error rolls all of it back.
+//
+// The store compares each record with the row stored when the record is met, which
+// includes the rows this commit wrote earlier: see RecordOutcome for the rule and how
+// New, Updated and Unchanged are counted.
 type FileCommit struct {
-	File          FileRecord
-	Conversations []Conversation
+	File FileRecord
+	// Conversations, when non-nil, is consumed once, inside the transaction.
+	Conversations ConversationStream
+	// Complete, when non-nil, is called after Conversations returned nil and before the
+	// ledger row is written, to fill in what a streamed file knows only at its end
+	// (state, reason, message, valid and invalid counts, bytes read). The store then sets
+	// the row's New, Updated and Unchanged counts.
+	Complete func(f *FileRecord)
 	// ReservationID, when non-zero, is released and its bytes recorded as usage.
 	ReservationID int64
 	Reservation   Reservation
@@ -155,8 +190,9 @@ type Store interface {
 	ListFiles(ctx context.Context, source string, state FileState, limit int) ([]FileRecord, error)
 	// RecordFile upserts a ledger row alone (ignored, deferred, failed before download).
 	RecordFile(ctx context.Context, f FileRecord) error
-	// CommitFile writes conversations, ledger row and usage atomically; it returns the
-	// commit's New/Updated/Unchanged counts.
+	// CommitFile streams conversations, then writes the ledger row and usage, in one
+	// transaction; it returns the commit's New/Updated/Unchanged counts. It calls neither
+	// Conversations nor Complete after it returned.
 	CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error)
 	// DeleteSource removes a source's ledger rows; conversations stay.
 	DeleteSource(ctx context.Context, source string) error

@@ -1,13 +1,14 @@
 // Package postgres is the conversation store on a PostgreSQL server (pgx, pgxpool).
 //
 // Concurrency: transactions run at READ COMMITTED and serialize only where a
-// read-compare-write needs it, with transaction-scoped advisory locks taken in a fixed
-// order (so they cannot deadlock) and released at commit:
-//   - CommitFile locks the buckets of the agent_ids it touches (ascending), so two
-//     commits of the same conversation never both compare against the same old row;
-//     commits for unrelated agents run in parallel.
+// read-compare-write needs it, with transaction-scoped advisory locks released at commit:
+//   - CommitFile takes one lock for the whole commit, so two commits of the same
+//     conversation never both compare against the same old row. A file is streamed into
+//     its transaction, so the agents it touches are not known when it starts; locking
+//     them batch by batch could deadlock two commits, so commits are serialized, as
+//     SQLite's single writer serializes them.
 //   - Reserve locks its (quota, day), so concurrent reservers — in any process — see
-//     each other's reservations before deciding.
+//     each other's reservations before deciding. A reservation never waits for a commit.
 package postgres
 
 import (
@@ -16,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,13 +33,9 @@ var migrations embed.FS
 // Advisory lock namespaces (the first key of pg_advisory_xact_lock(int, int)).
 const (
 	lockMigrate int32 = iota + 1
-	lockAgents
+	lockCommit
 	lockQuota
 )
-
-// agentBuckets bounds the advisory locks one commit takes: a file naming thousands of
-// agents still takes at most this many.
-const agentBuckets = 64
 
 // Store is an ingest.Store on a PostgreSQL database.
 type Store struct {
@@ -268,17 +264,24 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 const convColumns = `agent_id, conversation_id, activity_time, activity_time_ns, object_key,
 	object_last_modified, object_last_modified_ns, position, content_hash, source, raw::text`
 
-// CommitFile writes a file's conversations, its ledger row and its usage in one
-// transaction; see plan.Build for the replacement rule. The ledger row's New, Updated
-// and Unchanged counts are the ones computed here.
+// CommitFile streams a file's conversations into one transaction, then writes its
+// ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
+// starts with the first full batch and takes the commit lock at once.
 func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
-	var counts ingest.RecordCounts
-	err := s.write(ctx, "commit file "+c.File.Source+"/"+c.File.Key, func(tx pgx.Tx) (err error) {
-		counts, err = plan.Commit(ctx, commitTx{tx}, c)
-		return err
-	})
+	begin := func(ctx context.Context) (plan.Tx, error) {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockCommit); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		return commitTx{tx}, nil
+	}
+	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
-		return ingest.RecordCounts{}, wrap(err)
+		return ingest.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
 	}
 	return counts, nil
 }
@@ -286,12 +289,7 @@ func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.Rec
 // commitTx adapts a transaction to plan.Tx.
 type commitTx struct{ tx pgx.Tx }
 
-// Stored locks the keys' agents before reading, so the rows read stay current until
-// commit.
 func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
-	if err := lockAgentBuckets(ctx, t.tx, keys); err != nil {
-		return nil, err
-	}
 	return loadStored(ctx, t.tx, keys)
 }
 
@@ -307,31 +305,11 @@ func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reserva
 	return charge(ctx, t.tx, id, fallback)
 }
 
-// lockAgentBuckets takes the advisory locks of the keys' agent buckets in ascending
-// order, one statement each: the order of a single statement's function calls is not
-// guaranteed, and a fixed order is what rules out deadlocks.
-func lockAgentBuckets(ctx context.Context, tx pgx.Tx, keys []plan.Key) error {
-	seen := map[int32]bool{}
-	var buckets []int32
-	for _, k := range keys {
-		b := int32(uint32(hash32(k.AgentID)) % agentBuckets)
-		if !seen[b] {
-			seen[b] = true
-			buckets = append(buckets, b)
-		}
-	}
-	sort.Slice(buckets, func(i, j int) bool { return buckets[i] < buckets[j] })
-	batch := &pgx.Batch{}
-	for _, b := range buckets {
-		batch.Queue(`SELECT pg_advisory_xact_lock($1, $2)`, lockAgents, b)
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("lock agents: %w", err)
-	}
-	return nil
-}
+func (t commitTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 
-// loadStored reads the ordering fields of the stored rows among keys, in one query.
+// loadStored reads the ordering fields and origin of the stored rows among keys, in
+// one query.
 func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
 	agents := make([]string, len(keys))
 	ids := make([]string, len(keys))
@@ -339,7 +317,7 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]i
 		agents[i], ids[i] = k.AgentID, k.ConversationID
 	}
 	rows, err := tx.Query(ctx, `SELECT c.agent_id, c.conversation_id, c.activity_time, c.activity_time_ns,
-			c.object_last_modified, c.object_last_modified_ns, c.object_key, c.position, c.content_hash
+			c.object_last_modified, c.object_last_modified_ns, c.object_key, c.position, c.content_hash, c.source
 		FROM conversations c
 		JOIN unnest($1::text[], $2::text[]) AS k(agent_id, conversation_id)
 			ON c.agent_id = k.agent_id AND c.conversation_id = k.conversation_id`, agents, ids)
@@ -352,7 +330,7 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]i
 		var c ingest.Conversation
 		var atNs, lmNs int16
 		if err := rows.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
-			&c.ObjectKey, &c.Position, &c.ContentHash); err != nil {
+			&c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
 			return nil, fmt.Errorf("read stored conversations: %w", err)
 		}
 		c.ActivityTime, c.ObjectLastModified = joinTime(c.ActivityTime, atNs), joinTime(c.ObjectLastModified, lmNs)

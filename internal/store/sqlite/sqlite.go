@@ -323,71 +323,71 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 const convColumns = `agent_id, conversation_id, activity_time, object_key, object_last_modified,
 	position, content_hash, source, raw`
 
-// CommitFile writes a file's conversations, its ledger row and its usage in one
-// transaction; see plan.Build for the replacement rule. The ledger row's New, Updated
-// and Unchanged counts are the ones computed here.
+// CommitFile streams a file's conversations into one write transaction, then writes
+// its ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
+// (and with it SQLite's write lock) starts with the first full batch, and is held
+// while the rest of the file is parsed.
 func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
-	var counts ingest.RecordCounts
-	err := s.write(ctx, "commit file "+c.File.Source+"/"+c.File.Key, func(tx *sql.Tx) (err error) {
-		counts, err = plan.Commit(ctx, commitTx{tx}, c)
-		return err
-	})
+	begin := func(ctx context.Context) (plan.Tx, error) {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &commitTx{tx: tx, stmts: map[string]*sql.Stmt{}}, nil
+	}
+	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
-		return ingest.RecordCounts{}, wrap(err)
+		return ingest.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
 	}
 	return counts, nil
 }
 
-// commitTx adapts a write transaction to plan.Tx.
-type commitTx struct{ tx *sql.Tx }
-
-func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
-	return loadStored(ctx, t.tx, keys)
+// commitTx adapts a write transaction to plan.Tx. Its statements are prepared once per
+// shape and closed with the transaction.
+type commitTx struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
 }
 
-func (t commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
-	return writeConversations(ctx, t.tx, writes)
+func (t *commitTx) prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := t.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts[q] = st
+	return st, nil
 }
 
-func (t commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
+func (t *commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+	return t.loadStored(ctx, keys)
+}
+
+func (t *commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
+	return t.writeConversations(ctx, writes)
+}
+
+func (t *commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
 	return upsertFile(ctx, t.tx, f)
 }
 
-func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
+func (t *commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
 	return charge(ctx, t.tx, id, fallback)
 }
 
-// Rows per multi-row statement: per-statement overhead dominates single-row statements,
-// and these stay far below SQLite's 32766 bound variables.
-const (
-	lookupChunk = 500
-	writeChunk  = 100
-)
+func (t *commitTx) Commit(context.Context) error   { return t.tx.Commit() }
+func (t *commitTx) Rollback(context.Context) error { return t.tx.Rollback() }
 
-// chunked runs fn over [0,n) in chunks of at most size, preparing the statement built by
-// query(rows) once for the full chunk size and once for the remainder.
-func chunked(ctx context.Context, tx *sql.Tx, n, size int, query func(rows int) string, fn func(stmt *sql.Stmt, lo, hi int) error) error {
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	for lo := 0; lo < n; lo += size {
-		hi := min(lo+size, n)
-		var stmt *sql.Stmt
-		var err error
-		if hi-lo == size && full != nil {
-			stmt = full
-		} else if stmt, err = tx.PrepareContext(ctx, query(hi-lo)); err != nil {
-			return err
-		}
-		if hi-lo == size {
-			full = stmt
-		} else {
-			defer stmt.Close()
-		}
-		if err := fn(stmt, lo, hi); err != nil {
+// Rows per multi-row statement: a whole plan batch each, far below SQLite's 32766 bound
+// variables (10 per written row).
+const chunk = plan.BatchSize
+
+// chunked runs fn over [lo,hi) chunks of [0,n) of at most chunk rows.
+func chunked(n int, fn func(lo, hi int) error) error {
+	for lo := 0; lo < n; lo += chunk {
+		if err := fn(lo, min(lo+chunk, n)); err != nil {
 			return err
 		}
 	}
@@ -400,14 +400,16 @@ func values(rows, cols int) string {
 	return strings.TrimSuffix(strings.Repeat(group+", ", rows), ", ")
 }
 
-// loadStored reads the ordering fields of the stored rows among keys.
-func loadStored(ctx context.Context, tx *sql.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+// loadStored reads the ordering fields and origin of the stored rows among keys.
+func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
 	stored := make(map[plan.Key]ingest.Conversation)
-	query := func(rows int) string {
-		return `SELECT agent_id, conversation_id, activity_time, object_last_modified, object_key, position, content_hash
-			FROM conversations WHERE (agent_id, conversation_id) IN (VALUES ` + values(rows, 2) + `)`
-	}
-	err := chunked(ctx, tx, len(keys), lookupChunk, query, func(stmt *sql.Stmt, lo, hi int) error {
+	err := chunked(len(keys), func(lo, hi int) error {
+		stmt, err := t.prepare(ctx, `SELECT agent_id, conversation_id, activity_time, object_last_modified, object_key,
+			position, content_hash, source
+			FROM conversations WHERE (agent_id, conversation_id) IN (VALUES `+values(hi-lo, 2)+`)`)
+		if err != nil {
+			return err
+		}
 		args := make([]any, 0, 2*(hi-lo))
 		for _, k := range keys[lo:hi] {
 			args = append(args, k.AgentID, k.ConversationID)
@@ -420,7 +422,7 @@ func loadStored(ctx context.Context, tx *sql.Tx, keys []plan.Key) (map[plan.Key]
 		for rows.Next() {
 			var at, lm string
 			var c ingest.Conversation
-			if err := rows.Scan(&c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash); err != nil {
+			if err := rows.Scan(&c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
 				return err
 			}
 			if c.ActivityTime, err = parseTime(at); err != nil {
@@ -439,7 +441,7 @@ func loadStored(ctx context.Context, tx *sql.Tx, keys []plan.Key) (map[plan.Key]
 	return stored, nil
 }
 
-func writeConversations(ctx context.Context, tx *sql.Tx, writes []*ingest.Conversation) error {
+func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conversation) error {
 	for _, c := range writes {
 		if err := checkTime("activity time", c.ActivityTime); err != nil {
 			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
@@ -448,22 +450,23 @@ func writeConversations(ctx context.Context, tx *sql.Tx, writes []*ingest.Conver
 			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
 		}
 	}
-	query := func(rows int) string {
-		return `INSERT INTO conversations (` + convColumns + `, updated_at) VALUES ` + values(rows, 10) + `
+	now := fmtTime(time.Now())
+	err := chunked(len(writes), func(lo, hi int) error {
+		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+values(hi-lo, 10)+`
 			ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
 				activity_time = excluded.activity_time, object_key = excluded.object_key,
 				object_last_modified = excluded.object_last_modified, position = excluded.position,
 				content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
-				updated_at = excluded.updated_at`
-	}
-	now := fmtTime(time.Now())
-	err := chunked(ctx, tx, len(writes), writeChunk, query, func(stmt *sql.Stmt, lo, hi int) error {
+				updated_at = excluded.updated_at`)
+		if err != nil {
+			return err
+		}
 		args := make([]any, 0, 10*(hi-lo))
 		for _, c := range writes[lo:hi] {
 			args = append(args, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
 				fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now)
 		}
-		_, err := stmt.ExecContext(ctx, args...)
+		_, err = stmt.ExecContext(ctx, args...)
 		return err
 	})
 	if err != nil {

@@ -14,7 +14,7 @@ const benchConversations = 2000
 
 // benchFile builds a file of n seed-shaped conversations (about 1.7 KB each) whose
 // activity is shifted by shift.
-func benchFile(key string, n int, shift time.Duration) ingest.FileCommit {
+func benchFile(key string, n int, shift time.Duration) Commit {
 	msg := strings.Repeat("I was charged twice for my subscription this month. ", 30)
 	convs := make([]ingest.Conversation, n)
 	for i := range convs {
@@ -27,13 +27,13 @@ func benchFile(key string, n int, shift time.Duration) ingest.FileCommit {
 // is new, when every record is unchanged (a re-upload) and when every record is updated.
 // open returns a new empty store for each sub-benchmark.
 func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
-	run := func(b *testing.B, name string, prepare func(s ingest.Store), next func(i int) ingest.FileCommit) {
+	run := func(b *testing.B, name string, prepare func(s ingest.Store), next func(i int) Commit) {
 		b.Run(name, func(b *testing.B) {
 			s := open(b)
 			prepare(s)
 			f := next(0)
 			var size int64
-			for _, c := range f.Conversations {
+			for _, c := range f.Convs {
 				size += int64(len(c.Raw))
 			}
 			b.SetBytes(size)
@@ -44,7 +44,7 @@ func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
 				b.StopTimer()
 				f := next(i)
 				b.StartTimer()
-				if _, err := s.CommitFile(ctx, f); err != nil {
+				if _, err := s.CommitFile(ctx, f.FileCommit); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -53,21 +53,21 @@ func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
 	}
 	none := func(ingest.Store) {}
 	// New: each iteration a fresh set of identities (keys differ by file).
-	run(b, "new", none, func(i int) ingest.FileCommit {
+	run(b, "new", none, func(i int) Commit {
 		f := benchFile(fmt.Sprintf("new-%d.json", i), benchConversations, 0)
-		for j := range f.Conversations {
-			f.Conversations[j].ConversationID = fmt.Sprintf("%d-%s", i, f.Conversations[j].ConversationID)
+		for j := range f.Convs {
+			f.Convs[j].ConversationID = fmt.Sprintf("%d-%s", i, f.Convs[j].ConversationID)
 		}
 		return f
 	})
 	base := benchFile("base.json", benchConversations, 0)
 	seed := func(s ingest.Store) {
-		if _, err := s.CommitFile(ctx, base); err != nil {
+		if _, err := s.CommitFile(ctx, base.FileCommit); err != nil {
 			b.Fatal(err)
 		}
 	}
-	run(b, "unchanged", seed, func(int) ingest.FileCommit { return base })
-	run(b, "updated", seed, func(i int) ingest.FileCommit {
+	run(b, "unchanged", seed, func(int) Commit { return base })
+	run(b, "updated", seed, func(i int) Commit {
 		return benchFile(fmt.Sprintf("upd-%d.json", i), benchConversations, time.Duration(i+1)*time.Second)
 	})
 }

@@ -33,6 +33,9 @@ func Run(t *testing.T, open func(t *testing.T) ingest.Store) {
 	}{
 		{"CommitRules", testCommitRules},
 		{"DuplicatesInOneFile", testDuplicatesInOneFile},
+		{"DuplicatesAcrossBatches", testDuplicatesAcrossBatches},
+		{"StreamFailureRollsBack", testStreamFailureRollsBack},
+		{"CompleteFillsLedgerRow", testCompleteFillsLedgerRow},
 		{"ExactRoundTrip", testExactRoundTrip},
 		{"Atomicity", testAtomicity},
 		{"ConcurrentCommits", func(t *testing.T, s ingest.Store) { ConcurrentCommits(t, s, s) }},
@@ -71,8 +74,15 @@ func Conv(agent, id string, at time.Time, body string) ingest.Conversation {
 	}
 }
 
-// File builds the commit of one ingested object holding convs at positions 0..n-1.
-func File(src, key string, lastModified time.Time, convs ...ingest.Conversation) ingest.FileCommit {
+// Commit is one file's commit and the records its stream yields, which tests read back.
+type Commit struct {
+	ingest.FileCommit
+	Convs []ingest.Conversation
+}
+
+// File builds the commit of one ingested object holding convs at positions 0..n-1. Its
+// stream yields Convs (changes to them included) and can be consumed again.
+func File(src, key string, lastModified time.Time, convs ...ingest.Conversation) Commit {
 	out := make([]ingest.Conversation, len(convs))
 	var size int64
 	for i, c := range convs {
@@ -80,19 +90,19 @@ func File(src, key string, lastModified time.Time, convs ...ingest.Conversation)
 		out[i] = c
 		size += int64(len(c.Raw))
 	}
-	return ingest.FileCommit{
+	return Commit{FileCommit: ingest.FileCommit{
 		File: ingest.FileRecord{
 			Source: src, Key: key, ETag: "etag-" + key, Size: size, LastModified: lastModified,
 			State: ingest.FileIngested, Reason: ingest.ReasonIngested,
 			Counts: ingest.RecordCounts{Valid: int64(len(convs))}, Bytes: size,
 		},
-		Conversations: out,
-	}
+		Conversations: ingest.StreamOf(out...),
+	}, Convs: out}
 }
 
-func commit(t testing.TB, s ingest.Store, c ingest.FileCommit) ingest.RecordCounts {
+func commit(t testing.TB, s ingest.Store, c Commit) ingest.RecordCounts {
 	t.Helper()
-	got, err := s.CommitFile(ctx, c)
+	got, err := s.CommitFile(ctx, c.FileCommit)
 	if err != nil {
 		t.Fatalf("CommitFile(%s): %v", c.File.Key, err)
 	}
@@ -156,11 +166,11 @@ func assertConversations(t testing.TB, got, want []ingest.Conversation) {
 
 // Expected returns what a store must hold after committing files in any order: per
 // identity, the greatest record under ingest.Newer, sorted by identity.
-func Expected(files []ingest.FileCommit) []ingest.Conversation {
+func Expected(files []Commit) []ingest.Conversation {
 	type key struct{ a, c string }
 	best := map[key]ingest.Conversation{}
 	for _, f := range files {
-		for _, c := range f.Conversations {
+		for _, c := range f.Convs {
 			k := key{c.AgentID, c.ConversationID}
 			if cur, ok := best[k]; !ok || ingest.Newer(&c, &cur) {
 				best[k] = c
@@ -193,10 +203,10 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 	// Each step commits one file into the same store; the rows are cumulative.
 	steps := []struct {
 		name string
-		file ingest.FileCommit
+		file Commit
 		want ingest.RecordCounts
 		// stored is what the store must hold for agent-1/c1 afterwards.
-		stored ingest.FileCommit
+		stored Commit
 	}{
 		{"new", File(source, "a.json", lm, a), counts(1, 0, 0), File(source, "a.json", lm, a)},
 		{"identical from the same object is unchanged", File(source, "a.json", lm, a), counts(0, 0, 1), File(source, "a.json", lm, a)},
@@ -220,7 +230,7 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 	for _, st := range steps {
 		got := commit(t, s, st.file)
 		want := st.want
-		want.Valid = int64(len(st.file.Conversations))
+		want.Valid = int64(len(st.file.Convs))
 		if got != want {
 			t.Errorf("%s: counts = %+v, want %+v", st.name, got, want)
 		}
@@ -228,7 +238,7 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 		if err != nil || !ok {
 			t.Fatalf("%s: GetConversation = %v, %v", st.name, ok, err)
 		}
-		assertConversations(t, []ingest.Conversation{c}, st.stored.Conversations)
+		assertConversations(t, []ingest.Conversation{c}, st.stored.Convs)
 		f, ok, err := s.LookupFile(ctx, source, st.file.File.Key)
 		if err != nil || !ok {
 			t.Fatalf("%s: LookupFile = %v, %v", st.name, ok, err)
@@ -252,7 +262,110 @@ func testDuplicatesInOneFile(t *testing.T, s ingest.Store) {
 		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 	// The newest copy wins; between identical copies the later position does.
-	assertConversations(t, dump(t, s), []ingest.Conversation{f.Conversations[4], f.Conversations[3]})
+	assertConversations(t, dump(t, s), []ingest.Conversation{f.Convs[4], f.Convs[3]})
+}
+
+// bigFile is a file of 2*batch+10 distinct conversations (batch is the largest batch a
+// store is expected to use), with versions of agent-1/x spread over its batches.
+func bigFile(key string, lm time.Time, x ...ingest.Conversation) Commit {
+	const batch = 256
+	var convs []ingest.Conversation
+	for i := range 2*batch + 10 {
+		convs = append(convs, Conv("agent-2", fmt.Sprintf("c%04d", i), day0, "filler"))
+	}
+	for i, c := range x {
+		at := i * (batch + 3)
+		convs = append(convs[:at], append([]ingest.Conversation{c}, convs[at:]...)...)
+	}
+	return File(source, key, lm, convs...)
+}
+
+func testDuplicatesAcrossBatches(t *testing.T, s ingest.Store) {
+	v1 := Conv("agent-1", "x", day0, "v1")
+	v2 := Conv("agent-1", "x", day0.Add(time.Second), "v2")
+	f := bigFile("big.jsonl", day0, v1, v2, v1)
+	// A record written by an earlier batch is the stored row a later batch compares with;
+	// the identity still counts once.
+	n := int64(len(f.Convs))
+	if got, want := commit(t, s, f), (ingest.RecordCounts{Valid: n, New: n - 2, Unchanged: 2}); got != want {
+		t.Errorf("counts = %+v, want %+v", got, want)
+	}
+	assertConversations(t, dump(t, s), Expected([]Commit{f}))
+	// The same object again: every record unchanged, nothing moves.
+	if got, want := commit(t, s, f), (ingest.RecordCounts{Valid: n, Unchanged: n}); got != want {
+		t.Errorf("again: counts = %+v, want %+v", got, want)
+	}
+	// A newer object whose first x is older than the stored v2: Updated once, by v3.
+	v3 := Conv("agent-1", "x", day0.Add(time.Minute), "v3")
+	g := bigFile("big2.jsonl", day0.Add(time.Hour), v1, v3, v2)
+	if got, want := commit(t, s, g), (ingest.RecordCounts{Valid: n, Updated: 1, Unchanged: n - 1}); got != want {
+		t.Errorf("newer file: counts = %+v, want %+v", got, want)
+	}
+	assertConversations(t, dump(t, s), Expected([]Commit{f, g}))
+}
+
+// failAfter streams c's records and then fails, as a file that turns out invalid does.
+func failAfter(c Commit, err error) Commit {
+	c.Conversations = func(yield func(ingest.Conversation) bool) error {
+		if serr := ingest.StreamOf(c.Convs...)(yield); serr != nil {
+			return serr
+		}
+		return err
+	}
+	return c
+}
+
+func testStreamFailureRollsBack(t *testing.T, s ingest.Store) {
+	res := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 100, Limit: 1000}
+	id, err := s.Reserve(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Several batches were written before the stream fails: none of them stays.
+	invalid := errors.New("record 600: agent_id: missing")
+	f := failAfter(bigFile("bad.jsonl", day0, Conv("agent-1", "x", day0, "v1")), invalid)
+	f.ReservationID, f.Reservation = id, res
+	completed := false
+	f.Complete = func(*ingest.FileRecord) { completed = true }
+	if _, err := s.CommitFile(ctx, f.FileCommit); !errors.Is(err, invalid) {
+		t.Fatalf("CommitFile = %v, want the stream's error", err)
+	}
+	if completed {
+		t.Error("Complete was called for a failed stream")
+	}
+	assertNothingCommitted(t, s, "failed stream", f.File.Key, res)
+	// The failure is then recorded alone, charging the reservation, as the engine does.
+	row := f.File
+	row.State, row.Reason, row.Counts = ingest.FileFailed, ingest.ReasonInvalidRecords, ingest.RecordCounts{Valid: 600, Invalid: 1}
+	if got := commit(t, s, Commit{FileCommit: ingest.FileCommit{File: row, ReservationID: id, Reservation: res}}); got != row.Counts {
+		t.Errorf("ledger-only commit counts = %+v, want %+v", got, row.Counts)
+	}
+	got, ok, err := s.LookupFile(ctx, source, "bad.jsonl")
+	if err != nil || !ok || got.State != ingest.FileFailed || got.Counts != row.Counts {
+		t.Errorf("ledger row = %+v, %v, %v; want failed with %+v", got, ok, err, row.Counts)
+	}
+	assertUsage(t, s, res.Quota, res.Day, 100, map[string]int64{source: 100})
+	if d := dump(t, s); len(d) != 0 {
+		t.Errorf("%d conversations stored", len(d))
+	}
+
+}
+
+func testCompleteFillsLedgerRow(t *testing.T, s ingest.Store) {
+	f := File(source, "late.json", day0, Conv("agent-1", "c1", day0, "x"), Conv("agent-1", "c1", day0, "x"))
+	f.File.State, f.File.Reason, f.File.Counts = "", "", ingest.RecordCounts{}
+	f.Complete = func(r *ingest.FileRecord) {
+		r.State, r.Reason, r.Message = ingest.FileIngested, ingest.ReasonIngested, "late.json: 2 valid records"
+		r.Counts.Valid, r.Counts.Invalid, r.Bytes = 2, 1, 321
+	}
+	want := ingest.RecordCounts{Valid: 2, Invalid: 1, New: 1, Unchanged: 1}
+	if got := commit(t, s, f); got != want {
+		t.Errorf("counts = %+v, want %+v", got, want)
+	}
+	got, ok, err := s.LookupFile(ctx, source, "late.json")
+	if err != nil || !ok || got.State != ingest.FileIngested || got.Message != "late.json: 2 valid records" || got.Bytes != 321 || got.Counts != want {
+		t.Errorf("ledger row = %+v, %v, %v", got, ok, err)
+	}
 }
 
 func testExactRoundTrip(t *testing.T, s ingest.Store) {
@@ -268,7 +381,7 @@ func testExactRoundTrip(t *testing.T, s ingest.Store) {
 	if err != nil || !ok {
 		t.Fatalf("GetConversation = %v, %v", ok, err)
 	}
-	assertConversations(t, []ingest.Conversation{got}, f.Conversations)
+	assertConversations(t, []ingest.Conversation{got}, f.Convs)
 
 	// One nanosecond later activity still replaces.
 	c2 := Conv(c.AgentID, c.ConversationID, at.Add(time.Nanosecond), "x")
@@ -290,7 +403,7 @@ func testAtomicity(t *testing.T, s ingest.Store) {
 		t.Fatal(err)
 	}
 	good := []ingest.Conversation{Conv("agent-1", "c1", day0, "a"), Conv("agent-1", "c2", day0, "b")}
-	bad := map[string]ingest.FileCommit{
+	bad := map[string]Commit{
 		// A record violating a constraint after others were written in the transaction.
 		"empty agent id": File(source, "bad1.json", day0, append(good, Conv("", "c3", day0, "c"))...),
 		"invalid raw JSON": File(source, "bad2.json", day0, append(good, func() ingest.Conversation {
@@ -307,7 +420,7 @@ func testAtomicity(t *testing.T, s ingest.Store) {
 	for _, name := range names {
 		f := bad[name]
 		f.ReservationID, f.Reservation = id, res
-		if _, err := s.CommitFile(ctx, f); err == nil {
+		if _, err := s.CommitFile(ctx, f.FileCommit); err == nil {
 			t.Fatalf("%s: CommitFile succeeded, want an error", name)
 		} else if !strings.Contains(err.Error(), "commit file") {
 			t.Errorf("%s: error %q does not name the operation", name, err)
@@ -319,7 +432,7 @@ func testAtomicity(t *testing.T, s ingest.Store) {
 	cancel()
 	f := File(source, "canceled.json", day0, good...)
 	f.ReservationID, f.Reservation = id, res
-	if _, err := s.CommitFile(canceled, f); !errors.Is(err, context.Canceled) {
+	if _, err := s.CommitFile(canceled, f.FileCommit); !errors.Is(err, context.Canceled) {
 		t.Fatalf("CommitFile(canceled) = %v, want context.Canceled", err)
 	}
 	assertNothingCommitted(t, s, "canceled context", f.File.Key, res)
@@ -360,9 +473,9 @@ func assertUsage(t testing.TB, s ingest.Store, quota, day string, total int64, p
 // orderFiles is a set of overlapping files: few identities, few distinct times and
 // last-modified values, so every tie-break of ingest.Newer is exercised, and identical
 // content appears in several objects.
-func orderFiles() []ingest.FileCommit {
+func orderFiles() []Commit {
 	rng := rand.New(rand.NewSource(42))
-	var files []ingest.FileCommit
+	var files []Commit
 	for f := 0; f < 8; f++ {
 		var convs []ingest.Conversation
 		for i := 0; i < 12; i++ {
@@ -406,7 +519,7 @@ func ConcurrentCommits(t *testing.T, a, b ingest.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.CommitFile(ctx, f); err != nil {
+			if _, err := s.CommitFile(ctx, f.FileCommit); err != nil {
 				errs <- err
 			}
 		}()
@@ -563,7 +676,7 @@ func testDeleteSource(t *testing.T, s ingest.Store) {
 	if _, ok, _ := s.LookupFile(ctx, "other/src", "a.json"); !ok {
 		t.Error("ledger row of another source was deleted")
 	}
-	assertConversations(t, dump(t, s), append(f.Conversations, other.Conversations...))
+	assertConversations(t, dump(t, s), append(f.Convs, other.Convs...))
 	// Charged usage stays; of the reservations only other/src's 10 bytes are still held.
 	assertUsage(t, s, res.Quota, res.Day, 10, map[string]int64{source: 10})
 	res.Bytes = 20
@@ -795,7 +908,7 @@ func testListConversations(t *testing.T, s ingest.Store) {
 		t.Errorf("ListConversations = %v, want %v", ids(got), want)
 	}
 	byID := map[string]ingest.Conversation{}
-	for _, c := range f.Conversations {
+	for _, c := range f.Convs {
 		byID[c.AgentID+"/"+c.ConversationID] = c
 	}
 	for _, c := range got {

@@ -9,7 +9,8 @@ import (
 
 // Tx is one backend transaction as CommitFile needs it.
 type Tx interface {
-	// Stored returns the ordering fields and ContentHash of the stored rows among keys.
+	// Stored returns the ordering fields, origin and ContentHash of the stored rows among
+	// keys, rows written earlier in this transaction included.
 	Stored(ctx context.Context, keys []Key) (map[Key]ingest.Conversation, error)
 	// Write upserts whole rows.
 	Write(ctx context.Context, writes []*ingest.Conversation) error
@@ -17,32 +18,96 @@ type Tx interface {
 	UpsertFile(ctx context.Context, f ingest.FileRecord) error
 	// Charge deletes reservation id and adds its bytes to usage.
 	Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
 }
 
-// Commit is CommitFile inside tx: conversations by Build's rule, then the ledger row
-// with the computed New/Updated/Unchanged counts, then the reservation's usage.
-func Commit(ctx context.Context, tx Tx, c ingest.FileCommit) (ingest.RecordCounts, error) {
-	stored, err := tx.Stored(ctx, Keys(c.Conversations))
+// BatchSize is how many records one lookup and one multi-row upsert carry: per-statement
+// overhead dominates single-row statements, and a commit holds at most one batch.
+const BatchSize = 256
+
+// Commit is CommitFile: it consumes c.Conversations in batches of BatchSize, each looked
+// up, decided by Build and written in the transaction, then writes the ledger row with
+// the computed New/Updated/Unchanged counts and charges the reservation. Any error,
+// the stream's included, rolls everything back.
+//
+// begin runs only when the first batch is full or the stream has ended, so a file of
+// fewer than BatchSize records, or one that fails early, is parsed before the backend's
+// write lock is taken (or without taking it at all).
+func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c ingest.FileCommit) (ingest.RecordCounts, error) {
+	var tx Tx
+	counts, err := commit(ctx, begin, &tx, c)
 	if err != nil {
-		return ingest.RecordCounts{}, err
-	}
-	p := Build(c.Conversations, stored)
-	if err := tx.Write(ctx, p.Writes); err != nil {
-		return ingest.RecordCounts{}, err
-	}
-	counts := c.File.Counts
-	counts.New, counts.Updated, counts.Unchanged = p.Counts.New, p.Counts.Updated, p.Counts.Unchanged
-	f := c.File
-	f.Counts = counts
-	if err := tx.UpsertFile(ctx, f); err != nil {
-		return ingest.RecordCounts{}, err
-	}
-	if c.ReservationID != 0 {
-		if err := tx.Charge(ctx, c.ReservationID, &c.Reservation); err != nil {
-			return ingest.RecordCounts{}, err
+		if tx != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
+		return ingest.RecordCounts{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return ingest.RecordCounts{}, fmt.Errorf("commit: %w", err)
 	}
 	return counts, nil
+}
+
+func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *Tx, c ingest.FileCommit) (ingest.RecordCounts, error) {
+	var n ingest.RecordCounts
+	batch := make([]ingest.Conversation, 0, BatchSize)
+	flush := func() error {
+		if *txp == nil {
+			tx, err := begin(ctx)
+			if err != nil {
+				return fmt.Errorf("begin: %w", err)
+			}
+			*txp = tx
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		stored, err := (*txp).Stored(ctx, Keys(batch))
+		if err != nil {
+			return err
+		}
+		p := Build(batch, stored)
+		if err := (*txp).Write(ctx, p.Writes); err != nil {
+			return err
+		}
+		n.New, n.Updated, n.Unchanged = n.New+p.Counts.New, n.Updated+p.Counts.Updated, n.Unchanged+p.Counts.Unchanged
+		batch = batch[:0]
+		return nil
+	}
+	if c.Conversations != nil {
+		var flushErr error
+		err := c.Conversations(func(conv ingest.Conversation) bool {
+			batch = append(batch, conv)
+			if len(batch) == BatchSize {
+				flushErr = flush()
+			}
+			return flushErr == nil
+		})
+		if flushErr != nil {
+			return n, flushErr
+		}
+		if err != nil {
+			return n, fmt.Errorf("read the file: %w", err)
+		}
+	}
+	if err := flush(); err != nil {
+		return n, err
+	}
+	f := c.File
+	if c.Complete != nil {
+		c.Complete(&f)
+	}
+	f.Counts.New, f.Counts.Updated, f.Counts.Unchanged = n.New, n.Updated, n.Unchanged
+	if err := (*txp).UpsertFile(ctx, f); err != nil {
+		return n, err
+	}
+	if c.ReservationID != 0 {
+		if err := (*txp).Charge(ctx, c.ReservationID, &c.Reservation); err != nil {
+			return n, err
+		}
+	}
+	return f.Counts, nil
 }
 
 // ChargeTarget picks what a charge adds to usage: the reservation row when it was

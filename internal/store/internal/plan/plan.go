@@ -51,56 +51,31 @@ func Keys(convs []ingest.Conversation) []Key {
 	return keys
 }
 
-// Build compares a commit's conversations with the stored rows of the same identities
-// (only the ordering fields and ContentHash of stored are read).
-//
-// The rule, per identity:
-//   - records of one commit sharing an identity are first reduced to the newest
-//     (ingest.Newer); each record dropped that way counts as Unchanged;
-//   - nothing stored: the record is written, New;
-//   - the record is ingest.Newer than the stored one: it is written, Updated, or
-//     Unchanged when the content hashes are equal (only the origin — object key,
-//     last-modified, position, source — moves to the newer copy);
-//   - otherwise the stored row stays and the record counts as Unchanged (an older
-//     version is not an update).
-//
-// Writing identical content when its origin is newer keeps the stored row equal to the
-// maximum under ingest.Newer of every record ever committed, whatever the order of
-// commits; keeping the first-seen copy instead would let a later, different record win
-// or lose depending on which identical copy arrived first.
+// Build decides one batch of a commit, record by record in order, with
+// ingest.RecordOutcome against the stored rows of the batch's identities (only the
+// ordering fields, origin and ContentHash of stored are read) as earlier records of the
+// batch leave them. Writes holds, per identity, the last record written: the rows the
+// batch leaves.
 func Build(convs []ingest.Conversation, stored map[Key]ingest.Conversation) Plan {
 	var p Plan
-	best := make(map[Key]*ingest.Conversation, len(convs))
+	cur := make(map[Key]*ingest.Conversation, len(convs))
 	for i := range convs {
 		c := &convs[i]
 		k := KeyOf(c)
-		cur, ok := best[k]
-		switch {
-		case !ok:
-			best[k] = c
-		case ingest.Newer(c, cur):
-			best[k] = c
-			p.Counts.Unchanged++
-		default:
-			p.Counts.Unchanged++
+		s, ok := cur[k]
+		if !ok {
+			if row, found := stored[k]; found {
+				s = &row
+			}
+		}
+		write, o := ingest.RecordOutcome(c, s)
+		p.Counts.Add(o)
+		if write {
+			cur[k] = c
 		}
 	}
-	for k, c := range best {
-		s, ok := stored[k]
-		switch {
-		case !ok:
-			p.Counts.New++
-			p.Writes = append(p.Writes, c)
-		case ingest.Newer(c, &s):
-			if c.ContentHash == s.ContentHash {
-				p.Counts.Unchanged++
-			} else {
-				p.Counts.Updated++
-			}
-			p.Writes = append(p.Writes, c)
-		default:
-			p.Counts.Unchanged++
-		}
+	for _, c := range cur {
+		p.Writes = append(p.Writes, c)
 	}
 	sort.Slice(p.Writes, func(i, j int) bool { return KeyOf(p.Writes[i]).Less(KeyOf(p.Writes[j])) })
 	return p

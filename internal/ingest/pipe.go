@@ -1,0 +1,104 @@
+package ingest
+
+import (
+	"errors"
+	"sync"
+)
+
+// Pipelining: a file being committed is parsed on its own goroutine while the store
+// writes on the caller's, so validation and database inserts overlap on two cores. The
+// records travel in batches (one channel operation per batch, not per record) through
+// a channel of pipeDepth batches, which, with the batch being filled and the store's
+// own batch, is all of the file a commit holds in memory.
+const (
+	pipeBatch = 256
+	pipeDepth = 2
+)
+
+// errStopped ends a parse whose consumer went away (the store failed or gave up).
+var errStopped = errors.New("ingest: the store stopped reading the file")
+
+// pipe carries one file's conversations from its parsing goroutine to the store.
+type pipe struct {
+	out  chan []Conversation
+	stop chan struct{} // closed when the consumer gives up
+	done chan struct{} // closed when the parsing goroutine has returned
+	// err is the parse's error; doomed says out was closed early because the file
+	// will fail (an invalid record under SkipFile). Both are read after out or done close.
+	err    error
+	doomed bool
+
+	batch    []Conversation
+	closed   bool
+	stopOnce sync.Once
+}
+
+func newPipe() *pipe {
+	return &pipe{out: make(chan []Conversation, pipeDepth), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// run parses on a new goroutine; parse's error is kept for the consumer.
+func (p *pipe) run(parse func() error) {
+	go func() {
+		defer close(p.done)
+		err := parse()
+		if err == nil {
+			err = p.flush()
+		}
+		p.err = err
+		p.close()
+	}()
+}
+
+// send queues one conversation; it fails with errStopped when the consumer went away.
+func (p *pipe) send(c Conversation) error {
+	if p.closed {
+		return nil
+	}
+	if p.batch == nil {
+		p.batch = make([]Conversation, 0, pipeBatch)
+	}
+	p.batch = append(p.batch, c)
+	if len(p.batch) < pipeBatch {
+		return nil
+	}
+	return p.flush()
+}
+
+func (p *pipe) flush() error {
+	if p.closed || len(p.batch) == 0 {
+		return nil
+	}
+	select {
+	case p.out <- p.batch:
+		p.batch = nil
+		return nil
+	case <-p.stop:
+		return errStopped
+	}
+}
+
+// doom ends the stream early: the file will fail, so nothing more is sent and the
+// store can roll back while the rest of the file is still checked.
+func (p *pipe) doom() {
+	if !p.closed {
+		p.doomed = true
+		p.batch = nil
+		p.close()
+	}
+}
+
+func (p *pipe) close() {
+	if !p.closed {
+		p.closed = true
+		close(p.out)
+	}
+}
+
+// halt tells the parser to stop sending and waits for it to return.
+func (p *pipe) halt() {
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.wait()
+}
+
+func (p *pipe) wait() { <-p.done }
