@@ -111,8 +111,8 @@ uninstall: ## Remove the CRDs (and so every S3Source and IngestionQuota).
 	$(KUBECTL) delete -k config/crd --ignore-not-found
 
 .PHONY: deploy
-deploy: manifests ## Deploy the operator with config/default.
-	$(KUBECTL) apply --server-side -k config/default
+deploy: manifests ## Deploy the operator with config/default, image IMG.
+	$(KUBECTL) kustomize config/default | sed 's|ghcr.io/avon-ai/data-import-operator:latest|$(IMG)|' | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator deployed with config/default.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -94,6 +95,28 @@ func (m *Metrics) observeRun(src *v1.S3Source, res *discovery.Result) {
 		"unchanged": res.Conversations.Unchanged, "invalid": res.Conversations.Invalid} {
 		m.Conversations.WithLabelValues(ns, name, outcome).Add(float64(n))
 	}
+}
+
+// restoreLastSuccess sets the last-success gauge from status when this process has not
+// observed a run yet (after a restart or a leader change), so alerts see no gap.
+func (m *Metrics) restoreLastSuccess(src *v1.S3Source) {
+	last := src.Status.LastDiscoveryTime
+	if last == nil || src.Status.ConsecutiveFailures > 0 {
+		return
+	}
+	g := m.LastSuccess.WithLabelValues(src.Namespace, src.Name)
+	if gaugeValue(g) < float64(last.Unix()) {
+		g.Set(float64(last.Unix()))
+	}
+}
+
+// gaugeValue reads a gauge's current value.
+func gaugeValue(g prometheus.Gauge) float64 {
+	var out dto.Metric
+	if err := g.Write(&out); err != nil || out.Gauge == nil {
+		return 0
+	}
+	return out.Gauge.GetValue()
 }
 
 func (m *Metrics) forget(src *v1.S3Source) {

@@ -273,8 +273,11 @@ func (r *S3SourceReconciler) stepFoldFinishedRun(_ context.Context, s *sourceSco
 // stepDisabled stops a disabled source: no S3 calls, no runs; the ledger is kept.
 func (r *S3SourceReconciler) stepDisabled(ctx context.Context, s *sourceScope) (time.Duration, error) {
 	if !s.src.Spec.Disabled {
+		r.Metrics.restoreLastSuccess(s.src)
 		return 0, nil
 	}
+	// A paused source must not trip the "no successful discovery" alert.
+	r.Metrics.LastSuccess.DeleteLabelValues(s.src.Namespace, s.src.Name)
 	if s.running {
 		r.runs.stop(ctx, s.key)
 		s.running = false
