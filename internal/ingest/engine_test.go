@@ -154,6 +154,109 @@ func TestOrderIndependence(t *testing.T) {
 	}
 }
 
+// jsonlOf is n valid records with distinct identities, one per line, then tail.
+func jsonlOf(n int, tail string) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(conv("a", fmt.Sprintf("c%04d", i), t0, "x") + "\n")
+	}
+	return b.String() + tail
+}
+
+// jsonOf is a JSON array of n valid records, then tail (which closes it or not).
+func jsonOf(n int, tail string) string {
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(conv("a", fmt.Sprintf("c%04d", i), t0, "x"))
+	}
+	return b.String() + tail
+}
+
+// TestStreamedFailures: a file whose failure shows only after several batches were
+// streamed into the store commits none of them, then records its ledger row alone with
+// its reservation; a SkipRecord file of the same records commits them all.
+func TestStreamedFailures(t *testing.T) {
+	const n = 3*pipeBatch + 5
+	tests := []struct {
+		name, key, body string
+		policy          InvalidRecordPolicy
+		state           FileState
+		reason          string
+		counts          RecordCounts
+	}{
+		{"invalid last record under SkipFile", "a.jsonl", jsonlOf(n, `{"conversation_id":"bad"}`+"\n"), SkipFile,
+			FileFailed, ReasonInvalidRecords, RecordCounts{Valid: n, Invalid: 1}},
+		{"unterminated array", "a.json", jsonOf(n, ""), SkipRecord, FileFailed, ReasonMalformed, RecordCounts{}},
+		{"trailing garbage", "a.json", jsonOf(n, "] x"), SkipFile, FileFailed, ReasonMalformed, RecordCounts{}},
+		{"archive with a link after the records", "a.tar.gz",
+			string(makeTarGz(t, entry{name: "a.jsonl", body: jsonlOf(n, "")}, entry{name: "b.jsonl", tar: '2'})),
+			SkipFile, FileFailed, ReasonUnsafeArchive, RecordCounts{}},
+		{"SkipRecord commits the valid", "a.jsonl", jsonlOf(n, `{"conversation_id":"bad"}`+"\n"), SkipRecord,
+			FileIngested, ReasonIngested, RecordCounts{Valid: n, Invalid: 1, New: n}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			ref := ObjectRef{Source: "ns/src", Key: tc.key, Size: int64(len(tc.body)), LastModified: t0}
+			res, err := New(st).Process(context.Background(), ref, strings.NewReader(tc.body), Options{Policy: tc.policy, ReservationID: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.State != tc.state || res.Reason != tc.reason || res.Counts != tc.counts {
+				t.Fatalf("got %s/%s %+v, want %s/%s %+v (%s)", res.State, res.Reason, res.Counts, tc.state, tc.reason, tc.counts, res.Message)
+			}
+			if len(st.commits) != 1 {
+				t.Fatalf("%d commits, want 1", len(st.commits))
+			}
+			c := st.commits[0]
+			wantConvs := 0
+			if tc.state == FileIngested {
+				wantConvs = n
+			}
+			if len(c.Convs) != wantConvs || len(st.convs) != wantConvs || c.ReservationID != 7 || c.File.State != tc.state ||
+				c.File.Message != res.Message || c.File.Counts != tc.counts || c.File.Bytes != int64(len(tc.body)) {
+				t.Fatalf("commit of %d records (%d stored), row %+v", len(c.Convs), len(st.convs), c.File)
+			}
+		})
+	}
+}
+
+// TestStreamInterrupted: the store failing, or ctx ending, part-way through a stream
+// returns an error, commits nothing and leaves no parser running.
+func TestStreamInterrupted(t *testing.T) {
+	body := jsonlOf(3*pipeBatch, "")
+	ref := ObjectRef{Source: "ns/src", Key: "a.jsonl", Size: int64(len(body)), LastModified: t0}
+
+	st := newMemStore()
+	st.fail, st.failAt = errors.New("disk I/O error"), pipeBatch+1
+	_, err := New(st).Process(context.Background(), ref, strings.NewReader(body), Options{})
+	if err == nil || !strings.Contains(err.Error(), "disk I/O error") || errors.Is(err, errStopped) {
+		t.Fatalf("store failure: got %v, want the store's error", err)
+	}
+	if len(st.commits) != 0 || len(st.convs) != 0 {
+		t.Fatalf("store failure: %d commits, %d conversations", len(st.commits), len(st.convs))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st = newMemStore()
+	st.onRecord = func(n int) {
+		if n == pipeBatch {
+			cancel()
+		}
+	}
+	if _, err := New(st).Process(ctx, ref, strings.NewReader(body), Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: got %v, want context.Canceled", err)
+	}
+	if len(st.commits) != 0 || len(st.convs) != 0 {
+		t.Fatalf("canceled: %d commits, %d conversations", len(st.commits), len(st.convs))
+	}
+}
+
 func TestCanonicalHash(t *testing.T) {
 	hash := func(s string) string {
 		t.Helper()

@@ -18,6 +18,10 @@ type memStore struct {
 	commits  []committed
 	released []int64
 	fail     error
+	// failAt, when positive, makes the stream's failAt-th record fail with fail.
+	failAt int
+	// onRecord, when set, sees the count of records streamed so far.
+	onRecord func(n int)
 }
 
 func newMemStore() *memStore {
@@ -63,15 +67,23 @@ type committed struct {
 func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.fail != nil {
+	if m.fail != nil && m.failAt <= 0 {
 		return RecordCounts{}, m.fail
 	}
 	tx := maps.Clone(m.convs)
 	done := committed{File: c.File, ReservationID: c.ReservationID}
 	var n RecordCounts
 	if c.Conversations != nil {
+		var failed error
 		err := c.Conversations(func(conv Conversation) bool {
 			done.Convs = append(done.Convs, conv)
+			if m.onRecord != nil {
+				m.onRecord(len(done.Convs))
+			}
+			if len(done.Convs) == m.failAt {
+				failed = m.fail
+				return false
+			}
 			id := ConversationKey{conv.AgentID, conv.ConversationID}
 			var stored *Conversation
 			if old, ok := tx[id]; ok {
@@ -85,6 +97,9 @@ func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, 
 			}
 			return ctx.Err() == nil
 		})
+		if failed != nil {
+			return RecordCounts{}, failed
+		}
 		if err != nil {
 			return RecordCounts{}, errors.Join(err, ctx.Err())
 		}

@@ -13,8 +13,9 @@ import (
 )
 
 // TestIntoSQLite runs the engine against the real embedded store: a file ingests, the
-// same file again is all unchanged, a newer version updates, and a failed file commits
-// its ledger row and nothing else.
+// same file again is all unchanged, a newer version updates, a failed file commits its
+// ledger row and nothing else (even after batches of it were streamed), and duplicates
+// spread over batches count once.
 func TestIntoSQLite(t *testing.T) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
@@ -23,6 +24,13 @@ func TestIntoSQLite(t *testing.T) {
 	}
 	defer st.Close()
 	e := ingest.New(st)
+	// edited is conversation i with new content and a later last message.
+	edited := func(i int) benchConversation {
+		c := genConversation(i)
+		c.Messages[0].Content = "edited"
+		c.Messages[len(c.Messages)-1].Timestamp = c.Messages[len(c.Messages)-1].Timestamp.Add(time.Hour)
+		return c
+	}
 	line := func(c benchConversation) []byte {
 		b, err := json.Marshal(c)
 		if err != nil {
@@ -30,6 +38,14 @@ func TestIntoSQLite(t *testing.T) {
 		}
 		return append(b, '\n')
 	}
+	lines := func(from, n int) []byte {
+		var b []byte
+		for i := range n {
+			b = append(b, line(genConversation(from+i))...)
+		}
+		return b
+	}
+	const bigN = 600
 	c1, c2 := genConversation(1), genConversation(2)
 	body := append(line(c1), line(c2)...)
 	ref := ingest.ObjectRef{Source: "ns/s", Key: "a.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: time.Now()}
@@ -42,13 +58,15 @@ func TestIntoSQLite(t *testing.T) {
 	}{
 		{"first", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, New: 2}},
 		{"again", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, Unchanged: 2}},
-		{"newer", ingest.ObjectRef{Source: "ns/s", Key: "b.jsonl", LastModified: time.Now()}, func() []byte {
-			c := genConversation(1)
-			c.Messages[0].Content = "edited"
-			c.Messages[len(c.Messages)-1].Timestamp = c.Messages[len(c.Messages)-1].Timestamp.Add(time.Hour)
-			return line(c)
-		}(), ingest.FileIngested, ingest.RecordCounts{Valid: 1, Updated: 1}},
+		{"newer", ingest.ObjectRef{Source: "ns/s", Key: "b.jsonl", LastModified: time.Now()}, line(edited(1)),
+			ingest.FileIngested, ingest.RecordCounts{Valid: 1, Updated: 1}},
 		{"invalid", ingest.ObjectRef{Source: "ns/s", Key: "c.jsonl"}, []byte(`{"conversation_id":"x"}` + "\n"), ingest.FileFailed, ingest.RecordCounts{Invalid: 1}},
+		// Several batches reach the transaction before the last record fails the file.
+		{"invalid after batches", ingest.ObjectRef{Source: "ns/s", Key: "d.jsonl"}, append(lines(1000, bigN), `{"conversation_id":"x"}`+"\n"...),
+			ingest.FileFailed, ingest.RecordCounts{Valid: bigN, Invalid: 1}},
+		// A later batch holds a newer version of a record of the first: counted once, and it wins.
+		{"duplicates across batches", ingest.ObjectRef{Source: "ns/s", Key: "e.jsonl", LastModified: time.Now()}, append(lines(2000, bigN), line(edited(2000))...),
+			ingest.FileIngested, ingest.RecordCounts{Valid: bigN + 1, New: bigN, Unchanged: 1}},
 	}
 	for _, s := range steps {
 		res, err := e.Process(ctx, s.ref, bytes.NewReader(s.body), ingest.Options{})
@@ -63,8 +81,18 @@ func TestIntoSQLite(t *testing.T) {
 			t.Fatalf("%s: ledger %+v %v %v", s.name, f, ok, err)
 		}
 	}
-	got, ok, err := st.GetConversation(ctx, c1.AgentID, c1.ConversationID)
-	if err != nil || !ok || !bytes.Contains(got.Raw, []byte(`"edited"`)) {
-		t.Fatalf("conversation 1: %v %v %s", ok, err, got.Raw)
+	for _, i := range []int{1, 2000} {
+		c := genConversation(i)
+		got, ok, err := st.GetConversation(ctx, c.AgentID, c.ConversationID)
+		if err != nil || !ok || !bytes.Contains(got.Raw, []byte(`"edited"`)) {
+			t.Fatalf("conversation %d: %v %v %s", i, ok, err, got.Raw)
+		}
+	}
+	// Nothing of the failed file stayed.
+	for _, i := range []int{1000, 1000 + bigN - 1} {
+		c := genConversation(i)
+		if _, ok, err := st.GetConversation(ctx, c.AgentID, c.ConversationID); ok || err != nil {
+			t.Fatalf("conversation %d of the failed file: stored %v, %v", i, ok, err)
+		}
 	}
 }
