@@ -16,18 +16,27 @@ package ingest
 //     bytes are the stored Raw (unknown fields kept), validated against the seed's format
 //     (see validate.go: required fields, Roles, the CSAT range, timestamps in RFC 3339 with
 //     a zone) and hashed in canonical form (see hash.go) for ContentHash.
-//  4. Records with the same (agent_id, conversation_id) in one file are reduced with Newer,
-//     the rule the store applies across files; the losers count as Unchanged.
+//  4. Records with the same (agent_id, conversation_id) in one file are left to the store,
+//     which decides each record against the row it holds at that moment, rows written by
+//     earlier records of the same file included (RecordOutcome): the newest copy wins, as
+//     across files, and the identity counts once as New or Updated, its other records as
+//     Unchanged. A dry run counts a file's repeated identities as Unchanged.
 //  5. The outcome: a file-level problem (encoding, malformed JSON outside a record, unsafe
 //     archive, limits) fails the file whatever the policy, with zero record counts. Otherwise, under SkipFile any
 //     invalid record fails the file (InvalidRecords) and commits nothing; under SkipRecord
 //     the valid records commit and the invalid are counted. No valid record at all is
 //     NoValidRecords. Syntax errors inside one record (a JSONL line, an array element)
 //     make that record invalid. Invalid UTF-8 anywhere fails the file (InvalidEncoding).
-//  6. Unless Options.DryRun, Store.CommitFile is called exactly once with the ledger row,
-//     the surviving conversations of an ingested file, and the quota reservation, so the
-//     store commits all of it or none. Its New/Updated/Unchanged counts are merged in.
-//
+//  6. Unless Options.DryRun, the file is committed while it is read: a goroutine parses
+//     and validates, and sends the valid records in batches of 256 through a channel of
+//     two batches to Store.CommitFile, whose transaction writes them (a lookup and a
+//     multi-row upsert per batch) as they arrive, so parsing and inserting overlap. The
+//     ledger row (its outcome filled in by FileCommit.Complete once the file is read) and
+//     the quota reservation commit in the same transaction. A file that fails, whenever
+//     that shows (an invalid record under SkipFile ends the stream at once, a file-level
+//     error at the end), rolls the transaction back, and a second CommitFile commits its
+//     ledger row alone and charges its reservation. A dry run opens no transaction.
+//     The store's New/Updated/Unchanged counts are the Result's.
 // Every RecordError names the object key, the archive entry, the JSONL line (1-based) or
 // the array index (0-based), the JSON path, the value's problem and what was expected:
 //
@@ -36,6 +45,9 @@ package ingest
 // A Result lists the first MaxErrorsPerFile errors and counts the rest. Process returns an
 // error only when the body cannot be read, the store fails, or the context ends.
 //
-// Memory: the readers hold one record; a dry run keeps only the identities seen. A commit
-// holds the file's compacted records until CommitFile (bounded by MaxFileBytes for plain
-// files), because FileCommit carries the whole file in one transaction.
+// Memory: the readers hold one record; a commit holds at most a few batches of records
+// (the one being filled, the channel's two, the store's), whatever the file's size, and
+// nothing per identity; a dry run keeps the identities seen (Result.Pairs). The price of
+// streaming is that the store's write transaction stays open while the rest of the file
+// is read: SQLite's single writer (and PostgreSQL's commit lock) is held for that time,
+// from the first full batch on, so other commits wait for a slow download.
