@@ -260,14 +260,15 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		ReservationID: opts.ReservationID, Reservation: opts.Reservation,
 	}
 	counts, err := e.Store.CommitFile(ctx, commit)
-	if err != nil && !errors.Is(err, errFileFailed) {
-		// The store failed or stopped reading: the parser must not wait for it.
-		p.halt()
-	}
 	if !concluded {
-		// The stream ended early (a doomed file, or the store gave up): the rest of the file
-		// was still read and checked, so the Result is complete.
+		// The stream ended early. A doomed file sends nothing more, so its parser runs to
+		// the end and the Result is complete; otherwise the store failed or stopped
+		// reading, and the parser must not wait for it.
+		p.halt()
 		finish()
+		if err == nil {
+			err = errors.New("the store returned before reading the whole file")
+		}
 	}
 	switch {
 	case readErr != nil && !errors.Is(readErr, errStopped):

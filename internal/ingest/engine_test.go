@@ -231,19 +231,23 @@ func TestStreamInterrupted(t *testing.T) {
 	body := jsonlOf(3*pipeBatch, "")
 	ref := ObjectRef{Source: "ns/src", Key: "a.jsonl", Size: int64(len(body)), LastModified: t0}
 
-	st := newMemStore()
-	st.fail, st.failAt = errors.New("disk I/O error"), pipeBatch+1
-	_, err := New(st).Process(context.Background(), ref, strings.NewReader(body), Options{})
-	if err == nil || !strings.Contains(err.Error(), "disk I/O error") || errors.Is(err, errStopped) {
-		t.Fatalf("store failure: got %v, want the store's error", err)
-	}
-	if len(st.commits) != 0 || len(st.convs) != 0 {
-		t.Fatalf("store failure: %d commits, %d conversations", len(st.commits), len(st.convs))
+	// Failing after a batch, and failing before reading anything (the parser has more
+	// batches than the channel holds, so it must be told to stop).
+	for _, failAt := range []int{pipeBatch + 1, 0} {
+		st := newMemStore()
+		st.fail, st.failAt = errors.New("disk I/O error"), failAt
+		_, err := New(st).Process(context.Background(), ref, strings.NewReader(body), Options{})
+		if err == nil || !strings.Contains(err.Error(), "disk I/O error") || errors.Is(err, errStopped) {
+			t.Fatalf("store failure at %d: got %v, want the store's error", failAt, err)
+		}
+		if len(st.commits) != 0 || len(st.convs) != 0 {
+			t.Fatalf("store failure at %d: %d commits, %d conversations", failAt, len(st.commits), len(st.convs))
+		}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st = newMemStore()
+	st := newMemStore()
 	st.onRecord = func(n int) {
 		if n == pipeBatch {
 			cancel()
