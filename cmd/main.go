@@ -64,11 +64,6 @@ func run() error {
 		return fmt.Errorf("opening the store: %w", err)
 	}
 	defer st.Close()
-	// A download in flight when the last manager stopped never committed: its hold on the
-	// quota goes. Only the leader runs downloads, and it is this process or none yet.
-	if err := st.ReleaseAll(ctx); err != nil {
-		return fmt.Errorf("releasing stale quota reservations: %w", err)
-	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

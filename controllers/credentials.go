@@ -3,9 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -72,9 +74,11 @@ func (r *S3SourceReconciler) bucketConfig(ctx context.Context, src *v1.S3Source)
 			be := bucket.MissingSecretKeys(src.Namespace+"/"+creds.SecretRef.Name, missing...)
 			return cfg, &stepFailure{reason: v1.ReasonInvalidCredentials, stalled: true, message: be.Message}
 		}
+		// Trailing newlines from `echo foo | base64` are a common copy-paste slip.
 		cfg.Credentials = &bucket.StaticCredentials{
-			AccessKeyID: string(data[SecretAccessKeyID]), SecretAccessKey: string(data[SecretSecretAccessKey]),
-			SessionToken: string(data[SecretSessionToken]),
+			AccessKeyID:     strings.TrimSpace(string(data[SecretAccessKeyID])),
+			SecretAccessKey: strings.TrimSpace(string(data[SecretSecretAccessKey])),
+			SessionToken:    strings.TrimSpace(string(data[SecretSessionToken])),
 		}
 	}
 	if ar := creds.AssumeRole; ar != nil {
@@ -85,7 +89,7 @@ func (r *S3SourceReconciler) bucketConfig(ctx context.Context, src *v1.S3Source)
 
 func (r *S3SourceReconciler) secretData(ctx context.Context, ns, name, field string) (map[string][]byte, error) {
 	var secret corev1.Secret
-	err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &secret)
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &secret)
 	if apierrors.IsNotFound(err) {
 		return nil, &stepFailure{reason: v1.ReasonSecretNotFound, stalled: true,
 			message: fmt.Sprintf("Secret %s/%s named by spec.%s does not exist: create it in the source's namespace", ns, name, field)}
@@ -94,6 +98,26 @@ func (r *S3SourceReconciler) secretData(ctx context.Context, ns, name, field str
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
 	}
 	return secret.Data, nil
+}
+
+// secretsFingerprint identifies the versions of the Secrets a source reads (from the
+// metadata cache), so a changed Secret can retry a failing source at once.
+func (r *S3SourceReconciler) secretsFingerprint(ctx context.Context, src *v1.S3Source) (string, error) {
+	var parts []string
+	for _, name := range secretNames(src) {
+		var meta metav1.PartialObjectMetadata
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.Get(ctx, client.ObjectKey{Namespace: src.Namespace, Name: name}, &meta)
+		switch {
+		case apierrors.IsNotFound(err):
+			parts = append(parts, name+"=absent")
+		case err != nil:
+			return "", fmt.Errorf("reading Secret %s/%s metadata: %w", src.Namespace, name, err)
+		default:
+			parts = append(parts, name+"="+meta.ResourceVersion)
+		}
+	}
+	return strings.Join(parts, ","), nil
 }
 
 // bucketClient builds the S3 client of a source.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/ingest"
 )
 
 // runTracker owns the discovery runs in flight: at most one per source. A reconcile starts
@@ -18,12 +20,20 @@ import (
 // folds its Result into status. Reconciles never wait on downloads.
 type runTracker struct {
 	runner *discovery.Runner
+	store  ingest.Store
+	// ready is closed once this process leads and has dropped stale reservations; runs
+	// wait for it.
+	ready     chan struct{}
+	readyOnce sync.Once
 	// sources bounds the runs executing at once; others wait for a slot in their goroutine.
 	sources chan struct{}
 	events  chan event.GenericEvent
 
-	mu       sync.Mutex
+	// base parents every run; shutdown cancels it when the manager stops.
 	base     context.Context
+	shutdown context.CancelFunc
+
+	mu       sync.Mutex
 	running  map[types.NamespacedName]*activeRun
 	finished map[types.NamespacedName]*discovery.Result
 	memos    map[types.NamespacedName]runMemo
@@ -37,6 +47,18 @@ type runMemo struct {
 	lastFinished      time.Time
 	handledRefresh    string
 	startedGeneration int64
+	// secrets fingerprints the Secrets the last run was built from; a change retries a
+	// failing source at once.
+	secrets string
+	// throttledRefresh is the refresh value already announced as throttled.
+	throttledRefresh string
+}
+
+// runSnapshot is one consistent view of a source's run state.
+type runSnapshot struct {
+	result  *discovery.Result
+	running bool
+	memo    runMemo
 }
 
 type activeRun struct {
@@ -44,15 +66,19 @@ type activeRun struct {
 	done   chan struct{}
 }
 
-func newRunTracker(runner *discovery.Runner, concurrentSources int) *runTracker {
+func newRunTracker(runner *discovery.Runner, store ingest.Store, concurrentSources int) *runTracker {
 	if concurrentSources < 1 {
 		concurrentSources = 1
 	}
+	base, shutdown := context.WithCancel(context.Background())
 	return &runTracker{
+		base:     base,
+		shutdown: shutdown,
 		runner:   runner,
+		store:    store,
+		ready:    make(chan struct{}),
 		sources:  make(chan struct{}, concurrentSources),
 		events:   make(chan event.GenericEvent, 1024),
-		base:     context.Background(),
 		running:  map[types.NamespacedName]*activeRun{},
 		finished: map[types.NamespacedName]*discovery.Result{},
 		memos:    map[types.NamespacedName]runMemo{},
@@ -62,15 +88,15 @@ func newRunTracker(runner *discovery.Runner, concurrentSources int) *runTracker 
 // Start is a manager Runnable: runs get the manager's context, and on shutdown Start
 // waits until every in-flight file has committed or rolled back.
 func (t *runTracker) Start(ctx context.Context) error {
-	t.mu.Lock()
-	t.base = ctx
-	t.mu.Unlock()
-	<-ctx.Done()
-	t.mu.Lock()
-	for _, r := range t.running {
-		r.cancel()
+	// Only the leader downloads, so reservations left in the store were held by a leader
+	// that is gone: a download that never committed. Dropping them here, not at process
+	// start, never touches the holds of a leader still running.
+	if err := t.store.ReleaseAll(ctx); err != nil {
+		return fmt.Errorf("releasing stale quota reservations: %w", err)
 	}
-	t.mu.Unlock()
+	t.readyOnce.Do(func() { close(t.ready) })
+	<-ctx.Done()
+	t.shutdown()
 	t.wg.Wait()
 	return nil
 }
@@ -78,22 +104,27 @@ func (t *runTracker) Start(ctx context.Context) error {
 // NeedLeaderElection: only the leader runs discoveries.
 func (t *runTracker) NeedLeaderElection() bool { return true }
 
-func (t *runTracker) isRunning(key types.NamespacedName) bool {
+// snapshot reads a finished result, whether a run is in flight and the memo under one
+// lock, so a run finishing in between cannot look like no run at all.
+func (t *runTracker) snapshot(key types.NamespacedName) runSnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.running[key]
-	return ok
+	_, running := t.running[key]
+	return runSnapshot{result: t.finished[key], running: running, memo: t.memos[key]}
 }
 
-func (t *runTracker) memo(key types.NamespacedName) runMemo {
+// remember updates a source's memo.
+func (t *runTracker) remember(key types.NamespacedName, f func(*runMemo)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.memos[key]
+	m := t.memos[key]
+	f(&m)
+	t.memos[key] = m
 }
 
 // start begins a run unless one is in flight; it reports whether it started one.
 // refresh is the annotation value this run handles ("" for none).
-func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, refresh string) bool {
+func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, refresh, secrets string) bool {
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -102,6 +133,7 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	}
 	m := t.memos[key]
 	m.startedGeneration = src.Generation
+	m.secrets = secrets
 	if refresh != "" {
 		m.handledRefresh = refresh
 	}
@@ -116,6 +148,10 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		defer close(r.done)
 		defer cancel()
 		var res *discovery.Result
+		select {
+		case <-t.ready:
+		case <-ctx.Done():
+		}
 		select {
 		case t.sources <- struct{}{}:
 			res = t.runner.Run(ctx, client, job)
@@ -139,14 +175,8 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	return true
 }
 
-// peek returns a finished run's result without forgetting it: it is acknowledged only
-// once status holding it was written, so a failed patch loses nothing.
-func (t *runTracker) peek(key types.NamespacedName) *discovery.Result {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.finished[key]
-}
-
+// ack forgets a finished run once status holding it was written, so a failed patch
+// loses nothing.
 func (t *runTracker) ack(key types.NamespacedName, res *discovery.Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

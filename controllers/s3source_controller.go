@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -34,9 +35,12 @@ import (
 // S3SourceReconciler discovers and ingests the files of each S3Source.
 type S3SourceReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	Store    ingest.Store
-	Clock    clock.PassiveClock
+	// APIReader reads Secrets from the API server: the manager caches only their metadata,
+	// never every Secret of the cluster.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Store     ingest.Store
+	Clock     clock.PassiveClock
 	// NewBucket builds the S3 client of a source; tests wrap it to count requests.
 	NewBucket func(ctx context.Context, cfg bucket.Config) (bucket.Client, error)
 	Metrics   *Metrics
@@ -74,14 +78,17 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	}
 	engine := ingest.New(r.Store)
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
-	r.runs = newRunTracker(runner, opts.ConcurrentSources)
+	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if err := mgr.Add(r.runs); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.S3Source{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1.IngestionQuota{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfQuota)).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfSecret), builder.OnlyMetadata).
 		WatchesRawSource(source.Channel(r.runs.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("s3source").
@@ -162,6 +169,17 @@ func (s *sourceScope) lastDiscovery() time.Time {
 	return last
 }
 
+// failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
+func (s *sourceScope) failuresAfterFold() int32 {
+	switch {
+	case s.result == nil:
+		return s.src.Status.ConsecutiveFailures
+	case s.result.Err != nil:
+		return s.src.Status.ConsecutiveFailures + 1
+	}
+	return 0
+}
+
 // specActedOn reports whether the current generation was already discovered.
 func (s *sourceScope) specActedOn() bool {
 	return s.src.Status.ObservedGeneration >= s.src.Generation || s.memo.startedGeneration >= s.src.Generation
@@ -179,7 +197,9 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	src := &v1.S3Source{}
 	if err := r.Get(ctx, req.NamespacedName, src); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.runs.stop(ctx, req.NamespacedName)
+			stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
+			defer cancel()
+			r.runs.stop(stopCtx, req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -195,13 +215,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 
-	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: r.runs.memo(req.NamespacedName)}
+	snap := r.runs.snapshot(req.NamespacedName)
+	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: snap.memo, result: snap.result, running: snap.running}
 	s.refreshHandled = s.handledRefresh()
 	before := src.Status.DeepCopy()
 	var requeue time.Duration
 	var stepErr error
 	for _, step := range []func(context.Context, *sourceScope) (time.Duration, error){
-		r.stepFoldFinishedRun,
 		r.stepResolveQuota,
 		r.stepUsage,
 		r.stepDisabled,
@@ -235,7 +255,10 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 	if s.result != nil {
+		// Counted once: a failed patch above returns before this, and the result is
+		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
+		r.Metrics.observeRun(src, s.result)
 		r.emitRunEvents(src, s)
 	}
 	if s.failure != nil && !s.failure.stalled {
@@ -244,6 +267,10 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 
 	return ctrl.Result{RequeueAfter: requeue}, stepErr
 }
+
+// stopTimeout bounds how long a reconcile waits for a cancelled run to roll back its
+// in-flight files (a transaction each).
+const stopTimeout = 30 * time.Second
 
 // errStop ends the steps without an error (disabled, run in flight).
 var errStop = errors.New("stop")
@@ -260,16 +287,6 @@ func lowestRequeue(a, b time.Duration) time.Duration {
 	return a
 }
 
-// stepFoldFinishedRun takes a finished run's result, to be folded into status.
-func (r *S3SourceReconciler) stepFoldFinishedRun(_ context.Context, s *sourceScope) (time.Duration, error) {
-	s.result = r.runs.peek(s.key)
-	s.running = r.runs.isRunning(s.key)
-	if s.result != nil {
-		r.Metrics.observeRun(s.src, s.result)
-	}
-	return 0, nil
-}
-
 // stepDisabled stops a disabled source: no S3 calls, no runs; the ledger is kept.
 func (r *S3SourceReconciler) stepDisabled(ctx context.Context, s *sourceScope) (time.Duration, error) {
 	if !s.src.Spec.Disabled {
@@ -279,7 +296,9 @@ func (r *S3SourceReconciler) stepDisabled(ctx context.Context, s *sourceScope) (
 	// A paused source must not trip the "no successful discovery" alert.
 	r.Metrics.LastSuccess.DeleteLabelValues(s.src.Namespace, s.src.Name)
 	if s.running {
-		r.runs.stop(ctx, s.key)
+		stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
+		defer cancel()
+		r.runs.stop(stopCtx, s.key)
 		s.running = false
 	}
 	return 0, errStop
@@ -324,6 +343,20 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		why = "spec changed"
 	case src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
 		why = "quota window reset"
+	case s.failuresAfterFold() == 0 && meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady):
+		// Ready=False without a failed run came from a step (a Secret, the quota's time
+		// zone, the store); that step passed now, so discover instead of waiting.
+		why = "recovered"
+	}
+	// A failing or stalled source is retried at once when its Secrets change: the fix
+	// the message asked for has arrived.
+	secrets, err := r.secretsFingerprint(ctx, src)
+	if err != nil {
+		return 0, err
+	}
+	if why == "" && (s.failuresAfterFold() > 0 || meta.IsStatusConditionTrue(src.Status.Conditions, v1.ConditionStalled)) &&
+		secrets != s.memo.secrets {
+		why = "Secret changed"
 	}
 	handled := ""
 	if requested != "" && requested != s.refreshHandled {
@@ -333,18 +366,27 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 			handled = requested
 		} else {
 			s.refreshThrottled, s.refreshAt = requested, readyAt
-			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonRefreshThrottled, "Refresh",
-				"refresh %q throttled by the %s cooldown of IngestionQuota %s; it runs at %s",
-				requested, s.quota.RefreshCooldown, s.quota.Key, readyAt.UTC().Format(time.RFC3339))
+			if s.memo.throttledRefresh != requested {
+				r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonRefreshThrottled, "Refresh",
+					"refresh %q throttled by the %s cooldown of IngestionQuota %s; it runs at %s",
+					requested, s.quota.RefreshCooldown, s.quota.Key, readyAt.UTC().Format(time.RFC3339))
+				r.runs.remember(s.key, func(m *runMemo) { m.throttledRefresh = requested })
+			}
 			wait = readyAt.Sub(s.now)
 		}
 	}
-	next := dueAt(src, last, s.src.Status.ConsecutiveFailures)
+	next := dueAt(src, last, s.failuresAfterFold())
 	if why == "" && !s.now.Before(next) {
 		why = "interval elapsed"
 	}
 	if why == "" {
-		return lowestRequeue(wait, next.Sub(s.now)), nil
+		wait = lowestRequeue(wait, next.Sub(s.now))
+		if src.Status.Files != nil && src.Status.Files.Deferred > 0 {
+			// Wake at the quota reset even when no IngestionQuota object will change then.
+			_, resetsAt := discovery.Window(s.now, s.quota.Location)
+			wait = lowestRequeue(wait, resetsAt.Sub(s.now)+time.Second)
+		}
+		return wait, nil
 	}
 
 	client, err := r.bucketClient(ctx, src)
@@ -356,7 +398,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
 	}
-	if r.runs.start(src, client, job, handled) {
+	if r.runs.start(src, client, job, handled, secrets) {
 		s.running, s.started = true, true
 		if handled != "" {
 			s.refreshHandled = handled
@@ -445,7 +487,7 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		return nil
 	}
 	key := client.ObjectKeyFromObject(src)
-	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
 	defer cancel()
 	r.runs.stop(stopCtx, key)
 	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {

@@ -436,10 +436,10 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 	put(t, "errors", "private/x.json", jsonArray(t, conversation("agent-1", "e-1", "2025-01-15T14:30:00Z", "x")))
 	tests := []struct {
 		name, reason, message string
-		stalled               bool
+		retried               bool // a discovery ran and failed (not a Secret missing before it)
 		mutate                func(t *testing.T, s *v1.S3SourceSpec)
 	}{
-		{"wrong-secret", bucket.ReasonInvalidCredentials, "", false, func(t *testing.T, s *v1.S3SourceSpec) {
+		{"wrong-secret", bucket.ReasonInvalidCredentials, "", true, func(t *testing.T, s *v1.S3SourceSpec) {
 			sec := s.Credentials.SecretRef.Name
 			secret := getSecret(t, ns, sec)
 			secret.Data[controllers.SecretSecretAccessKey] = []byte("wrong-secret-key")
@@ -447,7 +447,7 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"missing-bucket", bucket.ReasonNoSuchBucket, "does-not-exist", false, func(t *testing.T, s *v1.S3SourceSpec) {
+		{"missing-bucket", bucket.ReasonNoSuchBucket, "does-not-exist", true, func(t *testing.T, s *v1.S3SourceSpec) {
 			// A user allowed on the missing bucket, so S3 answers NoSuchBucket, not AccessDenied.
 			ak, sk, err := s3.CreateReadOnlyUser("does-not-exist", "public/")
 			if err != nil {
@@ -460,8 +460,8 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 			}
 			s.Bucket = "does-not-exist"
 		}},
-		{"denied-prefix", bucket.ReasonAccessDenied, "bucket policy", false, func(_ *testing.T, s *v1.S3SourceSpec) { s.Prefix = "private/" }},
-		{"missing-secret", v1.ReasonSecretNotFound, "errors/nowhere", true, func(_ *testing.T, s *v1.S3SourceSpec) {
+		{"denied-prefix", bucket.ReasonAccessDenied, "bucket policy", true, func(_ *testing.T, s *v1.S3SourceSpec) { s.Prefix = "private/" }},
+		{"missing-secret", v1.ReasonSecretNotFound, "errors/nowhere", false, func(_ *testing.T, s *v1.S3SourceSpec) {
 			s.Credentials.SecretRef.Name = "nowhere"
 		}},
 	}
@@ -478,27 +478,45 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 				}
 				return nil
 			})
-			stalled := condition(got, v1.ConditionStalled).Status == metav1.ConditionTrue
-			if stalled != tt.stalled {
-				t.Errorf("Stalled = %v, want %v", stalled, tt.stalled)
+			if c := condition(got, v1.ConditionStalled); c.Status != metav1.ConditionTrue || c.Reason != tt.reason {
+				t.Errorf("Stalled = %s/%s, want True/%s: only a change by the user helps", c.Status, c.Reason, tt.reason)
 			}
-			if tt.stalled {
-				wantKstatus(t, got, kstatus.FailedStatus)
+			wantKstatus(t, got, kstatus.FailedStatus)
+			if !tt.retried {
 				return
 			}
-			// Retrying: Reconciling says when, so kstatus reads InProgress, not Current.
-			if c := condition(got, v1.ConditionReconciling); c.Reason != v1.ReasonProgressingWithRetry ||
-				!strings.Contains(c.Message, "retrying at "+got.Status.NextDiscoveryTime.UTC().Format(time.RFC3339)) {
-				t.Errorf("Reconciling = %s/%s %q, want ProgressingWithRetry naming the retry time", c.Status, c.Reason, c.Message)
-			}
-			wantKstatus(t, got, kstatus.InProgressStatus)
+			// Still retried on a backoff, in case the fix happens outside the cluster.
 			if got.Status.ConsecutiveFailures != 1 || got.Status.NextDiscoveryTime.Sub(got.Status.LastDiscoveryTime.Time) != 30*time.Second {
 				t.Fatalf("after one failure: consecutiveFailures %d, next in %v; want 1 and 30s",
 					got.Status.ConsecutiveFailures, got.Status.NextDiscoveryTime.Sub(got.Status.LastDiscoveryTime.Time))
 			}
+			if c := condition(got, v1.ConditionStalled); !strings.Contains(c.Message, "retries at "+got.Status.NextDiscoveryTime.UTC().Format(time.RFC3339)) {
+				t.Errorf("Stalled message %q does not say when it retries", c.Message)
+			}
 			waitEvent(t, ns, src.Name, "DiscoveryFailed", tt.message)
 		})
 	}
+	// Fixing the Secret retries at once: no clock step, no poke.
+	fixed := getSecret(t, ns, "wrong-secret-keys")
+	ak, sk, err := s3.CreateReadOnlyUser("errors", "public/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed.Data[controllers.SecretAccessKeyID], fixed.Data[controllers.SecretSecretAccessKey] = []byte(ak), []byte(sk+"\n")
+	if err := k8s.Update(context.Background(), fixed); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the fixed Secret to be used", func() error {
+		got := getSource(t, ns, "wrong-secret")
+		if c := condition(got, v1.ConditionReady); c.Status != metav1.ConditionTrue || c.Reason != v1.ReasonNoObjectsFound {
+			return fmt.Errorf("Ready = %s/%s %q", c.Status, c.Reason, c.Message)
+		}
+		if c := condition(got, v1.ConditionStalled); c.Status != "Absent" {
+			return fmt.Errorf("still stalled: %s", c.Message)
+		}
+		return nil
+	})
+
 	// Backoff doubles: the second failure schedules the retry 60s later.
 	clk.Step(31 * time.Second)
 	again := clk.Now()

@@ -97,12 +97,26 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
 		retry = f.message
 	}
-	meta.RemoveStatusCondition(&st.Conditions, v1.ConditionStalled)
+	// A stall stands until new evidence: a run in flight or a run's result.
+	if s.running || s.result != nil || s.failure != nil {
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionStalled)
+	}
+	if meta.IsStatusConditionTrue(st.Conditions, v1.ConditionStalled) {
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
+		return st
+	}
 
 	if res := s.result; res != nil {
 		if res.Err != nil {
 			f := runFailure(src, res)
 			set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
+			if f.stalled {
+				// Only a change (the Secret, the spec, or the bucket's own policy) helps; the
+				// source still retries on its backoff in case the fix happens outside.
+				set(v1.ConditionStalled, metav1.ConditionTrue, f.reason, f.message+"; the operator retries at "+st.NextDiscoveryTime.UTC().Format(time.RFC3339))
+				meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
+				return st
+			}
 			retry = f.message
 		} else {
 			reason, msg := v1.ReasonSucceeded, runSummary(res)
@@ -152,7 +166,7 @@ func retryPrefix(next *metav1.Time) string {
 func runFailure(src *v1.S3Source, res *discovery.Result) *stepFailure {
 	var be *bucket.Error
 	if errors.As(res.Err, &be) {
-		return &stepFailure{reason: be.Reason, message: be.Message}
+		return &stepFailure{reason: be.Reason, message: be.Message, stalled: !bucket.IsTransient(res.Err)}
 	}
 	return &stepFailure{reason: v1.ReasonDiscoveryFailed,
 		message: fmt.Sprintf("discovery of s3://%s/%s failed: %v", src.Spec.Bucket, src.Spec.Prefix, res.Err)}

@@ -108,12 +108,12 @@ func TestComputeSourceStatus(t *testing.T) {
 			want:  map[string]wantCondition{v1.ConditionReady: {metav1.ConditionTrue, v1.ReasonNoObjectsFound}},
 		},
 		{
-			name:  "listing denied: retried with backoff",
+			name:  "listing denied: stalled, still retried with backoff",
 			prev:  v1.S3SourceStatus{ConsecutiveFailures: 1},
 			scope: func(s *sourceScope) { s.result = denied },
 			want: map[string]wantCondition{v1.ConditionReady: {metav1.ConditionFalse, bucket.ReasonAccessDenied},
-				v1.ConditionReconciling: {metav1.ConditionTrue, v1.ReasonProgressingWithRetry}},
-			absent: []string{v1.ConditionStalled},
+				v1.ConditionStalled: {metav1.ConditionTrue, bucket.ReasonAccessDenied}},
+			absent: []string{v1.ConditionReconciling},
 			check: func(t *testing.T, st v1.S3SourceStatus) {
 				if st.ConsecutiveFailures != 2 || st.NextDiscoveryTime.Sub(now) != time.Minute {
 					t.Errorf("failures %d, next in %v; want 2 and 1m", st.ConsecutiveFailures, st.NextDiscoveryTime.Sub(now))

@@ -43,8 +43,13 @@ type Job struct {
 	Prefix string
 	Quota  Quota
 	Policy ingest.InvalidRecordPolicy
+	// DryRun validates without storing conversations or ledger rows. Downloads are still
+	// held against and charged to the quota: they happened.
 	DryRun bool
 	Agents map[string]struct{}
+	// RecheckFailed re-processes files that failed validation although unchanged, because
+	// the rules changed (agent allow-list, invalid-record policy).
+	RecheckFailed bool
 }
 
 // Result is what one run learned. Err is set when the listing itself failed (the bucket
@@ -104,7 +109,11 @@ func NewRunner(store ingest.Store, engine *ingest.Engine, now func() time.Time, 
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
 	res := &Result{Started: r.Now()}
 	res.Day, _ = Window(res.Started, job.Quota.Location)
-	run := &run{Runner: r, job: job, res: res, client: client, keep: map[string]struct{}{}}
+	// The engine refuses bodies over the quota's file size, not a fixed default, so a
+	// file the quota allows is never downloaded only to fail as too large.
+	engine := *r.Engine
+	engine.Limits.MaxFileBytes = job.Quota.MaxFileSize
+	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, keep: map[string]struct{}{}}
 
 	work := make(chan work)
 	var wg sync.WaitGroup
@@ -152,7 +161,9 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	wg.Wait()
 
 	res.Err = errors.Join(listErr, run.storeErr())
-	if res.Err == nil {
+	// An empty listing (a prefix typo, a bucket emptied by mistake) must not forget the
+	// ledger: fixing the prefix would download and charge everything again.
+	if res.Err == nil && res.Listed > 0 {
 		// Objects gone from the bucket leave the ledger once a full listing proves it.
 		if _, err := r.Store.PruneFiles(ctx, job.Source, run.keep, res.Started); err != nil {
 			res.Err = fmt.Errorf("pruning the ledger: %w", err)
@@ -174,6 +185,7 @@ type work struct {
 
 type run struct {
 	*Runner
+	engine *ingest.Engine
 	job    Job
 	res    *Result
 	client bucket.Client
@@ -229,7 +241,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, queue chan<- work
 	attempts := prev.Attempts + 1
 	if _, _, ok := ingest.FormatOf(obj.Key); !ok {
 		// The engine writes the ignored row, naming the extension; nothing is downloaded.
-		out, err := r.Engine.Process(ctx, r.ref(obj), strings.NewReader(""), ingest.Options{DryRun: r.job.DryRun, Attempts: attempts, Now: r.Now()})
+		out, err := r.engine.Process(ctx, r.ref(obj), strings.NewReader(""), ingest.Options{DryRun: r.job.DryRun, Attempts: attempts, Now: r.Now()})
 		if err != nil {
 			return err
 		}
@@ -260,6 +272,8 @@ func (r *run) settled(prev ingest.FileRecord) bool {
 		return false
 	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
 		return prev.Size > r.job.Quota.MaxFileSize
+	case prev.State == ingest.FileFailed && r.job.RecheckFailed:
+		return false
 	}
 	return true
 }
@@ -299,9 +313,12 @@ func (r *run) download(ctx context.Context, w work) {
 	}
 	defer func() { <-r.slots }()
 
-	reservation := ingest.Reservation{Quota: r.job.Quota.Key, Day: r.res.Day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
+	// The window is taken per download: a run across midnight charges each file to the
+	// day it was downloaded on.
+	day, _ := Window(r.Now(), r.job.Quota.Location)
+	reservation := ingest.Reservation{Quota: r.job.Quota.Key, Day: day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
 	var id int64
-	if !r.job.DryRun {
+	{
 		var err error
 		id, err = r.Store.Reserve(ctx, reservation)
 		if errors.Is(err, ingest.ErrQuotaExceeded) {
@@ -336,7 +353,7 @@ func (r *run) download(ctx context.Context, w work) {
 		return
 	}
 	defer body.Close()
-	out, err := r.Engine.Process(ctx, r.ref(obj), body, ingest.Options{
+	out, err := r.engine.Process(ctx, r.ref(obj), body, ingest.Options{
 		Policy: r.job.Policy, DryRun: r.job.DryRun, Agents: r.job.Agents,
 		ReservationID: id, Reservation: reservation, Attempts: w.attempts, Now: r.Now(),
 	})
@@ -347,6 +364,12 @@ func (r *run) download(ctx context.Context, w work) {
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
 		return
+	}
+	if r.job.DryRun {
+		// Nothing was committed, so the hold on the quota becomes usage here.
+		if err := r.Store.ChargeReservation(cleanup, id); err != nil {
+			r.fail(fmt.Errorf("charging quota for %s: %w", obj.Key, err))
+		}
 	}
 	r.tally(func(res *Result) {
 		countState(res, out.State)
