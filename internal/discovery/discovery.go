@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -352,8 +354,17 @@ func (r *run) download(ctx context.Context, w work) {
 		}
 		return
 	}
-	defer body.Close()
-	out, err := r.engine.Process(ctx, r.ref(obj), body, ingest.Options{
+	spooled, err := r.spool(body, obj)
+	body.Close()
+	if err != nil {
+		release()
+		if ctx.Err() == nil {
+			r.downloadFailed(cleanup, obj, err, w.attempts)
+		}
+		return
+	}
+	defer spooled.Close()
+	out, err := r.engine.Process(ctx, r.ref(obj), spooled, ingest.Options{
 		Policy: r.job.Policy, DryRun: r.job.DryRun, Agents: r.job.Agents,
 		ReservationID: id, Reservation: reservation, Attempts: w.attempts, Now: r.Now(),
 	})
@@ -385,6 +396,38 @@ func (r *run) download(ctx context.Context, w work) {
 			res.DownloadedFailed++
 		}
 	})
+}
+
+// spool downloads the object to a temporary file before it is parsed. The store holds its
+// write lock while a file streams in, and a slow or stalled download must not hold it:
+// from disk, a file commits at parse speed. At most MaxFileSize+1 bytes are written (the
+// engine fails a longer file as too large); the file is removed when closed.
+func (r *run) spool(body io.Reader, obj bucket.Object) (*spoolFile, error) {
+	f, err := os.CreateTemp(r.engine.TempDir, "object-*")
+	if err != nil {
+		return nil, fmt.Errorf("spooling %s: %w", obj.Key, err)
+	}
+	sf := &spoolFile{File: f}
+	if _, err := io.Copy(f, io.LimitReader(body, r.job.Quota.MaxFileSize+1)); err != nil {
+		sf.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		sf.Close()
+		return nil, fmt.Errorf("spooling %s: %w", obj.Key, err)
+	}
+	return sf, nil
+}
+
+// spoolFile is a temporary file removed on Close.
+type spoolFile struct{ *os.File }
+
+func (f *spoolFile) Close() error {
+	err := f.File.Close()
+	if rmErr := os.Remove(f.Name()); err == nil {
+		err = rmErr
+	}
+	return err
 }
 
 // downloadFailed records a read that failed part-way (or could not start); the file is
