@@ -158,7 +158,7 @@ func (d *demo) journey(ctx context.Context) error {
 func (d *demo) startStack(ctx context.Context) error {
 	d.section("Setting up: a local Kubernetes API server, MinIO as the customer's S3, and the operator")
 	d.say("Building bin/manager and bin/data-import; starting kube-apiserver + etcd (envtest) and MinIO.")
-	d.say("The first run builds kube-apiserver, kubectl, etcd and MinIO from the Go module proxy (about 10 minutes).")
+	d.say("The first run builds kube-apiserver, kubectl, etcd and MinIO from the Go module proxy (about 15 minutes on 2 cores).")
 	g, gctx := errgroup.WithContext(ctx)
 	var manager string
 	g.Go(func() (err error) {
