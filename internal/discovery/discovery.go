@@ -137,12 +137,11 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	go func() {
 		var err error
 		for page := range pages {
-			for _, obj := range page {
-				if err == nil {
-					if err = run.classify(ctx, obj, work); err != nil {
-						stopListing() // a ledger failure ends the run; keep draining
-					}
-				}
+			if err != nil {
+				continue // keep draining
+			}
+			if err = run.classifyPage(ctx, page, work); err != nil {
+				stopListing() // a ledger failure ends the run
 			}
 		}
 		classified <- err
@@ -224,18 +223,34 @@ func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
 
 func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }
 
+// classifyPage looks up a listed page in the ledger with one query and classifies each
+// object.
+func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan<- work) error {
+	keys := make([]string, len(page))
+	for i, obj := range page {
+		keys[i] = obj.Key
+	}
+	ledger, err := r.Store.LookupFiles(ctx, r.job.Source, keys)
+	if err != nil {
+		return fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err)
+	}
+	for _, obj := range page {
+		prev, found := ledger[obj.Key]
+		if err := r.classify(ctx, obj, prev, found, queue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // classify decides what one listed object needs: nothing (unchanged), a ledger row
 // (ignored, too large, deferred) or a download. Only downloads leave this goroutine.
-func (r *run) classify(ctx context.Context, obj bucket.Object, queue chan<- work) error {
+func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileRecord, found bool, queue chan<- work) error {
 	if strings.HasSuffix(obj.Key, "/") {
 		return nil // a folder marker, not a file
 	}
 	r.tally(func(res *Result) { res.Listed++; r.keep[obj.Key] = struct{}{} })
 
-	prev, found, err := r.Store.LookupFile(ctx, r.job.Source, obj.Key)
-	if err != nil {
-		return fmt.Errorf("looking up %s in the ledger: %w", obj.Key, err)
-	}
 	if found && prev.ETag == obj.ETag && prev.Size == obj.Size && r.settled(prev) {
 		r.tally(func(res *Result) { res.Unchanged++; countState(res, prev.State) })
 		return nil

@@ -35,6 +35,18 @@ func (m *memStore) LookupFile(_ context.Context, source, key string) (FileRecord
 	return f, ok, nil
 }
 
+func (m *memStore) LookupFiles(_ context.Context, source string, keys []string) (map[string]FileRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]FileRecord{}
+	for _, k := range keys {
+		if f, ok := m.files[source+"\x00"+k]; ok {
+			out[k] = f
+		}
+	}
+	return out, nil
+}
+
 func (m *memStore) ListFiles(_ context.Context, source string, state FileState, _ int) ([]FileRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -186,6 +186,9 @@ var ErrQuotaExceeded = errors.New("daily ingestion quota exceeded")
 type Store interface {
 	// LookupFile returns the ledger row for one object (one indexed lookup).
 	LookupFile(ctx context.Context, source, key string) (FileRecord, bool, error)
+	// LookupFiles returns the ledger rows of many objects of a source (one listed page),
+	// keyed by object key; keys without a row are absent from the map.
+	LookupFiles(ctx context.Context, source string, keys []string) (map[string]FileRecord, error)
 	// ListFiles returns a source's ledger rows in a state ("" for all), newest first.
 	ListFiles(ctx context.Context, source string, state FileState, limit int) ([]FileRecord, error)
 	// RecordFile upserts a ledger row alone (ignored, deferred, failed before download).

@@ -195,6 +195,30 @@ func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.File
 	return f, true, nil
 }
 
+// LookupFiles returns the ledger rows of keys in one query.
+func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]ingest.FileRecord, error) {
+	out := make(map[string]ingest.FileRecord, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+fileColumns+` FROM files WHERE source = $1 AND key = ANY($2)`, source, keys)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: lookup %d files of %s: %w", len(keys), source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		f, err := scanFile(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: lookup files of %s: %w", source, err)
+		}
+		out[f.Key] = f
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: lookup files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
 // ListFiles returns a source's ledger rows in state ("" for all), most recently updated
 // first; limit <= 0 means no limit.
 func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {

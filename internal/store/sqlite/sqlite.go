@@ -219,6 +219,41 @@ func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.File
 	return f, true, nil
 }
 
+// lookupChunk bounds the keys of one IN (...) query, well under SQLite's variable limit.
+const lookupChunk = 500
+
+// LookupFiles returns the ledger rows of keys, in queries of lookupChunk keys.
+func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]ingest.FileRecord, error) {
+	out := make(map[string]ingest.FileRecord, len(keys))
+	for start := 0; start < len(keys); start += lookupChunk {
+		chunk := keys[start:min(start+lookupChunk, len(keys))]
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, source)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		q := `SELECT ` + fileColumns + ` FROM files WHERE source = ? AND key IN (?` + strings.Repeat(`,?`, len(chunk)-1) + `)`
+		rows, err := s.r.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: lookup %d files of %s: %w", len(chunk), source, err)
+		}
+		for rows.Next() {
+			f, err := scanFile(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: lookup files of %s: %w", source, err)
+			}
+			out[f.Key] = f
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: lookup files of %s: %w", source, err)
+		}
+	}
+	return out, nil
+}
+
 // ListFiles returns a source's ledger rows in state ("" for all), most recently updated
 // first; limit <= 0 means no limit.
 func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) ingest.Store) {
 		{"ConcurrentCommits", func(t *testing.T, s ingest.Store) { ConcurrentCommits(t, s, s) }},
 		{"Ledger", testLedger},
 		{"ListFiles", testListFiles},
+		{"LookupFiles", testLookupFiles},
 		{"DeleteSource", testDeleteSource},
 		{"PruneFiles", testPruneFiles},
 		{"Reserve", testReserve},
@@ -530,6 +531,45 @@ func ConcurrentCommits(t *testing.T, a, b ingest.Store) {
 		t.Fatalf("concurrent CommitFile: %v", err)
 	}
 	assertConversations(t, dump(t, a), Expected(files))
+}
+
+// testLookupFiles: one call answers a listed page, across the chunks a backend may split
+// it into, and only for the asked source.
+func testLookupFiles(t *testing.T, s ingest.Store) {
+	const n = 1234
+	keys := make([]string, 0, n+2)
+	for i := range n {
+		key := fmt.Sprintf("page/%05d.json", i)
+		keys = append(keys, key)
+		if i%3 == 0 {
+			continue // every third key has no row
+		}
+		if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: key, ETag: fmt.Sprint(i), Size: int64(i), State: ingest.FileIngested}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordFile(ctx, ingest.FileRecord{Source: "other/src", Key: "page/00000.json", ETag: "x", State: ingest.FileFailed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LookupFiles(ctx, source, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := n - (n+2)/3; len(got) != want {
+		t.Fatalf("LookupFiles found %d rows, want %d", len(got), want)
+	}
+	for i, key := range keys {
+		f, ok := got[key]
+		if ok != (i%3 != 0) {
+			t.Fatalf("%s: found=%v", key, ok)
+		}
+		if ok && (f.ETag != fmt.Sprint(i) || f.Size != int64(i) || f.Source != source) {
+			t.Fatalf("%s: row %+v", key, f)
+		}
+	}
+	if empty, err := s.LookupFiles(ctx, source, nil); err != nil || len(empty) != 0 {
+		t.Fatalf("LookupFiles(nil) = %v, %v", empty, err)
+	}
 }
 
 func testLedger(t *testing.T, s ingest.Store) {
