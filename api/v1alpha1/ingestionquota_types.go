@@ -101,7 +101,7 @@ type IngestionQuotaStatus struct {
 // +kubebuilder:printcolumn:name="Usage",type=string,JSONPath=`.status.usage`
 // +kubebuilder:printcolumn:name="Limit",type=string,JSONPath=`.spec.dailyLimit`
 // +kubebuilder:printcolumn:name="Max File",type=string,JSONPath=`.spec.maxFileSize`
-// +kubebuilder:printcolumn:name="Resets At",type=date,JSONPath=`.status.resetsAt`
+// +kubebuilder:printcolumn:name="Resets At",type=string,JSONPath=`.status.resetsAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
