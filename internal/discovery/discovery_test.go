@@ -278,3 +278,36 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// A dry run validates and reports, stores no conversation and no ledger row, and charges
+// the quota for what it downloaded.
+func TestDryRunStoresNothing(t *testing.T) {
+	const bkt = "dry-run"
+	if err := s3.CreateBucket(bkt); err != nil {
+		t.Fatal(err)
+	}
+	good := conversationFile("agent-4", "dry-1")
+	if _, err := s3.Put(bkt, "d/good.json", good); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte(`[{"conversation_id":"dry-2","timestamp":"2025-01-15T14:30:00Z","messages":[]}]`)
+	if _, err := s3.Put(bkt, "d/bad.json", bad); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, bkt, "d/", discovery.Quota{})
+	f.job.DryRun = true
+	res := f.run(t)
+	if res.Ingested != 1 || res.Failed != 1 || res.Downloaded != 2 {
+		t.Fatalf("dry run result %+v, want 1 valid, 1 failed, 2 downloaded", res)
+	}
+	if _, ok, _ := f.store.GetConversation(context.Background(), "agent-4", "dry-1"); ok {
+		t.Fatal("a dry run stored a conversation")
+	}
+	if rows, _ := f.store.ListFiles(context.Background(), f.job.Source, "", 0); len(rows) != 0 {
+		t.Fatalf("a dry run wrote %d ledger rows", len(rows))
+	}
+	used, _, err := f.store.Usage(context.Background(), "ns/default", "2026-03-10")
+	if err != nil || used != int64(len(good)+len(bad)) {
+		t.Fatalf("usage %d (err %v), want the %d bytes downloaded", used, err, len(good)+len(bad))
+	}
+}
