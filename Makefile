@@ -8,6 +8,8 @@ IMG ?= ghcr.io/avon-ai/data-import-operator:dev
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 30s
+# Minimizing each new interesting input can take the whole budget of a short run.
+FUZZMINIMIZETIME ?= 1s
 # How long `make test` fuzzes each target (the seed corpora also run as plain tests).
 TEST_FUZZTIME ?= 5s
 
@@ -73,7 +75,7 @@ test: check-fmt vet check-generated check-docs tools ## Run every check and ever
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	@for t in $$(go test -list '^Fuzz' ./internal/ingest/ | grep ^Fuzz); do \
-	  echo "== $$t"; go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/ingest/; done
+	  echo "== $$t"; go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./internal/ingest/; done
 
 .PHONY: bench
 bench: tools ## Run the benchmarks (ingest throughput and memory, S3 listing).
