@@ -397,7 +397,7 @@ func BenchmarkHeap(b *testing.B) {
 // batches whatever the file's size. (SQLite's own page cache is not on the Go heap.)
 func BenchmarkHeapEndToEnd(b *testing.B) {
 	ctx := context.Background()
-	for _, size := range []int64{5e6, 50e6} {
+	for _, size := range []int64{5e6, 20e6, 50e6} {
 		b.Run(fmt.Sprintf("json-%dMB/sqlite", size/1e6), func(b *testing.B) {
 			dir := b.TempDir()
 			var peak heapPeak
