@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	_ "time/tzdata" // quota time zones work in a distroless image without zoneinfo
@@ -91,6 +92,13 @@ func run() error {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	// Not ready while the store cannot answer a query (a PostgreSQL outage, a lost volume).
+	if err := mgr.AddReadyzCheck("store", func(req *http.Request) error {
+		_, _, err := st.Usage(req.Context(), "readyz", "0000-01-01")
+		return err
+	}); err != nil {
 		return err
 	}
 	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles)

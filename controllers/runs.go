@@ -186,18 +186,21 @@ func (t *runTracker) ack(key types.NamespacedName, res *discovery.Result) {
 }
 
 // stop cancels a source's run and waits for it to roll back or commit its files.
-func (t *runTracker) stop(ctx context.Context, key types.NamespacedName) {
+// It reports whether no run is left in flight.
+func (t *runTracker) stop(ctx context.Context, key types.NamespacedName) bool {
 	t.mu.Lock()
 	r, ok := t.running[key]
 	delete(t.finished, key)
 	delete(t.memos, key)
 	t.mu.Unlock()
 	if !ok {
-		return
+		return true
 	}
 	r.cancel()
 	select {
 	case <-r.done:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }

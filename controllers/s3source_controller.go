@@ -489,7 +489,10 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 	key := client.ObjectKeyFromObject(src)
 	stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
 	defer cancel()
-	r.runs.stop(stopCtx, key)
+	if !r.runs.stop(stopCtx, key) {
+		// A file still committing would write ledger rows after they were removed.
+		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
+	}
 	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}
