@@ -226,6 +226,9 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 	p := newPipe()
 	c := newCollector(ctx, ref, opts, lim, p)
 	p.run(func() error { return read(c) })
+	// Whatever happens to the store call (a panic included), the parser is released;
+	// halt is idempotent and returns at once when parsing already ended.
+	defer p.halt()
 	var concluded bool
 	var readErr error
 	finish := func() error {
@@ -273,7 +276,7 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 	switch {
 	case readErr != nil && !errors.Is(readErr, errStopped):
 		// The body failed or ctx ended: nothing was committed.
-		return res, readErr
+		return res, fmt.Errorf("read %s: %w", ref.Key, readErr)
 	case err == nil:
 		res.Counts.New, res.Counts.Updated, res.Counts.Unchanged = counts.New, counts.Updated, counts.Unchanged
 		return res, nil

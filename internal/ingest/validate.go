@@ -202,6 +202,11 @@ func (v *validator) timestamp(prefix, key string, i int32) (time.Time, bool) {
 	s := v.r.str(i)
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err == nil {
+		// Stores keep times in UTC; an offset must not carry a year past 9999 or before 0.
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			v.addf(prefix, key, "%s is outside years 0000-9999 in UTC", quoteShort(s))
+			return time.Time{}, false
+		}
 		return t, true
 	}
 	if _, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {

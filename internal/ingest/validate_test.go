@@ -106,6 +106,8 @@ func TestValidation(t *testing.T) {
 			want: []string{`a.jsonl:1: timestamp: "15/01/2025" is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)`}},
 		{name: "timestamp without zone", mut: func(m map[string]any) { m["timestamp"] = "2025-01-15T14:30:00" },
 			want: []string{`a.jsonl:1: timestamp: "2025-01-15T14:30:00" has no time zone (want e.g. 2025-01-15T14:30:00Z or 2025-01-15T14:30:00+01:00)`}},
+		{name: "timestamp past year 9999 in UTC", mut: func(m map[string]any) { m["timestamp"] = "9999-12-31T23:30:00-01:00" },
+			want: []string{`a.jsonl:1: timestamp: "9999-12-31T23:30:00-01:00" is outside years 0000-9999 in UTC`}},
 		{name: "numeric timestamp", mut: func(m map[string]any) { m["timestamp"] = 1736951400 },
 			want: []string{`a.jsonl:1: timestamp: got number 1736951400 (want an ISO-8601 timestamp string, e.g. 2025-01-15T14:30:00Z)`}},
 		{name: "missing timestamp and messages", mut: func(m map[string]any) { delete(m, "timestamp"); delete(m, "messages") },

@@ -40,6 +40,10 @@ const (
 // Store is an ingest.Store on a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
+	// committing admits one CommitFile of this process to the database at a time. Commits
+	// serialize on the advisory lock anyway; waiting here instead keeps waiters from
+	// holding pool connections that Reserve, lookups and readiness checks need.
+	committing chan struct{}
 }
 
 var _ ingest.Store = (*Store)(nil)
@@ -55,7 +59,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("postgres: connect to %s: %w", Redact(dsn), err), dsn)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, committing: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
@@ -292,7 +296,19 @@ const convColumns = `agent_id, conversation_id, activity_time, activity_time_ns,
 // ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
 // starts with the first full batch and takes the commit lock at once.
 func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
+	acquired := false
+	defer func() {
+		if acquired {
+			<-s.committing
+		}
+	}()
 	begin := func(ctx context.Context) (plan.Tx, error) {
+		select {
+		case s.committing <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		tx, err := s.pool.Begin(ctx)
 		if err != nil {
 			return nil, err

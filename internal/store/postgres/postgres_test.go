@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/store/storetest"
@@ -88,4 +89,52 @@ func TestMigrationsIdempotent(t *testing.T) {
 
 func BenchmarkCommitFile(b *testing.B) {
 	storetest.BenchmarkCommitFile(b, open)
+}
+
+// Files committing at once (more than the pool has connections) must leave connections
+// for Reserve and lookups: waiting commits queue in the process, not on a connection.
+func TestCommitsInFlightLeaveConnections(t *testing.T) {
+	dsn := server.NewDatabase(t)
+	s := openDSN(t, dsn+"&pool_max_conns=4")
+	ctx := context.Background()
+	release := make(chan struct{})
+	started := make(chan struct{}, 8)
+	done := make(chan error, 6)
+	for f := range 6 {
+		go func() {
+			stream := func(yield func(ingest.Conversation) bool) error {
+				for i := range 300 { // past one batch: the transaction has begun
+					c := ingest.Conversation{AgentID: "agent", ConversationID: fmt.Sprintf("f%d-%d", f, i), ContentHash: "h",
+						Raw: []byte(`{}`), ObjectKey: fmt.Sprintf("f%d.json", f), Source: "ns/s", ActivityTime: time.Unix(int64(i), 0)}
+					if !yield(c) {
+						return ingest.ErrStreamStopped
+					}
+				}
+				started <- struct{}{}
+				<-release // the rest of the file is still downloading
+				return nil
+			}
+			_, err := s.CommitFile(ctx, ingest.FileCommit{
+				File:          ingest.FileRecord{Source: "ns/s", Key: fmt.Sprintf("f%d.json", f), State: ingest.FileIngested},
+				Conversations: stream,
+			})
+			done <- err
+		}()
+	}
+	<-started // one commit holds the lock; five wait
+	time.Sleep(200 * time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := s.Reserve(short, ingest.Reservation{Quota: "ns/q", Day: "2026-03-10", Source: "ns/s", Bytes: 1, Limit: 10}); err != nil {
+		t.Errorf("Reserve while commits wait: %v", err)
+	}
+	if _, _, err := s.LookupFile(short, "ns/s", "f0.json"); err != nil {
+		t.Errorf("LookupFile while commits wait: %v", err)
+	}
+	close(release)
+	for range 6 {
+		if err := <-done; err != nil {
+			t.Errorf("CommitFile: %v", err)
+		}
+	}
 }

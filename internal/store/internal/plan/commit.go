@@ -36,13 +36,18 @@ const BatchSize = 256
 // write lock is taken (or without taking it at all).
 func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c ingest.FileCommit) (ingest.RecordCounts, error) {
 	var tx Tx
-	counts, err := commit(ctx, begin, &tx, c)
-	if err != nil {
-		if tx != nil {
+	committed := false
+	defer func() {
+		// A panic (in the stream or the backend) must not leave the write lock held.
+		if tx != nil && !committed {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
+	}()
+	counts, err := commit(ctx, begin, &tx, c)
+	if err != nil {
 		return ingest.RecordCounts{}, err
 	}
+	committed = true // whatever Commit returns, the transaction is over
 	if err := tx.Commit(ctx); err != nil {
 		return ingest.RecordCounts{}, fmt.Errorf("commit: %w", err)
 	}
