@@ -122,17 +122,21 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 	}
 	wantRequests(t, ct, 1, 4)
 	wantKstatus(t, src, kstatus.CurrentStatus)
-	for what, got := range map[string][2]float64{
-		"last successful discovery": {testutil.ToFloat64(metrics.LastSuccess.WithLabelValues(ns, name)), float64(start.Unix())},
-		"files ingested":            {testutil.ToFloat64(metrics.Files.WithLabelValues(ns, name, "ingested")), 4},
-		"bytes downloaded":          {testutil.ToFloat64(metrics.Bytes.WithLabelValues(ns, name)), float64(len(a) + len(b) + len(c) + len(d))},
-		"new conversations":         {testutil.ToFloat64(metrics.Conversations.WithLabelValues(ns, name, "new")), 6},
-		"objects listed":            {testutil.ToFloat64(metrics.ObjectsListed.WithLabelValues(ns, name)), 5},
-	} {
-		if got[0] != got[1] {
-			t.Errorf("metric %s = %v, want %v", what, got[0], got[1])
+	// Metrics are counted right after the status that folds the run is written.
+	eventually(t, "the run's metrics", func() error {
+		for what, got := range map[string][2]float64{
+			"last successful discovery": {testutil.ToFloat64(metrics.LastSuccess.WithLabelValues(ns, name)), float64(start.Unix())},
+			"files ingested":            {testutil.ToFloat64(metrics.Files.WithLabelValues(ns, name, "ingested")), 4},
+			"bytes downloaded":          {testutil.ToFloat64(metrics.Bytes.WithLabelValues(ns, name)), float64(len(a) + len(b) + len(c) + len(d))},
+			"new conversations":         {testutil.ToFloat64(metrics.Conversations.WithLabelValues(ns, name, "new")), 6},
+			"objects listed":            {testutil.ToFloat64(metrics.ObjectsListed.WithLabelValues(ns, name)), 5},
+		} {
+			if got[0] != got[1] {
+				return fmt.Errorf("metric %s = %v, want %v", what, got[0], got[1])
+			}
 		}
-	}
+		return nil
+	})
 	waitEvent(t, ns, name, "DiscoverySucceeded", "discovered 5 object(s): 4 ingested")
 	eventually(t, "quota usage", func() error {
 		q := getQuota(t, ns, "default")
