@@ -397,6 +397,8 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
+		// New validation rules (agent allow-list, policy) apply to files already failed.
+		RecheckFailed: !s.specActedOn(),
 	}
 	if r.runs.start(src, client, job, handled, secrets) {
 		s.running, s.started = true, true
@@ -431,7 +433,7 @@ func nextDiscovery(src *v1.S3Source, last time.Time) time.Time {
 	if last.IsZero() {
 		return last
 	}
-	return last.Add(intervalOf(src) + Jitter(string(src.UID), intervalOf(src)))
+	return last.Add(intervalOf(src.Spec.Interval) + Jitter(string(src.UID), intervalOf(src.Spec.Interval)))
 }
 
 // dueAt is when the next discovery is due: one interval (plus jitter) after the last, or
@@ -462,9 +464,9 @@ func Jitter(uid string, interval time.Duration) time.Duration {
 // use the same precision so a re-read status compares equal.
 func statusTime(t time.Time) time.Time { return t.Truncate(time.Second) }
 
-func intervalOf(src *v1.S3Source) time.Duration {
-	if src.Spec.Interval != nil && src.Spec.Interval.Duration >= time.Minute {
-		return src.Spec.Interval.Duration
+func intervalOf(interval *metav1.Duration) time.Duration {
+	if interval != nil && interval.Duration >= time.Minute {
+		return interval.Duration
 	}
 	return time.Hour
 }
@@ -472,7 +474,7 @@ func intervalOf(src *v1.S3Source) time.Duration {
 // failureBackoff retries a failing source sooner than its interval, doubling from 30s
 // with each consecutive failure, so a broken bucket never turns into a hot loop.
 func failureBackoff(interval *metav1.Duration, failures int32) time.Duration {
-	limit := intervalOf(&v1.S3Source{Spec: v1.S3SourceSpec{Interval: interval}})
+	limit := intervalOf(interval)
 	d := 30 * time.Second
 	for i := int32(1); i < failures && d < limit; i++ {
 		d *= 2

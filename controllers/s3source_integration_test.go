@@ -268,6 +268,32 @@ func TestSkipRecordPolicy(t *testing.T) {
 	}
 }
 
+// A spec change re-checks files that failed validation, without a re-upload: widening the
+// agent allow-list ingests a file its old list rejected.
+func TestSpecChangeRechecksFailedFiles(t *testing.T) {
+	const ns, name, bkt = "policy", "allowlist", "allowlist"
+	createBucket(t, bkt)
+	put(t, bkt, "a/late-agent.json", jsonArray(t, conversation("agent-new", "al-1", "2025-01-15T14:30:00Z", "x")))
+	start := clk.Now()
+	newSource(t, ns, name, bkt, "a/", func(s *v1.S3SourceSpec) { s.AgentIDs = []string{"agent-old"} })
+	src := waitRun(t, ns, name, start)
+	wantFiles(t, src, v1.FileCounts{Discovered: 1, Failed: 1})
+	if len(src.Status.RecentFileErrors) != 1 || !strings.Contains(src.Status.RecentFileErrors[0].Message, "agent-new") {
+		t.Fatalf("recentFileErrors = %+v, want the unknown agent named", src.Status.RecentFileErrors)
+	}
+
+	clk.Step(time.Minute)
+	again := clk.Now()
+	patch := client.MergeFrom(src.DeepCopy())
+	src.Spec.AgentIDs = []string{"agent-old", "agent-new"}
+	if err := k8s.Patch(context.Background(), src, patch); err != nil {
+		t.Fatal(err)
+	}
+	src = waitRun(t, ns, name, again)
+	wantFiles(t, src, v1.FileCounts{Discovered: 1, Ingested: 1})
+	storedContent(t, "agent-new", "al-1")
+}
+
 // Scenario 5: a disabled source makes no S3 request; re-enabling resumes.
 func TestDisabledSourceMakesNoRequests(t *testing.T) {
 	const ns, name, bkt = "disabled", "paused", "disabled"
