@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -130,7 +131,7 @@ func (r *S3SourceReconciler) bucketClient(ctx context.Context, src *v1.S3Source)
 	if err != nil {
 		reason, msg := bucket.ReasonOf(err), err.Error()
 		var be *bucket.Error
-		if ok := asBucketError(err, &be); ok {
+		if errors.As(err, &be) {
 			msg = be.Message
 		}
 		return nil, &stepFailure{reason: reason, message: msg, stalled: reason == bucket.ReasonInvalidConfig}

@@ -14,8 +14,6 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 )
 
-func asBucketError(err error, target **bucket.Error) bool { return errors.As(err, target) }
-
 // computeSourceStatus is the one place an S3Source's status is decided: from the
 // previous status and what this reconcile read and did. It is pure, so its table test
 // covers every state.

@@ -10,12 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/avon-ai/data-import-operator/internal/bucket"
-	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
 // benchPrefix holds benchObjects() objects, put once per process (only when a benchmark runs).
@@ -50,13 +45,7 @@ func BenchmarkList100k(b *testing.B) {
 	ctx := context.Background()
 	client, clientCount := newClient(b, rootConfig())
 	bareCount := &bucket.CountingTransport{}
-	bare := s3.New(s3.Options{
-		Region:       minio.Region,
-		BaseEndpoint: aws.String(srv.Endpoint),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(srv.RootUser, srv.RootPassword, ""),
-		HTTPClient:   &http.Client{Transport: bareCount.Wrap(http.DefaultTransport)},
-	})
+	bare := srv.BareLister(bareCount.Wrap(http.DefaultTransport))
 
 	var clientTime, bareTime time.Duration
 	b.ResetTimer()
@@ -72,14 +61,9 @@ func BenchmarkList100k(b *testing.B) {
 		clientTime += time.Since(start)
 
 		start = time.Now()
-		bareListed := 0
-		p := s3.NewListObjectsV2Paginator(bare, &s3.ListObjectsV2Input{Bucket: aws.String(testBucket), Prefix: aws.String(benchPrefix), MaxKeys: aws.Int32(bucket.PageSize)})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			bareListed += len(page.Contents)
+		bareListed, err := bare.Count(ctx, testBucket, benchPrefix)
+		if err != nil {
+			b.Fatal(err)
 		}
 		bareTime += time.Since(start)
 		if listed != n || bareListed != n {

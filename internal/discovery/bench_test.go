@@ -10,14 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
-	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
 // benchObjects is 100,000 unless DISCOVERY_BENCH_OBJECTS says otherwise (a quicker run).
@@ -67,11 +62,7 @@ func BenchmarkNoChangeDiscovery(b *testing.B) {
 	b.Logf("filled the ledger with %d rows in %s", n, time.Since(start).Round(time.Millisecond))
 
 	bareCount := &bucket.CountingTransport{}
-	bare := awss3.New(awss3.Options{
-		Region: minio.Region, BaseEndpoint: aws.String(s3.Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(s3.RootUser, s3.RootPassword, ""),
-		HTTPClient:  &http.Client{Transport: bareCount.Wrap(http.DefaultTransport)},
-	})
+	bare := s3.BareLister(bareCount.Wrap(http.DefaultTransport))
 	f.ct.Reset()
 	var runTime, bareTime time.Duration
 	b.ResetTimer()
@@ -84,14 +75,9 @@ func BenchmarkNoChangeDiscovery(b *testing.B) {
 		}
 
 		t0 = time.Now()
-		listed := 0
-		p := awss3.NewListObjectsV2Paginator(bare, &awss3.ListObjectsV2Input{Bucket: aws.String(bkt), Prefix: aws.String(prefix), MaxKeys: aws.Int32(bucket.PageSize)})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			listed += len(page.Contents)
+		listed, err := bare.Count(ctx, bkt, prefix)
+		if err != nil {
+			b.Fatal(err)
 		}
 		bareTime += time.Since(t0)
 		if listed != n {

@@ -59,7 +59,6 @@ type Job struct {
 type Result struct {
 	Started  time.Time
 	Finished time.Time
-	Day      string
 	Err      error
 
 	// Listed objects under the prefix (folder markers excluded).
@@ -110,7 +109,6 @@ func NewRunner(store ingest.Store, engine *ingest.Engine, now func() time.Time, 
 // download it started has committed or rolled back.
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
 	res := &Result{Started: r.Now()}
-	res.Day, _ = Window(res.Started, job.Quota.Location)
 	// The engine refuses bodies over the quota's file size, not a fixed default, so a
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine

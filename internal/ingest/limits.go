@@ -34,9 +34,6 @@ type Limits struct {
 	MaxDepth          int
 }
 
-// DefaultLimits returns the limits the operator and the validate CLI both apply.
-func DefaultLimits() Limits { return Limits{}.withDefaults() }
-
 func (l Limits) withDefaults() Limits {
 	def := func(v *int64, d int64) {
 		if *v <= 0 {

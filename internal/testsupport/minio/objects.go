@@ -2,11 +2,14 @@ package minio
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sync/errgroup"
 )
@@ -104,4 +107,32 @@ func (s *Server) ListKeys(bucket, prefix string) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// BareLister is a plain paginated ListObjectsV2 as the root user: the baseline the
+// operator's own listing is benchmarked against.
+type BareLister struct{ client *s3.Client }
+
+// BareLister sends its requests through rt (e.g. a counting transport).
+func (s *Server) BareLister(rt http.RoundTripper) *BareLister {
+	c := s3.New(s3.Options{
+		Region: Region, BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.RootUser, s.RootPassword, ""),
+		HTTPClient:  &http.Client{Transport: rt},
+	})
+	return &BareLister{client: c}
+}
+
+// Count lists bucket/prefix 1,000 keys a page and returns how many objects it saw.
+func (l *BareLister) Count(ctx context.Context, bucket, prefix string) (int, error) {
+	n := 0
+	p := s3.NewListObjectsV2Paginator(l.client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix), MaxKeys: aws.Int32(1000)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("listing s3://%s/%s: %w", bucket, prefix, err)
+		}
+		n += len(page.Contents)
+	}
+	return n, nil
 }
