@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl and etcd from the Go module proxy into the directory
+# Builds kube-apiserver, kube-controller-manager, kubectl and etcd from the Go module proxy into the directory
 # setup-envtest would use, and prints that directory. Idempotent: a second run costs a second.
 # When KUBEBUILDER_ASSETS already points at a directory holding the binaries, it is used as is.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -10,11 +10,11 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/kube-apiserver" 
 fi
 
 build_kube() {
-  local stamp="${ENVTEST_ASSETS_DIR}/.built-k8s-${K8S_VERSION}"
-  [[ -f "$stamp" && -x "${ENVTEST_ASSETS_DIR}/kube-apiserver" && -x "${ENVTEST_ASSETS_DIR}/kubectl" ]] && return 0
+  local stamp="${ENVTEST_ASSETS_DIR}/.built-k8s-kcm-${K8S_VERSION}"
+  [[ -f "$stamp" && -x "${ENVTEST_ASSETS_DIR}/kube-apiserver" && -x "${ENVTEST_ASSETS_DIR}/kubectl" && -x "${ENVTEST_ASSETS_DIR}/kube-controller-manager" ]] && return 0
   local mod="${TOOLS_CACHE}/build/kubernetes-${K8S_VERSION}"
   mkdir -p "$mod" "${ENVTEST_ASSETS_DIR}"
-  log "building kube-apiserver and kubectl v${K8S_VERSION} (about 5 minutes the first time)"
+  log "building kube-apiserver, kube-controller-manager and kubectl v${K8S_VERSION} (about 6 minutes the first time)"
   local gomod
   gomod="$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   {
@@ -30,7 +30,8 @@ build_kube() {
     ldflags+=" -X ${p}.gitVersion=v${K8S_VERSION} -X ${p}.gitMajor=1 -X ${p}.gitMinor=${minor} -X ${p}.gitTreeState=clean"
   done
   (cd "$mod" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w ${ldflags}" \
-      -o "${ENVTEST_ASSETS_DIR}/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+      -o "${ENVTEST_ASSETS_DIR}/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kube-controller-manager)
   touch "$stamp"
 }
 

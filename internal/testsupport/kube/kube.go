@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	dataimportv1alpha1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -75,4 +76,9 @@ func (e *Env) Kubeconfig(dir string) (string, error) {
 	}
 	path := filepath.Join(dir, "kubeconfig")
 	return path, os.WriteFile(path, data, 0o600)
+}
+
+// Client returns a client with the control plane's admin rights.
+func (e *Env) Client() (client.Client, error) {
+	return client.New(e.Config, client.Options{Scheme: e.Scheme})
 }
