@@ -118,6 +118,7 @@ func runSuite(m *testing.M) int {
 	}
 	code := m.Run()
 	stop()
+	stopTenancy()
 	return code
 }
 
