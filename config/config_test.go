@@ -468,6 +468,70 @@ func TestSecretWritesDetector(t *testing.T) {
 	}
 }
 
+// aggregatesTo lists the built-in roles (admin, edit, view) a ClusterRole's labels
+// aggregate it into, sorted.
+func aggregatesTo(labels map[string]string) []string {
+	var out []string
+	for k, v := range labels {
+		if role, ok := strings.CutPrefix(k, "rbac.authorization.k8s.io/aggregate-to-"); ok && v == "true" {
+			out = append(out, role)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// quotaWrites returns the rules that grant anything but reading IngestionQuotas.
+func quotaWrites(name string, rules []rbacv1.PolicyRule) []string {
+	var bad []string
+	for _, r := range rules {
+		group := slices.Contains(r.APIGroups, v1.GroupVersion.Group) || slices.Contains(r.APIGroups, "*")
+		quotas := slices.Contains(r.Resources, "ingestionquotas") || slices.Contains(r.Resources, "*")
+		if !group || !quotas {
+			continue
+		}
+		for _, v := range r.Verbs {
+			if !slices.Contains(readVerbs, v) {
+				bad = append(bad, fmt.Sprintf("%s grants %q on ingestionquotas", name, v))
+			}
+		}
+	}
+	return bad
+}
+
+func TestQuotaWritesDetector(t *testing.T) {
+	tests := []struct {
+		name string
+		rule rbacv1.PolicyRule
+		want int
+	}{
+		{"read quotas", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas"}, Verbs: readVerbs}, 0},
+		{"read quota status", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas/status"}, Verbs: []string{"get"}}, 0},
+		{"edit quotas", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas"}, Verbs: []string{"get", "update", "patch", "delete"}}, 3},
+		{"wildcard verb", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas"}, Verbs: []string{"*"}}, 1},
+		{"wildcard resource", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"*"}, Verbs: []string{"create"}}, 1},
+		{"wildcard group", rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"ingestionquotas"}, Verbs: []string{"create"}}, 1},
+		{"sources only", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"s3sources"}, Verbs: []string{"*"}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := quotaWrites("r", []rbacv1.PolicyRule{tt.rule}); len(got) != tt.want {
+				t.Errorf("quotaWrites = %v, want %d finding(s)", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRBAC(t *testing.T) {
 	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
 		t.Run(dir, func(t *testing.T) {
@@ -504,16 +568,33 @@ func TestRBAC(t *testing.T) {
 					t.Errorf("%s %s refers to the missing role %s", b.kind, b.name, b.role)
 				}
 			}
-			// Namespace users get the CRDs through the built-in admin, edit and view roles.
-			for _, kind := range []string{"s3source", "ingestionquota"} {
-				for role, aggregate := range map[string]string{"admin": "admin", "editor": "edit", "viewer": "view"} {
-					name := "data-import-" + kind + "-" + role + "-role"
-					u := find(objs, "ClusterRole", name)
-					if u == nil {
-						t.Errorf("ClusterRole %s is missing", name)
-					} else if u.GetLabels()["rbac.authorization.k8s.io/aggregate-to-"+aggregate] != "true" {
-						t.Errorf("ClusterRole %s lacks the label rbac.authorization.k8s.io/aggregate-to-%s", name, aggregate)
-					}
+			// Tenants get S3Sources through the built-in admin, edit and view roles, but only
+			// read IngestionQuotas: the viewer role aggregates into view (and view into edit
+			// and admin); the quota admin and editor roles aggregate nowhere.
+			for _, r := range []struct{ name, aggregate string }{
+				{"data-import-s3source-admin-role", "admin"},
+				{"data-import-s3source-editor-role", "edit"},
+				{"data-import-s3source-viewer-role", "view"},
+				{"data-import-ingestionquota-admin-role", ""},
+				{"data-import-ingestionquota-editor-role", ""},
+				{"data-import-ingestionquota-viewer-role", "view"},
+			} {
+				u := find(objs, "ClusterRole", r.name)
+				if u == nil {
+					t.Errorf("ClusterRole %s is missing", r.name)
+					continue
+				}
+				if got := aggregatesTo(u.GetLabels()); !slices.Equal(got, nonEmpty(r.aggregate)) {
+					t.Errorf("ClusterRole %s aggregates into %q, want %q", r.name, got, nonEmpty(r.aggregate))
+				}
+			}
+			// No role that reaches a tenant lets it write or delete an IngestionQuota.
+			for _, u := range ofKind(objs, "ClusterRole") {
+				if len(aggregatesTo(u.GetLabels())) == 0 {
+					continue
+				}
+				for _, bad := range quotaWrites("ClusterRole "+u.GetName(), typed[rbacv1.ClusterRole](t, u).Rules) {
+					t.Errorf("%s, and it aggregates into %v", bad, aggregatesTo(u.GetLabels()))
 				}
 			}
 		})
