@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,15 +49,30 @@ func wantQuotaUnchanged(t *testing.T, name string) {
 	}
 }
 
+// namespaceUser returns a client acting as user, bound to the built-in role (admin, edit
+// or view) in ns only.
+func namespaceUser(t *testing.T, ns, user, role string) client.Client {
+	t.Helper()
+	if role == "edit" {
+		return asTenant(t, ns, user)
+	}
+	asTenant(t, ns, "quota-tenant") // starts the tenancy harness
+	c, _, err := tenancy.User(context.Background(), ns, user, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // The tenant reads its quota (get, list) but every write is Forbidden: create, update,
-// patch, delete, delete-all and the status.
+// patch, delete, delete-all and the status. The same holds for a namespace "admin" (a
+// tenant too) and, trivially, "view".
 func TestTenantQuotaIsReadOnlyForTenants(t *testing.T) {
 	ctx := context.Background()
-	tenant := asTenant(t, tenantQuotaNS, "quota-tenant")
 	tenantQuota(t, "default")
 	raise := func(q *v1.IngestionQuota) { q.Spec.DailyLimit = quantity("50G") }
 
-	tests := []struct {
+	ops := []struct {
 		name      string
 		do        func(t *testing.T, c client.Client) error
 		forbidden bool
@@ -101,25 +117,61 @@ func TestTenantQuotaIsReadOnlyForTenants(t *testing.T) {
 			return c.Status().Update(ctx, q)
 		}, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if !tt.forbidden {
-				// kube-controller-manager aggregates view into edit a moment after edit
-				// gained the S3Source rules: wait for the read to be allowed.
-				eventually(t, "the tenant may "+tt.name+" quotas", func() error { return tt.do(t, tenant) })
-				return
+	for _, role := range []string{"edit", "admin", "view"} {
+		t.Run(role, func(t *testing.T) {
+			c := namespaceUser(t, tenantQuotaNS, "quota-"+role+"-user", role)
+			for _, op := range ops {
+				t.Run(op.name, func(t *testing.T) {
+					if !op.forbidden {
+						// kube-controller-manager aggregates view into edit and admin a
+						// moment after they gained the S3Source rules: wait for the read.
+						eventually(t, "a namespace "+role+" may "+op.name+" quotas", func() error { return op.do(t, c) })
+						return
+					}
+					if err := op.do(t, c); !apierrors.IsForbidden(err) {
+						t.Fatalf("%s as a namespace %s: got %v, want Forbidden", op.name, role, err)
+					}
+					wantQuotaUnchanged(t, "default")
+				})
 			}
-			if err := tt.do(t, tenant); !apierrors.IsForbidden(err) {
-				t.Fatalf("%s as the tenant: got %v, want Forbidden", tt.name, err)
-			}
-			wantQuotaUnchanged(t, "default")
 		})
 	}
 	// The tenant is no read-only user: it still manages its S3Sources.
 	src := &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: tenantQuotaNS, Name: "tenant-owned"},
 		Spec: v1.S3SourceSpec{Bucket: "tenant-quota", Disabled: true}}
-	if err := tenant.Create(ctx, src); err != nil {
+	if err := namespaceUser(t, tenantQuotaNS, "quota-edit-user", "edit").Create(ctx, src); err != nil {
 		t.Fatalf("the tenant cannot create an S3Source in its namespace: %v", err)
+	}
+}
+
+// A namespace admin may create RoleBindings, but RBAC's escalation check keeps it from
+// binding the quota editor role, which holds verbs it does not have, to itself.
+func TestTenantQuotaNamespaceAdminCannotBindEditorRole(t *testing.T) {
+	ctx := context.Background()
+	const user = "quota-ns-admin"
+	nsAdmin := namespaceUser(t, tenantQuotaNS, user, "admin")
+	binding := func(name, role string) *rbacv1.RoleBinding {
+		return &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: tenantQuotaNS, Name: name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+		}
+	}
+	tests := []struct {
+		role      string
+		forbidden bool
+	}{
+		{"view", false}, // it may bind what it holds: the refusal below is about the role
+		{"ingestionquota-editor-role", true},
+		{"ingestionquota-admin-role", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			err := nsAdmin.Create(ctx, binding("self-"+tt.role, tt.role))
+			if tt.forbidden != apierrors.IsForbidden(err) || (!tt.forbidden && err != nil) {
+				t.Fatalf("binding %s to itself as a namespace admin: %v, want forbidden %v", tt.role, err, tt.forbidden)
+			}
+		})
 	}
 }
 
