@@ -20,12 +20,16 @@ const (
 type IngestionQuotaSpec struct {
 	// DailyLimit is the most object bytes (as stored in S3) downloaded per day, across all
 	// sources using this quota. Decimal units: 500M is 500,000,000 bytes; 500Mi is 524,288,000.
+	// The platform admin's ceiling (the manager's --max-daily-limit) bounds it:
+	// status.effectiveDailyLimit is what applies. Only admins write quotas.
 	// +optional
 	// +kubebuilder:default="500M"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="dailyLimit must be greater than zero"
 	DailyLimit *resource.Quantity `json:"dailyLimit,omitempty"`
 
 	// MaxFileSize is the largest object downloaded; larger objects fail without download.
+	// The platform admin's ceiling (the manager's --max-file-size) bounds it:
+	// status.effectiveMaxFileSize is what applies.
 	// +optional
 	// +kubebuilder:default="50M"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="maxFileSize must be greater than zero"
@@ -77,7 +81,7 @@ type IngestionQuotaStatus struct {
 	// +optional
 	UsedBytes int64 `json:"usedBytes,omitempty"`
 
-	// RemainingBytes of the window's limit.
+	// RemainingBytes of the window's effective limit.
 	// +optional
 	RemainingBytes int64 `json:"remainingBytes,omitempty"`
 
