@@ -83,7 +83,7 @@ func freeBytes(dir string) (uint64, error) {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("--spool-dir %s: reading the file system's free space: %w", dir, err)
 	}
-	return st.Bavail * uint64(st.Bsize), nil //nolint:gosec // Bsize is positive
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 func clampInt64(v uint64) int64 {
