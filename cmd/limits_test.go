@@ -224,4 +224,3 @@ func buildManager(t *testing.T) string {
 	}
 	return bin
 }
-
