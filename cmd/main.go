@@ -37,6 +37,8 @@ func run() error {
 		dataDir, dsn, metricsAddr, probeAddr string
 		leaderElect, secureMetrics           bool
 		opts                                 controllers.SourceOptions
+		maxDailyLimit                        = newBytesFlag(controllers.DefaultMaxDailyLimit)
+		maxFileSize                          = newBytesFlag(controllers.DefaultMaxFileSize)
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -47,11 +49,23 @@ func run() error {
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
+	flag.StringVar(&opts.SpoolDir, "spool-dir", os.TempDir(), "Directory downloads are spooled to while they are parsed. "+
+		"It must have --concurrent-files × 2 × --max-file-size free (a ZIP archive is copied once more), or the manager refuses to start.")
+	flag.Var(maxDailyLimit, "max-daily-limit", "Ceiling of every IngestionQuota's dailyLimit, a decimal `quantity` (10G = 10,000,000,000 bytes). "+
+		"A quota asking for more gets this; tenants cannot raise it.")
+	flag.Var(maxFileSize, "max-file-size", "Ceiling of every IngestionQuota's maxFileSize, a decimal `quantity` (100M = 100,000,000 bytes). "+
+		"A quota asking for more gets this; the spool directory must hold --concurrent-files × 2 of it.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	ceilings := controllers.Ceilings{DailyLimit: int64(*maxDailyLimit), MaxFileSize: int64(*maxFileSize)}
+	// Before the store or the API server: a manager whose downloads would fill its spool
+	// volume gets evicted mid-run, stopping every tenant, so it does not start at all.
+	if err := checkLimits(ceilings, opts); err != nil {
+		return err
+	}
 
 	if dsn == "" {
 		if err := os.MkdirAll(dataDir, 0o750); err != nil {
@@ -85,7 +99,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := setup(mgr, st, opts); err != nil {
+	if err := setup(mgr, st, opts, ceilings); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -101,18 +115,20 @@ func run() error {
 	}); err != nil {
 		return err
 	}
-	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles)
+	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
+		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String())
 	return mgr.Start(ctx)
 }
 
-func setup(mgr ctrl.Manager, st ingest.Store, opts controllers.SourceOptions) error {
+func setup(mgr ctrl.Manager, st ingest.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings) error {
 	metrics := controllers.NewMetrics(nil)
 	if err := (&controllers.S3SourceReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Metrics: metrics,
+		Ceilings: ceilings,
 	}).SetupWithManager(mgr, opts); err != nil {
 		return fmt.Errorf("setting up controller s3source: %w", err)
 	}
-	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Metrics: metrics}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Metrics: metrics, Ceilings: ceilings}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller ingestionquota: %w", err)
 	}
 	return nil

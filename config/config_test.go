@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,12 +23,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/controllers"
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 )
 
@@ -191,6 +194,9 @@ func TestRenderedObjectsAreValidTypes(t *testing.T) {
 	}
 }
 
+// limitArgs are the platform admin's limits both Deployments pass explicitly.
+var limitArgs = []string{"--spool-dir=/tmp", "--concurrent-files=4", "--max-file-size=100M", "--max-daily-limit=10G"}
+
 func TestManagerDeployment(t *testing.T) {
 	tests := []struct {
 		dir      string
@@ -200,9 +206,9 @@ func TestManagerDeployment(t *testing.T) {
 		sqlite   bool // PVC-backed SQLite store; otherwise PostgreSQL from STORE_DSN
 	}{
 		{"config/default", 1, appsv1.RecreateDeploymentStrategyType,
-			[]string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure", "--data-dir=" + dataDir}, true},
+			append([]string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure", "--data-dir=" + dataDir}, limitArgs...), true},
 		{"config/overlays/postgres", 2, appsv1.RollingUpdateDeploymentStrategyType,
-			[]string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure", "--store=$(STORE_DSN)"}, false},
+			append([]string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure", "--store=$(STORE_DSN)"}, limitArgs...), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
@@ -468,6 +474,70 @@ func TestSecretWritesDetector(t *testing.T) {
 	}
 }
 
+// aggregatesTo lists the built-in roles (admin, edit, view) a ClusterRole's labels
+// aggregate it into, sorted.
+func aggregatesTo(labels map[string]string) []string {
+	var out []string
+	for k, v := range labels {
+		if role, ok := strings.CutPrefix(k, "rbac.authorization.k8s.io/aggregate-to-"); ok && v == "true" {
+			out = append(out, role)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// quotaWrites returns the rules that grant anything but reading IngestionQuotas.
+func quotaWrites(name string, rules []rbacv1.PolicyRule) []string {
+	var bad []string
+	for _, r := range rules {
+		group := slices.Contains(r.APIGroups, v1.GroupVersion.Group) || slices.Contains(r.APIGroups, "*")
+		quotas := slices.Contains(r.Resources, "ingestionquotas") || slices.Contains(r.Resources, "*")
+		if !group || !quotas {
+			continue
+		}
+		for _, v := range r.Verbs {
+			if !slices.Contains(readVerbs, v) {
+				bad = append(bad, fmt.Sprintf("%s grants %q on ingestionquotas", name, v))
+			}
+		}
+	}
+	return bad
+}
+
+func TestQuotaWritesDetector(t *testing.T) {
+	tests := []struct {
+		name string
+		rule rbacv1.PolicyRule
+		want int
+	}{
+		{"read quotas", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas"}, Verbs: readVerbs}, 0},
+		{"read quota status", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas/status"}, Verbs: []string{"get"}}, 0},
+		{"edit quotas", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas"}, Verbs: []string{"get", "update", "patch", "delete"}}, 3},
+		{"wildcard verb", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"ingestionquotas"}, Verbs: []string{"*"}}, 1},
+		{"wildcard resource", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"*"}, Verbs: []string{"create"}}, 1},
+		{"wildcard group", rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"ingestionquotas"}, Verbs: []string{"create"}}, 1},
+		{"sources only", rbacv1.PolicyRule{APIGroups: []string{"dataimport.avon.ai"}, Resources: []string{"s3sources"}, Verbs: []string{"*"}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := quotaWrites("r", []rbacv1.PolicyRule{tt.rule}); len(got) != tt.want {
+				t.Errorf("quotaWrites = %v, want %d finding(s)", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRBAC(t *testing.T) {
 	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
 		t.Run(dir, func(t *testing.T) {
@@ -504,16 +574,33 @@ func TestRBAC(t *testing.T) {
 					t.Errorf("%s %s refers to the missing role %s", b.kind, b.name, b.role)
 				}
 			}
-			// Namespace users get the CRDs through the built-in admin, edit and view roles.
-			for _, kind := range []string{"s3source", "ingestionquota"} {
-				for role, aggregate := range map[string]string{"admin": "admin", "editor": "edit", "viewer": "view"} {
-					name := "data-import-" + kind + "-" + role + "-role"
-					u := find(objs, "ClusterRole", name)
-					if u == nil {
-						t.Errorf("ClusterRole %s is missing", name)
-					} else if u.GetLabels()["rbac.authorization.k8s.io/aggregate-to-"+aggregate] != "true" {
-						t.Errorf("ClusterRole %s lacks the label rbac.authorization.k8s.io/aggregate-to-%s", name, aggregate)
-					}
+			// Tenants get S3Sources through the built-in admin, edit and view roles, but only
+			// read IngestionQuotas: the viewer role aggregates into view (and view into edit
+			// and admin); the quota admin and editor roles aggregate nowhere.
+			for _, r := range []struct{ name, aggregate string }{
+				{"data-import-s3source-admin-role", "admin"},
+				{"data-import-s3source-editor-role", "edit"},
+				{"data-import-s3source-viewer-role", "view"},
+				{"data-import-ingestionquota-admin-role", ""},
+				{"data-import-ingestionquota-editor-role", ""},
+				{"data-import-ingestionquota-viewer-role", "view"},
+			} {
+				u := find(objs, "ClusterRole", r.name)
+				if u == nil {
+					t.Errorf("ClusterRole %s is missing", r.name)
+					continue
+				}
+				if got := aggregatesTo(u.GetLabels()); !slices.Equal(got, nonEmpty(r.aggregate)) {
+					t.Errorf("ClusterRole %s aggregates into %q, want %q", r.name, got, nonEmpty(r.aggregate))
+				}
+			}
+			// No role that reaches a tenant lets it write or delete an IngestionQuota.
+			for _, u := range ofKind(objs, "ClusterRole") {
+				if len(aggregatesTo(u.GetLabels())) == 0 {
+					continue
+				}
+				for _, bad := range quotaWrites("ClusterRole "+u.GetName(), typed[rbacv1.ClusterRole](t, u).Rules) {
+					t.Errorf("%s, and it aggregates into %v", bad, aggregatesTo(u.GetLabels()))
 				}
 			}
 		})
@@ -550,31 +637,112 @@ func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
 	}
 }
 
+var (
+	managerFlagsOnce sync.Once
+	managerFlagsMap  map[string]string
+	managerFlagsErr  error
+)
+
+// managerFlags builds the real manager and reads its flags and their defaults from -h
+// ("" when a flag shows no default).
+func managerFlags(t *testing.T) map[string]string {
+	t.Helper()
+	managerFlagsOnce.Do(func() {
+		bin := filepath.Join(os.TempDir(), fmt.Sprintf("config-test-manager-%d", os.Getpid()))
+		defer os.Remove(bin)
+		build := exec.Command("go", "build", "-o", bin, "./cmd")
+		build.Dir = repoPath(t, ".")
+		if out, err := build.CombinedOutput(); err != nil {
+			managerFlagsErr = fmt.Errorf("building the manager: %w\n%s", err, out)
+			return
+		}
+		// -h prints the flags and exits 2 (flag.ErrHelp); the output is what matters.
+		help, _ := exec.Command(bin, "-h").CombinedOutput()
+		managerFlagsMap = map[string]string{}
+		entry := regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)[^\n]*\n((?:\s{4,}\t?[^\n]*\n?)*)`)
+		def := regexp.MustCompile(`\(default ("?)(.*?)"?\)\s*$`)
+		for _, m := range entry.FindAllStringSubmatch(string(help), -1) {
+			value := ""
+			if d := def.FindStringSubmatch(strings.TrimSpace(m[2])); d != nil {
+				value = d[2]
+			}
+			managerFlagsMap[m[1]] = value
+		}
+		if _, ok := managerFlagsMap["data-dir"]; !ok {
+			managerFlagsErr = fmt.Errorf("could not read the manager's flags from -h:\n%s", help)
+		}
+	})
+	if managerFlagsErr != nil {
+		t.Fatal(managerFlagsErr)
+	}
+	return managerFlagsMap
+}
+
 // Every flag the Deployments pass is one the manager defines: a typo would crash-loop the pod.
 func TestManagerArgsAreManagerFlags(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd")
-	build.Dir = repoPath(t, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	// -h prints the flags and exits 2 (flag.ErrHelp); the output is what matters.
-	help, _ := exec.Command(bin, "-h").CombinedOutput()
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1) {
-		flags[m[1]] = true
-	}
-	if !flags["data-dir"] {
-		t.Fatalf("could not read the manager's flags from -h:\n%s", help)
-	}
+	flags := managerFlags(t)
 	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
 		d := typed[appsv1.Deployment](t, find(render(t, dir), "Deployment", deployment))
 		for _, arg := range d.Spec.Template.Spec.Containers[0].Args {
 			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-			if !strings.HasPrefix(arg, "-") || !flags[name] {
+			if _, ok := flags[name]; !strings.HasPrefix(arg, "-") || !ok {
 				t.Errorf("%s passes %q, which is not a manager flag", dir, arg)
 			}
 		}
 	}
+}
+
+// The spool volume holds the downloads in flight: --concurrent-files × 2 (a ZIP archive's
+// copy) × --max-file-size, as the Deployment passes them or as the manager defaults them,
+// fits the sizeLimit of the emptyDir mounted at --spool-dir. Over it, the kubelet evicts
+// the pod mid-run (the manager's own startup check sees the node's free space, not the
+// sizeLimit).
+func TestSpoolVolumeFitsDownloads(t *testing.T) {
+	flags := managerFlags(t)
+	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+		t.Run(dir, func(t *testing.T) {
+			d := typed[appsv1.Deployment](t, find(render(t, dir), "Deployment", deployment))
+			pod := d.Spec.Template.Spec
+			c := pod.Containers[0]
+			value := func(name string) string {
+				for _, arg := range c.Args {
+					if v, ok := strings.CutPrefix(arg, "--"+name+"="); ok {
+						return v
+					}
+				}
+				return flags[name]
+			}
+			files, err := strconv.Atoi(value("concurrent-files"))
+			if err != nil {
+				t.Fatalf("--concurrent-files: %v", err)
+			}
+			maxFile, err := resource.ParseQuantity(value("max-file-size"))
+			if err != nil {
+				t.Fatalf("--max-file-size: %v", err)
+			}
+			spool := value("spool-dir")
+			vol := mountOf(pod, c, spool)
+			if vol == nil || vol.EmptyDir == nil || vol.EmptyDir.SizeLimit == nil {
+				t.Fatalf("--spool-dir %s is not an emptyDir with a sizeLimit: %+v", spool, vol)
+			}
+			need := int64(files) * controllers.SpoolCopiesPerDownload * maxFile.Value()
+			if limit := vol.EmptyDir.SizeLimit; need > limit.Value() {
+				t.Errorf("%d downloads × %d copies × --max-file-size %s = %d bytes do not fit the %s sizeLimit of %s",
+					files, controllers.SpoolCopiesPerDownload, maxFile.String(), need, limit.String(), spool)
+			}
+			if maxFile.Value() < quantityValue(t, v1.DefaultMaxFileSize) {
+				t.Errorf("--max-file-size %s is below the documented default maxFileSize %s: sources without a quota would be capped", maxFile.String(), v1.DefaultMaxFileSize)
+			}
+		})
+	}
+}
+
+func quantityValue(t *testing.T, s string) int64 {
+	t.Helper()
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Value()
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +34,8 @@ type IngestionQuotaReconciler struct {
 	Store   ingest.Store
 	Clock   clock.PassiveClock
 	Metrics *Metrics
+	// Ceilings bound every quota; status shows the effective limits.
+	Ceilings Ceilings
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=ingestionquotas,verbs=get;list;watch
@@ -73,7 +76,7 @@ func (r *IngestionQuotaReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	now := r.Clock.Now()
 	before := quota.Status.DeepCopy()
-	q, err := quotaFromSpec(req.String(), quota.Spec)
+	q, err := quotaFromSpec(req.String(), quota.Spec, r.Ceilings)
 	var usage *quotaUsage
 	if err == nil {
 		usage, err = r.readUsage(ctx, q, now)
@@ -114,6 +117,16 @@ func (r *IngestionQuotaReconciler) readUsage(ctx context.Context, q resolvedQuot
 	return &quotaUsage{day: day, resetsAt: resetsAt, used: used, perSource: per}, nil
 }
 
+// limitsCappedCondition says whether the ceilings lowered what the spec asked for.
+func limitsCappedCondition(q resolvedQuota) metav1.Condition {
+	if capped := q.capped(); len(capped) > 0 {
+		return metav1.Condition{Type: v1.ConditionLimitsCapped, Status: metav1.ConditionTrue, Reason: v1.ReasonCeilingApplied,
+			Message: "spec." + strings.Join(capped, "; spec.") + ". Only the platform admin can raise the ceilings."}
+	}
+	return metav1.Condition{Type: v1.ConditionLimitsCapped, Status: metav1.ConditionFalse, Reason: v1.ReasonWithinCeilings,
+		Message: fmt.Sprintf("the spec's limits apply: %s a day, %s a file", discovery.HumanBytes(q.DailyLimit), discovery.HumanBytes(q.MaxFileSize))}
+}
+
 // computeQuotaStatus is the one place a quota's status is decided.
 func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q resolvedQuota, u *quotaUsage, err error, now time.Time) v1.IngestionQuotaStatus {
 	st := *prev.DeepCopy()
@@ -122,6 +135,13 @@ func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, 
 			ObservedGeneration: quota.Generation, LastTransitionTime: metav1.NewTime(now)})
 	}
 	st.ObservedGeneration = quota.Generation
+	if q.DailyLimit > 0 {
+		// The limits are known even when the time zone or the store fails.
+		st.EffectiveDailyLimit = resource.NewQuantity(q.DailyLimit, resource.DecimalSI)
+		st.EffectiveMaxFileSize = resource.NewQuantity(q.MaxFileSize, resource.DecimalSI)
+		c := limitsCappedCondition(q)
+		set(c.Type, c.Status, c.Reason, c.Message)
+	}
 	var sf *stepFailure
 	if errors.As(err, &sf) {
 		set(v1.ConditionReady, metav1.ConditionFalse, sf.reason, sf.message)

@@ -13,7 +13,7 @@ import (
 func TestComputeQuotaStatus(t *testing.T) {
 	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 	resets := time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)
-	q, err := quotaFromSpec("ns/default", v1.IngestionQuotaSpec{})
+	q, err := quotaFromSpec("ns/default", v1.IngestionQuotaSpec{}, Ceilings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +27,12 @@ func TestComputeQuotaStatus(t *testing.T) {
 		{
 			name:  "some used",
 			usage: &quotaUsage{day: "2026-03-10", resetsAt: resets, used: 12_345_678, perSource: map[string]int64{"ns/b": 2_345_678, "ns/a": 10_000_000}},
-			want:  map[string]wantCondition{v1.ConditionReady: {metav1.ConditionTrue, v1.ReasonSucceeded}, v1.ConditionQuotaAvailable: {metav1.ConditionTrue, v1.ReasonQuotaAvailable}},
+			want: map[string]wantCondition{v1.ConditionReady: {metav1.ConditionTrue, v1.ReasonSucceeded}, v1.ConditionQuotaAvailable: {metav1.ConditionTrue, v1.ReasonQuotaAvailable},
+				v1.ConditionLimitsCapped: {metav1.ConditionFalse, v1.ReasonWithinCeilings}},
 			check: func(t *testing.T, st v1.IngestionQuotaStatus) {
+				if st.EffectiveDailyLimit.String() != "500M" || st.EffectiveMaxFileSize.String() != "50M" {
+					t.Errorf("effective limits %s, %s; want 500M, 50M", st.EffectiveDailyLimit, st.EffectiveMaxFileSize)
+				}
 				if st.Usage != "12.3 MB of 500 MB used today" || st.RemainingBytes != 500_000_000-12_345_678 || st.Window != "2026-03-10" || !st.ResetsAt.Time.Equal(resets) {
 					t.Errorf("status %+v", st)
 				}
@@ -80,7 +84,7 @@ func TestComputeQuotaStatus(t *testing.T) {
 }
 
 func TestQuotaFromSpecRejectsUnknownTimeZone(t *testing.T) {
-	_, err := quotaFromSpec("ns/q", v1.IngestionQuotaSpec{TimeZone: "Mars/Olympus_Mons"})
+	_, err := quotaFromSpec("ns/q", v1.IngestionQuotaSpec{TimeZone: "Mars/Olympus_Mons"}, Ceilings{})
 	var sf *stepFailure
 	if !errors.As(err, &sf) || !sf.stalled || sf.reason != v1.ReasonInvalidTimeZone {
 		t.Fatalf("err = %v, want a stalled InvalidTimeZone failure", err)

@@ -21,7 +21,7 @@ func TestHappyPathOnPostgreSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pg.Close()
-	stop, err := startManager(ctx, pg, []string{ns})
+	stop, err := startManager(ctx, pg, []string{ns}, suiteCeilings)
 	if err != nil {
 		t.Fatal(err)
 	}

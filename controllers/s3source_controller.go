@@ -44,6 +44,9 @@ type S3SourceReconciler struct {
 	// NewBucket builds the S3 client of a source; tests wrap it to count requests.
 	NewBucket func(ctx context.Context, cfg bucket.Config) (bucket.Client, error)
 	Metrics   *Metrics
+	// Ceilings bound the quota of every source, including the defaults that apply when
+	// its IngestionQuota does not exist.
+	Ceilings Ceilings
 
 	runs *runTracker
 }
@@ -56,6 +59,10 @@ type SourceOptions struct {
 	ConcurrentFiles int
 	// FilesPerSource bounds the downloads in flight of one run.
 	FilesPerSource int
+	// SpoolDir holds downloads (and ZIP copies) while they are parsed; "" means the OS
+	// temporary directory. It needs ConcurrentFiles × SpoolCopiesPerDownload × the
+	// largest effective maxFileSize free.
+	SpoolDir string
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
@@ -77,6 +84,7 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		r.Metrics = NewMetrics(nil)
 	}
 	engine := ingest.New(r.Store)
+	engine.TempDir = opts.SpoolDir
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
 	if r.APIReader == nil {
@@ -306,7 +314,7 @@ func (r *S3SourceReconciler) stepDisabled(ctx context.Context, s *sourceScope) (
 
 // stepResolveQuota reads the source's IngestionQuota, or the defaults when it is absent.
 func (r *S3SourceReconciler) stepResolveQuota(ctx context.Context, s *sourceScope) (time.Duration, error) {
-	q, err := resolveQuota(ctx, r.Client, s.src.Namespace, s.src.Spec.QuotaRef)
+	q, err := resolveQuota(ctx, r.Client, s.src.Namespace, s.src.Spec.QuotaRef, r.Ceilings)
 	if err != nil {
 		return 0, err
 	}

@@ -50,7 +50,13 @@ var (
 )
 
 // Each test works in its own namespace; the main manager watches these.
-var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy"}
+var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota"}
+
+// suiteCeilings are the main manager's ceilings: the manager's defaults, as deployed.
+var suiteCeilings = controllers.Ceilings{
+	DailyLimit:  quantity(controllers.DefaultMaxDailyLimit).Value(),
+	MaxFileSize: quantity(controllers.DefaultMaxFileSize).Value(),
+}
 
 // transportCounts keeps one CountingTransport per bucket, so a test counts only the
 // requests made for its own source.
@@ -111,7 +117,7 @@ func runSuite(m *testing.M) int {
 		}
 	}
 	metrics = controllers.NewMetrics(prometheus.NewRegistry())
-	stop, err := startManager(ctx, store, suiteNamespaces)
+	stop, err := startManager(ctx, store, suiteNamespaces, suiteCeilings)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -129,8 +135,9 @@ func zapLevel() int8 {
 	return 2 // errors only: keep `go test` output readable
 }
 
-// startManager runs both controllers for the given namespaces against st.
-func startManager(ctx context.Context, st ingest.Store, namespaces []string) (stop func(), err error) {
+// startManager runs both controllers for the given namespaces against st, with the
+// options the manager's flags would set passed directly.
+func startManager(ctx context.Context, st ingest.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
 	nsConfig := map[string]cache.Config{}
 	for _, ns := range namespaces {
 		nsConfig[ns] = cache.Config{}
@@ -160,6 +167,7 @@ func startManager(ctx context.Context, st ingest.Store, namespaces []string) (st
 	})
 	src := &controllers.S3SourceReconciler{
 		Client: watched, Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Clock: clk, Metrics: metrics,
+		Ceilings: ceilings,
 		NewBucket: func(ctx context.Context, cfg bucket.Config) (bucket.Client, error) {
 			cfg.WrapTransport = counts.of(cfg.Bucket).Wrap
 			// Tests make failures fast: one attempt, short backoff.
@@ -167,10 +175,10 @@ func startManager(ctx context.Context, st ingest.Store, namespaces []string) (st
 			return bucket.New(ctx, cfg)
 		},
 	}
-	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 4, ConcurrentFiles: 4, FilesPerSource: 2}); err != nil {
+	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 4, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir()}); err != nil {
 		return nil, err
 	}
-	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: metrics}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: metrics, Ceilings: ceilings}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(ctx)

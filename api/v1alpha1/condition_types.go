@@ -14,6 +14,10 @@ const (
 	ConditionQuotaAvailable = "QuotaAvailable"
 	// ConditionFilesHealthy is False when the last run failed one or more files.
 	ConditionFilesHealthy = "FilesHealthy"
+	// ConditionLimitsCapped is True when a quota's spec asks for more than the operator's
+	// ceilings allow and the ceiling applies instead (see status.effectiveDailyLimit and
+	// status.effectiveMaxFileSize).
+	ConditionLimitsCapped = "LimitsCapped"
 )
 
 // Condition reasons. They are stable API: alerts and runbooks key on them.
@@ -41,6 +45,10 @@ const (
 	ReasonStoreError           = "StoreError"
 	ReasonDefaultQuota         = "DefaultQuota"
 	ReasonInvalidTimeZone      = "InvalidTimeZone"
+	// ReasonCeilingApplied (LimitsCapped=True): the spec asked for more than a ceiling.
+	ReasonCeilingApplied = "CeilingApplied"
+	// ReasonWithinCeilings (LimitsCapped=False): the spec's limits apply as written.
+	ReasonWithinCeilings = "WithinCeilings"
 )
 
 // RefreshAnnotation asks for a discovery now. Any new value counts; the cooldown of the

@@ -216,7 +216,7 @@ func TestPrintColumns(t *testing.T) {
 		wantShort   string
 	}{
 		{"s3sources.dataimport.avon.ai", []string{"Bucket", "Prefix", "State", "Last Discovery", "Ingested", "Failed", "Ready", "Status", "Age"}, "s3src"},
-		{"ingestionquotas.dataimport.avon.ai", []string{"Usage", "Limit", "Max File", "Resets At", "Ready", "Age"}, "iquota"},
+		{"ingestionquotas.dataimport.avon.ai", []string{"Usage", "Limit", "Max File", "Capped", "Resets At", "Ready", "Age"}, "iquota"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.crd, func(t *testing.T) {
@@ -227,6 +227,11 @@ func TestPrintColumns(t *testing.T) {
 			var got []string
 			for _, c := range crd.Spec.Versions[0].AdditionalPrinterColumns {
 				got = append(got, c.Name)
+				// A quota's limits columns show what is enforced, after the ceilings.
+				if want, ok := map[string]string{"Limit": ".status.effectiveDailyLimit", "Max File": ".status.effectiveMaxFileSize"}[c.Name]; ok &&
+					tt.wantShort == "iquota" && c.JSONPath != want {
+					t.Errorf("column %s shows %s, want %s", c.Name, c.JSONPath, want)
+				}
 			}
 			if strings.Join(got, ",") != strings.Join(tt.wantColumns, ",") {
 				t.Errorf("print columns %v, want %v", got, tt.wantColumns)
@@ -254,6 +259,7 @@ func TestKubectlExplain(t *testing.T) {
 		{"s3source.spec", []string{"bucket\t<string> -required-", "S3 bucket name", "interval", "Interval between discoveries", "credentials", "workload identity"}},
 		{"s3source.spec.credentials.assumeRole", []string{"roleARN", "externalID"}},
 		{"ingestionquota.spec", []string{"dailyLimit", "500,000,000 bytes", "timeZone", "IANA name"}},
+		{"ingestionquota.status", []string{"effectiveDailyLimit", "--max-daily-limit", "effectiveMaxFileSize", "--max-file-size", "LimitsCapped"}},
 		{"s3source.status", []string{"recentFileErrors", "lastDiscoveryTime", "nextDiscoveryTime"}},
 	}
 	for _, tt := range tests {

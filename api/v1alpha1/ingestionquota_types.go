@@ -6,7 +6,8 @@ import (
 )
 
 // Defaults that apply to a source whose IngestionQuota does not exist. Quantities are
-// decimal, as the product guide says "500 MB": 500M = 500,000,000 bytes.
+// decimal, as the product guide says "500 MB": 500M = 500,000,000 bytes. The manager's
+// ceilings (--max-daily-limit, --max-file-size) bound these defaults too.
 const (
 	DefaultDailyLimit      = "500M"
 	DefaultMaxFileSize     = "50M"
@@ -19,12 +20,16 @@ const (
 type IngestionQuotaSpec struct {
 	// DailyLimit is the most object bytes (as stored in S3) downloaded per day, across all
 	// sources using this quota. Decimal units: 500M is 500,000,000 bytes; 500Mi is 524,288,000.
+	// The platform admin's ceiling (the manager's --max-daily-limit) bounds it:
+	// status.effectiveDailyLimit is what applies. Only admins write quotas.
 	// +optional
 	// +kubebuilder:default="500M"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="dailyLimit must be greater than zero"
 	DailyLimit *resource.Quantity `json:"dailyLimit,omitempty"`
 
 	// MaxFileSize is the largest object downloaded; larger objects fail without download.
+	// The platform admin's ceiling (the manager's --max-file-size) bounds it:
+	// status.effectiveMaxFileSize is what applies.
 	// +optional
 	// +kubebuilder:default="50M"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="maxFileSize must be greater than zero"
@@ -62,7 +67,7 @@ type IngestionQuotaStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, QuotaAvailable.
+	// Conditions: Ready, QuotaAvailable, LimitsCapped.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -76,7 +81,7 @@ type IngestionQuotaStatus struct {
 	// +optional
 	UsedBytes int64 `json:"usedBytes,omitempty"`
 
-	// RemainingBytes of the window's limit.
+	// RemainingBytes of the window's effective limit.
 	// +optional
 	RemainingBytes int64 `json:"remainingBytes,omitempty"`
 
@@ -87,6 +92,17 @@ type IngestionQuotaStatus struct {
 	// ResetsAt is when the window ends and usage starts again from zero.
 	// +optional
 	ResetsAt *metav1.Time `json:"resetsAt,omitempty"`
+
+	// EffectiveDailyLimit is the daily limit enforced: spec.dailyLimit, or the operator's
+	// ceiling (the manager's --max-daily-limit) when the spec asks for more.
+	// +optional
+	EffectiveDailyLimit *resource.Quantity `json:"effectiveDailyLimit,omitempty"`
+
+	// EffectiveMaxFileSize is the largest file downloaded: spec.maxFileSize, or the
+	// operator's ceiling (the manager's --max-file-size) when the spec asks for more. It
+	// never exceeds EffectiveDailyLimit.
+	// +optional
+	EffectiveMaxFileSize *resource.Quantity `json:"effectiveMaxFileSize,omitempty"`
 
 	// Sources are the per-source usage in the window.
 	// +optional
@@ -99,8 +115,9 @@ type IngestionQuotaStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=iquota,categories={dataimport,all}
 // +kubebuilder:printcolumn:name="Usage",type=string,JSONPath=`.status.usage`
-// +kubebuilder:printcolumn:name="Limit",type=string,JSONPath=`.spec.dailyLimit`
-// +kubebuilder:printcolumn:name="Max File",type=string,JSONPath=`.spec.maxFileSize`
+// +kubebuilder:printcolumn:name="Limit",type=string,JSONPath=`.status.effectiveDailyLimit`
+// +kubebuilder:printcolumn:name="Max File",type=string,JSONPath=`.status.effectiveMaxFileSize`
+// +kubebuilder:printcolumn:name="Capped",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="LimitsCapped")].status`
 // +kubebuilder:printcolumn:name="Resets At",type=string,JSONPath=`.status.resetsAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -183,6 +183,16 @@ func (in *IngestionQuotaStatus) DeepCopyInto(out *IngestionQuotaStatus) {
 		in, out := &in.ResetsAt, &out.ResetsAt
 		*out = (*in).DeepCopy()
 	}
+	if in.EffectiveDailyLimit != nil {
+		in, out := &in.EffectiveDailyLimit, &out.EffectiveDailyLimit
+		x := (*in).DeepCopy()
+		*out = &x
+	}
+	if in.EffectiveMaxFileSize != nil {
+		in, out := &in.EffectiveMaxFileSize, &out.EffectiveMaxFileSize
+		x := (*in).DeepCopy()
+		*out = &x
+	}
 	if in.Sources != nil {
 		in, out := &in.Sources, &out.Sources
 		*out = make([]SourceUsage, len(*in))
