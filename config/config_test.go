@@ -1,6 +1,6 @@
 // Package config_test renders the kustomizations in config/ with the real kubectl and checks
 // what a deployment relies on: both CRDs, the manager's security context, probes and store,
-// RBAC that never writes Secrets, samples that decode as their kinds, alert rules that only
+// RBAC that only gets Secrets (never writes, lists or watches them), samples that decode as their kinds, alert rules that only
 // use metrics the manager exports, and (apiserver_test.go) that a real apiserver accepts it all.
 package config_test
 
@@ -426,10 +426,12 @@ func TestMetricsServiceAndMonitor(t *testing.T) {
 	}
 }
 
-// Verbs that only read: the manager must never be able to change or create a Secret.
-var readVerbs = []string{"get", "list", "watch"}
+// The only verb the manager has on Secrets: it never changes or creates one, and it does
+// not list or watch them either (no cluster-wide read of every tenant's Secrets): it gets
+// the ones a source names, in the source's namespace.
+var secretVerbs = []string{"get"}
 
-// secretWrites returns the rules of roles that grant anything but reading Secrets.
+// secretWrites returns the rules of roles that grant anything but getting Secrets.
 func secretWrites(name string, rules []rbacv1.PolicyRule) []string {
 	var bad []string
 	for _, r := range rules {
@@ -439,7 +441,7 @@ func secretWrites(name string, rules []rbacv1.PolicyRule) []string {
 			continue
 		}
 		for _, v := range r.Verbs {
-			if !slices.Contains(readVerbs, v) {
+			if !slices.Contains(secretVerbs, v) {
 				bad = append(bad, fmt.Sprintf("%s grants %q on secrets", name, v))
 			}
 		}
@@ -453,7 +455,8 @@ func TestSecretWritesDetector(t *testing.T) {
 		rule rbacv1.PolicyRule
 		want int
 	}{
-		{"read secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: readVerbs}, 0},
+		{"get secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: secretVerbs}, 0},
+		{"list and watch secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}}, 2},
 		{"update secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "update"}}, 1},
 		{"wildcard resource", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"*"}, Verbs: []string{"*"}}, 1},
 		{"wildcard group", rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"secrets"}, Verbs: []string{"create", "delete"}}, 2},
