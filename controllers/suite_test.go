@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +51,8 @@ var (
 )
 
 // Each test works in its own namespace; the main manager watches these.
-var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy"}
+var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy",
+	identityDenied, identityAllowed, identityOther, identitySA}
 
 // transportCounts keeps one CountingTransport per bucket, so a test counts only the
 // requests made for its own source.
@@ -85,6 +87,10 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer s3.Stop()
+	if err := setupOperatorIdentity(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "controllers-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -160,8 +166,16 @@ func startManager(ctx context.Context, st ingest.Store, namespaces []string) (st
 	})
 	src := &controllers.S3SourceReconciler{
 		Client: watched, Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Clock: clk, Metrics: metrics,
+		// STS of the operator's assumed roles and of ServiceAccount tokens is MinIO's. Stalls
+		// on Secrets and ServiceAccounts re-check quickly: tests do not wait a minute.
+		Identity: controllers.IdentityOptions{STSEndpoint: s3.Endpoint, ReferenceRecheck: time.Second},
 		NewBucket: func(ctx context.Context, cfg bucket.Config) (bucket.Client, error) {
-			cfg.WrapTransport = counts.of(cfg.Bucket).Wrap
+			if cfg.Credentials == nil && cfg.WebIdentity == nil {
+				// The default chain: the operator's own identity, a MinIO user here.
+				cfg.Credentials = operatorKeys
+			}
+			counting := counts.of(cfg.Bucket).Wrap
+			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return stsCalls.wrap(cfg.Bucket, counting(rt)) }
 			// Tests make failures fast: one attempt, short backoff.
 			cfg.MaxAttempts, cfg.MaxBackoff = 2, 10*time.Millisecond
 			return bucket.New(ctx, cfg)

@@ -1,0 +1,457 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/controllers"
+	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
+)
+
+// Namespaces of the identity tests (#8, guarantees 2 and 5). Only the admin labels them.
+const (
+	identityDenied  = "identity-denied"  // may not use the operator's identity
+	identityAllowed = "identity-allowed" // labelled by the admin: may
+	identityOther   = "identity-other"   // customer B: its own keys to its own bucket
+	identitySA      = "identity-sa"      // ServiceAccount mode
+)
+
+// operatorKeys stand in for the operator's own identity (the AWS default chain) against
+// MinIO: the suite's NewBucket gives them to every source without credentials of its own.
+// They may read every bucket named identity-op-*, as a principal granted by many bucket
+// policies would.
+var operatorKeys *bucket.StaticCredentials
+
+func setupOperatorIdentity() error {
+	policy := []byte(`{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::identity-op-*"]},
+		{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::identity-op-*/*"]}]}`)
+	ak, sk, err := s3.CreateUserWithPolicy(policy)
+	if err != nil {
+		return fmt.Errorf("creating the operator's MinIO identity: %w", err)
+	}
+	operatorKeys = &bucket.StaticCredentials{AccessKeyID: ak, SecretAccessKey: sk}
+	return nil
+}
+
+// stsCall is what the operator asked STS, without any secret: the token is reduced to its
+// subject and audience.
+type stsCall struct {
+	Action, RoleArn, ExternalID, SessionName string
+	TokenSub                                 string
+	TokenAud                                 []string
+}
+
+// stsRecorder keeps the STS calls made for each bucket's source.
+type stsRecorder struct {
+	mu    sync.Mutex
+	calls map[string][]stsCall
+}
+
+var stsCalls = &stsRecorder{calls: map[string][]stsCall{}}
+
+func (r *stsRecorder) of(bkt string) []stsCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]stsCall(nil), r.calls[bkt]...)
+}
+
+func (r *stsRecorder) wrap(bkt string, next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Method == http.MethodPost && req.Body != nil && strings.HasPrefix(req.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				return nil, err
+			}
+			_ = req.Body.Close()
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			if form, err := url.ParseQuery(string(body)); err == nil && form.Get("Action") != "" {
+				call := stsCall{Action: form.Get("Action"), RoleArn: form.Get("RoleArn"), ExternalID: form.Get("ExternalId"), SessionName: form.Get("RoleSessionName")}
+				call.TokenSub, call.TokenAud = jwtSubject(form.Get("WebIdentityToken"))
+				r.mu.Lock()
+				r.calls[bkt] = append(r.calls[bkt], call)
+				r.mu.Unlock()
+			}
+		}
+		return next.RoundTrip(req)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// jwtSubject reads the sub and aud claims of a JWT (unverified: the API server issued it).
+func jwtSubject(token string) (string, []string) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", nil
+	}
+	var claims struct {
+		Sub string   `json:"sub"`
+		Aud []string `json:"aud"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return "", nil
+	}
+	return claims.Sub, claims.Aud
+}
+
+// labelNamespace sets (or with value "" removes) a namespace label, as the admin.
+func labelNamespace(t *testing.T, ns, key, value string) {
+	t.Helper()
+	var obj corev1.Namespace
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: ns}, &obj); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(obj.DeepCopy())
+	if obj.Labels == nil {
+		obj.Labels = map[string]string{}
+	}
+	if value == "" {
+		delete(obj.Labels, key)
+	} else {
+		obj.Labels[key] = value
+	}
+	if err := k8s.Patch(context.Background(), &obj, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func namespaceUID(t *testing.T, ns string) string {
+	t.Helper()
+	var obj corev1.Namespace
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: ns}, &obj); err != nil {
+		t.Fatal(err)
+	}
+	return string(obj.UID)
+}
+
+// tenantSource creates an S3Source as the tenant of ns.
+func tenantSource(t *testing.T, tenant client.Client, ns, name, bkt string, creds *v1.Credentials) *v1.S3Source {
+	t.Helper()
+	src := &v1.S3Source{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1.S3SourceSpec{
+			Bucket: bkt, Prefix: "in/", Endpoint: s3.Endpoint, ForcePathStyle: true, Region: minio.Region,
+			Credentials: creds,
+		},
+	}
+	if err := tenant.Create(context.Background(), src); err != nil {
+		t.Fatalf("creating S3Source %s/%s as the tenant: %v", ns, name, err)
+	}
+	return src
+}
+
+// waitReady waits for the source's Ready condition to have status and reason.
+func waitReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *v1.S3Source {
+	t.Helper()
+	var got *v1.S3Source
+	eventually(t, fmt.Sprintf("%s/%s Ready=%s/%s", ns, name, status, reason), func() error {
+		got = getSource(t, ns, name)
+		if c := condition(got, v1.ConditionReady); c.Status != status || c.Reason != reason {
+			return fmt.Errorf("Ready = %s/%s %q", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+	return got
+}
+
+func wantStalled(t *testing.T, src *v1.S3Source, reason string, contains ...string) {
+	t.Helper()
+	c := condition(src, v1.ConditionStalled)
+	if c.Status != metav1.ConditionTrue || c.Reason != reason {
+		t.Errorf("Stalled = %s/%s %q, want True/%s", c.Status, c.Reason, c.Message, reason)
+	}
+	for _, s := range contains {
+		if !strings.Contains(c.Message, s) {
+			t.Errorf("Stalled message %q does not say %q", c.Message, s)
+		}
+	}
+}
+
+// The operator's own identity (provider Default, with or without assumeRole) works only in
+// namespaces the admin labelled; elsewhere the source stalls before any S3 or STS request,
+// even for a bucket the operator's identity can read. A label change re-reconciles.
+func TestTenantOperatorIdentityOnlyInAllowedNamespaces(t *testing.T) {
+	labelNamespace(t, identityAllowed, v1.OperatorIdentityLabel, "allowed")
+	role := &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon"}
+	tests := []struct {
+		name, ns, bucket string
+		creds            *v1.Credentials
+		allowed          bool
+	}{
+		{"default-denied", identityDenied, "identity-op-denied", nil, false},
+		{"assume-role-denied", identityDenied, "identity-op-denied-role", &v1.Credentials{Provider: v1.CredentialsDefault, AssumeRole: role.DeepCopy()}, false},
+		{"default-allowed", identityAllowed, "identity-op-allowed", &v1.Credentials{Provider: v1.CredentialsDefault}, true},
+		{"assume-role-allowed", identityAllowed, "identity-op-allowed-role", &v1.Credentials{Provider: v1.CredentialsDefault, AssumeRole: role.DeepCopy()}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			createBucket(t, tt.bucket)
+			put(t, tt.bucket, "in/a.json", jsonArray(t, conversation("agent-1", "id-"+tt.name, "2025-01-15T14:30:00Z", "x")))
+			tenant := asTenant(t, tt.ns, "tenant-"+tt.ns)
+			tenantSource(t, tenant, tt.ns, tt.name, tt.bucket, tt.creds)
+			if !tt.allowed {
+				got := waitReady(t, tt.ns, tt.name, metav1.ConditionFalse, v1.ReasonOperatorIdentityNotAllowed)
+				wantStalled(t, got, v1.ReasonOperatorIdentityNotAllowed, "ServiceAccount", "Secret", "admin")
+				if n := counts.of(tt.bucket).Total(); n != 0 || len(stsCalls.of(tt.bucket)) != 0 {
+					t.Errorf("%d S3 request(s) and %d STS call(s) for a refused identity, want none", n, len(stsCalls.of(tt.bucket)))
+				}
+				if got.Status.ExternalID != "" {
+					t.Errorf("status.externalID %q for a refused identity", got.Status.ExternalID)
+				}
+				return
+			}
+			got := waitReady(t, tt.ns, tt.name, metav1.ConditionTrue, v1.ReasonSucceeded)
+			if got.Status.Files == nil || got.Status.Files.Ingested != 1 {
+				t.Errorf("files %+v, want 1 ingested", got.Status.Files)
+			}
+			calls := stsCalls.of(tt.bucket)
+			if tt.creds.AssumeRole == nil {
+				if len(calls) != 0 || got.Status.ExternalID != "" {
+					t.Errorf("no role: STS calls %+v, externalID %q; want none", calls, got.Status.ExternalID)
+				}
+				return
+			}
+			want := controllers.ExternalIDFor(namespaceUID(t, tt.ns))
+			if got.Status.ExternalID != want {
+				t.Errorf("status.externalID = %q, want %q", got.Status.ExternalID, want)
+			}
+			if len(calls) == 0 || calls[0].Action != "AssumeRole" || calls[0].ExternalID != want || calls[0].RoleArn != role.RoleARN {
+				t.Errorf("STS calls %+v: want AssumeRole of %s with ExternalId %s", calls, role.RoleARN, want)
+			}
+		})
+	}
+
+	// The admin allows the denied namespace: its sources run, without a poke.
+	labelNamespace(t, identityDenied, v1.OperatorIdentityLabel, "allowed")
+	waitReady(t, identityDenied, "default-denied", metav1.ConditionTrue, v1.ReasonSucceeded)
+	// And withdraws it again: the sources stall before their next run.
+	labelNamespace(t, identityDenied, v1.OperatorIdentityLabel, "")
+	waitReady(t, identityDenied, "default-denied", metav1.ConditionFalse, v1.ReasonOperatorIdentityNotAllowed)
+}
+
+// The external ID of a role assumed with the operator's identity is the operator's: the
+// tenant cannot set it (the API server refuses the tenant's create and update), and the
+// generated one is stable across reconciles.
+func TestTenantCannotChooseExternalID(t *testing.T) {
+	labelNamespace(t, identityAllowed, v1.OperatorIdentityLabel, "allowed")
+	tenant := asTenant(t, identityAllowed, "tenant-"+identityAllowed)
+	ctx := context.Background()
+	const bkt = "identity-op-external-id"
+	createBucket(t, bkt)
+	put(t, bkt, "in/a.json", jsonArray(t, conversation("agent-1", "ext-1", "2025-01-15T14:30:00Z", "x")))
+
+	chosen := &v1.S3Source{
+		ObjectMeta: metav1.ObjectMeta{Namespace: identityAllowed, Name: "chosen-external-id"},
+		Spec: v1.S3SourceSpec{Bucket: bkt, Prefix: "in/", Endpoint: s3.Endpoint, ForcePathStyle: true, Region: minio.Region,
+			Credentials: &v1.Credentials{Provider: v1.CredentialsDefault,
+				AssumeRole: &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon", ExternalID: "dataimport-" + namespaceUID(t, identityOther)}}},
+	}
+	err := tenant.Create(ctx, chosen)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "the operator generates the external ID") {
+		t.Fatalf("tenant's create with its own external ID: %v, want Invalid saying the operator generates it", err)
+	}
+
+	src := tenantSource(t, tenant, identityAllowed, "generated-external-id", bkt,
+		&v1.Credentials{Provider: v1.CredentialsDefault, AssumeRole: &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon"}})
+	got := waitReady(t, identityAllowed, src.Name, metav1.ConditionTrue, v1.ReasonSucceeded)
+	first := got.Status.ExternalID
+	if first != controllers.ExternalIDFor(namespaceUID(t, identityAllowed)) {
+		t.Fatalf("status.externalID = %q, want the namespace's", first)
+	}
+
+	// The tenant's update that adds an external ID is refused too.
+	got.Spec.Credentials.AssumeRole.ExternalID = "chosen"
+	if err := tenant.Update(ctx, got); !apierrors.IsInvalid(err) {
+		t.Fatalf("tenant's update with its own external ID: %v, want Invalid", err)
+	}
+
+	// Reconciles (a poke, a refresh) keep the same external ID and send it again.
+	before := len(stsCalls.of(bkt))
+	poke(t, identityAllowed, src.Name)
+	clk.Step(2 * time.Minute) // past the refresh cooldown
+	start := clk.Now()
+	setAnnotation(t, identityAllowed, src.Name, v1.RefreshAnnotation, "again")
+	got = waitRun(t, identityAllowed, src.Name, start)
+	if got.Status.ExternalID != first {
+		t.Errorf("status.externalID changed from %q to %q", first, got.Status.ExternalID)
+	}
+	calls := stsCalls.of(bkt)
+	if len(calls) <= before || calls[len(calls)-1].ExternalID != first {
+		t.Errorf("the second run's STS calls %+v do not carry %q", calls[before:], first)
+	}
+}
+
+// A bucket readable only through namespace B's identity (B's keys in B's Secret) stays out
+// of reach of namespace A: references resolve in A, and the operator's identity is refused.
+func TestTenantCannotReachAnotherNamespacesIdentity(t *testing.T) {
+	ctx := context.Background()
+	const bkt = "identity-b-only"
+	createBucket(t, bkt)
+	put(t, bkt, "in/b.json", jsonArray(t, conversation("agent-b", "b-1", "2025-01-15T14:30:00Z", "secret of B")))
+	ak, sk, err := s3.CreateReadOnlyUser(bkt, "in/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenantB := asTenant(t, identityOther, "tenant-"+identityOther)
+	if err := tenantB.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: identityOther, Name: "b-keys"},
+		StringData: map[string]string{controllers.SecretAccessKeyID: ak, controllers.SecretSecretAccessKey: sk}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tenantB.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: identityOther, Name: "b-reader",
+		Annotations: map[string]string{v1.ServiceAccountRoleAnnotation: "arn:aws:iam::123456789012:role/b-reader"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// B itself reads its bucket.
+	tenantSource(t, tenantB, identityOther, "own", bkt, &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "b-keys"}})
+	waitReady(t, identityOther, "own", metav1.ConditionTrue, v1.ReasonSucceeded)
+	bRequests := counts.of(bkt).Total()
+
+	tenantA := asTenant(t, identityDenied, "tenant-"+identityDenied)
+	if err := tenantA.Get(ctx, client.ObjectKey{Namespace: identityOther, Name: "b-keys"}, &corev1.Secret{}); !apierrors.IsForbidden(err) {
+		t.Errorf("tenant A reading B's Secret: %v, want Forbidden", err)
+	}
+	tests := []struct {
+		name   string
+		creds  *v1.Credentials
+		reason string
+	}{
+		{"b-secret", &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "b-keys"}}, v1.ReasonSecretNotFound},
+		{"b-service-account", &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "b-reader"}, v1.ReasonServiceAccountNotFound},
+		{"operator-identity", nil, v1.ReasonOperatorIdentityNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tenantSource(t, tenantA, identityDenied, tt.name, bkt, tt.creds)
+			got := waitReady(t, identityDenied, tt.name, metav1.ConditionFalse, tt.reason)
+			wantStalled(t, got, tt.reason, identityDenied) // the source's own namespace
+		})
+	}
+	if n := counts.of(bkt).Total(); n != bRequests {
+		t.Errorf("namespace A's sources made %d request(s) to B's bucket, want none", n-bRequests)
+	}
+	for _, c := range stsCalls.of(bkt) {
+		t.Errorf("STS call for B's bucket: %+v", c)
+	}
+}
+
+// The operator does not watch Secrets (it may only get them): a source stalled on a
+// missing Secret looks again on its own and runs once the tenant created it.
+func TestTenantSecretFixedWithoutWatch(t *testing.T) {
+	ctx := context.Background()
+	const bkt = "identity-secret-later"
+	createBucket(t, bkt)
+	put(t, bkt, "in/a.json", jsonArray(t, conversation("agent-1", "later-1", "2025-01-15T14:30:00Z", "x")))
+	tenant := asTenant(t, identityOther, "tenant-"+identityOther)
+	tenantSource(t, tenant, identityOther, "secret-later", bkt, &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "later-keys"}})
+	got := waitReady(t, identityOther, "secret-later", metav1.ConditionFalse, v1.ReasonSecretNotFound)
+	wantStalled(t, got, v1.ReasonSecretNotFound, "checks again every")
+
+	ak, sk, err := s3.CreateReadOnlyUser(bkt, "in/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: identityOther, Name: "later-keys"},
+		StringData: map[string]string{controllers.SecretAccessKeyID: ak, controllers.SecretSecretAccessKey: sk}}); err != nil {
+		t.Fatal(err)
+	}
+	// No poke, no clock step, no watch: the re-check finds it.
+	got = waitReady(t, identityOther, "secret-later", metav1.ConditionTrue, v1.ReasonSucceeded)
+	if c := condition(got, v1.ConditionStalled); c.Status != "Absent" {
+		t.Errorf("still stalled: %s", c.Message)
+	}
+}
+
+// ServiceAccount mode up to STS on real parts: the reconciler checks the ServiceAccount
+// and its role annotation in the source's namespace, requests a real token (TokenRequest
+// on the envtest API server) for that ServiceAccount and audience sts.amazonaws.com, and
+// sends it to STS AssumeRoleWithWebIdentity. The suite's MinIO trusts no OpenID provider,
+// so STS refuses: the refusal lands in status without the token.
+func TestTenantServiceAccountUpToSTS(t *testing.T) {
+	ctx := context.Background()
+	tenant := asTenant(t, identitySA, "tenant-"+identitySA)
+	for name, arn := range map[string]string{"no-annotation": "", "bad-annotation": "not-an-arn", "reader": "arn:aws:iam::123456789012:role/sa-reader"} {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: identitySA, Name: name}}
+		if arn != "" {
+			sa.Annotations = map[string]string{v1.ServiceAccountRoleAnnotation: arn}
+		}
+		if err := tenant.Create(ctx, sa); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, sa, reason string
+		contains         string
+		toSTS            bool
+	}{
+		{"missing-sa", "nobody", v1.ReasonServiceAccountNotFound, "ServiceAccount " + identitySA + "/nobody", false},
+		{"sa-without-role", "no-annotation", v1.ReasonInvalidServiceAccount, "has no " + v1.ServiceAccountRoleAnnotation, false},
+		{"sa-with-bad-role", "bad-annotation", v1.ReasonInvalidServiceAccount, "is not an IAM role ARN", false},
+		{"sa-refused-by-sts", "reader", "", "AssumeRoleWithWebIdentity", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bkt := "identity-sa-" + tt.name
+			createBucket(t, bkt)
+			tenantSource(t, tenant, identitySA, tt.name, bkt, &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: tt.sa})
+			var got *v1.S3Source
+			eventually(t, "Ready=False", func() error {
+				got = getSource(t, identitySA, tt.name)
+				c := condition(got, v1.ConditionReady)
+				if c.Status != metav1.ConditionFalse || (tt.reason != "" && c.Reason != tt.reason) || !strings.Contains(c.Message, tt.contains) {
+					return fmt.Errorf("Ready = %s/%s %q", c.Status, c.Reason, c.Message)
+				}
+				return nil
+			})
+			msg := condition(got, v1.ConditionReady).Message
+			if strings.Contains(msg, "eyJ") {
+				t.Errorf("status carries a token: %q", msg)
+			}
+			calls := stsCalls.of(bkt)
+			if !tt.toSTS {
+				if len(calls) != 0 || counts.of(bkt).Total() != 0 {
+					t.Errorf("STS calls %+v and %d request(s) before the ServiceAccount is usable", calls, counts.of(bkt).Total())
+				}
+				return
+			}
+			if len(calls) == 0 {
+				t.Fatal("no STS call")
+			}
+			c := calls[0]
+			wantSub := "system:serviceaccount:" + identitySA + ":" + tt.sa
+			if c.Action != "AssumeRoleWithWebIdentity" || c.RoleArn != "arn:aws:iam::123456789012:role/sa-reader" ||
+				c.TokenSub != wantSub || len(c.TokenAud) != 1 || c.TokenAud[0] != controllers.DefaultSTSAudience ||
+				c.SessionName != "dataimport@"+identitySA+"."+tt.name {
+				t.Errorf("STS call %+v: want AssumeRoleWithWebIdentity of the annotated role with a token of %s for audience %s", c, wantSub, controllers.DefaultSTSAudience)
+			}
+			for _, e := range events(t, identitySA, tt.name, "DiscoveryFailed") {
+				if strings.Contains(e.Note, "eyJ") {
+					t.Errorf("event carries a token: %q", e.Note)
+				}
+			}
+		})
+	}
+}
