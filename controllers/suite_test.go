@@ -82,7 +82,18 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	if s3, err = minio.StartServer(minio.Options{}); err != nil {
+	// MinIO's STS trusts the API server's ServiceAccount tokens (audience sts.amazonaws.com)
+	// as AWS IAM trusts a cluster's OIDC provider; a token's sub claim,
+	// system:serviceaccount:<namespace>:<name>, names the MinIO policy it gets.
+	if err := env.ServeIssuerDiscoveryAnonymously(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if s3, err = minio.StartServer(minio.Options{TrustedCAs: [][]byte{env.Config.CAData}, Env: []string{
+		"MINIO_IDENTITY_OPENID_CONFIG_URL=" + env.Issuer() + ".well-known/openid-configuration",
+		"MINIO_IDENTITY_OPENID_CLIENT_ID=" + controllers.DefaultSTSAudience,
+		"MINIO_IDENTITY_OPENID_CLAIM_NAME=sub",
+	}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -388,8 +389,9 @@ func TestTenantSecretFixedWithoutWatch(t *testing.T) {
 // ServiceAccount mode up to STS on real parts: the reconciler checks the ServiceAccount
 // and its role annotation in the source's namespace, requests a real token (TokenRequest
 // on the envtest API server) for that ServiceAccount and audience sts.amazonaws.com, and
-// sends it to STS AssumeRoleWithWebIdentity. The suite's MinIO trusts no OpenID provider,
-// so STS refuses: the refusal lands in status without the token.
+// sends it to STS AssumeRoleWithWebIdentity. MinIO's STS trusts the issuer but no policy
+// is named by this ServiceAccount's subject, as an IAM role whose trust policy names
+// another ServiceAccount: STS refuses, and the refusal lands in status without the token.
 func TestTenantServiceAccountUpToSTS(t *testing.T) {
 	ctx := context.Background()
 	tenant := asTenant(t, identitySA, "tenant-"+identitySA)
@@ -454,4 +456,119 @@ func TestTenantServiceAccountUpToSTS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ServiceAccount mode end to end: MinIO's STS verifies the API server's token against the
+// issuer's published keys and maps its subject to a policy, as an IAM trust policy on
+// system:serviceaccount:<namespace>:<name> does. Namespace identity-sa's ServiceAccount
+// reads its own bucket and nothing of namespace identity-other's; no Secret and not the
+// operator's identity is involved.
+func TestTenantServiceAccountReadsOnlyItsOwnBucket(t *testing.T) {
+	ctx := context.Background()
+	const role = "arn:aws:iam::123456789012:role/data-import-reader"
+	buckets := map[string]string{identitySA: "identity-wi-a", identityOther: "identity-wi-b"}
+	for ns, bkt := range buckets {
+		createBucket(t, bkt)
+		put(t, bkt, "in/a.json", jsonArray(t, conversation("agent-1", "wi-"+ns, "2025-01-15T14:30:00Z", "x")))
+		// The admin's trust: this namespace's ServiceAccount may read this bucket.
+		if err := s3.AddPolicy("system:serviceaccount:"+ns+":wi-reader", minio.ReadOnlyPolicy(bkt, "in/")); err != nil {
+			t.Fatal(err)
+		}
+		tenant := asTenant(t, ns, "tenant-"+ns)
+		if err := tenant.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wi-reader",
+			Annotations: map[string]string{v1.ServiceAccountRoleAnnotation: role}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenantA := asTenant(t, identitySA, "tenant-"+identitySA)
+	sa := &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "wi-reader"}
+	tests := []struct {
+		name, bucket, reason string
+	}{
+		{"wi-own-bucket", buckets[identitySA], v1.ReasonSucceeded},
+		{"wi-other-bucket", buckets[identityOther], v1.ReasonAccessDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := counts.of(tt.bucket).Count(bucket.OpGetObject)
+			tenantSource(t, tenantA, identitySA, tt.name, tt.bucket, sa.DeepCopy())
+			if tt.reason == v1.ReasonSucceeded {
+				got := waitReady(t, identitySA, tt.name, metav1.ConditionTrue, v1.ReasonSucceeded)
+				if got.Status.Files == nil || got.Status.Files.Ingested != 1 {
+					t.Errorf("files %+v, want 1 ingested", got.Status.Files)
+				}
+			} else {
+				got := waitReady(t, identitySA, tt.name, metav1.ConditionFalse, tt.reason)
+				if strings.Contains(condition(got, v1.ConditionReady).Message, "eyJ") {
+					t.Errorf("status carries a token")
+				}
+				if n := counts.of(tt.bucket).Count(bucket.OpGetObject) - before; n != 0 {
+					t.Errorf("%d object(s) of namespace B's bucket read with A's ServiceAccount", n)
+				}
+			}
+			calls := stsCalls.of(tt.bucket)
+			if len(calls) == 0 || calls[0].Action != "AssumeRoleWithWebIdentity" || calls[0].TokenSub != "system:serviceaccount:"+identitySA+":wi-reader" {
+				t.Errorf("STS calls %+v: want AssumeRoleWithWebIdentity with identity-sa's token", calls)
+			}
+		})
+	}
+}
+
+// Whatever the identity tests above did, no status or event of their namespaces carries a
+// token, the operator's keys or another tenant's keys.
+func TestTenantIdentityStatusAndEventsCarryNoSecret(t *testing.T) {
+	secrets := []string{"eyJ", operatorKeys.SecretAccessKey}
+	for _, ns := range []string{identityDenied, identityAllowed, identityOther, identitySA} {
+		var keys corev1.SecretList
+		if err := k8s.List(context.Background(), &keys, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys.Items {
+			if v := string(k.Data[controllers.SecretSecretAccessKey]); v != "" {
+				secrets = append(secrets, v)
+			}
+		}
+	}
+	for _, ns := range []string{identityDenied, identityAllowed, identityOther, identitySA} {
+		var sources v1.S3SourceList
+		if err := k8s.List(context.Background(), &sources, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		var texts []string
+		for _, src := range sources.Items {
+			b, err := json.Marshal(src.Status)
+			if err != nil {
+				t.Fatal(err)
+			}
+			texts = append(texts, string(b))
+		}
+		for _, e := range eventsIn(t, ns) {
+			texts = append(texts, e)
+		}
+		for _, text := range texts {
+			for _, secret := range secrets {
+				if strings.Contains(text, secret) {
+					t.Errorf("namespace %s: status or event carries a secret (%.3s...): %s", ns, secret, text)
+				}
+			}
+		}
+		if len(sources.Items) > 0 && testing.Verbose() {
+			for _, src := range sources.Items {
+				t.Logf("%s/%s: %s", ns, src.Name, condition(&src, v1.ConditionReady).Message)
+			}
+		}
+	}
+}
+
+func eventsIn(t *testing.T, ns string) []string {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Reason+" "+e.Note)
+	}
+	return out
 }

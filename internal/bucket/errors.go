@@ -246,10 +246,14 @@ func accessDenied(op operation, server string) string {
 	if server != "" {
 		server = " (" + server + ")"
 	}
-	if op.name == opReading {
-		return fmt.Sprintf("%s was denied%s: check that the bucket policy grants s3:GetObject on arn:aws:s3:::%s/<prefix>* to the operator's principal, with the prefix exactly as configured including the trailing slash (and kms:Decrypt if the bucket uses SSE-KMS)", op.target(), server, op.bucket)
+	principal := "the operator's principal"
+	if op.webIdentity != "" {
+		principal = "the role " + op.role + " (assumed with a token of " + op.webIdentity + ")"
 	}
-	return fmt.Sprintf("%s was denied%s: check the bucket policy principal is the operator's identity and that the prefix in the policy's s3:prefix condition matches the configured prefix exactly, including the trailing slash (e.g. %q)", op.target(), server, op.path+"*")
+	if op.name == opReading {
+		return fmt.Sprintf("%s was denied%s: check that the bucket policy grants s3:GetObject on arn:aws:s3:::%s/<prefix>* to %s, with the prefix exactly as configured including the trailing slash (and kms:Decrypt if the bucket uses SSE-KMS)", op.target(), server, op.bucket, principal)
+	}
+	return fmt.Sprintf("%s was denied%s: check the bucket policy principal is %s and that the prefix in the policy's s3:prefix condition matches the configured prefix exactly, including the trailing slash (e.g. %q)", op.target(), server, principal, op.path+"*")
 }
 
 func noSuchBucket(op operation) string {
