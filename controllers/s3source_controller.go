@@ -187,6 +187,17 @@ func (s *sourceScope) lastDiscovery() time.Time {
 	return last
 }
 
+// staleStatus reports whether this process finished a run the cached status does not show
+// yet: its conditions are older than what this process knows (e.g. a Ready=False from a
+// stall the run has since cleared), and a re-check requeue must not act on them.
+func (s *sourceScope) staleStatus() bool {
+	if s.memo.lastFinished.IsZero() {
+		return false
+	}
+	last := s.src.Status.LastDiscoveryTime
+	return last == nil || statusTime(s.memo.lastFinished).After(last.Time)
+}
+
 // failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
 func (s *sourceScope) failuresAfterFold() int32 {
 	switch {
@@ -368,7 +379,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		why = "spec changed"
 	case src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
 		why = "quota window reset"
-	case s.failuresAfterFold() == 0 && meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady):
+	case s.failuresAfterFold() == 0 && meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady) && !s.staleStatus():
 		// Ready=False without a failed run came from a step (a Secret, the quota's time
 		// zone, the store); that step passed now, so discover instead of waiting.
 		why = "recovered"

@@ -384,6 +384,12 @@ func TestTenantSecretFixedWithoutWatch(t *testing.T) {
 	if c := condition(got, v1.ConditionStalled); c.Status != "Absent" {
 		t.Errorf("still stalled: %s", c.Message)
 	}
+	// The re-checks queued while it was stalled do not start a second discovery from a
+	// cached status that still says SecretNotFound.
+	time.Sleep(2 * time.Second) // two re-check periods of the suite
+	if n := counts.of(bkt).Count(bucket.OpListObjectsV2); n != 1 {
+		t.Errorf("%d listings, want the one discovery", n)
+	}
 }
 
 // ServiceAccount mode up to STS on real parts: the reconciler checks the ServiceAccount
