@@ -50,8 +50,6 @@ const (
 	// ReasonInvalidServiceAccount: the ServiceAccount lacks a well-formed
 	// eks.amazonaws.com/role-arn annotation.
 	ReasonInvalidServiceAccount = "InvalidServiceAccount"
-	// ReasonTokenRequestFailed: the API server did not issue a token for the ServiceAccount.
-	ReasonTokenRequestFailed = "TokenRequestFailed"
 )
 
 // OperatorIdentityLabel is the namespace label the default
