@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -148,11 +149,17 @@ func zapLevel() int8 {
 
 // startManager runs both controllers for the given namespaces against st.
 func startManager(ctx context.Context, st ingest.Store, namespaces []string) (stop func(), err error) {
+	return startManagerWith(ctx, env.Config, st, namespaces)
+}
+
+// startManagerWith is startManager with the API server credentials of cfg, e.g. a user
+// bound only to the operator's own ClusterRole.
+func startManagerWith(ctx context.Context, cfg *rest.Config, st ingest.Store, namespaces []string) (stop func(), err error) {
 	nsConfig := map[string]cache.Config{}
 	for _, ns := range namespaces {
 		nsConfig[ns] = cache.Config{}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     env.Scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Cache:      cache.Options{DefaultNamespaces: nsConfig},

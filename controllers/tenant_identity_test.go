@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +17,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
@@ -577,4 +581,67 @@ func eventsIn(t *testing.T, ns string) []string {
 		out = append(out, e.Reason+" "+e.Note)
 	}
 	return out
+}
+
+// The operator works with exactly the permissions config/rbac gives it: a second manager
+// acts as a user bound only to the generated manager-role (secrets and ServiceAccounts:
+// get; serviceaccounts/token: create; no list/watch on either) and runs a source of each
+// identity mode, including a Secret created after its source.
+func TestTenantManagerNeedsNoListOrWatchOnSecrets(t *testing.T) {
+	const ns = "identity-rbac"
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{v1.OperatorIdentityLabel: "allowed"}}}); err != nil {
+		t.Fatal(err)
+	}
+	tenant := asTenant(t, ns, "tenant-"+ns) // also installs config/rbac's ClusterRoles
+	const operator = "data-import-manager"
+	if err := k8s.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "test-" + operator},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "manager-role"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: operator}}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: operator, Groups: []string{"system:authenticated"}}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stop, err := startManagerWith(ctx, cfg, st, []string{ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	buckets := map[string]string{"rbac-secret": "identity-rbac-secret", "rbac-sa": "identity-rbac-sa", "rbac-default": "identity-op-rbac"}
+	for name, bkt := range buckets {
+		createBucket(t, bkt)
+		put(t, bkt, "in/a.json", jsonArray(t, conversation("agent-1", name, "2025-01-15T14:30:00Z", "x")))
+	}
+	if err := s3.AddPolicy("system:serviceaccount:"+ns+":reader", minio.ReadOnlyPolicy(buckets["rbac-sa"], "in/")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tenant.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reader",
+		Annotations: map[string]string{v1.ServiceAccountRoleAnnotation: "arn:aws:iam::123456789012:role/reader"}}}); err != nil {
+		t.Fatal(err)
+	}
+	tenantSource(t, tenant, ns, "rbac-secret", buckets["rbac-secret"], &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "keys"}})
+	tenantSource(t, tenant, ns, "rbac-sa", buckets["rbac-sa"], &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "reader"})
+	tenantSource(t, tenant, ns, "rbac-default", buckets["rbac-default"], nil)
+	waitReady(t, ns, "rbac-secret", metav1.ConditionFalse, v1.ReasonSecretNotFound)
+	ak, sk, err := s3.CreateReadOnlyUser(buckets["rbac-secret"], "in/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"},
+		StringData: map[string]string{controllers.SecretAccessKeyID: ak, controllers.SecretSecretAccessKey: sk}}); err != nil {
+		t.Fatal(err)
+	}
+	for name := range buckets {
+		got := waitReady(t, ns, name, metav1.ConditionTrue, v1.ReasonSucceeded)
+		if got.Status.Files == nil || got.Status.Files.Ingested != 1 {
+			t.Errorf("%s: files %+v, want 1 ingested", name, got.Status.Files)
+		}
+	}
 }
