@@ -433,16 +433,25 @@ var secretVerbs = []string{"get"}
 
 // secretWrites returns the rules of roles that grant anything but getting Secrets.
 func secretWrites(name string, rules []rbacv1.PolicyRule) []string {
+	return grantsBeyond(name, rules, "secrets", secretVerbs)
+}
+
+// The manager reads the ServiceAccount a source names (get) and mints its token
+// (serviceaccounts/token create); it never lists or watches ServiceAccounts.
+var serviceAccountVerbs = map[string][]string{"serviceaccounts": {"get"}, "serviceaccounts/token": {"create"}}
+
+// grantsBeyond returns what the rules grant on a core resource beyond allowed verbs.
+func grantsBeyond(name string, rules []rbacv1.PolicyRule, resource string, allowed []string) []string {
 	var bad []string
 	for _, r := range rules {
 		core := slices.Contains(r.APIGroups, "") || slices.Contains(r.APIGroups, "*")
-		secrets := slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*")
-		if !core || !secrets {
+		matches := slices.Contains(r.Resources, resource) || slices.Contains(r.Resources, "*")
+		if !core || !matches {
 			continue
 		}
 		for _, v := range r.Verbs {
-			if !slices.Contains(secretVerbs, v) {
-				bad = append(bad, fmt.Sprintf("%s grants %q on secrets", name, v))
+			if !slices.Contains(allowed, v) {
+				bad = append(bad, fmt.Sprintf("%s grants %q on %s", name, v, resource))
 			}
 		}
 	}
@@ -476,8 +485,14 @@ func TestRBAC(t *testing.T) {
 		t.Run(dir, func(t *testing.T) {
 			objs := render(t, dir)
 			for _, u := range ofKind(objs, "ClusterRole") {
-				for _, bad := range secretWrites("ClusterRole "+u.GetName(), typed[rbacv1.ClusterRole](t, u).Rules) {
+				rules := typed[rbacv1.ClusterRole](t, u).Rules
+				for _, bad := range secretWrites("ClusterRole "+u.GetName(), rules) {
 					t.Error(bad)
+				}
+				for res, verbs := range serviceAccountVerbs {
+					for _, bad := range grantsBeyond("ClusterRole "+u.GetName(), rules, res, verbs) {
+						t.Error(bad)
+					}
 				}
 			}
 			for _, u := range ofKind(objs, "Role") {
