@@ -363,6 +363,40 @@ func TestTenantCannotReachAnotherNamespacesIdentity(t *testing.T) {
 	}
 }
 
+// A quotaRef is a local name too: namespace A naming B's IngestionQuota gets A's own
+// (here none: the defaults), never B's limits or usage.
+func TestTenantQuotaRefStaysInItsNamespace(t *testing.T) {
+	ctx := context.Background()
+	createQuota(t, identityOther, "b-quota", v1.IngestionQuotaSpec{}) // as the admin
+	tenantA := asTenant(t, identityDenied, "tenant-"+identityDenied)
+	if err := tenantA.Get(ctx, client.ObjectKey{Namespace: identityOther, Name: "b-quota"}, &v1.IngestionQuota{}); !apierrors.IsForbidden(err) {
+		t.Errorf("tenant A reading B's IngestionQuota: %v, want Forbidden", err)
+	}
+	const bkt = "identity-quota-ref"
+	createBucket(t, bkt)
+	ak, sk, err := s3.CreateReadOnlyUser(bkt, "in/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenantA.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: identityDenied, Name: "quota-ref-keys"},
+		StringData: map[string]string{controllers.SecretAccessKeyID: ak, controllers.SecretSecretAccessKey: sk}}); err != nil {
+		t.Fatal(err)
+	}
+	src := &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: identityDenied, Name: "quota-ref"},
+		Spec: v1.S3SourceSpec{Bucket: bkt, Prefix: "in/", Endpoint: s3.Endpoint, ForcePathStyle: true, Region: minio.Region, QuotaRef: "b-quota",
+			Credentials: &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "quota-ref-keys"}}}}
+	if err := tenantA.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "QuotaAvailable=True/DefaultQuota", func() error {
+		c := condition(getSource(t, identityDenied, src.Name), v1.ConditionQuotaAvailable)
+		if c.Reason != v1.ReasonDefaultQuota || !strings.Contains(c.Message, "IngestionQuota "+identityDenied+"/b-quota not found") {
+			return fmt.Errorf("QuotaAvailable = %s/%s %q", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+}
+
 // The operator does not watch Secrets (it may only get them): a source stalled on a
 // missing Secret looks again on its own and runs once the tenant created it.
 func TestTenantSecretFixedWithoutWatch(t *testing.T) {
