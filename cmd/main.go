@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	_ "time/tzdata" // quota time zones work in a distroless image without zoneinfo
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -39,6 +40,8 @@ func run() error {
 		opts                                 controllers.SourceOptions
 		maxDailyLimit                        = newBytesFlag(controllers.DefaultMaxDailyLimit)
 		maxFileSize                          = newBytesFlag(controllers.DefaultMaxFileSize)
+		identity                             controllers.IdentityOptions
+		identitySelector                     string
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -55,6 +58,10 @@ func run() error {
 		"A quota asking for more gets this; tenants cannot raise it.")
 	flag.Var(maxFileSize, "max-file-size", "Ceiling of every IngestionQuota's maxFileSize, a decimal `quantity` (100M = 100,000,000 bytes). "+
 		"A quota asking for more gets this; the spool directory must hold --concurrent-files × 2 of it.")
+	flag.StringVar(&identitySelector, "operator-identity-namespace-selector", controllers.DefaultOperatorIdentityNamespaceSelector,
+		"Label selector of the namespaces whose S3Sources may use the operator's own identity (credentials.provider Default, with or without assumeRole). Other namespaces must use a ServiceAccount or Secret. Only admins can label namespaces.")
+	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
+	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -66,6 +73,11 @@ func run() error {
 	if err := checkLimits(ceilings, opts); err != nil {
 		return err
 	}
+	sel, err := labels.Parse(identitySelector)
+	if err != nil {
+		return fmt.Errorf("--operator-identity-namespace-selector %q: %w", identitySelector, err)
+	}
+	identity.OperatorIdentityNamespaces = sel
 
 	if dsn == "" {
 		if err := os.MkdirAll(dataDir, 0o750); err != nil {
@@ -99,7 +111,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := setup(mgr, st, opts, ceilings); err != nil {
+	if err := setup(mgr, st, opts, ceilings, identity); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -120,11 +132,11 @@ func run() error {
 	return mgr.Start(ctx)
 }
 
-func setup(mgr ctrl.Manager, st ingest.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings) error {
+func setup(mgr ctrl.Manager, st ingest.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings, identity controllers.IdentityOptions) error {
 	metrics := controllers.NewMetrics(nil)
 	if err := (&controllers.S3SourceReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Metrics: metrics,
-		Ceilings: ceilings,
+		Ceilings: ceilings, Identity: identity,
 	}).SetupWithManager(mgr, opts); err != nil {
 		return fmt.Errorf("setting up controller s3source: %w", err)
 	}

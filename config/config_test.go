@@ -1,6 +1,6 @@
 // Package config_test renders the kustomizations in config/ with the real kubectl and checks
 // what a deployment relies on: both CRDs, the manager's security context, probes and store,
-// RBAC that never writes Secrets, samples that decode as their kinds, alert rules that only
+// RBAC that only gets Secrets (never writes, lists or watches them), samples that decode as their kinds, alert rules that only
 // use metrics the manager exports, and (apiserver_test.go) that a real apiserver accepts it all.
 package config_test
 
@@ -432,21 +432,32 @@ func TestMetricsServiceAndMonitor(t *testing.T) {
 	}
 }
 
-// Verbs that only read: the manager must never be able to change or create a Secret.
-var readVerbs = []string{"get", "list", "watch"}
+// The only verb the manager has on Secrets: it never changes or creates one, and it does
+// not list or watch them either (no cluster-wide read of every tenant's Secrets): it gets
+// the ones a source names, in the source's namespace.
+var secretVerbs = []string{"get"}
 
-// secretWrites returns the rules of roles that grant anything but reading Secrets.
+// secretWrites returns the rules of roles that grant anything but getting Secrets.
 func secretWrites(name string, rules []rbacv1.PolicyRule) []string {
+	return grantsBeyond(name, rules, "secrets", secretVerbs)
+}
+
+// The manager reads the ServiceAccount a source names (get) and mints its token
+// (serviceaccounts/token create); it never lists or watches ServiceAccounts.
+var serviceAccountVerbs = map[string][]string{"serviceaccounts": {"get"}, "serviceaccounts/token": {"create"}}
+
+// grantsBeyond returns what the rules grant on a core resource beyond allowed verbs.
+func grantsBeyond(name string, rules []rbacv1.PolicyRule, resource string, allowed []string) []string {
 	var bad []string
 	for _, r := range rules {
 		core := slices.Contains(r.APIGroups, "") || slices.Contains(r.APIGroups, "*")
-		secrets := slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*")
-		if !core || !secrets {
+		matches := slices.Contains(r.Resources, resource) || slices.Contains(r.Resources, "*")
+		if !core || !matches {
 			continue
 		}
 		for _, v := range r.Verbs {
-			if !slices.Contains(readVerbs, v) {
-				bad = append(bad, fmt.Sprintf("%s grants %q on secrets", name, v))
+			if !slices.Contains(allowed, v) {
+				bad = append(bad, fmt.Sprintf("%s grants %q on %s", name, v, resource))
 			}
 		}
 	}
@@ -459,7 +470,8 @@ func TestSecretWritesDetector(t *testing.T) {
 		rule rbacv1.PolicyRule
 		want int
 	}{
-		{"read secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: readVerbs}, 0},
+		{"get secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: secretVerbs}, 0},
+		{"list and watch secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}}, 2},
 		{"update secrets", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "update"}}, 1},
 		{"wildcard resource", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"*"}, Verbs: []string{"*"}}, 1},
 		{"wildcard group", rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"secrets"}, Verbs: []string{"create", "delete"}}, 2},
@@ -496,6 +508,9 @@ func nonEmpty(s ...string) []string {
 	}
 	return out
 }
+
+// readVerbs are what reading an object takes.
+var readVerbs = []string{"get", "list", "watch"}
 
 // quotaWrites returns the rules that grant anything but reading IngestionQuotas.
 func quotaWrites(name string, rules []rbacv1.PolicyRule) []string {
@@ -543,8 +558,14 @@ func TestRBAC(t *testing.T) {
 		t.Run(dir, func(t *testing.T) {
 			objs := render(t, dir)
 			for _, u := range ofKind(objs, "ClusterRole") {
-				for _, bad := range secretWrites("ClusterRole "+u.GetName(), typed[rbacv1.ClusterRole](t, u).Rules) {
+				rules := typed[rbacv1.ClusterRole](t, u).Rules
+				for _, bad := range secretWrites("ClusterRole "+u.GetName(), rules) {
 					t.Error(bad)
+				}
+				for res, verbs := range serviceAccountVerbs {
+					for _, bad := range grantsBeyond("ClusterRole "+u.GetName(), rules, res, verbs) {
+						t.Error(bad)
+					}
 				}
 			}
 			for _, u := range ofKind(objs, "Role") {

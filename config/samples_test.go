@@ -67,6 +67,7 @@ func TestSamples(t *testing.T) {
 	decoder := serializer.NewCodecFactory(newScheme(t), serializer.EnableStrict).UniversalDeserializer()
 	var sources []*v1.S3Source
 	secrets := map[string]*corev1.Secret{}
+	serviceAccounts := map[string]*corev1.ServiceAccount{}
 	var quotas []*v1.IngestionQuota
 	for _, file := range sampleFiles(t) {
 		base := filepath.Base(file)
@@ -82,6 +83,8 @@ func TestSamples(t *testing.T) {
 			case *v1.S3Source:
 				sources = append(sources, o)
 				ofItsKind += count(kind == "s3source")
+			case *corev1.ServiceAccount:
+				serviceAccounts[o.Name] = o
 			case *v1.IngestionQuota:
 				quotas = append(quotas, o)
 				ofItsKind += count(kind == "ingestionquota")
@@ -111,6 +114,11 @@ func TestSamples(t *testing.T) {
 	for _, s := range sources {
 		c := s.Spec.Credentials
 		switch {
+		case c != nil && c.Provider == v1.CredentialsServiceAccount:
+			if sa := serviceAccounts[c.ServiceAccountName]; sa == nil || sa.Annotations[v1.ServiceAccountRoleAnnotation] == "" {
+				t.Errorf("S3Source %s refers to a ServiceAccount no sample defines with a %s annotation", s.Name, v1.ServiceAccountRoleAnnotation)
+			}
+			modes["service account"] = true
 		case c == nil || (c.Provider != v1.CredentialsSecret && c.AssumeRole == nil):
 			modes["workload identity"] = true
 		case c.Provider == v1.CredentialsSecret:
@@ -118,15 +126,16 @@ func TestSamples(t *testing.T) {
 				t.Errorf("S3Source %s refers to a Secret no sample defines", s.Name)
 			}
 			modes["secret"] = true
-		case c.AssumeRole != nil && c.AssumeRole.ExternalID != "":
-			modes["assume role with external ID"] = true
+		case c.AssumeRole != nil && c.AssumeRole.ExternalID == "":
+			// The operator's identity assumes the role with the external ID it generates.
+			modes["assume role with the operator's external ID"] = true
 		}
 		if s.Spec.Bucket != "my-bucket" || s.Spec.Prefix != "conversations/" || s.Spec.Region == "" {
 			t.Errorf("S3Source %s reads s3://%s/%s in %q; the samples use s3://my-bucket/conversations/ with a region",
 				s.Name, s.Spec.Bucket, s.Spec.Prefix, s.Spec.Region)
 		}
 	}
-	for _, m := range []string{"workload identity", "secret", "assume role with external ID"} {
+	for _, m := range []string{"workload identity", "secret", "service account", "assume role with the operator's external ID"} {
 		if !modes[m] {
 			t.Errorf("no S3Source sample uses credentials mode %q", m)
 		}

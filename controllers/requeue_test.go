@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,6 +50,11 @@ func TestRequeueAfter(t *testing.T) {
 			if err := v1.AddToScheme(scheme); err != nil {
 				t.Fatal(err)
 			}
+			if err := corev1.AddToScheme(scheme); err != nil {
+				t.Fatal(err)
+			}
+			// The source uses the operator's identity, in a namespace the admin allowed.
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns", UID: "ns-uid", Labels: map[string]string{v1.OperatorIdentityLabel: "allowed"}}}
 			src := &v1.S3Source{
 				ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", UID: uid, Generation: 1, Finalizers: []string{v1.Finalizer}},
 				Spec:       v1.S3SourceSpec{Bucket: "b", Interval: &metav1.Duration{Duration: time.Hour}, QuotaRef: "default"},
@@ -61,7 +67,7 @@ func TestRequeueAfter(t *testing.T) {
 			if tt.annot != "" {
 				src.Annotations = map[string]string{v1.RefreshAnnotation: tt.annot}
 			}
-			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(src).WithStatusSubresource(src).Build()
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(src, ns).WithStatusSubresource(src).Build()
 			st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"))
 			if err != nil {
 				t.Fatal(err)
@@ -69,6 +75,9 @@ func TestRequeueAfter(t *testing.T) {
 			defer st.Close()
 			r := &S3SourceReconciler{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(10), Store: st,
 				Clock: clocktesting.NewFakeClock(tt.now), Metrics: NewMetrics(nil)}
+			if err := r.Identity.defaults(); err != nil {
+				t.Fatal(err)
+			}
 			r.runs = newRunTracker(discovery.NewRunner(st, ingest.New(st), r.Clock.Now, 1, 1), st, 1)
 			res, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "s"}})
 			if err != nil {

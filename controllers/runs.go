@@ -47,9 +47,6 @@ type runMemo struct {
 	lastFinished      time.Time
 	handledRefresh    string
 	startedGeneration int64
-	// secrets fingerprints the Secrets the last run was built from; a change retries a
-	// failing source at once.
-	secrets string
 	// throttledRefresh is the refresh value already announced as throttled.
 	throttledRefresh string
 }
@@ -124,7 +121,7 @@ func (t *runTracker) remember(key types.NamespacedName, f func(*runMemo)) {
 
 // start begins a run unless one is in flight; it reports whether it started one.
 // refresh is the annotation value this run handles ("" for none).
-func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, refresh, secrets string) bool {
+func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, refresh string) bool {
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -133,7 +130,6 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	}
 	m := t.memos[key]
 	m.startedGeneration = src.Generation
-	m.secrets = secrets
 	if refresh != "" {
 		m.handledRefresh = refresh
 	}

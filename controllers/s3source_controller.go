@@ -35,8 +35,8 @@ import (
 // S3SourceReconciler discovers and ingests the files of each S3Source.
 type S3SourceReconciler struct {
 	client.Client
-	// APIReader reads Secrets from the API server: the manager caches only their metadata,
-	// never every Secret of the cluster.
+	// APIReader reads Secrets and ServiceAccounts from the API server with get: the
+	// operator neither caches nor watches them (it holds no list/watch on them).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Store     ingest.Store
@@ -47,6 +47,8 @@ type S3SourceReconciler struct {
 	// Ceilings bound the quota of every source, including the defaults that apply when
 	// its IngestionQuota does not exist.
 	Ceilings Ceilings
+	// Identity is what the admin allows for cloud identities.
+	Identity IdentityOptions
 
 	runs *runTracker
 }
@@ -69,7 +71,10 @@ type SourceOptions struct {
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources/finalizers,verbs=update
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=ingestionquotas,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller and the run tracker with mgr.
@@ -82,6 +87,9 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	}
 	if r.Metrics == nil {
 		r.Metrics = NewMetrics(nil)
+	}
+	if err := r.Identity.defaults(); err != nil {
+		return err
 	}
 	engine := ingest.New(r.Store)
 	engine.TempDir = opts.SpoolDir
@@ -96,7 +104,10 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.S3Source{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1.IngestionQuota{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfQuota)).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfSecret), builder.OnlyMetadata).
+		// A namespace's labels decide whether its sources may use the operator's identity.
+		// Secrets and ServiceAccounts are not watched: see IdentityOptions.ReferenceRecheck.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfNamespace),
+			builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.runs.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("s3source").
@@ -107,15 +118,20 @@ func (r *S3SourceReconciler) sourcesOfQuota(ctx context.Context, obj client.Obje
 	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return s.Spec.QuotaRef == obj.GetName() })
 }
 
-func (r *S3SourceReconciler) sourcesOfSecret(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool {
-		for _, n := range secretNames(s) {
-			if n == obj.GetName() {
-				return true
-			}
+func (r *S3SourceReconciler) sourcesOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list v1.S3SourceList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetName())); err != nil {
+		// A cache restricted to some namespaces knows no sources of the others.
+		log.FromContext(ctx).V(1).Info("not mapping a namespace to its S3Sources", "namespace", obj.GetName(), "error", err.Error())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if providerOf(&list.Items[i]) == v1.CredentialsDefault {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 		}
-		return false
-	})
+	}
+	return reqs
 }
 
 func (r *S3SourceReconciler) sourcesMatching(ctx context.Context, ns string, match func(*v1.S3Source) bool) []reconcile.Request {
@@ -154,6 +170,8 @@ type sourceScope struct {
 	bytesToday int64
 	// memo is what this process decided last, newer than a stale cached status.
 	memo runMemo
+	// identity is who the source acts as; nil until stepIdentity resolved it.
+	identity *identity
 }
 
 // handledRefresh is the refresh value last acted on, from status or this process.
@@ -177,6 +195,17 @@ func (s *sourceScope) lastDiscovery() time.Time {
 	return last
 }
 
+// staleStatus reports whether this process finished a run the cached status does not show
+// yet: its conditions are older than what this process knows (e.g. a Ready=False from a
+// stall the run has since cleared), and a re-check requeue must not act on them.
+func (s *sourceScope) staleStatus() bool {
+	if s.memo.lastFinished.IsZero() {
+		return false
+	}
+	last := s.src.Status.LastDiscoveryTime
+	return last == nil || statusTime(s.memo.lastFinished).After(last.Time)
+}
+
 // failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
 func (s *sourceScope) failuresAfterFold() int32 {
 	switch {
@@ -196,6 +225,9 @@ func (s *sourceScope) specActedOn() bool {
 type stepFailure struct {
 	reason, message string
 	stalled         bool
+	// recheck: a stall on a Secret or ServiceAccount the operator does not watch; the
+	// source looks again after IdentityOptions.ReferenceRecheck.
+	recheck bool
 }
 
 func (f *stepFailure) Error() string { return f.reason + ": " + f.message }
@@ -233,6 +265,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.stepResolveQuota,
 		r.stepUsage,
 		r.stepDisabled,
+		r.stepIdentity,
 		r.stepStartRunIfDue,
 	} {
 		after, err := step(ctx, s)
@@ -270,7 +303,10 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.emitRunEvents(src, s)
 	}
 	if s.failure != nil && !s.failure.stalled {
-		requeue = lowestRequeue(requeue, failureBackoff(src.Spec.Interval, src.Status.ConsecutiveFailures+1))
+		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
+	}
+	if s.failure != nil && s.failure.recheck {
+		requeue = lowestRequeue(requeue, r.Identity.ReferenceRecheck)
 	}
 
 	return ctrl.Result{RequeueAfter: requeue}, stepErr
@@ -351,21 +387,13 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		why = "spec changed"
 	case src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
 		why = "quota window reset"
-	case s.failuresAfterFold() == 0 && meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady):
+	case s.failuresAfterFold() == 0 && meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady) && !s.staleStatus():
 		// Ready=False without a failed run came from a step (a Secret, the quota's time
 		// zone, the store); that step passed now, so discover instead of waiting.
 		why = "recovered"
 	}
-	// A failing or stalled source is retried at once when its Secrets change: the fix
-	// the message asked for has arrived.
-	secrets, err := r.secretsFingerprint(ctx, src)
-	if err != nil {
-		return 0, err
-	}
-	if why == "" && (s.failuresAfterFold() > 0 || meta.IsStatusConditionTrue(src.Status.Conditions, v1.ConditionStalled)) &&
-		secrets != s.memo.secrets {
-		why = "Secret changed"
-	}
+	// Secrets are not watched: a source failing on credentials the tenant controls retries
+	// within credentialsRetryCap (see retryBackoff), or at once with the refresh annotation.
 	handled := ""
 	if requested != "" && requested != s.refreshHandled {
 		readyAt := last.Add(s.quota.RefreshCooldown)
@@ -397,7 +425,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		return wait, nil
 	}
 
-	client, err := r.bucketClient(ctx, src)
+	client, err := r.bucketClient(ctx, src, s.identity)
 	if err != nil {
 		return 0, err
 	}
@@ -408,7 +436,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		// New validation rules (agent allow-list, policy) apply to files already failed.
 		RecheckFailed: !s.specActedOn(),
 	}
-	if r.runs.start(src, client, job, handled, secrets) {
+	if r.runs.start(src, client, job, handled) {
 		s.running, s.started = true, true
 		if handled != "" {
 			s.refreshHandled = handled
@@ -451,7 +479,7 @@ func dueAt(src *v1.S3Source, last time.Time, failures int32) time.Time {
 		return last
 	}
 	if failures > 0 {
-		return last.Add(failureBackoff(src.Spec.Interval, failures))
+		return last.Add(retryBackoff(src, failures))
 	}
 	return nextDiscovery(src, last)
 }
@@ -488,6 +516,17 @@ func failureBackoff(interval *metav1.Duration, failures int32) time.Duration {
 		d *= 2
 	}
 	return min(d, limit)
+}
+
+// retryBackoff is the failure backoff of a source: failureBackoff, capped at
+// credentialsRetryCap for a source whose credentials the tenant controls, since no watch
+// tells the operator when the tenant fixed its Secret or ServiceAccount.
+func retryBackoff(src *v1.S3Source, failures int32) time.Duration {
+	d := failureBackoff(src.Spec.Interval, failures)
+	if tenantCredentials(src) || src.Spec.CASecretRef != nil {
+		d = min(d, credentialsRetryCap)
+	}
+	return d
 }
 
 // reconcileDelete stops any run and removes the source's ledger; nothing in S3 is touched

@@ -526,7 +526,9 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 			waitEvent(t, ns, src.Name, "DiscoveryFailed", tt.message)
 		})
 	}
-	// Fixing the Secret retries at once: no clock step, no poke.
+	// The operator does not watch Secrets: the fixed Secret is picked up by the next retry,
+	// 30s after one failure and never more than credentialsRetryCap later. The poke stands
+	// in for the requeue timer once the fake clock reached the retry.
 	fixed := getSecret(t, ns, "wrong-secret-keys")
 	ak, sk, err := s3.CreateReadOnlyUser("errors", "public/")
 	if err != nil {
@@ -536,6 +538,8 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 	if err := k8s.Update(context.Background(), fixed); err != nil {
 		t.Fatal(err)
 	}
+	clk.Step(30 * time.Second)
+	poke(t, ns, "wrong-secret")
 	eventually(t, "the fixed Secret to be used", func() error {
 		got := getSource(t, ns, "wrong-secret")
 		if c := condition(got, v1.ConditionReady); c.Status != metav1.ConditionTrue || c.Reason != v1.ReasonNoObjectsFound {
@@ -548,7 +552,7 @@ func TestBucketErrorsHaveReasonsAndBackOff(t *testing.T) {
 	})
 
 	// Backoff doubles: the second failure schedules the retry 60s later.
-	clk.Step(31 * time.Second)
+	clk.Step(time.Second)
 	again := clk.Now()
 	poke(t, ns, "missing-bucket")
 	eventually(t, "a second failure", func() error {

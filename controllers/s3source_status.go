@@ -32,6 +32,9 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		st.State = "Disabled"
 	}
 	st.LastHandledRefresh = s.refreshHandled
+	if s.identity != nil {
+		st.ExternalID = s.identity.externalID
+	}
 	if s.started || src.Spec.Disabled || (s.failure != nil && s.failure.stalled) {
 		st.ObservedGeneration = src.Generation
 	}

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +132,46 @@ func TestComputeSourceStatus(t *testing.T) {
 			absent: []string{v1.ConditionReconciling},
 		},
 		{
+			name: "operator identity not allowed stalls and clears the external ID",
+			prev: v1.S3SourceStatus{ExternalID: "dataimport-old"},
+			scope: func(s *sourceScope) {
+				s.identity = &identity{}
+				s.failure = &stepFailure{reason: v1.ReasonOperatorIdentityNotAllowed, message: "namespace ns may not ...", stalled: true}
+			},
+			want: map[string]wantCondition{v1.ConditionReady: {metav1.ConditionFalse, v1.ReasonOperatorIdentityNotAllowed},
+				v1.ConditionStalled: {metav1.ConditionTrue, v1.ReasonOperatorIdentityNotAllowed}},
+			absent: []string{v1.ConditionReconciling},
+			check: func(t *testing.T, st v1.S3SourceStatus) {
+				if st.ExternalID != "" {
+					t.Errorf("externalID %q kept for a refused identity", st.ExternalID)
+				}
+			},
+		},
+		{
+			name: "external ID of the operator's identity",
+			scope: func(s *sourceScope) {
+				s.identity = &identity{externalID: "dataimport-uid"}
+				s.running, s.started = true, true
+			},
+			check: func(t *testing.T, st v1.S3SourceStatus) {
+				if st.ExternalID != "dataimport-uid" {
+					t.Errorf("externalID %q, want dataimport-uid", st.ExternalID)
+				}
+			},
+		},
+		{
+			name: "an earlier step failed: the external ID stays",
+			prev: v1.S3SourceStatus{ExternalID: "dataimport-uid"},
+			scope: func(s *sourceScope) {
+				s.failure = &stepFailure{reason: v1.ReasonStoreError, message: "database is locked"}
+			},
+			check: func(t *testing.T, st v1.S3SourceStatus) {
+				if st.ExternalID != "dataimport-uid" {
+					t.Errorf("externalID %q, want the last known dataimport-uid", st.ExternalID)
+				}
+			},
+		},
+		{
 			name:  "refresh throttled",
 			prev:  v1.S3SourceStatus{LastDiscoveryTime: &metav1.Time{Time: now.Add(-10 * time.Second)}},
 			scope: func(s *sourceScope) { s.refreshThrottled, s.refreshAt = "2", now.Add(50*time.Second) },
@@ -202,6 +244,46 @@ func TestFailureBackoffDoublesUpToTheInterval(t *testing.T) {
 	for failures, want := range map[int32]time.Duration{1: 30 * time.Second, 2: time.Minute, 3: 2 * time.Minute, 7: 32 * time.Minute, 8: time.Hour, 20: time.Hour} {
 		if got := failureBackoff(hour, failures); got != want {
 			t.Errorf("failureBackoff(1h, %d) = %v, want %v", failures, got, want)
+		}
+	}
+}
+
+func TestRetryBackoffIsCappedForTenantCredentials(t *testing.T) {
+	hour := &metav1.Duration{Duration: time.Hour}
+	secret := &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "keys"}}
+	sa := &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "reader"}
+	tests := []struct {
+		name     string
+		spec     v1.S3SourceSpec
+		failures int32
+		want     time.Duration
+	}{
+		{"operator identity backs off to the interval", v1.S3SourceSpec{Interval: hour}, 8, time.Hour},
+		{"secret: first retry unchanged", v1.S3SourceSpec{Interval: hour, Credentials: secret}, 1, 30 * time.Second},
+		{"secret: capped", v1.S3SourceSpec{Interval: hour, Credentials: secret}, 8, credentialsRetryCap},
+		{"service account: capped", v1.S3SourceSpec{Interval: hour, Credentials: sa}, 20, credentialsRetryCap},
+		{"CA Secret: capped", v1.S3SourceSpec{Interval: hour, CASecretRef: &v1.LocalObjectReference{Name: "ca"}}, 8, credentialsRetryCap},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryBackoff(&v1.S3Source{Spec: tt.spec}, tt.failures); got != tt.want {
+				t.Errorf("retryBackoff(%d failures) = %v, want %v", tt.failures, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSessionNameFitsSTS(t *testing.T) {
+	long := strings.Repeat("n", 63)
+	tests := []struct{ ns, name, want string }{
+		{"team-a", "conversations", "dataimport@team-a.conversations"},
+		{long, long, ("dataimport@" + long + "." + long)[:64]},
+	}
+	for _, tt := range tests {
+		src := &v1.S3Source{}
+		src.Namespace, src.Name = tt.ns, tt.name
+		if got := sessionName(src); got != tt.want || !regexp.MustCompile(`^[\w+=,.@-]{2,64}$`).MatchString(got) {
+			t.Errorf("sessionName(%s/%s) = %q, want %q", tt.ns, tt.name, got, tt.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -50,7 +52,8 @@ var (
 )
 
 // Each test works in its own namespace; the main manager watches these.
-var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota"}
+var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota",
+	identityDenied, identityAllowed, identityOther, identitySA}
 
 // suiteCeilings are the main manager's ceilings: the manager's defaults, as deployed.
 var suiteCeilings = controllers.Ceilings{
@@ -86,11 +89,26 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	if s3, err = minio.StartServer(minio.Options{}); err != nil {
+	// MinIO's STS trusts the API server's ServiceAccount tokens (audience sts.amazonaws.com)
+	// as AWS IAM trusts a cluster's OIDC provider; a token's sub claim,
+	// system:serviceaccount:<namespace>:<name>, names the MinIO policy it gets.
+	if err := env.ServeIssuerDiscoveryAnonymously(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if s3, err = minio.StartServer(minio.Options{TrustedCAs: [][]byte{env.Config.CAData}, Env: []string{
+		"MINIO_IDENTITY_OPENID_CONFIG_URL=" + env.Issuer() + ".well-known/openid-configuration",
+		"MINIO_IDENTITY_OPENID_CLIENT_ID=" + controllers.DefaultSTSAudience,
+		"MINIO_IDENTITY_OPENID_CLAIM_NAME=sub",
+	}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer s3.Stop()
+	if err := setupOperatorIdentity(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "controllers-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -138,11 +156,17 @@ func zapLevel() int8 {
 // startManager runs both controllers for the given namespaces against st, with the
 // options the manager's flags would set passed directly.
 func startManager(ctx context.Context, st ingest.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
+	return startManagerWith(ctx, env.Config, st, namespaces, ceilings)
+}
+
+// startManagerWith is startManager with the API server credentials of cfg, e.g. a user
+// bound only to the operator's own ClusterRole.
+func startManagerWith(ctx context.Context, cfg *rest.Config, st ingest.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
 	nsConfig := map[string]cache.Config{}
 	for _, ns := range namespaces {
 		nsConfig[ns] = cache.Config{}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     env.Scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Cache:      cache.Options{DefaultNamespaces: nsConfig},
@@ -168,8 +192,16 @@ func startManager(ctx context.Context, st ingest.Store, namespaces []string, cei
 	src := &controllers.S3SourceReconciler{
 		Client: watched, Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Clock: clk, Metrics: metrics,
 		Ceilings: ceilings,
+		// STS of the operator's assumed roles and of ServiceAccount tokens is MinIO's. Stalls
+		// on Secrets and ServiceAccounts re-check quickly: tests do not wait a minute.
+		Identity: controllers.IdentityOptions{STSEndpoint: s3.Endpoint, ReferenceRecheck: time.Second},
 		NewBucket: func(ctx context.Context, cfg bucket.Config) (bucket.Client, error) {
-			cfg.WrapTransport = counts.of(cfg.Bucket).Wrap
+			if cfg.Credentials == nil && cfg.WebIdentity == nil {
+				// The default chain: the operator's own identity, a MinIO user here.
+				cfg.Credentials = operatorKeys
+			}
+			counting := counts.of(cfg.Bucket).Wrap
+			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return stsCalls.wrap(cfg.Bucket, counting(rt)) }
 			// Tests make failures fast: one attempt, short backoff.
 			cfg.MaxAttempts, cfg.MaxBackoff = 2, 10*time.Millisecond
 			return bucket.New(ctx, cfg)

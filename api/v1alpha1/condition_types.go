@@ -49,7 +49,21 @@ const (
 	ReasonCeilingApplied = "CeilingApplied"
 	// ReasonWithinCeilings (LimitsCapped=False): the spec's limits apply as written.
 	ReasonWithinCeilings = "WithinCeilings"
+	// ReasonOperatorIdentityNotAllowed: the source uses the operator's own identity
+	// (provider Default) in a namespace the admin did not allow.
+	ReasonOperatorIdentityNotAllowed = "OperatorIdentityNotAllowed"
+	// ReasonServiceAccountNotFound: spec.credentials.serviceAccountName names no
+	// ServiceAccount in the source's namespace.
+	ReasonServiceAccountNotFound = "ServiceAccountNotFound"
+	// ReasonInvalidServiceAccount: the ServiceAccount lacks a well-formed
+	// eks.amazonaws.com/role-arn annotation.
+	ReasonInvalidServiceAccount = "InvalidServiceAccount"
 )
+
+// OperatorIdentityLabel is the namespace label the default
+// --operator-identity-namespace-selector matches (value "allowed"): only the admin sets
+// namespace labels, so only the admin lets a namespace use the operator's own identity.
+const OperatorIdentityLabel = "dataimport.avon.ai/operator-identity"
 
 // RefreshAnnotation asks for a discovery now. Any new value counts; the cooldown of the
 // source's IngestionQuota throttles it:

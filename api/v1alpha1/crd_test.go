@@ -159,6 +159,38 @@ func TestS3SourceValidation(t *testing.T) {
 		{"bad role ARN", func(s *v1.S3SourceSpec) {
 			s.Credentials = &v1.Credentials{AssumeRole: &v1.AssumeRole{RoleARN: "role/avon"}}
 		}, "spec.credentials.assumeRole.roleARN"},
+		{"valid service account", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "s3-reader"}
+		}, ""},
+		{"valid default with assume role, no external ID", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsDefault, AssumeRole: &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon"}}
+		}, ""},
+		{"service account mode without a name", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsServiceAccount}
+		}, "serviceAccountName is required when provider is ServiceAccount"},
+		{"service account name with provider Default", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsDefault, ServiceAccountName: "s3-reader"}
+		}, "serviceAccountName is required when provider is ServiceAccount and not allowed otherwise"},
+		{"service account name with provider Secret", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "keys"}, ServiceAccountName: "s3-reader"}
+		}, "choose one credentials mode"},
+		{"service account with a secret", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "s3-reader", SecretRef: &v1.LocalObjectReference{Name: "keys"}}
+		}, "secretRef is required when provider is Secret and not allowed otherwise"},
+		{"service account with assume role", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "s3-reader",
+				AssumeRole: &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon"}}
+		}, "assumeRole is not allowed with provider ServiceAccount"},
+		{"malformed service account name", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsServiceAccount, ServiceAccountName: "S3 Reader"}
+		}, "spec.credentials.serviceAccountName"},
+		{"tenant-chosen external ID with provider Default", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{Provider: v1.CredentialsDefault,
+				AssumeRole: &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon", ExternalID: "chosen-by-tenant"}}
+		}, "assumeRole.externalID is not allowed with provider Default: the operator generates the external ID"},
+		{"tenant-chosen external ID with the provider defaulted", func(s *v1.S3SourceSpec) {
+			s.Credentials = &v1.Credentials{AssumeRole: &v1.AssumeRole{RoleARN: "arn:aws:iam::123456789012:role/avon", ExternalID: "chosen-by-tenant"}}
+		}, "assumeRole.externalID is not allowed with provider Default"},
 		{"CA bundle without endpoint", func(s *v1.S3SourceSpec) { s.CASecretRef = &v1.LocalObjectReference{Name: "ca"} }, "caSecretRef needs endpoint"},
 		{"endpoint without scheme", func(s *v1.S3SourceSpec) { s.Endpoint = "minio:9000" }, "spec.endpoint"},
 		{"unknown invalid-record policy", func(s *v1.S3SourceSpec) { s.OnInvalidRecord = "Ignore" }, "spec.onInvalidRecord"},

@@ -5,16 +5,25 @@ import (
 )
 
 // CredentialsProvider selects where the operator's S3 credentials come from.
-// +kubebuilder:validation:Enum=Default;Secret
+// +kubebuilder:validation:Enum=Default;Secret;ServiceAccount
 type CredentialsProvider string
 
 const (
-	// CredentialsDefault uses the AWS default chain: IRSA web identity, EKS Pod Identity,
-	// environment, or instance metadata. No secret is stored in the cluster.
+	// CredentialsDefault uses the operator's own identity (the AWS default chain: IRSA web
+	// identity, EKS Pod Identity, environment, or instance metadata). The admin allows it
+	// only in chosen namespaces (--operator-identity-namespace-selector).
 	CredentialsDefault CredentialsProvider = "Default"
 	// CredentialsSecret reads static keys from a Secret in the source's namespace.
 	CredentialsSecret CredentialsProvider = "Secret"
+	// CredentialsServiceAccount uses a ServiceAccount of the source's namespace: the
+	// operator requests a token for it (TokenRequest API) and exchanges it with STS
+	// AssumeRoleWithWebIdentity for the role in its eks.amazonaws.com/role-arn annotation.
+	CredentialsServiceAccount CredentialsProvider = "ServiceAccount"
 )
+
+// ServiceAccountRoleAnnotation on a ServiceAccount names the IAM role its tokens assume,
+// as IRSA (EKS) defines it.
+const ServiceAccountRoleAnnotation = "eks.amazonaws.com/role-arn"
 
 // InvalidRecordPolicy says what an invalid record does to the rest of its file.
 // +kubebuilder:validation:Enum=SkipFile;SkipRecord
@@ -134,19 +143,33 @@ type LocalObjectReference struct {
 
 // Credentials select exactly one way to authenticate, optionally assuming a role on top.
 // +kubebuilder:validation:XValidation:rule="self.provider == 'Secret' ? has(self.secretRef) : !has(self.secretRef)",message="secretRef is required when provider is Secret and not allowed otherwise: choose one credentials mode"
+// +kubebuilder:validation:XValidation:rule="self.provider == 'ServiceAccount' ? has(self.serviceAccountName) : !has(self.serviceAccountName)",message="serviceAccountName is required when provider is ServiceAccount and not allowed otherwise: choose one credentials mode"
+// +kubebuilder:validation:XValidation:rule="self.provider != 'ServiceAccount' || !has(self.assumeRole)",message="assumeRole is not allowed with provider ServiceAccount: the role is the one in the ServiceAccount's eks.amazonaws.com/role-arn annotation"
+// +kubebuilder:validation:XValidation:rule="self.provider != 'Default' || !has(self.assumeRole) || !has(self.assumeRole.externalID)",message="assumeRole.externalID is not allowed with provider Default: the operator generates the external ID for this namespace and shows it in status.externalID; put that value in the role's trust policy"
 type Credentials struct {
-	// Provider is Default (workload identity: IRSA, EKS Pod Identity, environment) or
-	// Secret (static keys from secretRef).
+	// Provider is Default (the operator's own identity, only in namespaces the admin
+	// allowed), Secret (static keys from secretRef) or ServiceAccount (a token of
+	// serviceAccountName exchanged for the role in its eks.amazonaws.com/role-arn annotation).
 	// +optional
 	// +kubebuilder:default=Default
 	Provider CredentialsProvider `json:"provider,omitempty"`
 
 	// SecretRef names a Secret in this namespace with the keys AWS_ACCESS_KEY_ID,
-	// AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN.
+	// AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN. Only with provider Secret.
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 
-	// AssumeRole assumes an IAM role with STS on top of the credentials above.
+	// ServiceAccountName names a ServiceAccount in this namespace whose
+	// eks.amazonaws.com/role-arn annotation names the IAM role to assume with its token
+	// (audience sts.amazonaws.com). Only with provider ServiceAccount.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// AssumeRole assumes an IAM role with STS on top of the credentials above. Not with
+	// provider ServiceAccount.
 	// +optional
 	AssumeRole *AssumeRole `json:"assumeRole,omitempty"`
 }
@@ -158,7 +181,9 @@ type AssumeRole struct {
 	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`
 	RoleARN string `json:"roleARN"`
 
-	// ExternalID the role's trust policy requires, if any.
+	// ExternalID the role's trust policy requires, if any. Only with provider Secret (the
+	// tenant's own keys): with provider Default the operator sets the external ID itself,
+	// see status.externalID.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1224
 	ExternalID string `json:"externalID,omitempty"`
@@ -244,6 +269,12 @@ type S3SourceStatus struct {
 	// from 30s, doubling, up to the interval.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// ExternalID is the external ID the operator sends when it assumes spec's role with its
+	// own identity (provider Default): generated per namespace, stable, never chosen by the
+	// tenant. The role's trust policy should require it (sts:ExternalId).
+	// +optional
+	ExternalID string `json:"externalID,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

@@ -79,6 +79,10 @@ type Config struct {
 	Credentials *StaticCredentials
 	// AssumeRole, when set, exchanges the credentials above for the role's via STS.
 	AssumeRole *AssumeRole
+	// WebIdentity, when set, is the only source of credentials: a token from its Token
+	// function is exchanged with STS AssumeRoleWithWebIdentity for its role. Neither
+	// Credentials, AssumeRole nor the default chain is used with it.
+	WebIdentity *WebIdentity
 	// Timeout bounds each request: a whole ListObjectsV2 page (with its retries), and for
 	// Open the time to the response and then any stall between reads of the body, so a slow
 	// but moving download of a large object is not cut off. Default DefaultTimeout.
@@ -130,6 +134,23 @@ type AssumeRole struct {
 	// STSEndpoint overrides the STS endpoint (e.g. an S3-compatible service's own STS).
 	// Empty means the regional AWS STS endpoint.
 	STSEndpoint string
+}
+
+// WebIdentity is an STS AssumeRoleWithWebIdentity with tokens from a function, e.g. a
+// Kubernetes ServiceAccount token requested with the TokenRequest API. The package knows
+// nothing of where the token comes from.
+type WebIdentity struct {
+	RoleARN string
+	// SessionName appears in CloudTrail; defaults to "data-import-operator".
+	SessionName string
+	// Token returns a fresh identity token (a JWT). It is called whenever STS needs one:
+	// on the first request and each time the temporary credentials expire.
+	Token func(ctx context.Context) (string, error)
+	// STSEndpoint overrides the STS endpoint (e.g. an S3-compatible service's own STS).
+	// Empty means the regional AWS STS endpoint.
+	STSEndpoint string
+	// Describe names the identity in error messages, e.g. "ServiceAccount ns/name".
+	Describe string
 }
 
 // NoObjectsMessage is the status message for a prefix that matched nothing.

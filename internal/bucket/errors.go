@@ -106,7 +106,9 @@ type operation struct {
 	timeout  time.Duration
 	ifMatch  string
 	role     string
-	secrets  []string
+	// webIdentity names the identity whose token assumes role ("" for AssumeRole).
+	webIdentity string
+	secrets     []string
 }
 
 func (op operation) target() string {
@@ -244,10 +246,14 @@ func accessDenied(op operation, server string) string {
 	if server != "" {
 		server = " (" + server + ")"
 	}
-	if op.name == opReading {
-		return fmt.Sprintf("%s was denied%s: check that the bucket policy grants s3:GetObject on arn:aws:s3:::%s/<prefix>* to the operator's principal, with the prefix exactly as configured including the trailing slash (and kms:Decrypt if the bucket uses SSE-KMS)", op.target(), server, op.bucket)
+	principal := "the operator's principal"
+	if op.webIdentity != "" {
+		principal = "the role " + op.role + " (assumed with a token of " + op.webIdentity + ")"
 	}
-	return fmt.Sprintf("%s was denied%s: check the bucket policy principal is the operator's identity and that the prefix in the policy's s3:prefix condition matches the configured prefix exactly, including the trailing slash (e.g. %q)", op.target(), server, op.path+"*")
+	if op.name == opReading {
+		return fmt.Sprintf("%s was denied%s: check that the bucket policy grants s3:GetObject on arn:aws:s3:::%s/<prefix>* to %s, with the prefix exactly as configured including the trailing slash (and kms:Decrypt if the bucket uses SSE-KMS)", op.target(), server, op.bucket, principal)
+	}
+	return fmt.Sprintf("%s was denied%s: check the bucket policy principal is %s and that the prefix in the policy's s3:prefix condition matches the configured prefix exactly, including the trailing slash (e.g. %q)", op.target(), server, principal, op.path+"*")
 }
 
 func noSuchBucket(op operation) string {
@@ -296,7 +302,14 @@ func invalidCredentials(code string) (string, string, bool) {
 }
 
 func credentialsReason(op operation, err error) (string, string) {
+	var te *tokenError
+	if errors.As(err, &te) {
+		return ReasonInvalidCredentials, fmt.Sprintf("could not obtain a token for %s (%s): check that it exists", op.webIdentity, sanitize(te.err.Error(), op.secrets...))
+	}
 	var ae smithy.APIError
+	if op.webIdentity != "" && errors.As(err, &ae) {
+		return webIdentityReason(op, ae)
+	}
 	if errors.As(err, &ae) {
 		if op.role != "" && (ae.ErrorCode() == "AccessDenied" || ae.ErrorCode() == "AccessDeniedException") {
 			return ReasonAccessDenied, fmt.Sprintf("STS AssumeRole of %s was denied: check the role's trust policy names the operator's principal and that the external ID matches", op.role)
@@ -312,6 +325,20 @@ func credentialsReason(op operation, err error) (string, string) {
 		return reason, msg
 	}
 	return ReasonInvalidCredentials, fmt.Sprintf("could not obtain credentials (%s): reference a credentials Secret with the access key and secret key, or configure workload identity (IRSA or EKS Pod Identity) for the operator's service account", sanitize(err.Error(), op.secrets...))
+}
+
+// webIdentityReason explains a refused AssumeRoleWithWebIdentity with the service's error
+// code only: the fix is in the role's trust policy, never in the request.
+func webIdentityReason(op operation, ae smithy.APIError) (string, string) {
+	code := ae.ErrorCode()
+	switch code {
+	case "AccessDenied", "AccessDeniedException", "IDPRejectedClaim", "InvalidIdentityToken", "ExpiredTokenException":
+		return ReasonAccessDenied, fmt.Sprintf("STS AssumeRoleWithWebIdentity of %s with a token of %s was refused (%s): check that the role's trust policy allows this identity (sub system:serviceaccount:<namespace>:<name>, audience sts.amazonaws.com) and trusts the cluster's OIDC issuer", op.role, op.webIdentity, code)
+	}
+	if _, ok := retry.DefaultThrottleErrorCodes[code]; ok {
+		return ReasonThrottled, fmt.Sprintf("STS AssumeRoleWithWebIdentity of %s was throttled (%s): the next run retries", op.role, code)
+	}
+	return ReasonInvalidCredentials, fmt.Sprintf("STS AssumeRoleWithWebIdentity of %s with a token of %s failed (%s): check the role ARN in the ServiceAccount's annotation and the role's trust policy", op.role, op.webIdentity, code)
 }
 
 func networkReason(op operation, err error) (string, string, bool) {
@@ -376,6 +403,8 @@ var (
 	// A URL's query can hold a presigned signature, credential scope or session token.
 	urlQuery = regexp.MustCompile(`(?i)(\b[a-z][a-z0-9+.-]*://[^\s"'?#]*)\?[^\s"'#]*`)
 	// Signing material outside a URL, e.g. an Authorization header echoed in an error.
+	// A JWT (a ServiceAccount token): three base64url parts, the first a JSON header.
+	jwt          = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
 	signingParam = regexp.MustCompile(`(?i)((?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|credential|aws_secret_access_key|secretaccesskey|sessiontoken)\s*[=:]\s*)[^\s&,"']+`)
 )
 
@@ -383,6 +412,7 @@ var (
 func sanitize(s string, secrets ...string) string {
 	s = urlQuery.ReplaceAllString(s, "$1?REDACTED")
 	s = signingParam.ReplaceAllString(s, "${1}REDACTED")
+	s = jwt.ReplaceAllString(s, "REDACTED")
 	for _, secret := range secrets {
 		// Very short values would redact innocent text and cannot be real keys.
 		if len(secret) >= 8 {

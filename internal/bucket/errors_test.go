@@ -17,6 +17,7 @@ import (
 const (
 	secretKey    = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 	sessionToken = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
+	jwtToken     = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YTpiIn0.c2lnbmF0dXJlLXBhcnQ"
 	presigned    = "https://b.s3.amazonaws.com/conversations/a.json?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=d1e2a3d4b5e6e7f8&X-Amz-Security-Token=" + sessionToken
 )
 
@@ -32,6 +33,7 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 		{"secret echoed by a server", &smithy.GenericAPIError{Code: "InternalError", Message: "bad key " + secretKey}},
 		{"authorization header", fmt.Errorf("request had Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=d1e2a3d4b5e6e7f8")},
 		{"session token in text", fmt.Errorf("token %s expired", sessionToken)},
+		{"ServiceAccount token echoed", &smithy.GenericAPIError{Code: "InvalidIdentityToken", Message: "cannot verify " + jwtToken}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,7 +44,7 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 			}
 			// Everything someone might log: the error, its message, and the raw cause.
 			for _, s := range []string{err.Error(), be.Message, fmt.Sprintf("%v", be.Err)} {
-				for _, leak := range []string{secretKey, sessionToken, "d1e2a3d4b5e6e7f8", "X-Amz-Credential=AKIA"} {
+				for _, leak := range []string{secretKey, sessionToken, "d1e2a3d4b5e6e7f8", "X-Amz-Credential=AKIA", "c2lnbmF0dXJlLXBhcnQ", "eyJzdWIi"} {
 					if strings.Contains(s, leak) {
 						t.Errorf("%q leaks %q", s, leak)
 					}
@@ -102,6 +104,45 @@ func TestClassifyServiceAnswers(t *testing.T) {
 			}
 			if !errors.Is(err, tc.err) {
 				t.Error("the cause is not kept for errors.Is")
+			}
+		})
+	}
+}
+
+func TestClassifyWebIdentity(t *testing.T) {
+	op := operation{name: opListing, bucket: "b", path: "p/", region: "us-east-1", role: "arn:aws:iam::123456789012:role/r", webIdentity: "ServiceAccount ns/sa"}
+	apiErr := func(code string) error {
+		return &credentialsError{err: &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRoleWithWebIdentity",
+			Err: &smithy.GenericAPIError{Code: code, Message: "token " + jwtToken + " refused"}}}
+	}
+	tests := []struct {
+		name       string
+		err        error
+		wantReason string
+		wantIn     string
+	}{
+		{"trust policy refuses", apiErr("AccessDenied"), ReasonAccessDenied, "role's trust policy allows this identity"},
+		{"bad token", apiErr("InvalidIdentityToken"), ReasonAccessDenied, "ServiceAccount ns/sa was refused (InvalidIdentityToken)"},
+		{"claims refused", apiErr("IDPRejectedClaim"), ReasonAccessDenied, "sts.amazonaws.com"},
+		{"throttled", apiErr("Throttling"), ReasonThrottled, "the next run retries"},
+		{"other code", apiErr("InvalidParameterValue"), ReasonInvalidCredentials, "failed (InvalidParameterValue)"},
+		{"no token", &credentialsError{err: &tokenError{err: errors.New(`serviceaccounts "sa" not found`)}}, ReasonInvalidCredentials, "could not obtain a token for ServiceAccount ns/sa"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := classify(context.Background(), op, tc.err)
+			if got := ReasonOf(err); got != tc.wantReason {
+				t.Fatalf("reason %q, want %q (%v)", got, tc.wantReason, err)
+			}
+			if !strings.Contains(err.Error(), tc.wantIn) {
+				t.Fatalf("%q does not contain %q", err.Error(), tc.wantIn)
+			}
+			var be *Error
+			errors.As(err, &be)
+			for _, text := range []string{err.Error(), fmt.Sprintf("%v", be.Err)} {
+				if strings.Contains(text, "c2lnbmF0dXJlLXBhcnQ") {
+					t.Errorf("%q carries the token", text)
+				}
 			}
 		})
 	}

@@ -62,7 +62,12 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 	if cfg.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(cfg.Region))
 	}
-	if cfg.Credentials != nil {
+	switch {
+	case cfg.WebIdentity != nil:
+		// The web identity is the only identity: the default chain (the operator's own
+		// identity) must never be loaded, not even to sign the STS call, which needs none.
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(aws.AnonymousCredentials{}))
+	case cfg.Credentials != nil:
 		c := *cfg.Credentials
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)))
@@ -95,6 +100,18 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 				}
 			}))
 	}
+	if wi := cfg.WebIdentity; wi != nil {
+		stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+			if wi.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(wi.STSEndpoint)
+			}
+		})
+		// The cache refreshes the credentials before they expire; each refresh asks
+		// Token for a fresh token, so a token never outlives its own expiry.
+		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewWebIdentityRoleProvider(stsClient, wi.RoleARN,
+			tokenRetriever{fetch: wi.Token, timeout: cfg.Timeout},
+			func(o *stscreds.WebIdentityRoleOptions) { o.RoleSessionName = wi.SessionName }))
+	}
 	if awsCfg.Credentials != nil {
 		awsCfg.Credentials = taggedCredentials{awsCfg.Credentials}
 	}
@@ -117,8 +134,37 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 	if cfg.AssumeRole != nil {
 		op.role = cfg.AssumeRole.RoleARN
 	}
+	if cfg.WebIdentity != nil {
+		op.role, op.webIdentity = cfg.WebIdentity.RoleARN, cfg.WebIdentity.Describe
+		if op.webIdentity == "" {
+			op.webIdentity = "the web identity"
+		}
+	}
 	return &S3{client: client, op: op}, nil
 }
+
+// tokenRetriever adapts a token function to the SDK's IdentityTokenRetriever, which has
+// no context: each call gets its own, bounded by the request timeout.
+type tokenRetriever struct {
+	fetch   func(context.Context) (string, error)
+	timeout time.Duration
+}
+
+func (t tokenRetriever) GetIdentityToken() ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+	defer cancel()
+	tok, err := t.fetch(ctx)
+	if err != nil {
+		return nil, &tokenError{err: err}
+	}
+	return []byte(tok), nil
+}
+
+// tokenError marks a failure to obtain the identity token itself (before STS).
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return "obtaining the identity token: " + e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
 
 func validate(cfg *Config) error {
 	invalid := func(format string, args ...any) error {
@@ -150,6 +196,21 @@ func validate(cfg *Config) error {
 		if len(missing) > 0 {
 			return &Error{Reason: ReasonInvalidCredentials,
 				Message: "static credentials lack the " + strings.Join(missing, " and ") + ": check the credentials Secret"}
+		}
+	}
+	if wi := cfg.WebIdentity; wi != nil {
+		switch {
+		case cfg.Credentials != nil || cfg.AssumeRole != nil:
+			return invalid("a web identity cannot be combined with static credentials or assume-role")
+		case wi.RoleARN == "":
+			return invalid("web identity needs a role ARN")
+		case wi.Token == nil:
+			return invalid("web identity needs a token source")
+		}
+		if wi.SessionName == "" {
+			wi2 := *wi
+			wi2.SessionName = "data-import-operator"
+			cfg.WebIdentity = &wi2
 		}
 	}
 	if ar := cfg.AssumeRole; ar != nil {

@@ -209,6 +209,90 @@ func TestAssumeRoleThroughSTS(t *testing.T) {
 	}
 }
 
+// A web identity never touches the default chain (the operator's own identity): STS gets an
+// unsigned AssumeRoleWithWebIdentity with a token from the caller's function, fetched
+// when STS needs one. This MinIO trusts no OpenID provider, so STS refuses it; the
+// controllers suite exchanges real ServiceAccount tokens with an OpenID-trusting MinIO.
+func TestWebIdentityNeverUsesTheDefaultChain(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATORIDENTITY")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "operator-secret-key-value")
+	cfg := rootConfig()
+	cfg.Credentials = nil
+	calls := 0
+	cfg.WebIdentity = &bucket.WebIdentity{RoleARN: "arn:aws:iam::123456789012:role/reader", STSEndpoint: srv.Endpoint, Describe: "ServiceAccount ns/sa",
+		Token: func(context.Context) (string, error) {
+			calls++
+			return "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXBhcnQ", nil
+		}}
+	var stsForm url.Values
+	var signed []string
+	cfg.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if a := req.Header.Get("Authorization"); a != "" {
+				signed = append(signed, a)
+			}
+			if req.Method == http.MethodPost && req.Body != nil {
+				body, err := io.ReadAll(req.Body)
+				if err != nil {
+					return nil, err
+				}
+				stsForm, _ = url.ParseQuery(string(body))
+				req.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			return next.RoundTrip(req)
+		})
+	}
+	c, err := bucket.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = listAll(context.Background(), c, "conversations/")
+	if err == nil {
+		t.Fatal("listing succeeded with a token MinIO cannot verify")
+	}
+	if calls == 0 || stsForm.Get("Action") != "AssumeRoleWithWebIdentity" || stsForm.Get("RoleArn") != cfg.WebIdentity.RoleARN ||
+		stsForm.Get("RoleSessionName") != "data-import-operator" {
+		t.Errorf("token fetched %d time(s), STS form %v: want AssumeRoleWithWebIdentity of the role", calls, stsForm)
+	}
+	for _, a := range signed {
+		if strings.Contains(a, "AKIAOPERATORIDENTITY") {
+			t.Errorf("a request was signed with the operator's own identity: %s", a)
+		}
+	}
+	if strings.Contains(err.Error(), "c2lnbmF0dXJlLXBhcnQ") || !strings.Contains(err.Error(), "AssumeRoleWithWebIdentity") {
+		t.Errorf("error %q: want the STS step named and no token", err)
+	}
+}
+
+func TestWebIdentityConfig(t *testing.T) {
+	token := func(context.Context) (string, error) { return "t", nil }
+	tests := []struct {
+		name   string
+		mutate func(*bucket.Config)
+		wantIn string
+	}{
+		{"with static keys", func(c *bucket.Config) {
+			c.WebIdentity = &bucket.WebIdentity{RoleARN: "arn:aws:iam::123456789012:role/r", Token: token}
+		}, "cannot be combined"},
+		{"without role", func(c *bucket.Config) {
+			c.Credentials = nil
+			c.WebIdentity = &bucket.WebIdentity{Token: token}
+		}, "needs a role ARN"},
+		{"without token source", func(c *bucket.Config) {
+			c.Credentials = nil
+			c.WebIdentity = &bucket.WebIdentity{RoleARN: "arn:aws:iam::123456789012:role/r"}
+		}, "needs a token source"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := rootConfig()
+			tt.mutate(&cfg)
+			_, err := bucket.New(context.Background(), cfg)
+			assertReason(t, err, bucket.ReasonInvalidConfig, tt.wantIn)
+		})
+	}
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

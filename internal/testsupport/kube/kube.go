@@ -2,9 +2,23 @@
 package kube
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -49,6 +63,17 @@ func Start() (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	// The service-account issuer's discovery document names its JWKS at the advertised
+	// address (a TEST-NET address under envtest); name the loopback address the API server
+	// listens on instead, so an OpenID relying party on this machine (MinIO's STS in the
+	// tests) can fetch the keys. That needs the port before start.
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	apiserver := env.ControlPlane.GetAPIServer()
+	apiserver.SecureServing.Address, apiserver.SecureServing.Port = "127.0.0.1", port
+	apiserver.Configure().Set("service-account-jwks-uri", "https://127.0.0.1:"+port+"/openid/v1/jwks")
 	// envtest prefers KUBEBUILDER_ASSETS over BinaryAssetsDirectory; make them agree.
 	if err := os.Setenv("KUBEBUILDER_ASSETS", assets); err != nil {
 		return nil, err
@@ -59,6 +84,19 @@ func Start() (*Env, error) {
 	}
 	return &Env{Config: cfg, Scheme: scheme, Assets: assets, env: env}, nil
 }
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port for the API server: %w", err)
+	}
+	defer func() { _ = l.Close() }()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// Issuer is the URL of the API server's service-account token issuer (its OpenID
+// discovery document is at Issuer + ".well-known/openid-configuration").
+func (e *Env) Issuer() string { return strings.TrimSuffix(e.Config.Host, "/") + "/" }
 
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
@@ -81,4 +119,45 @@ func (e *Env) Kubeconfig(dir string) (string, error) {
 // Client returns a client with the control plane's admin rights.
 func (e *Env) Client() (client.Client, error) {
 	return client.New(e.Config, client.Options{Scheme: e.Scheme})
+}
+
+// ServeIssuerDiscoveryAnonymously lets anyone read the service-account issuer's OpenID
+// discovery document and keys (what a cloud's STS fetches to verify ServiceAccount tokens):
+// it binds system:service-account-issuer-discovery to system:unauthenticated, as clusters
+// that federate their tokens do, and waits until an anonymous GET succeeds.
+func (e *Env) ServeIssuerDiscoveryAnonymously(ctx context.Context) error {
+	c, err := e.Client()
+	if err != nil {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "service-account-issuer-discovery-anonymous"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:service-account-issuer-discovery"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:unauthenticated"}},
+	}
+	if err := c.Create(ctx, crb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("binding issuer discovery to anonymous users: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(e.Config.CAData) {
+		return errors.New("the API server's CA is not PEM")
+	}
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, path := range []string{".well-known/openid-configuration", "openid/v1/jwks"} {
+			resp, err := anon.Get(e.Issuer() + path)
+			if err != nil {
+				return false, nil //nolint:nilerr // retried until the deadline
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("anonymous issuer discovery at %s: %w", e.Issuer(), err)
+	}
+	return nil
 }

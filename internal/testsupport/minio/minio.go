@@ -36,6 +36,12 @@ type Options struct {
 	Binary string
 	// ReadyTimeout bounds the wait for /minio/health/ready. Default 60 s.
 	ReadyTimeout time.Duration
+	// Env adds environment variables, e.g. MINIO_IDENTITY_OPENID_* to trust an OpenID
+	// provider for AssumeRoleWithWebIdentity.
+	Env []string
+	// TrustedCAs are PEM bundles MinIO trusts as a TLS client (its certs dir's CAs/), e.g.
+	// the CA of an OpenID provider served over HTTPS. MinIO itself still serves plain HTTP.
+	TrustedCAs [][]byte
 }
 
 // Server is a running MinIO with its own data directory and random root credentials.
@@ -81,7 +87,7 @@ func StartServer(opts Options) (*Server, error) {
 	// A port picked free can be taken before MinIO binds it; try again on a fresh one.
 	var errs []error
 	for range 3 {
-		s, err := start(bin, opts.ReadyTimeout)
+		s, err := start(bin, opts)
 		if err == nil {
 			return s, nil
 		}
@@ -90,7 +96,7 @@ func StartServer(opts Options) (*Server, error) {
 	return nil, errors.Join(errs...)
 }
 
-func start(bin string, readyTimeout time.Duration) (*Server, error) {
+func start(bin string, opts Options) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -114,9 +120,21 @@ func start(bin string, readyTimeout time.Duration) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	certsDir := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(filepath.Join(certsDir, "CAs"), 0o700); err != nil {
+		s.cleanup()
+		return nil, err
+	}
+	for i, ca := range opts.TrustedCAs {
+		if err := os.WriteFile(filepath.Join(certsDir, "CAs", fmt.Sprintf("ca-%d.crt", i)), ca, 0o600); err != nil {
+			s.cleanup()
+			return nil, err
+		}
+	}
 	s.cmd = exec.Command(bin, "server", "--quiet", "--anonymous",
 		"--address", "127.0.0.1:"+strconv.Itoa(port),
 		"--console-address", "127.0.0.1:"+strconv.Itoa(consolePort),
+		"--certs-dir", certsDir,
 		filepath.Join(dir, "data"))
 	s.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+s.RootUser,
@@ -125,6 +143,7 @@ func start(bin string, readyTimeout time.Duration) (*Server, error) {
 		"MINIO_UPDATE=off",
 		"MINIO_REGION="+Region,
 	)
+	s.cmd.Env = append(s.cmd.Env, opts.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	setParentDeathSignal(s.cmd)
 	if err := s.cmd.Start(); err != nil {
@@ -135,7 +154,7 @@ func start(bin string, readyTimeout time.Duration) (*Server, error) {
 		_ = s.cmd.Wait()
 		close(s.exit)
 	}()
-	if err := s.waitReady(readyTimeout); err != nil {
+	if err := s.waitReady(opts.ReadyTimeout); err != nil {
 		logTail := s.logTail()
 		s.Stop()
 		return nil, fmt.Errorf("%w\nMinIO log:\n%s", err, logTail)

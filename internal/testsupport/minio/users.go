@@ -64,3 +64,14 @@ func (s *Server) CreateUserWithPolicy(policyJSON []byte) (accessKey, secretKey s
 	}
 	return accessKey, secretKey, nil
 }
+
+// AddPolicy adds (or replaces) the canned policy name, e.g. one that an OpenID claim names
+// for AssumeRoleWithWebIdentity.
+func (s *Server) AddPolicy(name string, policyJSON []byte) error {
+	ctx, cancel := helperContext()
+	defer cancel()
+	if err := s.admin.AddCannedPolicy(ctx, name, policyJSON); err != nil {
+		return fmt.Errorf("adding policy %s: %w", name, err)
+	}
+	return nil
+}
