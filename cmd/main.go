@@ -37,6 +37,7 @@ func run() error {
 		dataDir, dsn, metricsAddr, probeAddr string
 		leaderElect, secureMetrics           bool
 		opts                                 controllers.SourceOptions
+		endpoints                            netFlags
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -47,6 +48,7 @@ func run() error {
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
+	endpoints.bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -75,7 +77,11 @@ func run() error {
 		// SubjectAccessReview, see config/rbac/metrics_*) may read it.
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restCfg := ctrl.GetConfigOrDie()
+	if opts.EndpointPolicy, err = endpoints.policy(ctx, restCfg.Host, os.Getenv("KUBERNETES_SERVICE_HOST")); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
@@ -101,7 +107,9 @@ func run() error {
 	}); err != nil {
 		return err
 	}
-	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles)
+	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
+		"allowedEndpoints", endpoints.allowedEndpoints, "operatorIdentityEndpoints", endpoints.operatorIdentityEndpoints,
+		"allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
 	return mgr.Start(ctx)
 }
 

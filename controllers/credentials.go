@@ -40,7 +40,7 @@ func secretNames(src *v1.S3Source) []string {
 func (r *S3SourceReconciler) bucketConfig(ctx context.Context, src *v1.S3Source) (bucket.Config, error) {
 	cfg := bucket.Config{
 		Bucket: src.Spec.Bucket, Region: src.Spec.Region, Endpoint: src.Spec.Endpoint,
-		ForcePathStyle: src.Spec.ForcePathStyle,
+		ForcePathStyle: src.Spec.ForcePathStyle, Policy: r.endpointPolicy,
 	}
 	if src.Spec.Timeout != nil {
 		cfg.Timeout = src.Spec.Timeout.Duration
@@ -134,7 +134,9 @@ func (r *S3SourceReconciler) bucketClient(ctx context.Context, src *v1.S3Source)
 		if errors.As(err, &be) {
 			msg = be.Message
 		}
-		return nil, &stepFailure{reason: reason, message: msg, stalled: reason == bucket.ReasonInvalidConfig}
+		// Everything New refuses (the config, the endpoint policy) needs a change of the spec
+		// or of the admin's flags.
+		return nil, &stepFailure{reason: reason, message: msg, stalled: !bucket.IsTransient(err)}
 	}
 	return c, nil
 }

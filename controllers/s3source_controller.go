@@ -45,7 +45,8 @@ type S3SourceReconciler struct {
 	NewBucket func(ctx context.Context, cfg bucket.Config) (bucket.Client, error)
 	Metrics   *Metrics
 
-	runs *runTracker
+	runs           *runTracker
+	endpointPolicy *bucket.EndpointPolicy
 }
 
 // SourceOptions are the manager's knobs for discovery.
@@ -56,6 +57,10 @@ type SourceOptions struct {
 	ConcurrentFiles int
 	// FilesPerSource bounds the downloads in flight of one run.
 	FilesPerSource int
+	// EndpointPolicy is where sources may make the operator connect (the manager's
+	// --allowed-endpoints, --operator-identity-endpoints, --allowed-cidrs, --denied-cidrs and
+	// the API server's addresses). Nil is the strictest policy: AWS only.
+	EndpointPolicy *bucket.EndpointPolicy
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
@@ -75,6 +80,10 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	}
 	if r.Metrics == nil {
 		r.Metrics = NewMetrics(nil)
+	}
+	r.endpointPolicy = opts.EndpointPolicy
+	if r.endpointPolicy == nil {
+		r.endpointPolicy = &bucket.EndpointPolicy{}
 	}
 	engine := ingest.New(r.Store)
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
@@ -507,7 +516,13 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope) {
 	res := s.result
 	if res.Err != nil {
-		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", runFailure(src, res).message)
+		f := runFailure(src, res)
+		if f.reason == v1.ReasonEndpointNotAllowed {
+			// An address refused at dial time leaves what an endpoint refused before any run
+			// leaves: the Ready and Stalled conditions, no event.
+			return
+		}
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", f.message)
 		return
 	}
 	r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, "DiscoverySucceeded", "Discover", "%s", runSummary(res))

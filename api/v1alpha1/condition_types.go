@@ -41,6 +41,16 @@ const (
 	ReasonStoreError           = "StoreError"
 	ReasonDefaultQuota         = "DefaultQuota"
 	ReasonInvalidTimeZone      = "InvalidTimeZone"
+	// ReasonEndpointNotAllowed: spec.endpoint is not on the platform admin's allow-list, or
+	// the address it resolves to is refused (loopback, link-local, the API server, a denied
+	// CIDR). Both read the same; only the admin can change it.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
+	// ReasonOperatorIdentityEndpointNotAllowed: the operator's own identity (no credentials
+	// Secret) would sign requests to a custom endpoint the admin did not allow for it.
+	ReasonOperatorIdentityEndpointNotAllowed = "OperatorIdentityEndpointNotAllowed"
+	// ReasonInvalidResponse: the endpoint answered something that is not S3 (a web page, an
+	// empty body).
+	ReasonInvalidResponse = "InvalidResponse"
 )
 
 // RefreshAnnotation asks for a discovery now. Any new value counts; the cooldown of the
