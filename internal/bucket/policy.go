@@ -291,9 +291,8 @@ var alwaysRefused = []netip.Prefix{
 // nat64 is the well-known NAT64 prefix: its addresses reach the IPv4 address they embed.
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
-// Refused reports whether the policy refuses to dial addr:port for a client whose
-// IP-address endpoints are exempt. It is the dial guard's decision, exported for tests
-// and for the admin's tooling.
+// Refused reports whether the dial guard refuses to connect to ap for a client whose
+// endpoints allowed by IP address are exempt.
 func (p *EndpointPolicy) Refused(ap netip.AddrPort, exempt []netip.AddrPort) bool {
 	a := ap.Addr().Unmap()
 	ap = netip.AddrPortFrom(a, ap.Port())
