@@ -151,3 +151,16 @@ func assertNoEcho(t *testing.T, src *v1.S3Source, endpoint string) {
 		}
 	}
 }
+
+// The bucket package's policy reasons are the API's condition reasons, unchanged.
+func TestTenantEndpointReasonsAreAPIReasons(t *testing.T) {
+	for bucketReason, apiReason := range map[string]string{
+		bucket.ReasonEndpointNotAllowed:                 v1.ReasonEndpointNotAllowed,
+		bucket.ReasonOperatorIdentityEndpointNotAllowed: v1.ReasonOperatorIdentityEndpointNotAllowed,
+		bucket.ReasonInvalidResponse:                    v1.ReasonInvalidResponse,
+	} {
+		if bucketReason != apiReason {
+			t.Errorf("bucket reason %q is API reason %q", bucketReason, apiReason)
+		}
+	}
+}
