@@ -387,3 +387,61 @@ func TestCustomEndpointNetworkFailuresReadAlike(t *testing.T) {
 		}
 	}
 }
+
+// The operator's own identity keeps working under a policy: the default credential chain
+// has its own HTTP client, so instance metadata on a refused address (here a fake IMDS on
+// loopback) still answers, while the S3 client's dial guard applies. The endpoint must be
+// allowed for the operator's identity.
+func TestOperatorIdentityUnderAPolicy(t *testing.T) {
+	isolateAWSEnv(t)
+	var imdsCalls atomic.Int64
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		imdsCalls.Add(1)
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
+			_, _ = io.WriteString(w, "imds-token")
+		case strings.HasSuffix(r.URL.Path, "/security-credentials/") || strings.HasSuffix(r.URL.Path, "/security-credentials-extended/"):
+			_, _ = io.WriteString(w, "operator-role")
+		case strings.HasSuffix(r.URL.Path, "/operator-role"):
+			_, _ = io.WriteString(w, `{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"`+srv.RootUser+`","SecretAccessKey":"`+
+				srv.RootPassword+`","Token":"","Expiration":"2099-01-01T00:00:00Z"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(imds.Close)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
+
+	tests := []struct {
+		name       string
+		identityOK string // --operator-identity-endpoints
+		wantReason string
+	}{
+		{"endpoint allowed for the operator's identity", srv.Endpoint, ""},
+		{"endpoint allowed, but not for the operator's identity", "", bucket.ReasonOperatorIdentityEndpointNotAllowed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := rootConfig()
+			cfg.Credentials = nil
+			cfg.Policy = &bucket.EndpointPolicy{
+				AllowedEndpoints:          mustPatterns(t, srv.Endpoint),
+				OperatorIdentityEndpoints: mustPatterns(t, tc.identityOK),
+			}
+			if tc.wantReason != "" {
+				_, err := bucket.New(context.Background(), cfg)
+				assertReason(t, err, tc.wantReason, "--operator-identity-endpoints")
+				return
+			}
+			c, _ := newClient(t, cfg)
+			if objs, _, err := listAll(context.Background(), c, "conversations/"); err != nil || len(objs) != 2 {
+				t.Fatalf("got %d objects, err %v", len(objs), err)
+			}
+			if imdsCalls.Load() == 0 {
+				t.Error("the credentials did not come from instance metadata")
+			}
+		})
+	}
+}
