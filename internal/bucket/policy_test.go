@@ -445,3 +445,31 @@ func TestOperatorIdentityUnderAPolicy(t *testing.T) {
 		})
 	}
 }
+
+// Under a policy a custom endpoint cannot redirect the signed request elsewhere, even to an
+// address the dial guard would let through.
+func TestCustomEndpointRedirectsAreNotFollowed(t *testing.T) {
+	target := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, listOK) })
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			origin := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, target.URL+r.URL.RequestURI(), status)
+			})
+			cfg := fakeConfig(origin.URL)
+			cfg.MaxAttempts = 1
+			// Both on the allow-list, and loopback in --allowed-cidrs: the dial guard lets the
+			// target through, only the redirect rule can stop it.
+			cfg.Policy = &bucket.EndpointPolicy{AllowedEndpoints: mustPatterns(t, origin.URL+","+target.URL), AllowedCIDRs: mustCIDRs(t, "127.0.0.1")}
+			c, _ := newClient(t, cfg)
+			before := target.conns.Load()
+			if _, _, err := listAll(context.Background(), c, "p/"); err == nil {
+				t.Fatal("a redirect was followed to a listing")
+			} else if strings.Contains(err.Error(), target.URL) || strings.Contains(err.Error(), portOf(t, target.URL)) {
+				t.Errorf("the message names the redirect target: %v", err)
+			}
+			if n := target.conns.Load() - before; n != 0 {
+				t.Errorf("%d connection(s) reached the redirect target", n)
+			}
+		})
+	}
+}

@@ -228,7 +228,26 @@ func newHTTPClient(cfg Config, exempt []netip.AddrPort) (*http.Client, error) {
 	if cfg.WrapTransport != nil {
 		rt = cfg.WrapTransport(rt)
 	}
-	return &http.Client{Transport: rt}, nil
+	c := &http.Client{Transport: rt}
+	if cfg.Policy != nil {
+		c.CheckRedirect = checkRedirect(customEndpoint(cfg))
+	}
+	return c, nil
+}
+
+// checkRedirect keeps redirects from taking a request where the allow-list did not: the
+// dial guard still checks the address, but a redirect to another allowed-range host would
+// carry the signed headers (the session token included) there. A custom endpoint's redirect
+// is handed to the SDK as its answer (an error); AWS may redirect within AWS only.
+func checkRedirect(custom bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		host := strings.ToLower(req.URL.Hostname())
+		aws := strings.HasSuffix(host, ".amazonaws.com") || strings.HasSuffix(host, ".amazonaws.com.cn")
+		if custom || !aws || req.URL.Scheme != "https" || len(via) >= 10 {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
 }
 
 func envCABundle(path string) (*x509.CertPool, error) {
