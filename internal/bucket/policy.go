@@ -217,7 +217,7 @@ func (p *EndpointPolicy) checkEndpoints(cfg Config) ([]netip.AddrPort, error) {
 	var (
 		exempt     []netip.AddrPort
 		endpoints  = []string{cfg.Endpoint}
-		operatorID = cfg.Credentials == nil
+		operatorID = cfg.operatorIdentity()
 	)
 	if cfg.AssumeRole != nil {
 		endpoints = append(endpoints, cfg.AssumeRole.STSEndpoint)
@@ -248,6 +248,12 @@ func (p *EndpointPolicy) checkEndpoints(cfg Config) ([]netip.AddrPort, error) {
 	}
 	return exempt, nil
 }
+
+// operatorIdentity reports whether requests are signed with the operator's own identity:
+// no credentials of the source's own (the default chain, with or without AssumeRole on top).
+// A new credentials mode of the source's own (e.g. a ServiceAccount's web identity) must be
+// excluded here.
+func (cfg Config) operatorIdentity() bool { return cfg.Credentials == nil }
 
 func matchesAny(pats []EndpointPattern, u *url.URL) bool {
 	for _, pat := range pats {
