@@ -42,6 +42,7 @@ func run() error {
 		maxFileSize                          = newBytesFlag(controllers.DefaultMaxFileSize)
 		identity                             controllers.IdentityOptions
 		identitySelector                     string
+		endpoints                            netFlags
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -62,6 +63,7 @@ func run() error {
 		"Label selector of the namespaces whose S3Sources may use the operator's own identity (credentials.provider Default, with or without assumeRole). Other namespaces must use a ServiceAccount or Secret. Only admins can label namespaces.")
 	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
 	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
+	endpoints.bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -101,7 +103,11 @@ func run() error {
 		// SubjectAccessReview, see config/rbac/metrics_*) may read it.
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restCfg := ctrl.GetConfigOrDie()
+	if opts.EndpointPolicy, err = endpoints.policy(ctx, restCfg.Host, os.Getenv("KUBERNETES_SERVICE_HOST")); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
@@ -128,7 +134,9 @@ func run() error {
 		return err
 	}
 	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
-		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String())
+		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String(),
+		"allowedEndpoints", endpoints.allowedEndpoints, "operatorIdentityEndpoints", endpoints.operatorIdentityEndpoints,
+		"allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
 	return mgr.Start(ctx)
 }
 

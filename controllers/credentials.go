@@ -238,7 +238,7 @@ var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
 func (r *S3SourceReconciler) bucketConfig(ctx context.Context, src *v1.S3Source, id *identity) (bucket.Config, error) {
 	cfg := bucket.Config{
 		Bucket: src.Spec.Bucket, Region: src.Spec.Region, Endpoint: src.Spec.Endpoint,
-		ForcePathStyle: src.Spec.ForcePathStyle,
+		ForcePathStyle: src.Spec.ForcePathStyle, Policy: r.endpointPolicy,
 	}
 	if src.Spec.Timeout != nil {
 		cfg.Timeout = src.Spec.Timeout.Duration
@@ -324,7 +324,9 @@ func (r *S3SourceReconciler) bucketClient(ctx context.Context, src *v1.S3Source,
 		if errors.As(err, &be) {
 			msg = be.Message
 		}
-		return nil, &stepFailure{reason: reason, message: msg, stalled: reason == bucket.ReasonInvalidConfig}
+		// Everything New refuses (the config, the endpoint policy) needs a change of the spec
+		// or of the admin's flags.
+		return nil, &stepFailure{reason: reason, message: msg, stalled: !bucket.IsTransient(err)}
 	}
 	return c, nil
 }

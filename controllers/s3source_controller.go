@@ -50,7 +50,8 @@ type S3SourceReconciler struct {
 	// Identity is what the admin allows for cloud identities.
 	Identity IdentityOptions
 
-	runs *runTracker
+	runs           *runTracker
+	endpointPolicy *bucket.EndpointPolicy
 }
 
 // SourceOptions are the manager's knobs for discovery.
@@ -65,6 +66,10 @@ type SourceOptions struct {
 	// temporary directory. It needs ConcurrentFiles × SpoolCopiesPerDownload × the
 	// largest effective maxFileSize free.
 	SpoolDir string
+	// EndpointPolicy is where sources may make the operator connect (the manager's
+	// --allowed-endpoints, --operator-identity-endpoints, --allowed-cidrs, --denied-cidrs and
+	// the API server's addresses). Nil is the strictest policy: AWS only.
+	EndpointPolicy *bucket.EndpointPolicy
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
@@ -90,6 +95,10 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	}
 	if err := r.Identity.defaults(); err != nil {
 		return err
+	}
+	r.endpointPolicy = opts.EndpointPolicy
+	if r.endpointPolicy == nil {
+		r.endpointPolicy = &bucket.EndpointPolicy{}
 	}
 	engine := ingest.New(r.Store)
 	engine.TempDir = opts.SpoolDir
@@ -554,7 +563,13 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope) {
 	res := s.result
 	if res.Err != nil {
-		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", runFailure(src, res).message)
+		f := runFailure(src, res)
+		if f.reason == v1.ReasonEndpointNotAllowed {
+			// An address refused at dial time leaves what an endpoint refused before any run
+			// leaves: the Ready and Stalled conditions, no event.
+			return
+		}
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", f.message)
 		return
 	}
 	r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, "DiscoverySucceeded", "Discover", "%s", runSummary(res))

@@ -114,7 +114,13 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 			if f.stalled {
 				// Only a change (the Secret, the spec, or the bucket's own policy) helps; the
 				// source still retries on its backoff in case the fix happens outside.
-				set(v1.ConditionStalled, metav1.ConditionTrue, f.reason, f.message+"; the operator retries at "+st.NextDiscoveryTime.UTC().Format(time.RFC3339))
+				msg := f.message + "; the operator retries at " + st.NextDiscoveryTime.UTC().Format(time.RFC3339)
+				if f.reason == v1.ReasonEndpointNotAllowed {
+					// An address refused at dial time reads exactly like an endpoint refused
+					// before any run: "not allowed", and nothing about how it was found.
+					msg = f.message
+				}
+				set(v1.ConditionStalled, metav1.ConditionTrue, f.reason, msg)
 				meta.RemoveStatusCondition(&st.Conditions, v1.ConditionReconciling)
 				return st
 			}

@@ -123,6 +123,22 @@ func TestComputeSourceStatus(t *testing.T) {
 			},
 		},
 		{
+			name: "address refused at dial time reads like an endpoint refused before the run",
+			scope: func(s *sourceScope) {
+				s.result = &discovery.Result{Finished: now, Err: &bucket.Error{Reason: bucket.ReasonEndpointNotAllowed, Message: bucket.EndpointNotAllowedMessage}}
+			},
+			want: map[string]wantCondition{v1.ConditionReady: {metav1.ConditionFalse, v1.ReasonEndpointNotAllowed},
+				v1.ConditionStalled: {metav1.ConditionTrue, v1.ReasonEndpointNotAllowed}},
+			absent: []string{v1.ConditionReconciling},
+			check: func(t *testing.T, st v1.S3SourceStatus) {
+				for _, typ := range []string{v1.ConditionReady, v1.ConditionStalled} {
+					if c := findCondition(st.Conditions, typ); c.Message != bucket.EndpointNotAllowedMessage {
+						t.Errorf("%s message %q, want exactly the fixed one", typ, c.Message)
+					}
+				}
+			},
+		},
+		{
 			name: "missing secret stalls",
 			scope: func(s *sourceScope) {
 				s.failure = &stepFailure{reason: v1.ReasonSecretNotFound, message: "Secret ns/keys ...", stalled: true}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,7 @@ var (
 )
 
 // Each test works in its own namespace; the main manager watches these.
-var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota",
+var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota", "tenant-endpoint-a", "tenant-endpoint-b",
 	identityDenied, identityAllowed, identityOther, identitySA}
 
 // suiteCeilings are the main manager's ceilings: the manager's defaults, as deployed.
@@ -207,7 +208,11 @@ func startManagerWith(ctx context.Context, cfg *rest.Config, st ingest.Store, na
 			return bucket.New(ctx, cfg)
 		},
 	}
-	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 4, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir()}); err != nil {
+	policy, err := suitePolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 4, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir(), EndpointPolicy: policy}); err != nil {
 		return nil, err
 	}
 	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: metrics, Ceilings: ceilings}).SetupWithManager(mgr); err != nil {
@@ -222,6 +227,40 @@ func startManagerWith(ctx context.Context, cfg *rest.Config, st ingest.Store, na
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}, nil
+}
+
+// suitePolicy is the endpoint policy of the suite's manager, as cmd/main.go builds it from
+// flags: the suite's MinIO is allowed by its address, so exactly its port on 127.0.0.1 may
+// be dialed (not the API server's, also on 127.0.0.1). The two "localhost" entries are on
+// the allow-list only so that tenant tests reach the dial guard with a name that resolves
+// to loopback (TestTenantEndpoint...). No endpoint may receive the operator's own identity.
+func suitePolicy(ctx context.Context) (*bucket.EndpointPolicy, error) {
+	allowed, err := bucket.ParseEndpointPatterns(strings.Join([]string{
+		s3.Endpoint,
+		"http://localhost:" + portOf(s3.Endpoint),
+		"https://localhost:" + portOf(env.Config.Host),
+	}, ","))
+	if err != nil {
+		return nil, err
+	}
+	apiServer, err := bucket.APIServerAddrs(ctx, env.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	return &bucket.EndpointPolicy{AllowedEndpoints: allowed, APIServer: apiServer}, nil
+}
+
+// portOf is the port of a URL the suite started (MinIO's, the API server's); a rest.Config
+// host may come without a scheme.
+func portOf(rawURL string) string {
+	if !strings.Contains(rawURL, "://") {
+		rawURL = "https://" + rawURL
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(err)
+	}
+	return u.Port()
 }
 
 // objectCounter counts calls per object, for the no-op reconcile test.

@@ -58,6 +58,16 @@ const (
 	// ReasonInvalidServiceAccount: the ServiceAccount lacks a well-formed
 	// eks.amazonaws.com/role-arn annotation.
 	ReasonInvalidServiceAccount = "InvalidServiceAccount"
+	// ReasonEndpointNotAllowed: spec.endpoint is not on the platform admin's allow-list, or
+	// the address it resolves to is refused (loopback, link-local, the API server, a denied
+	// CIDR). Both read the same; only the admin can change it.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
+	// ReasonOperatorIdentityEndpointNotAllowed: the operator's own identity (no credentials
+	// Secret) would sign requests to a custom endpoint the admin did not allow for it.
+	ReasonOperatorIdentityEndpointNotAllowed = "OperatorIdentityEndpointNotAllowed"
+	// ReasonInvalidResponse: the endpoint answered something that is not S3 (a web page, an
+	// empty body).
+	ReasonInvalidResponse = "InvalidResponse"
 )
 
 // OperatorIdentityLabel is the namespace label the default

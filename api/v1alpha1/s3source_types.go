@@ -65,6 +65,9 @@ type S3SourceSpec struct {
 	Region string `json:"region,omitempty"`
 
 	// Endpoint is the URL of an S3-compatible server (MinIO, Ceph, ...). Empty means AWS S3.
+	// The platform admin must allow it (manager flag --allowed-endpoints); otherwise the
+	// source stalls with reason EndpointNotAllowed and nothing is dialed. Without a
+	// credentials Secret, it must also be in --operator-identity-endpoints.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+(/[^\s?#]*)?$`
 	Endpoint string `json:"endpoint,omitempty"`

@@ -202,7 +202,10 @@ func (d *demo) startManager(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"--store", d.storeDSN, "--metrics-bind-address", metrics, "--health-probe-bind-address", probes}
+	// The platform admin allows the local MinIO by its address: exactly that port on
+	// 127.0.0.1 may be dialed (the API server, also on 127.0.0.1, stays refused).
+	args := []string{"--store", d.storeDSN, "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
+		"--allowed-endpoints", d.stack.s3.Endpoint}
 	p, err := startProcess("the operator", filepath.Join(d.dir, "manager.log"), []string{"KUBECONFIG=" + d.kubeconfig}, bin, args...)
 	if err != nil {
 		return err

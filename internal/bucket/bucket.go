@@ -92,6 +92,13 @@ type Config struct {
 	// jitter capped at MaxBackoff. Defaults DefaultMaxAttempts and DefaultMaxBackoff.
 	MaxAttempts int
 	MaxBackoff  time.Duration
+	// Policy, when set, is the platform admin's endpoint policy (see EndpointPolicy): New
+	// refuses endpoints it does not allow, every connection is checked at dial time, a custom
+	// endpoint is reached without the environment's HTTP(S)_PROXY (the dial guard must see
+	// the real target), and what a custom endpoint answers reaches messages only as an S3
+	// error code and fixed text. The operator always sets one; nil (the admin's CLI, tests)
+	// means no policy.
+	Policy *EndpointPolicy
 	// WrapTransport, when set, wraps the HTTP transport (after TLS is configured), e.g. with
 	// a CountingTransport in tests.
 	WrapTransport func(http.RoundTripper) http.RoundTripper

@@ -46,6 +46,9 @@ const (
 	ReasonInvalidConfig = "InvalidConfig"
 	// ReasonS3Error: any other error answered by the service.
 	ReasonS3Error = "S3Error"
+	// ReasonInvalidResponse: the endpoint answered something that is not an S3 response,
+	// e.g. a web page or an empty body to a listing.
+	ReasonInvalidResponse = "InvalidResponse"
 )
 
 // Error is every failure of this package. Message is safe to show in status and logs: it
@@ -55,6 +58,9 @@ type Error struct {
 	Reason  string
 	Message string
 	Err     error
+	// opaque: the message hides the cause (a custom endpoint under a policy), so whether
+	// a retry may help must not tell causes apart either.
+	opaque bool
 }
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
@@ -82,7 +88,7 @@ func IsTransient(err error) bool {
 		return true
 	case ReasonEndpointUnreachable:
 		// A certificate the CA bundle does not trust will not start verifying on its own.
-		return !isTLSVerification(be.Err)
+		return be.opaque || !isTLSVerification(be.Err)
 	}
 	return false
 }
@@ -109,6 +115,11 @@ type operation struct {
 	// webIdentity names the identity whose token assumes role ("" for AssumeRole).
 	webIdentity string
 	secrets     []string
+	// opaque: a custom endpoint under a policy. Its answers are not ours to show a tenant:
+	// messages carry at most an S3 error code and fixed text, and network failures read
+	// alike (refused, unreachable, timed out and TLS-failed targets are one answer), so
+	// status is no port scanner.
+	opaque bool
 }
 
 func (op operation) target() string {
@@ -138,11 +149,16 @@ func classify(parent context.Context, op operation, err error) error {
 	e := &Error{Err: &sanitizedError{msg: sanitize(err.Error(), op.secrets...), cause: err}}
 	e.Reason, e.Message = reasonAndMessage(parent, op, err)
 	e.Message = sanitize(e.Message, op.secrets...)
+	e.opaque = op.opaque && e.Reason == ReasonEndpointUnreachable
 	return e
 }
 
 func reasonAndMessage(parent context.Context, op operation, err error) (string, string) {
 	detail := func() string { return sanitize(err.Error(), op.secrets...) }
+	if isNotAllowed(err) {
+		// First: a refused address is "not allowed" whatever else failed with it.
+		return ReasonEndpointNotAllowed, EndpointNotAllowedMessage
+	}
 	if perr := parent.Err(); perr != nil {
 		if errors.Is(perr, context.DeadlineExceeded) {
 			return ReasonTimeout, fmt.Sprintf("%s ran past the caller's deadline", op.target())
@@ -173,9 +189,27 @@ func reasonAndMessage(parent context.Context, op operation, err error) (string, 
 			return reason, msg
 		}
 	}
+	var de *smithy.DeserializationError
+	if errors.As(err, &de) && (re == nil || re.HTTPStatusCode()/100 == 2) {
+		// A 2xx whose body does not parse: the endpoint is not an S3 service. (An error
+		// status with an unparsable body falls through to the HTTP case.)
+		return ReasonInvalidResponse, invalidResponse(op)
+	}
 	// Before the generic HTTP case: a request that never got an answer has status 0.
 	if reason, msg, ok := networkReason(op, err); ok {
 		return reason, msg
+	}
+	if op.opaque && (re == nil || re.HTTPStatusCode() == 0) {
+		// No answer at all (e.g. "server gave HTTP response to HTTPS client"): unreachable,
+		// like every other failure to talk to a custom endpoint.
+		return ReasonEndpointUnreachable, unreachable(op)
+	}
+	if op.opaque {
+		code := "no S3 error code"
+		if ae != nil && s3ErrorCode.MatchString(ae.ErrorCode()) {
+			code = "error code " + ae.ErrorCode()
+		}
+		return ReasonS3Error, fmt.Sprintf("%s failed: the endpoint answered with %s; the next run retries", op.target(), code)
 	}
 	if re != nil {
 		return ReasonS3Error, fmt.Sprintf("%s failed with HTTP %d: %s", op.target(), re.HTTPStatusCode(), detail())
@@ -183,9 +217,20 @@ func reasonAndMessage(parent context.Context, op operation, err error) (string, 
 	return ReasonS3Error, fmt.Sprintf("%s failed: %s", op.target(), detail())
 }
 
+// s3ErrorCode is what an S3 error code looks like (AccessDenied, XAmzContentSHA256Mismatch);
+// anything else a custom endpoint puts in <Code> is not shown.
+var s3ErrorCode = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{0,63}$`)
+
+func invalidResponse(op operation) string {
+	return fmt.Sprintf("%s: the endpoint's answer is not an S3 response (a web page, an empty body or another API?): check that the endpoint URL points at an S3-compatible service, and whether it needs path-style addressing", op.target())
+}
+
 func apiReason(op operation, ae smithy.APIError, err error) (string, string, bool) {
 	code := ae.ErrorCode()
 	server := sanitize(ae.ErrorMessage(), op.secrets...)
+	if op.opaque {
+		server = "" // a custom endpoint's own words never reach status
+	}
 	if _, ok := retry.DefaultThrottleErrorCodes[code]; ok {
 		return ReasonThrottled, throttledMessage(op, code, err), true
 	}
@@ -278,7 +323,7 @@ func objectChanged(op operation) string {
 func wrongRegion(op operation, err error) string {
 	actual := "the bucket's region"
 	var re *awshttp.ResponseError
-	if errors.As(err, &re) && re.Response != nil {
+	if errors.As(err, &re) && re.Response != nil && !op.opaque {
 		if r := re.Response.Header.Get("x-amz-bucket-region"); r != "" {
 			actual = r
 		}
@@ -324,6 +369,9 @@ func credentialsReason(op operation, err error) (string, string) {
 	if reason, msg, ok := networkReason(op, err); ok && reason == ReasonEndpointUnreachable {
 		return reason, msg
 	}
+	if op.opaque {
+		return ReasonInvalidCredentials, "could not obtain credentials: check the credentials Secret (and the role, if assumeRole is set)"
+	}
 	return ReasonInvalidCredentials, fmt.Sprintf("could not obtain credentials (%s): reference a credentials Secret with the access key and secret key, or configure workload identity (IRSA or EKS Pod Identity) for the operator's service account", sanitize(err.Error(), op.secrets...))
 }
 
@@ -351,6 +399,13 @@ func networkReason(op operation, err error) (string, string, bool) {
 	if host == "" {
 		host = "the S3 endpoint"
 	}
+	if op.opaque {
+		if isTLSVerification(err) || errors.As(err, &recordErr) || errors.As(err, &dnsErr) || errors.As(err, &opErr) ||
+			isNetTimeout(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+			return ReasonEndpointUnreachable, unreachable(op), true
+		}
+		return "", "", false
+	}
 	switch {
 	case isTLSVerification(err):
 		return ReasonEndpointUnreachable, fmt.Sprintf("TLS verification of %s failed (%s): add the CA that signed the endpoint's certificate to the CA bundle, or fix the certificate", host, tlsDetail(err)), true
@@ -368,6 +423,12 @@ func networkReason(op operation, err error) (string, string, bool) {
 		return ReasonEndpointUnreachable, fmt.Sprintf("the connection to %s broke while %s (%s): the next run retries", host, op.target(), sanitize(err.Error(), op.secrets...)), true
 	}
 	return "", "", false
+}
+
+// unreachable is the one message of a custom endpoint that could not be talked to, under a
+// policy, whatever the cause.
+func unreachable(op operation) string {
+	return fmt.Sprintf("%s could not reach the endpoint (name, connection or TLS): check the endpoint URL and port, that the service runs, the CA bundle, and that network policy allows egress to it; the next run retries", op.target())
 }
 
 func isNetTimeout(err error) bool {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -38,7 +40,14 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
-	httpClient, err := newHTTPClient(cfg)
+	var exempt []netip.AddrPort
+	if cfg.Policy != nil {
+		var err error
+		if exempt, err = cfg.Policy.checkEndpoints(cfg); err != nil {
+			return nil, err
+		}
+	}
+	httpClient, err := newHTTPClient(cfg, exempt)
 	if err != nil {
 		return nil, err
 	}
@@ -49,9 +58,10 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = cfg.MaxAttempts
 				o.MaxBackoff = cfg.MaxBackoff
-				// An untrusted certificate stays untrusted: fail at once.
+				// An untrusted certificate stays untrusted, and a refused address stays
+				// refused (retrying would only tell the time apart): fail at once.
 				o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
-					if isTLSVerification(err) {
+					if isTLSVerification(err) || isNotAllowed(err) {
 						return aws.FalseTernary
 					}
 					return aws.UnknownTernary
@@ -127,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 		endpoint: cfg.Endpoint,
 		region:   awsCfg.Region,
 		timeout:  cfg.Timeout,
+		opaque:   cfg.Policy != nil && customEndpoint(cfg),
 	}
 	if cfg.Credentials != nil {
 		op.secrets = []string{cfg.Credentials.SecretAccessKey, cfg.Credentials.SessionToken}
@@ -235,10 +246,27 @@ func validate(cfg *Config) error {
 	return nil
 }
 
+// customEndpoint reports whether cfg talks to anything but AWS's own endpoints.
+func customEndpoint(cfg Config) bool {
+	return cfg.Endpoint != "" || (cfg.AssumeRole != nil && cfg.AssumeRole.STSEndpoint != "")
+}
+
 // newHTTPClient is the standard transport trusting, for TLS, only the CA bundle if one is
-// given, else the system roots plus the AWS_CA_BUNDLE file the AWS SDKs honour.
-func newHTTPClient(cfg Config) (*http.Client, error) {
+// given, else the system roots plus the AWS_CA_BUNDLE file the AWS SDKs honour. With a
+// policy, every dial is checked (exempt: the addresses of endpoints allowed by address),
+// and custom endpoints are dialed directly: through HTTP(S)_PROXY the dial would be to the
+// proxy, which would then reach any address on our behalf. AWS endpoints keep the
+// environment's proxy; the proxy's address is then what the guard checks.
+func newHTTPClient(cfg Config, exempt []netip.AddrPort) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.Policy != nil {
+		// The same timeouts as http.DefaultTransport's dialer.
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: cfg.Policy.control(exempt)}
+		tr.DialContext = d.DialContext
+		if customEndpoint(cfg) {
+			tr.Proxy = nil
+		}
+	}
 	// Files of one source are downloaded in parallel from one host.
 	tr.MaxIdleConnsPerHost = 32
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -261,7 +289,26 @@ func newHTTPClient(cfg Config) (*http.Client, error) {
 	if cfg.WrapTransport != nil {
 		rt = cfg.WrapTransport(rt)
 	}
-	return &http.Client{Transport: rt}, nil
+	c := &http.Client{Transport: rt}
+	if cfg.Policy != nil {
+		c.CheckRedirect = checkRedirect(customEndpoint(cfg))
+	}
+	return c, nil
+}
+
+// checkRedirect keeps redirects from taking a request where the allow-list did not: the
+// dial guard still checks the address, but a redirect to another allowed-range host would
+// carry the signed headers (the session token included) there. A custom endpoint's redirect
+// is handed to the SDK as its answer (an error); AWS may redirect within AWS only.
+func checkRedirect(custom bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		host := strings.ToLower(req.URL.Hostname())
+		aws := strings.HasSuffix(host, ".amazonaws.com") || strings.HasSuffix(host, ".amazonaws.com.cn")
+		if custom || !aws || req.URL.Scheme != "https" || len(via) >= 10 {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
 }
 
 func envCABundle(path string) (*x509.CertPool, error) {
@@ -308,6 +355,12 @@ func (c *S3) List(ctx context.Context, prefix string, fn func(page []Object) err
 		out, err := c.nextPage(ctx, p)
 		if err != nil {
 			return classify(ctx, op, err)
+		}
+		if out.Name == nil {
+			// Every ListBucketResult names its bucket. A 200 without it (an HTML page, JSON,
+			// an empty body) came from something that is not S3 and must not read as "no
+			// objects found".
+			return &Error{Reason: ReasonInvalidResponse, Message: invalidResponse(op)}
 		}
 		page := make([]Object, 0, len(out.Contents))
 		for _, o := range out.Contents {
