@@ -394,7 +394,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		return 0, err
 	}
 	job := discovery.Job{
-		Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
+		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
 		// New validation rules (agent allow-list, policy) apply to files already failed.

@@ -42,7 +42,7 @@ func TestSamplesMeetExpectations(t *testing.T) {
 		// The refresh files are uploaded later, so their objects are newer.
 		modified = modified.Add(time.Hour)
 		for _, s := range samples {
-			ref := ingest.ObjectRef{Source: "acme/acme-conversations", Key: "conversations/2025/01/18/" + s.name,
+			ref := ingest.ObjectRef{Namespace: "acme", Source: "acme/acme-conversations", Key: "conversations/2025/01/18/" + s.name,
 				ETag: s.name, Size: int64(len(s.body)), LastModified: modified}
 			res, err := engine.Process(ctx, ref, bytes.NewReader(s.body), ingest.Options{})
 			if err != nil {

@@ -39,6 +39,9 @@ func Window(now time.Time, loc *time.Location) (day string, resetsAt time.Time) 
 
 // Job is one discovery of one source.
 type Job struct {
+	// Namespace is the S3Source's namespace: the tenant that owns the conversations the
+	// job stores.
+	Namespace string
 	// Source is "namespace/name": the owner of the ledger rows.
 	Source string
 	Bucket string
@@ -216,7 +219,7 @@ func (r *run) storeErr() error {
 }
 
 func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
-	return ingest.ObjectRef{Source: r.job.Source, Bucket: r.job.Bucket, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
+	return ingest.ObjectRef{Namespace: r.job.Namespace, Source: r.job.Source, Bucket: r.job.Bucket, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
 }
 
 func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }

@@ -68,7 +68,7 @@ func newFixture(t testing.TB, bkt, prefix string, quota discovery.Quota) *fixtur
 	if quota.Key == "" {
 		quota = discovery.Quota{Key: "ns/default", DailyLimit: 500_000_000, MaxFileSize: 50_000_000, Location: time.UTC}
 	}
-	f.job = discovery.Job{Source: "ns/" + bkt, Bucket: bkt, Prefix: prefix, Quota: quota, Policy: ingest.SkipFile}
+	f.job = discovery.Job{Namespace: "ns", Source: "ns/" + bkt, Bucket: bkt, Prefix: prefix, Quota: quota, Policy: ingest.SkipFile}
 	return f
 }
 
@@ -207,7 +207,7 @@ func TestCancelledRunLeavesNothingHalfDone(t *testing.T) {
 		}
 		charged += row.Bytes
 	}
-	convs, err := f.store.ListConversations(context.Background(), "agent-3", 0)
+	convs, err := f.store.ListConversations(context.Background(), f.job.Namespace, "agent-3", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestDryRunStoresNothing(t *testing.T) {
 	if res.Ingested != 1 || res.Failed != 1 || res.Downloaded != 2 {
 		t.Fatalf("dry run result %+v, want 1 valid, 1 failed, 2 downloaded", res)
 	}
-	if _, ok, _ := f.store.GetConversation(context.Background(), "agent-4", "dry-1"); ok {
+	if _, ok, _ := f.store.GetConversation(context.Background(), f.job.Namespace, "agent-4", "dry-1"); ok {
 		t.Fatal("a dry run stored a conversation")
 	}
 	if rows, _ := f.store.ListFiles(context.Background(), f.job.Source, "", 0); len(rows) != 0 {

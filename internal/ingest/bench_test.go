@@ -287,7 +287,7 @@ func benchProcess(b *testing.B, f benchFile, newStore func() ingest.Store) {
 			e.Store = newStore()
 			b.StartTimer()
 		}
-		res, err := e.Process(ctx, ingest.ObjectRef{Source: "ns/s", Key: f.key, Size: int64(len(f.data)), LastModified: time.Now()}, bytes.NewReader(f.data), opts)
+		res, err := e.Process(ctx, ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: f.key, Size: int64(len(f.data)), LastModified: time.Now()}, bytes.NewReader(f.data), opts)
 		if err != nil || res.State != ingest.FileIngested {
 			b.Fatalf("%v %s", err, res.Message)
 		}
@@ -414,7 +414,7 @@ func BenchmarkHeapEndToEnd(b *testing.B) {
 				}
 				b.StartTimer()
 				peak = peak.max(peakHeap(func() {
-					res, err := ingest.New(st).Process(ctx, ingest.ObjectRef{Source: "ns/s", Key: "big.json", LastModified: time.Now()}, &genReader{size: size}, ingest.Options{})
+					res, err := ingest.New(st).Process(ctx, ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "big.json", LastModified: time.Now()}, &genReader{size: size}, ingest.Options{})
 					if err != nil || res.State != ingest.FileIngested || res.Counts.New != res.Counts.Valid {
 						b.Fatalf("%v %s %+v", err, res.Message, res.Counts)
 					}

@@ -44,7 +44,8 @@ type Options struct {
 	Now time.Time
 }
 
-// ConversationKey is a conversation's identity.
+// ConversationKey is a conversation's identity within its namespace (one file's records
+// all belong to the file's namespace).
 type ConversationKey struct {
 	AgentID        string `json:"agent_id"`
 	ConversationID string `json:"conversation_id"`
@@ -257,6 +258,7 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		return nil
 	}
 	commit := FileCommit{
+		Namespace:     ref.Namespace,
 		File:          e.ledgerRow(ref, opts, &res),
 		Conversations: stream,
 		Complete:      func(f *FileRecord) { *f = e.ledgerRow(ref, opts, &res) },

@@ -43,7 +43,7 @@ func TestPolicies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
 			tc.opts.ReservationID = 7
-			ref := ObjectRef{Source: "ns/src", Key: "k.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: t0}
+			ref := ObjectRef{Namespace: "ns", Source: "ns/src", Key: "k.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: t0}
 			res, err := New(st).Process(context.Background(), ref, strings.NewReader(body), tc.opts)
 			if err != nil {
 				t.Fatal(err)
@@ -92,7 +92,7 @@ func TestInFileDuplicates(t *testing.T) {
 	for _, order := range [][]string{{older, newer, other, older}, {newer, other, older, older}} {
 		st := newMemStore()
 		body := strings.Join(order, "\n")
-		res, err := New(st).Process(context.Background(), ObjectRef{Key: "k.jsonl"}, strings.NewReader(body), Options{})
+		res, err := New(st).Process(context.Background(), ObjectRef{Namespace: "ns", Key: "k.jsonl"}, strings.NewReader(body), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func TestInFileDuplicates(t *testing.T) {
 		if want := (RecordCounts{Valid: 4, Unchanged: 2}); dry.Counts != want || len(dry.Pairs) != 2 {
 			t.Fatalf("dry run: counts %+v pairs %v, want %+v and 2 pairs", dry.Counts, dry.Pairs, want)
 		}
-		got, _, _ := st.GetConversation(context.Background(), "a", "c")
+		got, _, _ := st.GetConversation(context.Background(), "ns", "a", "c")
 		if !strings.Contains(string(got.Raw), `"new"`) {
 			t.Fatalf("kept %s, want the newer record", got.Raw)
 		}
@@ -136,11 +136,11 @@ func TestOrderIndependence(t *testing.T) {
 		st := newMemStore()
 		for _, i := range perm {
 			f := files[i]
-			if _, err := New(st).Process(context.Background(), ObjectRef{Key: f.key, LastModified: f.mod}, strings.NewReader(f.body), Options{}); err != nil {
+			if _, err := New(st).Process(context.Background(), ObjectRef{Namespace: "ns", Key: f.key, LastModified: f.mod}, strings.NewReader(f.body), Options{}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		got := st.dump()
+		got := st.dump("ns")
 		if run == 0 {
 			want = got
 			if len(want) != 3 || !strings.Contains(want[ConversationKey{"a", "c1"}], `"v3"`) {
@@ -201,7 +201,7 @@ func TestStreamedFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
-			ref := ObjectRef{Source: "ns/src", Key: tc.key, Size: int64(len(tc.body)), LastModified: t0}
+			ref := ObjectRef{Namespace: "ns", Source: "ns/src", Key: tc.key, Size: int64(len(tc.body)), LastModified: t0}
 			res, err := New(st).Process(context.Background(), ref, strings.NewReader(tc.body), Options{Policy: tc.policy, ReservationID: 7})
 			if err != nil {
 				t.Fatal(err)
@@ -229,7 +229,7 @@ func TestStreamedFailures(t *testing.T) {
 // returns an error, commits nothing and leaves no parser running.
 func TestStreamInterrupted(t *testing.T) {
 	body := jsonlOf(3*pipeBatch, "")
-	ref := ObjectRef{Source: "ns/src", Key: "a.jsonl", Size: int64(len(body)), LastModified: t0}
+	ref := ObjectRef{Namespace: "ns", Source: "ns/src", Key: "a.jsonl", Size: int64(len(body)), LastModified: t0}
 
 	// Failing after a batch, and failing before reading anything (the parser has more
 	// batches than the channel holds, so it must be told to stop).
@@ -317,7 +317,7 @@ func TestInfrastructureErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, key := range []string{"a.json", "a.jsonl", "a.zip", "a.tar.gz"} {
 		st := newMemStore()
-		res, err := New(st).Process(ctx, ObjectRef{Key: key}, &failingReader{after: 10}, Options{})
+		res, err := New(st).Process(ctx, ObjectRef{Namespace: "ns", Key: key}, &failingReader{after: 10}, Options{})
 		if err == nil || !strings.Contains(err.Error(), "connection reset by peer") || res.Reason != ReasonDownloadFailed {
 			t.Fatalf("%s: got %v, %s; want the read error and DownloadFailed", key, err, res.Reason)
 		}
@@ -327,12 +327,12 @@ func TestInfrastructureErrors(t *testing.T) {
 	}
 	st := newMemStore()
 	st.fail = errors.New("database is locked")
-	if _, err := New(st).Process(ctx, ObjectRef{Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); err == nil || !strings.Contains(err.Error(), "database is locked") {
+	if _, err := New(st).Process(ctx, ObjectRef{Namespace: "ns", Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); err == nil || !strings.Contains(err.Error(), "database is locked") {
 		t.Fatalf("store failure: got %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := New(newMemStore()).Process(cctx, ObjectRef{Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); !errors.Is(err, context.Canceled) {
+	if _, err := New(newMemStore()).Process(cctx, ObjectRef{Namespace: "ns", Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled context: got %v", err)
 	}
 	if _, err := New(nil).Process(ctx, ObjectRef{Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); err == nil {
@@ -355,10 +355,10 @@ func TestIgnoredReleasesReservation(t *testing.T) {
 func TestUnknownFieldsStoredCompacted(t *testing.T) {
 	st := newMemStore()
 	body := "{ \"conversation_id\": \"c\", \"agent_id\": \"a\",\n \"timestamp\": \"2025-01-15T14:30:00Z\", \"messages\": [], \"extra\": {\"k\": [1, 2]} }"
-	if _, err := New(st).Process(context.Background(), ObjectRef{Key: "a.json"}, strings.NewReader(body), Options{}); err != nil {
+	if _, err := New(st).Process(context.Background(), ObjectRef{Namespace: "ns", Key: "a.json"}, strings.NewReader(body), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, _ := st.GetConversation(context.Background(), "a", "c")
+	got, ok, _ := st.GetConversation(context.Background(), "ns", "a", "c")
 	want := `{"conversation_id":"c","agent_id":"a","timestamp":"2025-01-15T14:30:00Z","messages":[],"extra":{"k":[1,2]}}`
 	if !ok || string(got.Raw) != want || !got.ActivityTime.Equal(t0) || got.ContentHash == "" {
 		t.Fatalf("stored %+v\nraw %s", got, got.Raw)

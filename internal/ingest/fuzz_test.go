@@ -16,7 +16,7 @@ var fuzzLimits = Limits{MaxRecordBytes: 4096, MaxArchiveEntries: 8, MaxArchiveBy
 func fuzzProcess(t *testing.T, key string, data []byte) Result {
 	st := newMemStore()
 	e := &Engine{Store: st, Limits: fuzzLimits, TempDir: t.TempDir()}
-	res, err := e.Process(context.Background(), ObjectRef{Key: key}, bytes.NewReader(data), Options{Policy: SkipRecord})
+	res, err := e.Process(context.Background(), ObjectRef{Namespace: "ns", Key: key}, bytes.NewReader(data), Options{Policy: SkipRecord})
 	if err != nil {
 		t.Fatalf("Process: %v", err)
 	}

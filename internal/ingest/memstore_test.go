@@ -14,7 +14,7 @@ import (
 type memStore struct {
 	mu       sync.Mutex
 	files    map[string]FileRecord
-	convs    map[ConversationKey]Conversation
+	convs    map[memKey]Conversation
 	commits  []committed
 	released []int64
 	fail     error
@@ -25,7 +25,13 @@ type memStore struct {
 }
 
 func newMemStore() *memStore {
-	return &memStore{files: map[string]FileRecord{}, convs: map[ConversationKey]Conversation{}}
+	return &memStore{files: map[string]FileRecord{}, convs: map[memKey]Conversation{}}
+}
+
+// memKey is a conversation's identity in the store: its namespace and its ids.
+type memKey struct {
+	Namespace string
+	ConversationKey
 }
 
 func (m *memStore) LookupFile(_ context.Context, source, key string) (FileRecord, bool, error) {
@@ -96,7 +102,12 @@ func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, 
 				failed = m.fail
 				return false
 			}
-			id := ConversationKey{conv.AgentID, conv.ConversationID}
+			if c.Namespace == "" {
+				failed = errors.New("the commit names no namespace")
+				return false
+			}
+			conv.Namespace = c.Namespace
+			id := memKey{c.Namespace, ConversationKey{conv.AgentID, conv.ConversationID}}
 			var stored *Conversation
 			if old, ok := tx[id]; ok {
 				stored = &old
@@ -144,27 +155,31 @@ func (m *memStore) ReleaseAll(context.Context) error               { return erro
 func (m *memStore) Usage(context.Context, string, string) (int64, map[string]int64, error) {
 	return 0, nil, errors.New("not used")
 }
-func (m *memStore) GetConversation(_ context.Context, agentID, conversationID string) (Conversation, bool, error) {
+func (m *memStore) GetConversation(_ context.Context, namespace, agentID, conversationID string) (Conversation, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c, ok := m.convs[ConversationKey{agentID, conversationID}]
+	c, ok := m.convs[memKey{namespace, ConversationKey{agentID, conversationID}}]
 	return c, ok, nil
 }
-func (m *memStore) ListConversations(context.Context, string, int) ([]Conversation, error) {
+func (m *memStore) ListConversations(context.Context, string, string, int) ([]Conversation, error) {
 	return nil, errors.New("not used")
 }
 func (m *memStore) Close() error { return nil }
 
-// dump is the store's conversations as identity → (hash, raw), for comparing stores. The
-// origin (object key) is left out: an identical record met later is "unchanged", so which
-// file an identical record is attributed to depends on the order; its content does not.
-func (m *memStore) dump() map[ConversationKey]string {
+// dump is the conversations of namespace as identity → (hash, raw), for comparing
+// stores. The origin (object key) is left out: an identical record met later is
+// "unchanged", so which file an identical record is attributed to depends on the order;
+// its content does not.
+func (m *memStore) dump(namespace string) map[ConversationKey]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[ConversationKey]string{}
 	for _, k := range slices.Collect(maps.Keys(m.convs)) {
+		if k.Namespace != namespace {
+			continue
+		}
 		c := m.convs[k]
-		out[k] = c.ContentHash + " " + string(c.Raw)
+		out[k.ConversationKey] = c.ContentHash + " " + string(c.Raw)
 	}
 	return out
 }

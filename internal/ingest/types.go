@@ -11,6 +11,9 @@ import (
 // ObjectRef identifies one S3 object as it was listed. ETag and Size together decide
 // whether an object already in the ledger was updated.
 type ObjectRef struct {
+	// Namespace is the tenant that owns the object's conversations: the S3Source's
+	// namespace. Conversations are identified, de-duplicated and replaced only within it.
+	Namespace string
 	// Source is the owner of the ledger row, "namespace/name" for an S3Source.
 	Source       string
 	Bucket       string
@@ -59,6 +62,10 @@ const (
 // Conversation is one validated record, ready to store. Raw is the record exactly as the
 // customer sent it (compacted), so unknown fields are never lost.
 type Conversation struct {
+	// Namespace is the tenant the conversation belongs to; with AgentID and
+	// ConversationID it is the conversation's identity. A store sets it from
+	// FileCommit.Namespace.
+	Namespace      string
 	AgentID        string
 	ConversationID string
 	// ActivityTime is the latest timestamp in the record (conversation and messages):
@@ -164,7 +171,11 @@ var ErrStreamStopped = errors.New("conversation stream stopped by its consumer")
 // includes the rows this commit wrote earlier: see RecordOutcome for the rule and how
 // New, Updated and Unchanged are counted.
 type FileCommit struct {
-	File FileRecord
+	// Namespace owns every conversation of the commit: the store stores each streamed
+	// record under it and compares it only with rows of the same namespace. It is
+	// required when Conversations yields a record.
+	Namespace string
+	File      FileRecord
 	// Conversations, when non-nil, is consumed once, inside the transaction.
 	Conversations ConversationStream
 	// Complete, when non-nil, is called after Conversations returned nil and before the
@@ -217,10 +228,12 @@ type Store interface {
 	// Usage returns a quota's used bytes for a day, in total and per source.
 	Usage(ctx context.Context, quota, day string) (int64, map[string]int64, error)
 
-	// GetConversation finds one conversation by agent_id + conversation_id.
-	GetConversation(ctx context.Context, agentID, conversationID string) (Conversation, bool, error)
-	// ListConversations lists an agent's conversations, by conversation_id.
-	ListConversations(ctx context.Context, agentID string, limit int) ([]Conversation, error)
+	// GetConversation finds one conversation by its identity: namespace, agent_id and
+	// conversation_id.
+	GetConversation(ctx context.Context, namespace, agentID, conversationID string) (Conversation, bool, error)
+	// ListConversations lists an agent's conversations in one namespace, by
+	// conversation_id.
+	ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]Conversation, error)
 
 	Close() error
 }

@@ -78,6 +78,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.apply(ctx, ms)
+}
+
+// apply applies the migrations of ms not applied yet, in one transaction. ms must be
+// the first len(ms) migrations.
+func (s *Store) apply(ctx context.Context, ms []migrate.Migration) error {
 	return s.write(ctx, "migrate", func(tx pgx.Tx) error {
 		// Two processes opening a fresh database at once must not both create the tables.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockMigrate); err != nil {
@@ -289,7 +295,7 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 
 // ---- conversations ----
 
-const convColumns = `agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+const convColumns = `namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
 	object_last_modified, object_last_modified_ns, position, content_hash, source, raw::text`
 
 // CommitFile streams a file's conversations into one transaction, then writes its
@@ -351,16 +357,18 @@ func (t commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx
 // loadStored reads the ordering fields and origin of the stored rows among keys, in
 // one query.
 func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+	namespaces := make([]string, len(keys))
 	agents := make([]string, len(keys))
 	ids := make([]string, len(keys))
 	for i, k := range keys {
-		agents[i], ids[i] = k.AgentID, k.ConversationID
+		namespaces[i], agents[i], ids[i] = k.Namespace, k.AgentID, k.ConversationID
 	}
-	rows, err := tx.Query(ctx, `SELECT c.agent_id, c.conversation_id, c.activity_time, c.activity_time_ns,
+	rows, err := tx.Query(ctx, `SELECT c.namespace, c.agent_id, c.conversation_id, c.activity_time, c.activity_time_ns,
 			c.object_last_modified, c.object_last_modified_ns, c.object_key, c.position, c.content_hash, c.source
 		FROM conversations c
-		JOIN unnest($1::text[], $2::text[]) AS k(agent_id, conversation_id)
-			ON c.agent_id = k.agent_id AND c.conversation_id = k.conversation_id`, agents, ids)
+		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(namespace, agent_id, conversation_id)
+			ON c.namespace = k.namespace AND c.agent_id = k.agent_id AND c.conversation_id = k.conversation_id`,
+		namespaces, agents, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read stored conversations: %w", err)
 	}
@@ -369,7 +377,7 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]i
 	for rows.Next() {
 		var c ingest.Conversation
 		var atNs, lmNs int16
-		if err := rows.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
+		if err := rows.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
 			&c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
 			return nil, fmt.Errorf("read stored conversations: %w", err)
 		}
@@ -389,30 +397,33 @@ func writeConversations(ctx context.Context, tx pgx.Tx, writes []*ingest.Convers
 	}
 	n := len(writes)
 	var (
-		agents, ids, keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		ats, lms                                 = make([]time.Time, n), make([]time.Time, n)
-		atNs, lmNs                               = make([]int16, n), make([]int16, n)
-		positions                                = make([]int64, n)
+		namespaces, agents, ids     = make([]string, n), make([]string, n), make([]string, n)
+		keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ats, lms                    = make([]time.Time, n), make([]time.Time, n)
+		atNs, lmNs                  = make([]int16, n), make([]int16, n)
+		positions                   = make([]int64, n)
 	)
 	for i, c := range writes {
+		namespaces[i] = c.Namespace
 		agents[i], ids[i], keys[i], hashes[i], sources[i], raws[i] = c.AgentID, c.ConversationID, c.ObjectKey, c.ContentHash, c.Source, string(c.Raw)
 		ats[i], atNs[i] = splitTime(c.ActivityTime)
 		lms[i], lmNs[i] = splitTime(c.ObjectLastModified)
 		positions[i] = c.Position
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO conversations (agent_id, conversation_id, activity_time, activity_time_ns,
-			object_key, object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
-		SELECT a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
+	_, err := tx.Exec(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time,
+			activity_time_ns, object_key, object_last_modified, object_last_modified_ns, position, content_hash, source,
+			raw, updated_at)
+		SELECT ns, a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
 		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::smallint[], $5::text[], $6::timestamptz[],
-			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
-			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw)
-		ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[])
+			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw, ns)
+		ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
 			activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
 			object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
 			object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
 			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
 			updated_at = excluded.updated_at`,
-		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws)
+		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws, namespaces)
 	if err != nil {
 		return fmt.Errorf("write %d conversations: %w", n, err)
 	}
@@ -423,7 +434,7 @@ func scanConversation(row pgx.Row) (ingest.Conversation, error) {
 	var c ingest.Conversation
 	var atNs, lmNs int16
 	var raw string
-	err := row.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectKey, &c.ObjectLastModified, &lmNs,
+	err := row.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectKey, &c.ObjectLastModified, &lmNs,
 		&c.Position, &c.ContentHash, &c.Source, &raw)
 	c.ActivityTime, c.ObjectLastModified = joinTime(c.ActivityTime, atNs), joinTime(c.ObjectLastModified, lmNs)
 	c.Raw = []byte(raw)
@@ -431,35 +442,35 @@ func scanConversation(row pgx.Row) (ingest.Conversation, error) {
 }
 
 // GetConversation finds one conversation by identity.
-func (s *Store) GetConversation(ctx context.Context, agentID, conversationID string) (ingest.Conversation, bool, error) {
+func (s *Store) GetConversation(ctx context.Context, namespace, agentID, conversationID string) (ingest.Conversation, bool, error) {
 	c, err := scanConversation(s.pool.QueryRow(ctx, `SELECT `+convColumns+` FROM conversations
-		WHERE agent_id = $1 AND conversation_id = $2`, agentID, conversationID))
+		WHERE namespace = $1 AND agent_id = $2 AND conversation_id = $3`, namespace, agentID, conversationID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ingest.Conversation{}, false, nil
 	}
 	if err != nil {
-		return ingest.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s: %w", agentID, conversationID, err)
+		return ingest.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s/%s: %w", namespace, agentID, conversationID, err)
 	}
 	return c, true, nil
 }
 
-// ListConversations lists an agent's conversations by conversation_id (bytewise);
-// limit <= 0 means no limit.
-func (s *Store) ListConversations(ctx context.Context, agentID string, limit int) ([]ingest.Conversation, error) {
-	q := `SELECT ` + convColumns + ` FROM conversations WHERE agent_id = $1 ORDER BY conversation_id`
+// ListConversations lists an agent's conversations in namespace by conversation_id
+// (bytewise); limit <= 0 means no limit.
+func (s *Store) ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]ingest.Conversation, error) {
+	q := `SELECT ` + convColumns + ` FROM conversations WHERE namespace = $1 AND agent_id = $2 ORDER BY conversation_id`
 	if limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, limit)
 	}
-	out, err := s.queryConversations(ctx, q, agentID)
+	out, err := s.queryConversations(ctx, q, namespace, agentID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list conversations of %s: %w", agentID, err)
+		return nil, fmt.Errorf("postgres: list conversations of %s/%s: %w", namespace, agentID, err)
 	}
 	return out, nil
 }
 
 // DumpConversations returns every conversation by identity (tests compare dumps).
 func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
-	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY agent_id, conversation_id`)
+	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY namespace, agent_id, conversation_id`)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: dump conversations: %w", err)
 	}

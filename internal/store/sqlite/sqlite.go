@@ -82,6 +82,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.apply(ctx, ms)
+}
+
+// apply applies the migrations of ms not applied yet, in one transaction. ms must be
+// the first len(ms) migrations.
+func (s *Store) apply(ctx context.Context, ms []migrate.Migration) error {
 	return s.write(ctx, "migrate", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
@@ -355,7 +361,7 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 
 // ---- conversations ----
 
-const convColumns = `agent_id, conversation_id, activity_time, object_key, object_last_modified,
+const convColumns = `namespace, agent_id, conversation_id, activity_time, object_key, object_last_modified,
 	position, content_hash, source, raw`
 
 // CommitFile streams a file's conversations into one write transaction, then writes
@@ -416,7 +422,7 @@ func (t *commitTx) Commit(context.Context) error   { return t.tx.Commit() }
 func (t *commitTx) Rollback(context.Context) error { return t.tx.Rollback() }
 
 // Rows per multi-row statement: a whole plan batch each, far below SQLite's 32766 bound
-// variables (10 per written row).
+// variables (11 per written row).
 const chunk = plan.BatchSize
 
 // chunked runs fn over [lo,hi) chunks of [0,n) of at most chunk rows.
@@ -439,15 +445,15 @@ func values(rows, cols int) string {
 func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
 	stored := make(map[plan.Key]ingest.Conversation)
 	err := chunked(len(keys), func(lo, hi int) error {
-		stmt, err := t.prepare(ctx, `SELECT agent_id, conversation_id, activity_time, object_last_modified, object_key,
-			position, content_hash, source
-			FROM conversations WHERE (agent_id, conversation_id) IN (VALUES `+values(hi-lo, 2)+`)`)
+		stmt, err := t.prepare(ctx, `SELECT namespace, agent_id, conversation_id, activity_time, object_last_modified,
+			object_key, position, content_hash, source
+			FROM conversations WHERE (namespace, agent_id, conversation_id) IN (VALUES `+values(hi-lo, 3)+`)`)
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, 2*(hi-lo))
+		args := make([]any, 0, 3*(hi-lo))
 		for _, k := range keys[lo:hi] {
-			args = append(args, k.AgentID, k.ConversationID)
+			args = append(args, k.Namespace, k.AgentID, k.ConversationID)
 		}
 		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
@@ -457,7 +463,7 @@ func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Ke
 		for rows.Next() {
 			var at, lm string
 			var c ingest.Conversation
-			if err := rows.Scan(&c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
+			if err := rows.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
 				return err
 			}
 			if c.ActivityTime, err = parseTime(at); err != nil {
@@ -479,16 +485,16 @@ func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Ke
 func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conversation) error {
 	for _, c := range writes {
 		if err := checkTime("activity time", c.ActivityTime); err != nil {
-			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+			return fmt.Errorf("conversation %s/%s/%s: %w", c.Namespace, c.AgentID, c.ConversationID, err)
 		}
 		if err := checkTime("object last-modified", c.ObjectLastModified); err != nil {
-			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+			return fmt.Errorf("conversation %s/%s/%s: %w", c.Namespace, c.AgentID, c.ConversationID, err)
 		}
 	}
 	now := fmtTime(time.Now())
 	err := chunked(len(writes), func(lo, hi int) error {
-		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+values(hi-lo, 10)+`
-			ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+values(hi-lo, 11)+`
+			ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
 				activity_time = excluded.activity_time, object_key = excluded.object_key,
 				object_last_modified = excluded.object_last_modified, position = excluded.position,
 				content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
@@ -496,9 +502,9 @@ func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conv
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, 10*(hi-lo))
+		args := make([]any, 0, 11*(hi-lo))
 		for _, c := range writes[lo:hi] {
-			args = append(args, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
+			args = append(args, c.Namespace, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
 				fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now)
 		}
 		_, err = stmt.ExecContext(ctx, args...)
@@ -513,7 +519,7 @@ func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conv
 func scanConversation(row interface{ Scan(...any) error }) (ingest.Conversation, error) {
 	var c ingest.Conversation
 	var at, lm, raw string
-	err := row.Scan(&c.AgentID, &c.ConversationID, &at, &c.ObjectKey, &lm, &c.Position, &c.ContentHash, &c.Source, &raw)
+	err := row.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &at, &c.ObjectKey, &lm, &c.Position, &c.ContentHash, &c.Source, &raw)
 	if err != nil {
 		return c, err
 	}
@@ -526,38 +532,38 @@ func scanConversation(row interface{ Scan(...any) error }) (ingest.Conversation,
 }
 
 // GetConversation finds one conversation by identity.
-func (s *Store) GetConversation(ctx context.Context, agentID, conversationID string) (ingest.Conversation, bool, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+convColumns+` FROM conversations WHERE agent_id = ? AND conversation_id = ?`,
-		agentID, conversationID)
+func (s *Store) GetConversation(ctx context.Context, namespace, agentID, conversationID string) (ingest.Conversation, bool, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+convColumns+` FROM conversations
+		WHERE namespace = ? AND agent_id = ? AND conversation_id = ?`, namespace, agentID, conversationID)
 	c, err := scanConversation(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ingest.Conversation{}, false, nil
 	}
 	if err != nil {
-		return ingest.Conversation{}, false, fmt.Errorf("sqlite: get conversation %s/%s: %w", agentID, conversationID, err)
+		return ingest.Conversation{}, false, fmt.Errorf("sqlite: get conversation %s/%s/%s: %w", namespace, agentID, conversationID, err)
 	}
 	return c, true, nil
 }
 
-// ListConversations lists an agent's conversations by conversation_id; limit <= 0 means
-// no limit.
-func (s *Store) ListConversations(ctx context.Context, agentID string, limit int) ([]ingest.Conversation, error) {
-	q := `SELECT ` + convColumns + ` FROM conversations WHERE agent_id = ? ORDER BY conversation_id`
-	args := []any{agentID}
+// ListConversations lists an agent's conversations in namespace by conversation_id;
+// limit <= 0 means no limit.
+func (s *Store) ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]ingest.Conversation, error) {
+	q := `SELECT ` + convColumns + ` FROM conversations WHERE namespace = ? AND agent_id = ? ORDER BY conversation_id`
+	args := []any{namespace, agentID}
 	if limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
 	out, err := s.queryConversations(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list conversations of %s: %w", agentID, err)
+		return nil, fmt.Errorf("sqlite: list conversations of %s/%s: %w", namespace, agentID, err)
 	}
 	return out, nil
 }
 
 // DumpConversations returns every conversation by identity (tests compare dumps).
 func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
-	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY agent_id, conversation_id`)
+	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY namespace, agent_id, conversation_id`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: dump conversations: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // Dumper is implemented by stores that can list every conversation by identity
-// (agent_id, conversation_id): tests compare whole stores with it.
+// (namespace, agent_id, conversation_id): tests compare whole stores with it.
 type Dumper interface {
 	DumpConversations(ctx context.Context) ([]ingest.Conversation, error)
 }
@@ -49,6 +49,9 @@ func Run(t *testing.T, open func(t *testing.T) ingest.Store) {
 		{"Charge", testCharge},
 		{"ReleaseAll", testReleaseAll},
 		{"ListConversations", testListConversations},
+		{"Namespaces", testNamespaces},
+		{"NamespacesNeverCross", testNamespacesNeverCross},
+		{"CommitNamespace", testCommitNamespace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -61,7 +64,11 @@ var (
 	ctx  = context.Background()
 )
 
-const source = "tenant-a/bucket-1"
+// namespace owns source, the S3Source most tests commit as.
+const (
+	namespace = "tenant-a"
+	source    = namespace + "/bucket-1"
+)
 
 // Conv builds a conversation whose content (and so hash) depends on agent, id, activity
 // time and body, as a real record's does; its origin is set by File.
@@ -81,17 +88,20 @@ type Commit struct {
 	Convs []ingest.Conversation
 }
 
-// File builds the commit of one ingested object holding convs at positions 0..n-1. Its
-// stream yields Convs (changes to them included) and can be consumed again.
+// File builds the commit of one ingested object of src ("namespace/name") holding convs
+// at positions 0..n-1, in src's namespace. Its stream yields Convs (changes to them
+// included) and can be consumed again.
 func File(src, key string, lastModified time.Time, convs ...ingest.Conversation) Commit {
+	ns, _, _ := strings.Cut(src, "/")
 	out := make([]ingest.Conversation, len(convs))
 	var size int64
 	for i, c := range convs {
-		c.Source, c.ObjectKey, c.ObjectLastModified, c.Position = src, key, lastModified, int64(i)
+		c.Namespace, c.Source, c.ObjectKey, c.ObjectLastModified, c.Position = ns, src, key, lastModified, int64(i)
 		out[i] = c
 		size += int64(len(c.Raw))
 	}
 	return Commit{FileCommit: ingest.FileCommit{
+		Namespace: ns,
 		File: ingest.FileRecord{
 			Source: src, Key: key, ETag: "etag-" + key, Size: size, LastModified: lastModified,
 			State: ingest.FileIngested, Reason: ingest.ReasonIngested,
@@ -136,7 +146,7 @@ func dump(t testing.TB, s ingest.Store) []ingest.Conversation {
 }
 
 func describe(c ingest.Conversation) string {
-	return fmt.Sprintf("%s/%s at=%s key=%s lm=%s pos=%d src=%s hash=%.8s raw=%s", c.AgentID, c.ConversationID,
+	return fmt.Sprintf("%s/%s/%s at=%s key=%s lm=%s pos=%d src=%s hash=%.8s raw=%s", c.Namespace, c.AgentID, c.ConversationID,
 		c.ActivityTime.Format(time.RFC3339Nano), c.ObjectKey, c.ObjectLastModified.Format(time.RFC3339Nano),
 		c.Position, c.Source, c.ContentHash, c.Raw)
 }
@@ -166,13 +176,14 @@ func assertConversations(t testing.TB, got, want []ingest.Conversation) {
 }
 
 // Expected returns what a store must hold after committing files in any order: per
-// identity, the greatest record under ingest.Newer, sorted by identity.
+// identity (namespace, agent_id, conversation_id), the greatest record under
+// ingest.Newer, sorted by identity.
 func Expected(files []Commit) []ingest.Conversation {
-	type key struct{ a, c string }
+	type key struct{ ns, a, c string }
 	best := map[key]ingest.Conversation{}
 	for _, f := range files {
 		for _, c := range f.Convs {
-			k := key{c.AgentID, c.ConversationID}
+			k := key{c.Namespace, c.AgentID, c.ConversationID}
 			if cur, ok := best[k]; !ok || ingest.Newer(&c, &cur) {
 				best[k] = c
 			}
@@ -183,6 +194,9 @@ func Expected(files []Commit) []ingest.Conversation {
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
 		if out[i].AgentID != out[j].AgentID {
 			return out[i].AgentID < out[j].AgentID
 		}
@@ -235,7 +249,7 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 		if got != want {
 			t.Errorf("%s: counts = %+v, want %+v", st.name, got, want)
 		}
-		c, ok, err := s.GetConversation(ctx, "agent-1", "c1")
+		c, ok, err := s.GetConversation(ctx, namespace, "agent-1", "c1")
 		if err != nil || !ok {
 			t.Fatalf("%s: GetConversation = %v, %v", st.name, ok, err)
 		}
@@ -248,7 +262,7 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 			t.Errorf("%s: ledger counts = %+v, want %+v", st.name, f.Counts, want)
 		}
 	}
-	if _, ok, err := s.GetConversation(ctx, "agent-1", "nope"); ok || err != nil {
+	if _, ok, err := s.GetConversation(ctx, namespace, "agent-1", "nope"); ok || err != nil {
 		t.Errorf("GetConversation(missing) = %v, %v; want false, nil", ok, err)
 	}
 }
@@ -378,7 +392,7 @@ func testExactRoundTrip(t *testing.T, s ingest.Store) {
 	c.Raw = []byte(`{"z":1,"a":[1,2,{"b":null}],"z":2,"s":"\u00e9\n"}`) // key order and duplicates kept
 	f := File("ns/src", "dir/x.json", time.Date(2025, 1, 16, 1, 2, 3, 999999999, zone), c)
 	commit(t, s, f)
-	got, ok, err := s.GetConversation(ctx, c.AgentID, c.ConversationID)
+	got, ok, err := s.GetConversation(ctx, "ns", c.AgentID, c.ConversationID)
 	if err != nil || !ok {
 		t.Fatalf("GetConversation = %v, %v", ok, err)
 	}
@@ -716,7 +730,7 @@ func testDeleteSource(t *testing.T, s ingest.Store) {
 	if _, ok, _ := s.LookupFile(ctx, "other/src", "a.json"); !ok {
 		t.Error("ledger row of another source was deleted")
 	}
-	assertConversations(t, dump(t, s), append(f.Convs, other.Convs...))
+	assertConversations(t, dump(t, s), Expected([]Commit{f, other}))
 	// Charged usage stays; of the reservations only other/src's 10 bytes are still held.
 	assertUsage(t, s, res.Quota, res.Day, 10, map[string]int64{source: 10})
 	res.Bytes = 20
@@ -939,7 +953,7 @@ func testListConversations(t *testing.T, s ingest.Store) {
 		}
 		return out
 	}
-	got, err := s.ListConversations(ctx, "agent-1", 0)
+	got, err := s.ListConversations(ctx, namespace, "agent-1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -954,14 +968,14 @@ func testListConversations(t *testing.T, s ingest.Store) {
 	for _, c := range got {
 		assertConversations(t, []ingest.Conversation{c}, []ingest.Conversation{byID[c.AgentID+"/"+c.ConversationID]})
 	}
-	got, err = s.ListConversations(ctx, "agent-1", 2)
+	got, err = s.ListConversations(ctx, namespace, "agent-1", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"C1", "b"}; !reflect.DeepEqual(ids(got), want) {
 		t.Errorf("ListConversations(limit 2) = %v, want %v", ids(got), want)
 	}
-	if got, err := s.ListConversations(ctx, "nobody", 0); err != nil || len(got) != 0 {
+	if got, err := s.ListConversations(ctx, namespace, "nobody", 0); err != nil || len(got) != 0 {
 		t.Errorf("ListConversations(nobody) = %v, %v", got, err)
 	}
 }

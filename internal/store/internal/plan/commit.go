@@ -83,6 +83,9 @@ func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *T
 	if c.Conversations != nil {
 		var flushErr error
 		err := c.Conversations(func(conv ingest.Conversation) bool {
+			if flushErr = stamp(&conv, c.Namespace); flushErr != nil {
+				return false
+			}
 			batch = append(batch, conv)
 			if len(batch) == BatchSize {
 				flushErr = flush()
@@ -113,6 +116,20 @@ func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *T
 		}
 	}
 	return f.Counts, nil
+}
+
+// stamp puts conv in the commit's namespace, the only one it may be stored in: a record
+// that names another namespace is refused, not moved.
+func stamp(conv *ingest.Conversation, namespace string) error {
+	switch {
+	case namespace == "":
+		return fmt.Errorf("conversation %s/%s: the commit names no namespace", conv.AgentID, conv.ConversationID)
+	case conv.Namespace != "" && conv.Namespace != namespace:
+		return fmt.Errorf("conversation %s/%s: namespace %q in a commit of namespace %q",
+			conv.AgentID, conv.ConversationID, conv.Namespace, namespace)
+	}
+	conv.Namespace = namespace
+	return nil
 }
 
 // ChargeTarget picks what a charge adds to usage: the reservation row when it was

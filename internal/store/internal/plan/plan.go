@@ -9,19 +9,25 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 )
 
-// Key is a conversation's identity.
+// Key is a conversation's identity: the same agent_id and conversation_id in two
+// namespaces are two conversations.
 type Key struct {
+	Namespace      string
 	AgentID        string
 	ConversationID string
 }
 
 // KeyOf returns c's identity.
 func KeyOf(c *ingest.Conversation) Key {
-	return Key{AgentID: c.AgentID, ConversationID: c.ConversationID}
+	return Key{Namespace: c.Namespace, AgentID: c.AgentID, ConversationID: c.ConversationID}
 }
 
-// Less orders keys by agent_id then conversation_id, bytewise (the stores' order).
+// Less orders keys by namespace, agent_id then conversation_id, bytewise (the stores'
+// order).
 func (k Key) Less(o Key) bool {
+	if k.Namespace != o.Namespace {
+		return k.Namespace < o.Namespace
+	}
 	if k.AgentID != o.AgentID {
 		return k.AgentID < o.AgentID
 	}
