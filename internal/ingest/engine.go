@@ -286,7 +286,7 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
 	}
 	// As before streaming: a failed file records its ledger row and is charged.
-	commit = FileCommit{File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
+	commit = FileCommit{Namespace: ref.Namespace, File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
 	if _, err := e.Store.CommitFile(ctx, commit); err != nil {
 		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
 	}

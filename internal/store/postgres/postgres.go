@@ -2,13 +2,21 @@
 //
 // Concurrency: transactions run at READ COMMITTED and serialize only where a
 // read-compare-write needs it, with transaction-scoped advisory locks released at commit:
-//   - CommitFile takes one lock for the whole commit, so two commits of the same
+//   - CommitFile locks its namespace for the whole commit, so two commits of the same
 //     conversation never both compare against the same old row. A file is streamed into
-//     its transaction, so the agents it touches are not known when it starts; locking
-//     them batch by batch could deadlock two commits, so commits are serialized, as
-//     SQLite's single writer serializes them.
+//     its transaction, so the agents it touches are not known when it starts, and
+//     locking them batch by batch could deadlock two commits; its namespace is known,
+//     and every row a commit writes (conversations, the ledger row of its source, the
+//     usage of its quota) belongs to that namespace. So commits of one namespace are
+//     serialized, as SQLite's single writer serializes all commits, and commits of
+//     different namespaces run concurrently: one tenant's large import does not hold
+//     up another's. (Two namespaces whose names hash alike share a lock: that only
+//     serializes them.)
 //   - Reserve locks its (quota, day), so concurrent reservers — in any process — see
 //     each other's reservations before deciding. A reservation never waits for a commit.
+//
+// What still serializes: commits of one namespace, reservations of one (quota, day),
+// and migrations.
 package postgres
 
 import (
@@ -40,10 +48,11 @@ const (
 // Store is an ingest.Store on a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
-	// committing admits one CommitFile of this process to the database at a time. Commits
-	// serialize on the advisory lock anyway; waiting here instead keeps waiters from
-	// holding pool connections that Reserve, lookups and readiness checks need.
-	committing chan struct{}
+	// committing admits this process's commits to the database: one per namespace (they
+	// serialize on the namespace's advisory lock anyway) and at most half the pool in
+	// all. Waiting here instead of on the lock keeps waiters from holding pool
+	// connections that Reserve, lookups and readiness checks need.
+	committing *gate
 }
 
 var _ ingest.Store = (*Store)(nil)
@@ -59,7 +68,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("postgres: connect to %s: %w", Redact(dsn), err), dsn)
 	}
-	s := &Store{pool: pool, committing: make(chan struct{}, 1)}
+	s := &Store{pool: pool, committing: newGate(max(1, int(cfg.MaxConns)/2))}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
@@ -302,24 +311,19 @@ const convColumns = `namespace, agent_id, conversation_id, activity_time, activi
 // ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
 // starts with the first full batch and takes the commit lock at once.
 func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
-	acquired := false
-	defer func() {
-		if acquired {
-			<-s.committing
-		}
-	}()
+	leave := func() {}
+	defer func() { leave() }()
 	begin := func(ctx context.Context) (plan.Tx, error) {
-		select {
-		case s.committing <- struct{}{}:
-			acquired = true
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		l, err := s.committing.enter(ctx, c.Namespace)
+		if err != nil {
+			return nil, err
 		}
+		leave = l
 		tx, err := s.pool.Begin(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockCommit); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockCommit, hash32(c.Namespace)); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("lock: %w", err)
 		}

@@ -6,6 +6,11 @@
 // read-compare-write (CommitFile, Reserve) atomic against other writers, including
 // another process on the same file (which waits up to the busy timeout). Reads use a
 // separate pool; WAL lets them run beside the writer on a consistent snapshot.
+//
+// So commits of every namespace take turns: SQLite has one write lock per database, and
+// no finer lock can let two tenants' transactions write at once. (PostgreSQL commits
+// of different namespaces run concurrently; see package postgres.) A cluster where
+// several tenants import large files at the same time should use PostgreSQL.
 package sqlite
 
 import (
