@@ -22,7 +22,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // IngestionQuotaReconciler reports a quota's usage in its current window and requeues at
@@ -30,7 +30,7 @@ import (
 // wakes sources whose files were deferred.
 type IngestionQuotaReconciler struct {
 	client.Client
-	Store   ingest.Store
+	Store   store.Store
 	Clock   clock.PassiveClock
 	Metrics *Metrics
 }

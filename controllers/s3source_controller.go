@@ -30,6 +30,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // S3SourceReconciler discovers and ingests the files of each S3Source.
@@ -39,7 +40,7 @@ type S3SourceReconciler struct {
 	// never every Secret of the cluster.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	Store     ingest.Store
+	Store     store.Store
 	Clock     clock.PassiveClock
 	// NewBucket builds the S3 client of a source; tests wrap it to count requests.
 	NewBucket func(ctx context.Context, cfg bucket.Config) (bucket.Client, error)

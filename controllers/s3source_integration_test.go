@@ -20,6 +20,8 @@ import (
 	"github.com/avon-ai/data-import-operator/controllers"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	// The suite's store is the variable store (suite_test.go).
+	storeapi "github.com/avon-ai/data-import-operator/internal/store"
 )
 
 func quantity(s string) *resource.Quantity { q := resource.MustParse(s); return &q }
@@ -427,7 +429,7 @@ func TestQuotaDefersAndResumesAfterReset(t *testing.T) {
 		t.Errorf("QuotaAvailable = %s/%s %q, want False/QuotaExceeded", c.Status, c.Reason, c.Message)
 	}
 	waitEvent(t, ns, name, v1.ReasonQuotaExceeded, "1 file(s) deferred")
-	deferred, err := store.ListFiles(context.Background(), ns+"/"+name, ingest.FileDeferred, 10)
+	deferred, err := store.ListFiles(context.Background(), ns+"/"+name, storeapi.FileDeferred, 10)
 	if err != nil || len(deferred) != 1 || deferred[0].Reason != ingest.ReasonQuotaExceeded {
 		t.Fatalf("deferred ledger rows %+v (err %v)", deferred, err)
 	}

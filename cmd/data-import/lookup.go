@@ -14,8 +14,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/store"
+	"github.com/avon-ai/data-import-operator/internal/store/backend"
 )
 
 // The store lookups read what the operator wrote: the same DSN as its --store flag.
@@ -27,7 +27,7 @@ type lookupCmd struct {
 	// bind registers the command's own flags; check says what is missing or wrong.
 	bind  func(fs *flag.FlagSet)
 	check func() string
-	do    func(ctx context.Context, st ingest.Store, e *env, q query) int
+	do    func(ctx context.Context, st store.Store, e *env, q query) int
 }
 
 // query is what every lookup is given besides its own flags.
@@ -79,7 +79,7 @@ func (c *lookupCmd) run(ctx context.Context, e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	st, err := store.Open(ctx, dsn)
+	st, err := backend.Open(ctx, dsn)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "data-import %s: %v\n", c.name, err)
 		return exitInvalid
@@ -103,7 +103,7 @@ func getCommand() *lookupCmd {
 			}
 			return ""
 		},
-		do: func(ctx context.Context, st ingest.Store, e *env, q query) int {
+		do: func(ctx context.Context, st store.Store, e *env, q query) int {
 			c, ok, err := st.GetConversation(ctx, q.namespace, agent, conv)
 			if err != nil {
 				fmt.Fprintf(e.stderr, "data-import get: %v\n", err)
@@ -148,9 +148,9 @@ func listCommand() *lookupCmd {
 			}
 			return ""
 		},
-		do: func(ctx context.Context, st ingest.Store, e *env, q query) int {
+		do: func(ctx context.Context, st store.Store, e *env, q query) int {
 			cs, err := st.ListConversations(ctx, q.namespace, agent, limit)
-			return render(e, "list", q.output, cs, err, func(c *ingest.Conversation) any { return conversationView(c, false) }, func() {
+			return render(e, "list", q.output, cs, err, func(c *store.Conversation) any { return conversationView(c, false) }, func() {
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "CONVERSATION_ID\tLATEST_ACTIVITY\tSOURCE\tOBJECT")
 				for _, c := range cs {
@@ -183,8 +183,8 @@ func filesCommand() *lookupCmd {
 			case strings.Contains(source, "/"):
 				return fmt.Sprintf("--source %q: want the S3Source's name; its namespace is -n/--namespace", source)
 			}
-			switch ingest.FileState(state) {
-			case "", ingest.FileIngested, ingest.FileFailed, ingest.FileDeferred, ingest.FileIgnored:
+			switch store.FileState(state) {
+			case "", store.FileIngested, store.FileFailed, store.FileDeferred, store.FileIgnored:
 			default:
 				return fmt.Sprintf("--state %q: want ingested, failed, deferred or ignored", state)
 			}
@@ -193,10 +193,10 @@ func filesCommand() *lookupCmd {
 			}
 			return ""
 		},
-		do: func(ctx context.Context, st ingest.Store, e *env, q query) int {
+		do: func(ctx context.Context, st store.Store, e *env, q query) int {
 			// The ledger is keyed by the S3Source's "namespace/name".
-			fs, err := st.ListFiles(ctx, q.namespace+"/"+source, ingest.FileState(state), limit)
-			return render(e, "files", q.output, fs, err, func(f *ingest.FileRecord) any { return fileView(f) }, func() {
+			fs, err := st.ListFiles(ctx, q.namespace+"/"+source, store.FileState(state), limit)
+			return render(e, "files", q.output, fs, err, func(f *store.FileRecord) any { return fileView(f) }, func() {
 				printFiles(e.stdout, fs)
 				if len(fs) == 0 {
 					fmt.Fprintf(e.stderr, "no files recorded for S3Source %q in namespace %q (has it run? is -n right?)\n", source, q.namespace)
@@ -223,7 +223,7 @@ func render[T any](e *env, cmd, output string, rows []T, err error, view func(*T
 	return exitOK
 }
 
-func printFiles(w io.Writer, fs []ingest.FileRecord) {
+func printFiles(w io.Writer, fs []store.FileRecord) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tSTATE\tREASON\tNEW\tUPDATED\tUNCHANGED\tINVALID\tMESSAGE")
 	for _, f := range fs {
@@ -247,7 +247,7 @@ type conversationJSON struct {
 	Record         json.RawMessage `json:"record,omitempty"`
 }
 
-func conversationView(c *ingest.Conversation, withRecord bool) conversationJSON {
+func conversationView(c *store.Conversation, withRecord bool) conversationJSON {
 	v := conversationJSON{Namespace: c.Namespace, AgentID: c.AgentID, ConversationID: c.ConversationID, ActivityTime: c.ActivityTime.UTC(),
 		Source: c.Source, ObjectKey: c.ObjectKey, ContentHash: c.ContentHash}
 	if withRecord && json.Valid(c.Raw) {
@@ -258,17 +258,17 @@ func conversationView(c *ingest.Conversation, withRecord bool) conversationJSON 
 
 // fileJSON is a ledger row in --output json.
 type fileJSON struct {
-	Key       string              `json:"key"`
-	State     ingest.FileState    `json:"state"`
-	Reason    string              `json:"reason"`
-	Message   string              `json:"message"`
-	Size      int64               `json:"size"`
-	Bytes     int64               `json:"charged_bytes"`
-	Counts    ingest.RecordCounts `json:"counts"`
-	UpdatedAt time.Time           `json:"updated_at"`
+	Key       string             `json:"key"`
+	State     store.FileState    `json:"state"`
+	Reason    string             `json:"reason"`
+	Message   string             `json:"message"`
+	Size      int64              `json:"size"`
+	Bytes     int64              `json:"charged_bytes"`
+	Counts    store.RecordCounts `json:"counts"`
+	UpdatedAt time.Time          `json:"updated_at"`
 }
 
-func fileView(f *ingest.FileRecord) fileJSON {
+func fileView(f *store.FileRecord) fileJSON {
 	return fileJSON{Key: f.Key, State: f.State, Reason: f.Reason, Message: f.Message, Size: f.Size, Bytes: f.Bytes,
 		Counts: f.Counts, UpdatedAt: f.UpdatedAt.UTC()}
 }

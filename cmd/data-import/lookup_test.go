@@ -67,7 +67,7 @@ func TestLookups(t *testing.T) {
 		}},
 		{name: "get json has provenance", args: []string{"get", "--store", dsn, "--namespace", "demo", "--agent", "a1", "--conversation", "c1", "--output", "json"}, want: []string{
 			`"namespace": "demo"`, `"agent_id": "a1"`, `"conversation_id": "c1"`, `"source": "demo/acme"`,
-			// The identical copy counted as unchanged, but its origin is newer (ingest.Newer
+			// The identical copy counted as unchanged, but its origin is newer (store.Newer
 			// compares keys last), so the stored provenance moved to it.
 			`"object_key": "conversations/2025/01/16/a-again.jsonl"`, `"record": {`,
 		}},

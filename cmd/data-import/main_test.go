@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 const (
@@ -109,7 +110,7 @@ func TestValidateJSON(t *testing.T) {
 	}
 	f := rep.Files[0]
 	want := ingest.RecordError{Key: dir + "/a.json", Index: 1, Path: "messages[0].timestamp", Problem: `"15/01/2025" is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)`}
-	if f.State != ingest.FileFailed || f.Reason != ingest.ReasonInvalidRecords || len(f.Errors) != 1 || f.Errors[0] != want {
+	if f.State != store.FileFailed || f.Reason != ingest.ReasonInvalidRecords || len(f.Errors) != 1 || f.Errors[0] != want {
 		t.Fatalf("%+v", f)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 )
@@ -49,7 +50,7 @@ func TestSamplesMeetExpectations(t *testing.T) {
 				t.Fatalf("%s: %v", s.name, err)
 			}
 			want := expected[s.name]
-			got := ingest.RecordCounts{New: res.Counts.New, Updated: res.Counts.Updated, Unchanged: res.Counts.Unchanged, Invalid: res.Counts.Invalid}
+			got := store.RecordCounts{New: res.Counts.New, Updated: res.Counts.Updated, Unchanged: res.Counts.Unchanged, Invalid: res.Counts.Invalid}
 			if res.State != want.state || res.Reason != want.reason || got != want.counts {
 				t.Errorf("%s: %s/%s %+v, want %s/%s %+v (%s)", s.name, res.State, res.Reason, got, want.state, want.reason, want.counts, res.Message)
 			}

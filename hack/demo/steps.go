@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
@@ -320,10 +320,10 @@ func (d *demo) checkLedger(ctx context.Context, when string) error {
 		return fmt.Errorf("data-import files --output json: %w", err)
 	}
 	var rows []struct {
-		Key    string              `json:"key"`
-		State  ingest.FileState    `json:"state"`
-		Reason string              `json:"reason"`
-		Counts ingest.RecordCounts `json:"counts"`
+		Key    string             `json:"key"`
+		State  store.FileState    `json:"state"`
+		Reason string             `json:"reason"`
+		Counts store.RecordCounts `json:"counts"`
 	}
 	if err := json.Unmarshal(out, &rows); err != nil {
 		return fmt.Errorf("data-import files --output json: %w", err)
@@ -331,7 +331,7 @@ func (d *demo) checkLedger(ctx context.Context, when string) error {
 	var bad []string
 	for _, r := range rows {
 		e, ok := expected[strings.TrimPrefix(r.Key, d.dayPrefix)]
-		c := ingest.RecordCounts{New: r.Counts.New, Updated: r.Counts.Updated, Unchanged: r.Counts.Unchanged, Invalid: r.Counts.Invalid}
+		c := store.RecordCounts{New: r.Counts.New, Updated: r.Counts.Updated, Unchanged: r.Counts.Unchanged, Invalid: r.Counts.Invalid}
 		if !ok || r.State != e.state || r.Reason != e.reason || c != e.counts {
 			bad = append(bad, fmt.Sprintf("%s: %s/%s %+v, want %s/%s %+v", r.Key, r.State, r.Reason, c, e.state, e.reason, e.counts))
 		}
@@ -355,16 +355,16 @@ func (d *demo) expectedTotals() totals {
 		e := expected[strings.TrimPrefix(key, d.dayPrefix)]
 		t.files.Discovered++
 		switch e.state {
-		case ingest.FileIngested:
+		case store.FileIngested:
 			t.files.Ingested++
-		case ingest.FileFailed:
+		case store.FileFailed:
 			t.files.Failed++
 			t.failedKeys = append(t.failedKeys, key)
-		case ingest.FileIgnored:
+		case store.FileIgnored:
 			t.files.Ignored++
 		}
 		t.conversations += e.counts.New + e.counts.Updated
-		if e.state != ingest.FileIgnored {
+		if e.state != store.FileIgnored {
 			t.usedBytes += size
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // benchObjects is 100,000 unless DISCOVERY_BENCH_OBJECTS says otherwise (a quicker run).
@@ -50,8 +51,8 @@ func BenchmarkNoChangeDiscovery(b *testing.B) {
 	start := time.Now()
 	if err := f.client.List(ctx, prefix, func(page []bucket.Object) error {
 		for _, o := range page {
-			if err := f.store.RecordFile(ctx, ingest.FileRecord{Source: f.job.Source, Key: o.Key, ETag: o.ETag, Size: o.Size,
-				LastModified: o.LastModified, State: ingest.FileIngested, Reason: ingest.ReasonIngested}); err != nil {
+			if err := f.store.RecordFile(ctx, store.FileRecord{Source: f.job.Source, Key: o.Key, ETag: o.ETag, Size: o.Size,
+				LastModified: o.LastModified, State: store.FileIngested, Reason: ingest.ReasonIngested}); err != nil {
 				return err
 			}
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // Quota is the resolved IngestionQuota of a source.
@@ -76,9 +77,9 @@ type Result struct {
 	BytesDownloaded  int64
 	NewlyFailed      int64
 	NewlyDeferred    int64
-	Conversations    ingest.RecordCounts
+	Conversations    store.RecordCounts
 	// RecentErrors are the source's newest failed files from the ledger, newest first.
-	RecentErrors []ingest.FileRecord
+	RecentErrors []store.FileRecord
 }
 
 // MaxRecentErrors bounds Result.RecentErrors.
@@ -88,7 +89,7 @@ const MaxRecentErrors = 10
 // the downloads in flight across all of them, because each holds up to one object's
 // bytes (ZIPs spool to disk) and a store transaction.
 type Runner struct {
-	Store  ingest.Store
+	Store  store.Store
 	Engine *ingest.Engine
 	Now    func() time.Time
 	// PerRun is the most downloads one run has in flight.
@@ -98,7 +99,7 @@ type Runner struct {
 
 // NewRunner returns a Runner with at most files downloads in flight in total and perRun
 // per source.
-func NewRunner(store ingest.Store, engine *ingest.Engine, now func() time.Time, files, perRun int) *Runner {
+func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, files, perRun int) *Runner {
 	if files < 1 {
 		files = 1
 	}
@@ -171,7 +172,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 			res.Err = fmt.Errorf("pruning the ledger: %w", err)
 		}
 	}
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, ingest.FileFailed, MaxRecentErrors); err == nil {
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
 		res.Err = fmt.Errorf("listing failed files: %w", err)
@@ -246,7 +247,7 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 
 // classify decides what one listed object needs: nothing (unchanged), a ledger row
 // (ignored, too large, deferred) or a download. Only downloads leave this goroutine.
-func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileRecord, found bool, queue chan<- work) error {
+func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRecord, found bool, queue chan<- work) error {
 	if strings.HasSuffix(obj.Key, "/") {
 		return nil // a folder marker, not a file
 	}
@@ -269,7 +270,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileR
 	if obj.Size > r.job.Quota.MaxFileSize {
 		msg := fmt.Sprintf("%s: the object is %s, larger than the %s maximum file size of IngestionQuota %s; it was not downloaded",
 			r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.MaxFileSize), r.job.Quota.Key)
-		return r.record(ctx, obj, ingest.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
+		return r.record(ctx, obj, store.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
 	}
 	select {
 	case queue <- work{obj: obj, attempts: attempts}:
@@ -282,23 +283,23 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileR
 // settled says whether a ledger row for the same object version needs no more work.
 // Deferred rows wait for quota and transient download failures are retried; a file too
 // large is retried only once the limit has grown past it.
-func (r *run) settled(prev ingest.FileRecord) bool {
+func (r *run) settled(prev store.FileRecord) bool {
 	switch {
-	case prev.State == ingest.FileDeferred:
+	case prev.State == store.FileDeferred:
 		return false
-	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
+	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
 		return false
-	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
+	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
 		return prev.Size > r.job.Quota.MaxFileSize
-	case prev.State == ingest.FileFailed && r.job.RecheckFailed:
+	case prev.State == store.FileFailed && r.job.RecheckFailed:
 		return false
 	}
 	return true
 }
 
-func (r *run) record(ctx context.Context, obj bucket.Object, state ingest.FileState, reason, msg string, attempts int) error {
+func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileState, reason, msg string, attempts int) error {
 	now := r.Now()
-	row := ingest.FileRecord{
+	row := store.FileRecord{
 		Source: r.job.Source, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
 		State: state, Reason: reason, Message: msg, Attempts: attempts, FirstSeen: now, UpdatedAt: now,
 	}
@@ -310,9 +311,9 @@ func (r *run) record(ctx context.Context, obj bucket.Object, state ingest.FileSt
 	r.tally(func(res *Result) {
 		countState(res, state)
 		switch state {
-		case ingest.FileFailed:
+		case store.FileFailed:
 			res.NewlyFailed++
-		case ingest.FileDeferred:
+		case store.FileDeferred:
 			res.NewlyDeferred++
 		}
 	})
@@ -334,16 +335,16 @@ func (r *run) download(ctx context.Context, w work) {
 	// The window is taken per download: a run across midnight charges each file to the
 	// day it was downloaded on.
 	day, _ := Window(r.Now(), r.job.Quota.Location)
-	reservation := ingest.Reservation{Quota: r.job.Quota.Key, Day: day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
+	reservation := store.Reservation{Quota: r.job.Quota.Key, Day: day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
 	var id int64
 	{
 		var err error
 		id, err = r.Store.Reserve(ctx, reservation)
-		if errors.Is(err, ingest.ErrQuotaExceeded) {
+		if errors.Is(err, store.ErrQuotaExceeded) {
 			_, resetsAt := Window(r.Now(), r.job.Quota.Location)
 			msg := fmt.Sprintf("%s: %s does not fit in what is left of today's %s quota (IngestionQuota %s); it will be ingested after the reset at %s",
 				r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
-			if err := r.record(ctx, obj, ingest.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
+			if err := r.record(ctx, obj, store.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
 				r.fail(err)
 			}
 			return
@@ -407,7 +408,7 @@ func (r *run) download(ctx context.Context, w work) {
 		res.Conversations.New += out.Counts.New
 		res.Conversations.Updated += out.Counts.Updated
 		res.Conversations.Unchanged += out.Counts.Unchanged
-		if out.State == ingest.FileFailed {
+		if out.State == store.FileFailed {
 			res.NewlyFailed++
 			res.DownloadedFailed++
 		}
@@ -451,7 +452,7 @@ func (f *spoolFile) Close() error {
 func (r *run) downloadFailed(ctx context.Context, obj bucket.Object, err error, attempts int) {
 	reason := ingest.ReasonDownloadFailed
 	msg := fmt.Sprintf("%s: download failed, retried at the next discovery: %s", r.location(obj.Key), safeMessage(err))
-	if rerr := r.record(ctx, obj, ingest.FileFailed, reason, msg, attempts); rerr != nil {
+	if rerr := r.record(ctx, obj, store.FileFailed, reason, msg, attempts); rerr != nil {
 		r.fail(rerr)
 	}
 }
@@ -466,15 +467,15 @@ func safeMessage(err error) string {
 	return err.Error()
 }
 
-func countState(res *Result, s ingest.FileState) {
+func countState(res *Result, s store.FileState) {
 	switch s {
-	case ingest.FileIngested:
+	case store.FileIngested:
 		res.Ingested++
-	case ingest.FileFailed:
+	case store.FileFailed:
 		res.Failed++
-	case ingest.FileDeferred:
+	case store.FileDeferred:
 		res.Deferred++
-	case ingest.FileIgnored:
+	case store.FileIgnored:
 		res.Ignored++
 	}
 }

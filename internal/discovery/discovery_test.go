@@ -14,6 +14,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
@@ -202,7 +203,7 @@ func TestCancelledRunLeavesNothingHalfDone(t *testing.T) {
 	}
 	var charged int64
 	for _, row := range rows {
-		if row.State != ingest.FileIngested {
+		if row.State != store.FileIngested {
 			t.Errorf("%s is %s after a cancel, want only ingested rows (or none)", row.Key, row.State)
 		}
 		charged += row.Bytes

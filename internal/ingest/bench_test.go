@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 )
 
@@ -260,7 +261,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run(f.key+"/sqlite", func(b *testing.B) {
 			dir := b.TempDir()
 			n := 0
-			benchProcess(b, f, func() ingest.Store {
+			benchProcess(b, f, func() store.Store {
 				n++
 				st, err := sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("s%d.db", n)))
 				if err != nil {
@@ -274,7 +275,7 @@ func BenchmarkIngest(b *testing.B) {
 
 // benchProcess runs Process on f; with newStore, into a fresh store each iteration (so
 // every record is new), else as a dry run.
-func benchProcess(b *testing.B, f benchFile, newStore func() ingest.Store) {
+func benchProcess(b *testing.B, f benchFile, newStore func() store.Store) {
 	ctx := context.Background()
 	b.SetBytes(f.payload)
 	b.ReportAllocs()
@@ -288,7 +289,7 @@ func benchProcess(b *testing.B, f benchFile, newStore func() ingest.Store) {
 			b.StartTimer()
 		}
 		res, err := e.Process(ctx, ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: f.key, Size: int64(len(f.data)), LastModified: time.Now()}, bytes.NewReader(f.data), opts)
-		if err != nil || res.State != ingest.FileIngested {
+		if err != nil || res.State != store.FileIngested {
 			b.Fatalf("%v %s", err, res.Message)
 		}
 		if newStore != nil && res.Counts.New != res.Counts.Valid {
@@ -382,7 +383,7 @@ func BenchmarkHeap(b *testing.B) {
 			for b.Loop() {
 				peak = peak.max(peakHeap(func() {
 					res, err := ingest.New(nil).Process(context.Background(), ingest.ObjectRef{Key: "big.json"}, &genReader{size: size}, ingest.Options{DryRun: true})
-					if err != nil || res.State != ingest.FileIngested {
+					if err != nil || res.State != store.FileIngested {
 						b.Fatalf("%v %s", err, res.Message)
 					}
 				}))
@@ -415,7 +416,7 @@ func BenchmarkHeapEndToEnd(b *testing.B) {
 				b.StartTimer()
 				peak = peak.max(peakHeap(func() {
 					res, err := ingest.New(st).Process(ctx, ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "big.json", LastModified: time.Now()}, &genReader{size: size}, ingest.Options{})
-					if err != nil || res.State != ingest.FileIngested || res.Counts.New != res.Counts.Valid {
+					if err != nil || res.State != store.FileIngested || res.Counts.New != res.Counts.Valid {
 						b.Fatalf("%v %s %+v", err, res.Message, res.Counts)
 					}
 					records = res.Counts.New

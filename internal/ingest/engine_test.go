@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 var t0 = time.Date(2025, 1, 15, 14, 30, 0, 0, time.UTC)
@@ -26,18 +28,18 @@ func TestPolicies(t *testing.T) {
 	tests := []struct {
 		name      string
 		opts      Options
-		state     FileState
+		state     store.FileState
 		reason    string
 		committed int // conversations in the one CommitFile
 		commits   int
-		counts    RecordCounts
+		counts    store.RecordCounts
 	}{
-		{name: "SkipFile is the default", opts: Options{}, state: FileFailed, reason: ReasonInvalidRecords, commits: 1,
-			counts: RecordCounts{Valid: 1, Invalid: 1}},
-		{name: "SkipRecord commits the valid", opts: Options{Policy: SkipRecord}, state: FileIngested, reason: ReasonIngested, commits: 1, committed: 1,
-			counts: RecordCounts{Valid: 1, Invalid: 1, New: 1}},
-		{name: "DryRun commits nothing", opts: Options{Policy: SkipRecord, DryRun: true}, state: FileIngested, reason: ReasonIngested,
-			counts: RecordCounts{Valid: 1, Invalid: 1}},
+		{name: "SkipFile is the default", opts: Options{}, state: store.FileFailed, reason: ReasonInvalidRecords, commits: 1,
+			counts: store.RecordCounts{Valid: 1, Invalid: 1}},
+		{name: "SkipRecord commits the valid", opts: Options{Policy: SkipRecord}, state: store.FileIngested, reason: ReasonIngested, commits: 1, committed: 1,
+			counts: store.RecordCounts{Valid: 1, Invalid: 1, New: 1}},
+		{name: "DryRun commits nothing", opts: Options{Policy: SkipRecord, DryRun: true}, state: store.FileIngested, reason: ReasonIngested,
+			counts: store.RecordCounts{Valid: 1, Invalid: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,7 +98,7 @@ func TestInFileDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := RecordCounts{Valid: 4, New: 2, Unchanged: 2}
+		want := store.RecordCounts{Valid: 4, New: 2, Unchanged: 2}
 		if res.Counts != want {
 			t.Fatalf("counts %+v, want %+v", res.Counts, want)
 		}
@@ -105,7 +107,7 @@ func TestInFileDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (RecordCounts{Valid: 4, Unchanged: 2}); dry.Counts != want || len(dry.Pairs) != 2 {
+		if want := (store.RecordCounts{Valid: 4, Unchanged: 2}); dry.Counts != want || len(dry.Pairs) != 2 {
 			t.Fatalf("dry run: counts %+v pairs %v, want %+v and 2 pairs", dry.Counts, dry.Pairs, want)
 		}
 		got, _, _ := st.GetConversation(context.Background(), "ns", "a", "c")
@@ -184,19 +186,19 @@ func TestStreamedFailures(t *testing.T) {
 	tests := []struct {
 		name, key, body string
 		policy          InvalidRecordPolicy
-		state           FileState
+		state           store.FileState
 		reason          string
-		counts          RecordCounts
+		counts          store.RecordCounts
 	}{
 		{"invalid last record under SkipFile", "a.jsonl", jsonlOf(n, `{"conversation_id":"bad"}`+"\n"), SkipFile,
-			FileFailed, ReasonInvalidRecords, RecordCounts{Valid: n, Invalid: 1}},
-		{"unterminated array", "a.json", jsonOf(n, ""), SkipRecord, FileFailed, ReasonMalformed, RecordCounts{}},
-		{"trailing garbage", "a.json", jsonOf(n, "] x"), SkipFile, FileFailed, ReasonMalformed, RecordCounts{}},
+			store.FileFailed, ReasonInvalidRecords, store.RecordCounts{Valid: n, Invalid: 1}},
+		{"unterminated array", "a.json", jsonOf(n, ""), SkipRecord, store.FileFailed, ReasonMalformed, store.RecordCounts{}},
+		{"trailing garbage", "a.json", jsonOf(n, "] x"), SkipFile, store.FileFailed, ReasonMalformed, store.RecordCounts{}},
 		{"archive with a link after the records", "a.tar.gz",
 			string(makeTarGz(t, entry{name: "a.jsonl", body: jsonlOf(n, "")}, entry{name: "b.jsonl", tar: '2'})),
-			SkipFile, FileFailed, ReasonUnsafeArchive, RecordCounts{}},
+			SkipFile, store.FileFailed, ReasonUnsafeArchive, store.RecordCounts{}},
 		{"SkipRecord commits the valid", "a.jsonl", jsonlOf(n, `{"conversation_id":"bad"}`+"\n"), SkipRecord,
-			FileIngested, ReasonIngested, RecordCounts{Valid: n, Invalid: 1, New: n}},
+			store.FileIngested, ReasonIngested, store.RecordCounts{Valid: n, Invalid: 1, New: n}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,7 +216,7 @@ func TestStreamedFailures(t *testing.T) {
 			}
 			c := st.commits[0]
 			wantConvs := 0
-			if tc.state == FileIngested {
+			if tc.state == store.FileIngested {
 				wantConvs = n
 			}
 			if len(c.Convs) != wantConvs || len(st.convs) != wantConvs || c.ReservationID != 7 || c.File.State != tc.state ||
@@ -347,7 +349,7 @@ func TestIgnoredReleasesReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, ok, _ := st.LookupFile(context.Background(), "s", "x.parquet")
-	if res.State != FileIgnored || !ok || f.State != FileIgnored || len(st.released) != 1 || st.released[0] != 9 {
+	if res.State != store.FileIgnored || !ok || f.State != store.FileIgnored || len(st.released) != 1 || st.released[0] != 9 {
 		t.Fatalf("result %+v ledger %+v released %v", res, f, st.released)
 	}
 }

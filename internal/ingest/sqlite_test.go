@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 )
 
@@ -53,20 +54,20 @@ func TestIntoSQLite(t *testing.T) {
 		name   string
 		ref    ingest.ObjectRef
 		body   []byte
-		state  ingest.FileState
-		counts ingest.RecordCounts
+		state  store.FileState
+		counts store.RecordCounts
 	}{
-		{"first", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, New: 2}},
-		{"again", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, Unchanged: 2}},
+		{"first", ref, body, store.FileIngested, store.RecordCounts{Valid: 2, New: 2}},
+		{"again", ref, body, store.FileIngested, store.RecordCounts{Valid: 2, Unchanged: 2}},
 		{"newer", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "b.jsonl", LastModified: time.Now()}, line(edited(1)),
-			ingest.FileIngested, ingest.RecordCounts{Valid: 1, Updated: 1}},
-		{"invalid", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "c.jsonl"}, []byte(`{"conversation_id":"x"}` + "\n"), ingest.FileFailed, ingest.RecordCounts{Invalid: 1}},
+			store.FileIngested, store.RecordCounts{Valid: 1, Updated: 1}},
+		{"invalid", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "c.jsonl"}, []byte(`{"conversation_id":"x"}` + "\n"), store.FileFailed, store.RecordCounts{Invalid: 1}},
 		// Several batches reach the transaction before the last record fails the file.
 		{"invalid after batches", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "d.jsonl"}, append(lines(1000, bigN), `{"conversation_id":"x"}`+"\n"...),
-			ingest.FileFailed, ingest.RecordCounts{Valid: bigN, Invalid: 1}},
+			store.FileFailed, store.RecordCounts{Valid: bigN, Invalid: 1}},
 		// A later batch holds a newer version of a record of the first: counted once, and it wins.
 		{"duplicates across batches", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "e.jsonl", LastModified: time.Now()}, append(lines(2000, bigN), line(edited(2000))...),
-			ingest.FileIngested, ingest.RecordCounts{Valid: bigN + 1, New: bigN, Unchanged: 1}},
+			store.FileIngested, store.RecordCounts{Valid: bigN + 1, New: bigN, Unchanged: 1}},
 	}
 	for _, s := range steps {
 		res, err := e.Process(ctx, s.ref, bytes.NewReader(s.body), ingest.Options{})

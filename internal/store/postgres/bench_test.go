@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/storetest"
 )
 
@@ -38,11 +38,11 @@ func BenchmarkCommitNamespaces(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					// Building the files (formatting, hashing) is the caller's cost.
 					b.StopTimer()
-					commits := make([]ingest.FileCommit, benchFiles)
+					commits := make([]store.FileCommit, benchFiles)
 					for f := range commits {
 						ns := fmt.Sprintf("tenant-%d", f%namespaces)
 						key := fmt.Sprintf("it%d-f%d.json", i, f)
-						convs := make([]ingest.Conversation, benchPerFile)
+						convs := make([]store.Conversation, benchPerFile)
 						for j := range convs {
 							convs[j] = storetest.Conv(fmt.Sprintf("agent-%d", j%7), fmt.Sprintf("%s-%d", key, j), time.Unix(int64(j), 0), body)
 						}
@@ -75,14 +75,14 @@ func BenchmarkCommitNamespaces(b *testing.B) {
 }
 
 // paced streams convs, waiting pace after every 128 records.
-func paced(convs []ingest.Conversation, pace time.Duration) ingest.ConversationStream {
-	return func(yield func(ingest.Conversation) bool) error {
+func paced(convs []store.Conversation, pace time.Duration) store.ConversationStream {
+	return func(yield func(store.Conversation) bool) error {
 		for i, c := range convs {
 			if pace > 0 && i > 0 && i%128 == 0 {
 				time.Sleep(pace)
 			}
 			if !yield(c) {
-				return ingest.ErrStreamStopped
+				return store.ErrStreamStopped
 			}
 		}
 		return nil

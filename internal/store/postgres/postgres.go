@@ -30,7 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/plan"
 )
@@ -45,7 +45,7 @@ const (
 	lockQuota
 )
 
-// Store is an ingest.Store on a PostgreSQL database.
+// Store is an store.Store on a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
 	// committing admits this process's commits to the database: one per namespace (they
@@ -55,7 +55,7 @@ type Store struct {
 	committing *gate
 }
 
-var _ ingest.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // Open connects to the database at dsn (a postgres:// URL) and applies migrations. The
 // DSN's password never appears in errors.
@@ -180,7 +180,7 @@ const upsertFileSQL = `INSERT INTO files (` + fileColumns + `)
 		unchanged_count = excluded.unchanged_count, bytes = excluded.bytes,
 		attempts = files.attempts + 1, updated_at = excluded.updated_at`
 
-func upsertFile(ctx context.Context, tx pgx.Tx, f ingest.FileRecord) error {
+func upsertFile(ctx context.Context, tx pgx.Tx, f store.FileRecord) error {
 	c := f.Counts
 	_, err := tx.Exec(ctx, upsertFileSQL, f.Source, f.Key, f.ETag, f.Size, f.LastModified, string(f.State),
 		f.Reason, f.Message, c.Valid, c.Invalid, c.New, c.Updated, c.Unchanged, f.Bytes,
@@ -191,32 +191,32 @@ func upsertFile(ctx context.Context, tx pgx.Tx, f ingest.FileRecord) error {
 	return nil
 }
 
-func scanFile(row pgx.Row) (ingest.FileRecord, error) {
-	var f ingest.FileRecord
+func scanFile(row pgx.Row) (store.FileRecord, error) {
+	var f store.FileRecord
 	var state string
 	err := row.Scan(&f.Source, &f.Key, &f.ETag, &f.Size, &f.LastModified, &state, &f.Reason, &f.Message,
 		&f.Counts.Valid, &f.Counts.Invalid, &f.Counts.New, &f.Counts.Updated, &f.Counts.Unchanged,
 		&f.Bytes, &f.Attempts, &f.FirstSeen, &f.UpdatedAt)
-	f.State = ingest.FileState(state)
+	f.State = store.FileState(state)
 	f.LastModified, f.FirstSeen, f.UpdatedAt = f.LastModified.UTC(), f.FirstSeen.UTC(), f.UpdatedAt.UTC()
 	return f, err
 }
 
 // LookupFile returns the ledger row of one object (a primary-key lookup).
-func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.FileRecord, bool, error) {
+func (s *Store) LookupFile(ctx context.Context, source, key string) (store.FileRecord, bool, error) {
 	f, err := scanFile(s.pool.QueryRow(ctx, `SELECT `+fileColumns+` FROM files WHERE source = $1 AND key = $2`, source, key))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ingest.FileRecord{}, false, nil
+		return store.FileRecord{}, false, nil
 	}
 	if err != nil {
-		return ingest.FileRecord{}, false, fmt.Errorf("postgres: lookup file %s/%s: %w", source, key, err)
+		return store.FileRecord{}, false, fmt.Errorf("postgres: lookup file %s/%s: %w", source, key, err)
 	}
 	return f, true, nil
 }
 
 // LookupFiles returns the ledger rows of keys in one query.
-func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]ingest.FileRecord, error) {
-	out := make(map[string]ingest.FileRecord, len(keys))
+func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]store.FileRecord, error) {
+	out := make(map[string]store.FileRecord, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
@@ -240,7 +240,7 @@ func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (
 
 // ListFiles returns a source's ledger rows in state ("" for all), most recently updated
 // first; limit <= 0 means no limit.
-func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {
+func (s *Store) ListFiles(ctx context.Context, source string, state store.FileState, limit int) ([]store.FileRecord, error) {
 	q := `SELECT ` + fileColumns + ` FROM files WHERE source = $1`
 	args := []any{source}
 	if state != "" {
@@ -255,7 +255,7 @@ func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileS
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list files of %s: %w", source, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.FileRecord, error) { return scanFile(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.FileRecord, error) { return scanFile(r) })
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list files of %s: %w", source, err)
 	}
@@ -263,7 +263,7 @@ func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileS
 }
 
 // RecordFile upserts a ledger row alone.
-func (s *Store) RecordFile(ctx context.Context, f ingest.FileRecord) error {
+func (s *Store) RecordFile(ctx context.Context, f store.FileRecord) error {
 	return wrap(s.write(ctx, "record file "+f.Source+"/"+f.Key, func(tx pgx.Tx) error {
 		return upsertFile(ctx, tx, f)
 	}))
@@ -308,9 +308,9 @@ const convColumns = `namespace, agent_id, conversation_id, activity_time, activi
 	object_last_modified, object_last_modified_ns, position, content_hash, source, raw::text`
 
 // CommitFile streams a file's conversations into one transaction, then writes its
-// ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
+// ledger row and usage; see plan.Commit and store.RecordOutcome. The transaction
 // starts with the first full batch and takes the commit lock at once.
-func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
+func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.RecordCounts, error) {
 	leave := func() {}
 	defer func() { leave() }()
 	begin := func(ctx context.Context) (plan.Tx, error) {
@@ -331,7 +331,7 @@ func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.Rec
 	}
 	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
-		return ingest.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
+		return store.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
 	}
 	return counts, nil
 }
@@ -339,19 +339,19 @@ func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.Rec
 // commitTx adapts a transaction to plan.Tx.
 type commitTx struct{ tx pgx.Tx }
 
-func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
 	return loadStored(ctx, t.tx, keys)
 }
 
-func (t commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
+func (t commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
 	return writeConversations(ctx, t.tx, writes)
 }
 
-func (t commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
+func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	return upsertFile(ctx, t.tx, f)
 }
 
-func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
+func (t commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
 	return charge(ctx, t.tx, id, fallback)
 }
 
@@ -360,7 +360,7 @@ func (t commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx
 
 // loadStored reads the ordering fields and origin of the stored rows among keys, in
 // one query.
-func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
 	namespaces := make([]string, len(keys))
 	agents := make([]string, len(keys))
 	ids := make([]string, len(keys))
@@ -377,9 +377,9 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]i
 		return nil, fmt.Errorf("read stored conversations: %w", err)
 	}
 	defer rows.Close()
-	stored := make(map[plan.Key]ingest.Conversation)
+	stored := make(map[plan.Key]store.Conversation)
 	for rows.Next() {
-		var c ingest.Conversation
+		var c store.Conversation
 		var atNs, lmNs int16
 		if err := rows.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
 			&c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
@@ -395,7 +395,7 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]i
 }
 
 // writeConversations upserts every write in one statement over parallel arrays.
-func writeConversations(ctx context.Context, tx pgx.Tx, writes []*ingest.Conversation) error {
+func writeConversations(ctx context.Context, tx pgx.Tx, writes []*store.Conversation) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -434,8 +434,8 @@ func writeConversations(ctx context.Context, tx pgx.Tx, writes []*ingest.Convers
 	return nil
 }
 
-func scanConversation(row pgx.Row) (ingest.Conversation, error) {
-	var c ingest.Conversation
+func scanConversation(row pgx.Row) (store.Conversation, error) {
+	var c store.Conversation
 	var atNs, lmNs int16
 	var raw string
 	err := row.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectKey, &c.ObjectLastModified, &lmNs,
@@ -446,21 +446,21 @@ func scanConversation(row pgx.Row) (ingest.Conversation, error) {
 }
 
 // GetConversation finds one conversation by identity.
-func (s *Store) GetConversation(ctx context.Context, namespace, agentID, conversationID string) (ingest.Conversation, bool, error) {
+func (s *Store) GetConversation(ctx context.Context, namespace, agentID, conversationID string) (store.Conversation, bool, error) {
 	c, err := scanConversation(s.pool.QueryRow(ctx, `SELECT `+convColumns+` FROM conversations
 		WHERE namespace = $1 AND agent_id = $2 AND conversation_id = $3`, namespace, agentID, conversationID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ingest.Conversation{}, false, nil
+		return store.Conversation{}, false, nil
 	}
 	if err != nil {
-		return ingest.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s/%s: %w", namespace, agentID, conversationID, err)
+		return store.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s/%s: %w", namespace, agentID, conversationID, err)
 	}
 	return c, true, nil
 }
 
 // ListConversations lists an agent's conversations in namespace by conversation_id
 // (bytewise); limit <= 0 means no limit.
-func (s *Store) ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]ingest.Conversation, error) {
+func (s *Store) ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]store.Conversation, error) {
 	q := `SELECT ` + convColumns + ` FROM conversations WHERE namespace = $1 AND agent_id = $2 ORDER BY conversation_id`
 	if limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, limit)
@@ -473,7 +473,7 @@ func (s *Store) ListConversations(ctx context.Context, namespace, agentID string
 }
 
 // DumpConversations returns every conversation by identity (tests compare dumps).
-func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
+func (s *Store) DumpConversations(ctx context.Context) ([]store.Conversation, error) {
 	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY namespace, agent_id, conversation_id`)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: dump conversations: %w", err)
@@ -481,12 +481,12 @@ func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, e
 	return out, nil
 }
 
-func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]ingest.Conversation, error) {
+func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]store.Conversation, error) {
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.Conversation, error) { return scanConversation(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Conversation, error) { return scanConversation(r) })
 }
 
 // ---- quota ----
@@ -495,7 +495,7 @@ func (s *Store) queryConversations(ctx context.Context, q string, args ...any) (
 // The (quota, day) advisory lock serializes reservers from the sum to the insert.
 // CommitFile and ChargeReservation need not take it: they move bytes from reservations
 // to usage in one transaction, which leaves the sum unchanged.
-func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error) {
+func (s *Store) Reserve(ctx context.Context, r store.Reservation) (int64, error) {
 	if r.Bytes < 0 {
 		return 0, fmt.Errorf("postgres: reserve %d bytes of %s on %s: negative size", r.Bytes, r.Quota, r.Day)
 	}
@@ -512,7 +512,7 @@ func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error
 			return err
 		}
 		if held+r.Bytes > r.Limit {
-			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", ingest.ErrQuotaExceeded, held, r.Limit)
+			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", store.ErrQuotaExceeded, held, r.Limit)
 		}
 		return tx.QueryRow(ctx, `INSERT INTO reservations (quota, day, source, bytes, created_at)
 			VALUES ($1, $2, $3, $4, now()) RETURNING id`, r.Quota, r.Day, r.Source, r.Bytes).Scan(&id)
@@ -542,8 +542,8 @@ func (s *Store) ChargeReservation(ctx context.Context, id int64) error {
 // charge deletes reservation id and adds its bytes to usage. When the row is gone (a
 // restart's ReleaseAll) the download still happened, so fallback, when it names a
 // quota, is charged instead.
-func charge(ctx context.Context, tx pgx.Tx, id int64, fallback *ingest.Reservation) error {
-	var r ingest.Reservation
+func charge(ctx context.Context, tx pgx.Tx, id int64, fallback *store.Reservation) error {
+	var r store.Reservation
 	err := tx.QueryRow(ctx, `DELETE FROM reservations WHERE id = $1 RETURNING quota, day, source, bytes`, id).
 		Scan(&r.Quota, &r.Day, &r.Source, &r.Bytes)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
 	"github.com/avon-ai/data-import-operator/internal/store/storetest"
 	pgtest "github.com/avon-ai/data-import-operator/internal/testsupport/postgres"
@@ -40,10 +40,10 @@ func openDSN(tb testing.TB, dsn string) *Store {
 	return s
 }
 
-func open(tb testing.TB) ingest.Store { return openDSN(tb, server.NewDatabase(tb)) }
+func open(tb testing.TB) store.Store { return openDSN(tb, server.NewDatabase(tb)) }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) ingest.Store { return open(t) })
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
 }
 
 // Two pools on one database: two processes' worth of connections.
@@ -102,12 +102,12 @@ func BenchmarkCommitFile(b *testing.B) {
 func heldCommit(s *Store, namespace, key string, started chan<- string, release <-chan struct{}) <-chan error {
 	done := make(chan error, 1)
 	source := namespace + "/s"
-	stream := func(yield func(ingest.Conversation) bool) error {
+	stream := func(yield func(store.Conversation) bool) error {
 		for i := range 300 {
-			c := ingest.Conversation{AgentID: "agent", ConversationID: fmt.Sprintf("%s-%d", key, i), ContentHash: "h",
+			c := store.Conversation{AgentID: "agent", ConversationID: fmt.Sprintf("%s-%d", key, i), ContentHash: "h",
 				Raw: []byte(`{}`), ObjectKey: key, Source: source, ActivityTime: time.Unix(int64(i), 0)}
 			if !yield(c) {
-				return ingest.ErrStreamStopped
+				return store.ErrStreamStopped
 			}
 		}
 		started <- namespace + "/" + key
@@ -115,8 +115,8 @@ func heldCommit(s *Store, namespace, key string, started chan<- string, release 
 		return nil
 	}
 	go func() {
-		_, err := s.CommitFile(context.Background(), ingest.FileCommit{Namespace: namespace,
-			File: ingest.FileRecord{Source: source, Key: key, State: ingest.FileIngested}, Conversations: stream})
+		_, err := s.CommitFile(context.Background(), store.FileCommit{Namespace: namespace,
+			File: store.FileRecord{Source: source, Key: key, State: store.FileIngested}, Conversations: stream})
 		done <- err
 	}()
 	return done
@@ -153,7 +153,7 @@ func TestCommitsInFlightLeaveConnections(t *testing.T) {
 			}
 			short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if _, err := s.Reserve(short, ingest.Reservation{Quota: "ns/q", Day: "2026-03-10", Source: "ns/s", Bytes: 1, Limit: 10}); err != nil {
+			if _, err := s.Reserve(short, store.Reservation{Quota: "ns/q", Day: "2026-03-10", Source: "ns/s", Bytes: 1, Limit: 10}); err != nil {
 				t.Errorf("Reserve while commits wait: %v", err)
 			}
 			if _, _, err := s.LookupFile(short, "ns/s", "f0.json"); err != nil {

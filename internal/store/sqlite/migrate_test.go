@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
 )
 
@@ -89,7 +89,7 @@ func TestMigrateConversationNamespace(t *testing.T) {
 			t.Errorf("%s: GetConversation(%s, %s, %s) = %v, %v", c.source, c.wantNamespace, c.agent, c.id, ok, err)
 			continue
 		}
-		want := ingest.Conversation{Namespace: c.wantNamespace, AgentID: c.agent, ConversationID: c.id, ActivityTime: at,
+		want := store.Conversation{Namespace: c.wantNamespace, AgentID: c.agent, ConversationID: c.id, ActivityTime: at,
 			ContentHash: "hash-" + c.id, Raw: []byte(`{"conversation_id":"` + c.id + `","z":1,"z":2}`),
 			ObjectKey: "k/" + c.id + ".json", ObjectLastModified: at.Add(time.Hour), Position: 7, Source: c.source}
 		if got.Namespace != want.Namespace || got.Source != want.Source || !got.ActivityTime.Equal(want.ActivityTime) ||
@@ -103,11 +103,11 @@ func TestMigrateConversationNamespace(t *testing.T) {
 		t.Errorf("DumpConversations = %d rows, %v; want %d", len(all), err, len(convs))
 	}
 	f, ok, err := s.LookupFile(ctx, "tenant-a/bucket-1", "k/c1.json")
-	if err != nil || !ok || f.Counts != (ingest.RecordCounts{Valid: 1, Invalid: 2, New: 3, Updated: 4, Unchanged: 5}) || f.Attempts != 2 || f.Bytes != 42 {
+	if err != nil || !ok || f.Counts != (store.RecordCounts{Valid: 1, Invalid: 2, New: 3, Updated: 4, Unchanged: 5}) || f.Attempts != 2 || f.Bytes != 42 {
 		t.Errorf("ledger row = %+v, %v, %v", f, ok, err)
 	}
 	// The outstanding reservation is still held: 30 used + 60 held + 11 > 100.
-	r := ingest.Reservation{Quota: "tenant-a/q", Day: "2025-01-15", Source: "tenant-a/bucket-1", Bytes: 11, Limit: 100}
+	r := store.Reservation{Quota: "tenant-a/q", Day: "2025-01-15", Source: "tenant-a/bucket-1", Bytes: 11, Limit: 100}
 	if _, err := s.Reserve(ctx, r); err == nil {
 		t.Error("Reserve ignored the migrated reservation")
 	}
@@ -118,9 +118,9 @@ func TestMigrateConversationNamespace(t *testing.T) {
 		t.Errorf("Usage = %d, %v; want 30 migrated + 60 charged", total, err)
 	}
 	// The new identity holds: tenant-b may now store agent-1/c1 beside tenant-a's.
-	n, err := s.CommitFile(ctx, ingest.FileCommit{Namespace: "tenant-b",
-		File: ingest.FileRecord{Source: "tenant-b/bucket-1", Key: "b.json", State: ingest.FileIngested},
-		Conversations: ingest.StreamOf(ingest.Conversation{AgentID: "agent-1", ConversationID: "c1", ActivityTime: at.Add(time.Hour),
+	n, err := s.CommitFile(ctx, store.FileCommit{Namespace: "tenant-b",
+		File: store.FileRecord{Source: "tenant-b/bucket-1", Key: "b.json", State: store.FileIngested},
+		Conversations: store.StreamOf(store.Conversation{AgentID: "agent-1", ConversationID: "c1", ActivityTime: at.Add(time.Hour),
 			ContentHash: "b", Raw: []byte(`{}`), ObjectKey: "b.json", Source: "tenant-b/bucket-1"})})
 	if err != nil || n.New != 1 {
 		t.Errorf("commit agent-1/c1 in tenant-b = %+v, %v; want 1 new", n, err)

@@ -5,12 +5,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
 	"github.com/avon-ai/data-import-operator/internal/store/storetest"
 )
 
-func open(tb testing.TB) ingest.Store {
+func open(tb testing.TB) store.Store {
 	tb.Helper()
 	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), "store.db"))
 	if err != nil {
@@ -25,7 +25,7 @@ func open(tb testing.TB) ingest.Store {
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) ingest.Store { return open(t) })
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
 }
 
 // Two handles on one file (two processes' worth) share the write lock.

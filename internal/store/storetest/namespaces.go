@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // Two tenants' S3Sources, with the same name in each namespace.
@@ -19,7 +19,7 @@ const (
 // same agent_id and conversation_id in two namespaces are two conversations, and
 // "latest valid record wins" is decided within a namespace only: a later record of
 // tenant A never replaces tenant B's.
-func testNamespaces(t *testing.T, s ingest.Store) {
+func testNamespaces(t *testing.T, s store.Store) {
 	lm := day0.Add(time.Hour)
 	v1 := Conv("agent-1", "c1", day0, "B's original")
 	older := Conv("agent-1", "c1", day0.Add(-time.Hour), "B's older copy")
@@ -36,18 +36,18 @@ func testNamespaces(t *testing.T, s ingest.Store) {
 	steps := []struct {
 		name   string
 		file   Commit
-		counts ingest.RecordCounts
-		want   []ingest.Conversation
+		counts store.RecordCounts
+		want   []store.Conversation
 	}{
 		{"B stores its conversations", b1, counts(2, 0, 0), Expected([]Commit{b1})},
 		{"A's later record with B's ids is new in A and leaves B's", a1, counts(1, 0, 0),
-			[]ingest.Conversation{a1.Convs[0], b1.Convs[0], b1.Convs[1]}},
+			[]store.Conversation{a1.Convs[0], b1.Convs[0], b1.Convs[1]}},
 		{"A's copy identical to B's is new in A, not unchanged", a2, counts(1, 0, 0),
-			[]ingest.Conversation{a1.Convs[0], a2.Convs[0], b1.Convs[0], b1.Convs[1]}},
+			[]store.Conversation{a1.Convs[0], a2.Convs[0], b1.Convs[0], b1.Convs[1]}},
 		{"B's older record loses to B's row, not to A's", b2, counts(0, 0, 1),
-			[]ingest.Conversation{a1.Convs[0], a2.Convs[0], b1.Convs[0], b1.Convs[1]}},
+			[]store.Conversation{a1.Convs[0], a2.Convs[0], b1.Convs[0], b1.Convs[1]}},
 		{"B's later record replaces B's row only, though A's is later still", b3, counts(0, 1, 0),
-			[]ingest.Conversation{a1.Convs[0], a2.Convs[0], b3.Convs[0], b1.Convs[1]}},
+			[]store.Conversation{a1.Convs[0], a2.Convs[0], b3.Convs[0], b1.Convs[1]}},
 	}
 	for _, st := range steps {
 		got := commit(t, s, st.file)
@@ -61,7 +61,7 @@ func testNamespaces(t *testing.T, s ingest.Store) {
 }
 
 // testNamespacesNeverCross: reads name a namespace and see nothing of another.
-func testNamespacesNeverCross(t *testing.T, s ingest.Store) {
+func testNamespacesNeverCross(t *testing.T, s store.Store) {
 	a := File(sourceA, "a.json", day0, Conv("agent-1", "c1", day0, "a1"), Conv("agent-1", "c2", day0, "a2"))
 	b := File(sourceB, "b.json", day0, Conv("agent-1", "c1", day0, "b1"), Conv("agent-1", "c3", day0, "b3"))
 	commit(t, s, a)
@@ -70,7 +70,7 @@ func testNamespacesNeverCross(t *testing.T, s ingest.Store) {
 	gets := []struct {
 		name          string
 		namespace, id string
-		want          *ingest.Conversation
+		want          *store.Conversation
 	}{
 		{"A's own", "tenant-a", "c1", &a.Convs[0]},
 		{"B's own, same ids", "tenant-b", "c1", &b.Convs[0]},
@@ -89,7 +89,7 @@ func testNamespacesNeverCross(t *testing.T, s ingest.Store) {
 		case g.want != nil && !ok:
 			t.Errorf("%s: GetConversation(%q, agent-1, %s) found nothing", g.name, g.namespace, g.id)
 		case g.want != nil:
-			assertConversations(t, []ingest.Conversation{got}, []ingest.Conversation{*g.want})
+			assertConversations(t, []store.Conversation{got}, []store.Conversation{*g.want})
 		}
 	}
 
@@ -121,7 +121,7 @@ func testNamespacesNeverCross(t *testing.T, s ingest.Store) {
 // testCommitNamespace: the commit's namespace is where its conversations go. A commit
 // that names none, or a record that names another, commits nothing; a ledger-only
 // commit (a failed file) needs none.
-func testCommitNamespace(t *testing.T, s ingest.Store) {
+func testCommitNamespace(t *testing.T, s store.Store) {
 	tests := []struct {
 		name    string
 		commit  func() Commit
@@ -140,7 +140,7 @@ func testCommitNamespace(t *testing.T, s ingest.Store) {
 		{"ledger row only, no namespace", func() Commit {
 			f := File(sourceA, "failed.json", day0)
 			f.Namespace, f.Conversations = "", nil
-			f.File.State = ingest.FileFailed
+			f.File.State = store.FileFailed
 			return f
 		}, ""},
 	}
