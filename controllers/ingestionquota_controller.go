@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -106,7 +106,7 @@ type quotaUsage struct {
 }
 
 func (r *IngestionQuotaReconciler) readUsage(ctx context.Context, q resolvedQuota, now time.Time) (*quotaUsage, error) {
-	day, resetsAt := discovery.Window(now, q.Location)
+	day, resetsAt := q.Window(now)
 	used, per, err := r.Store.Usage(ctx, q.Key, day)
 	if err != nil {
 		return nil, &stepFailure{reason: v1.ReasonStoreError, message: "reading usage: " + err.Error()}
@@ -115,13 +115,13 @@ func (r *IngestionQuotaReconciler) readUsage(ctx context.Context, q resolvedQuot
 }
 
 // computeQuotaStatus is the one place a quota's status is decided.
-func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q resolvedQuota, u *quotaUsage, err error, now time.Time) v1.IngestionQuotaStatus {
+func computeQuotaStatus(iq *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q resolvedQuota, u *quotaUsage, err error, now time.Time) v1.IngestionQuotaStatus {
 	st := *prev.DeepCopy()
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg,
-			ObservedGeneration: quota.Generation, LastTransitionTime: metav1.NewTime(now)})
+			ObservedGeneration: iq.Generation, LastTransitionTime: metav1.NewTime(now)})
 	}
-	st.ObservedGeneration = quota.Generation
+	st.ObservedGeneration = iq.Generation
 	var sf *stepFailure
 	if errors.As(err, &sf) {
 		set(v1.ConditionReady, metav1.ConditionFalse, sf.reason, sf.message)
@@ -137,7 +137,7 @@ func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, 
 	st.Window = u.day
 	st.UsedBytes = u.used
 	st.RemainingBytes = max(0, q.DailyLimit-u.used)
-	st.Usage = fmt.Sprintf("%s of %s used today", discovery.HumanBytes(u.used), discovery.HumanBytes(q.DailyLimit))
+	st.Usage = fmt.Sprintf("%s of %s used today", quota.FormatBytes(u.used), quota.FormatBytes(q.DailyLimit))
 	resets := metav1.NewTime(u.resetsAt)
 	st.ResetsAt = &resets
 	st.Sources = nil
@@ -152,10 +152,10 @@ func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, 
 	set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded, st.Usage)
 	if st.RemainingBytes == 0 {
 		set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded,
-			fmt.Sprintf("today's %s are used up; files wait for the reset at %s", discovery.HumanBytes(q.DailyLimit), u.resetsAt.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("today's %s are used up; files wait for the reset at %s", quota.FormatBytes(q.DailyLimit), u.resetsAt.UTC().Format(time.RFC3339)))
 	} else {
 		set(v1.ConditionQuotaAvailable, metav1.ConditionTrue, v1.ReasonQuotaAvailable,
-			fmt.Sprintf("%s left today", discovery.HumanBytes(st.RemainingBytes)))
+			fmt.Sprintf("%s left today", quota.FormatBytes(st.RemainingBytes)))
 	}
 	return st
 }

@@ -2,53 +2,44 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 // resolvedQuota is an IngestionQuota's spec in the units the operator works with.
 type resolvedQuota struct {
-	discovery.Quota
-	RefreshCooldown time.Duration
+	quota.Quota
 	// Missing is true when the named quota does not exist and the defaults apply.
 	Missing bool
 }
 
-// quotaFromSpec resolves a spec, filling what the API server did not default.
+// quotaFromSpec resolves a spec, filling what the API server did not default, with
+// quota.Resolve.
 func quotaFromSpec(key string, spec v1.IngestionQuotaSpec) (resolvedQuota, error) {
-	q := resolvedQuota{Quota: discovery.Quota{Key: key}}
-	q.DailyLimit = quantityOr(spec.DailyLimit, v1.DefaultDailyLimit)
-	q.MaxFileSize = quantityOr(spec.MaxFileSize, v1.DefaultMaxFileSize)
-	q.RefreshCooldown = time.Minute
+	s := quota.Spec{TimeZone: spec.TimeZone}
+	if spec.DailyLimit != nil {
+		n := spec.DailyLimit.Value()
+		s.DailyLimit = &n
+	}
+	if spec.MaxFileSize != nil {
+		n := spec.MaxFileSize.Value()
+		s.MaxFileSize = &n
+	}
 	if spec.RefreshCooldown != nil {
-		q.RefreshCooldown = spec.RefreshCooldown.Duration
+		s.RefreshCooldown = &spec.RefreshCooldown.Duration
 	}
-	tz := spec.TimeZone
-	if tz == "" {
-		tz = v1.DefaultTimeZone
+	q, err := quota.Resolve(key, s)
+	var tze *quota.TimeZoneError
+	if errors.As(err, &tze) {
+		return resolvedQuota{Quota: q}, &stepFailure{reason: v1.ReasonInvalidTimeZone, stalled: true, message: err.Error()}
 	}
-	loc, err := time.LoadLocation(tz)
-	if err != nil {
-		return q, &stepFailure{reason: v1.ReasonInvalidTimeZone, stalled: true,
-			message: fmt.Sprintf("IngestionQuota %s: timeZone %q is not an IANA time zone name (want e.g. UTC or Europe/Paris)", key, tz)}
-	}
-	q.Location = loc
-	return q, nil
-}
-
-func quantityOr(q *resource.Quantity, def string) int64 {
-	if q == nil {
-		d := resource.MustParse(def)
-		return d.Value()
-	}
-	return q.Value()
+	return resolvedQuota{Quota: q}, err
 }
 
 // resolveQuota reads the named IngestionQuota of a namespace, or the documented defaults
@@ -58,8 +49,8 @@ func resolveQuota(ctx context.Context, c client.Reader, ns, name string) (resolv
 		name = "default"
 	}
 	key := ns + "/" + name
-	var quota v1.IngestionQuota
-	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &quota)
+	var iq v1.IngestionQuota
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &iq)
 	switch {
 	case apierrors.IsNotFound(err):
 		q, err := quotaFromSpec(key, v1.IngestionQuotaSpec{})
@@ -68,11 +59,11 @@ func resolveQuota(ctx context.Context, c client.Reader, ns, name string) (resolv
 	case err != nil:
 		return resolvedQuota{}, fmt.Errorf("reading IngestionQuota %s: %w", key, err)
 	}
-	return quotaFromSpec(key, quota.Spec)
+	return quotaFromSpec(key, iq.Spec)
 }
 
 func (q resolvedQuota) describe() string {
-	s := fmt.Sprintf("%s a day, %s a file, %s refresh cooldown", discovery.HumanBytes(q.DailyLimit), discovery.HumanBytes(q.MaxFileSize), q.RefreshCooldown)
+	s := fmt.Sprintf("%s a day, %s a file, %s refresh cooldown", quota.FormatBytes(q.DailyLimit), quota.FormatBytes(q.MaxFileSize), q.RefreshCooldown)
 	if q.Missing {
 		return fmt.Sprintf("IngestionQuota %s not found: using the defaults (%s)", q.Key, s)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -317,7 +318,7 @@ func (r *S3SourceReconciler) stepResolveQuota(ctx context.Context, s *sourceScop
 
 // stepUsage reads what this source charged today, for status.
 func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (time.Duration, error) {
-	day, _ := discovery.Window(s.now, s.quota.Location)
+	day, _ := s.quota.Window(s.now)
 	_, perSource, err := r.Store.Usage(ctx, s.quota.Key, day)
 	if err != nil {
 		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
@@ -384,7 +385,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		wait = lowestRequeue(wait, next.Sub(s.now))
 		if src.Status.Files != nil && src.Status.Files.Deferred > 0 {
 			// Wake at the quota reset even when no IngestionQuota object will change then.
-			_, resetsAt := discovery.Window(s.now, s.quota.Location)
+			_, resetsAt := s.quota.Window(s.now)
 			wait = lowestRequeue(wait, resetsAt.Sub(s.now)+time.Second)
 		}
 		return wait, nil
@@ -423,8 +424,8 @@ func agentSet(ids []string) map[string]struct{} {
 }
 
 func windowChanged(last, now time.Time, loc *time.Location) bool {
-	a, _ := discovery.Window(last, loc)
-	b, _ := discovery.Window(now, loc)
+	a, _ := quota.Window(last, loc)
+	b, _ := quota.Window(now, loc)
 	return a != b
 }
 

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -36,7 +36,7 @@ var benchSeed sync.Once
 func BenchmarkNoChangeDiscovery(b *testing.B) {
 	const bkt, prefix = "bench-discovery", "c/"
 	n := benchObjects()
-	f := newFixture(b, bkt, prefix, discovery.Quota{})
+	f := newFixture(b, bkt, prefix, quota.Quota{})
 	ctx := context.Background()
 	benchSeed.Do(func() {
 		start := time.Now()

@@ -16,27 +16,9 @@ import (
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
-
-// Quota is the resolved IngestionQuota of a source.
-type Quota struct {
-	// Key is "namespace/name"; usage is stored under it.
-	Key         string
-	DailyLimit  int64
-	MaxFileSize int64
-	Location    *time.Location
-}
-
-// Window returns the quota day holding now ("2006-01-02" in loc) and when it ends.
-func Window(now time.Time, loc *time.Location) (day string, resetsAt time.Time) {
-	if loc == nil {
-		loc = time.UTC
-	}
-	local := now.In(loc)
-	y, m, d := local.Date()
-	return local.Format(time.DateOnly), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
-}
 
 // Job is one discovery of one source.
 type Job struct {
@@ -47,7 +29,7 @@ type Job struct {
 	Source string
 	Bucket string
 	Prefix string
-	Quota  Quota
+	Quota  quota.Quota
 	Policy ingest.InvalidRecordPolicy
 	// DryRun validates without storing conversations or ledger rows. Downloads are still
 	// held against and charged to the quota: they happened.
@@ -269,7 +251,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 	}
 	if obj.Size > r.job.Quota.MaxFileSize {
 		msg := fmt.Sprintf("%s: the object is %s, larger than the %s maximum file size of IngestionQuota %s; it was not downloaded",
-			r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.MaxFileSize), r.job.Quota.Key)
+			r.location(obj.Key), quota.FormatBytes(obj.Size), quota.FormatBytes(r.job.Quota.MaxFileSize), r.job.Quota.Key)
 		return r.record(ctx, obj, store.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
 	}
 	select {
@@ -334,16 +316,16 @@ func (r *run) download(ctx context.Context, w work) {
 
 	// The window is taken per download: a run across midnight charges each file to the
 	// day it was downloaded on.
-	day, _ := Window(r.Now(), r.job.Quota.Location)
+	day, _ := r.job.Quota.Window(r.Now())
 	reservation := store.Reservation{Quota: r.job.Quota.Key, Day: day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
 	var id int64
 	{
 		var err error
 		id, err = r.Store.Reserve(ctx, reservation)
 		if errors.Is(err, store.ErrQuotaExceeded) {
-			_, resetsAt := Window(r.Now(), r.job.Quota.Location)
+			_, resetsAt := r.job.Quota.Window(r.Now())
 			msg := fmt.Sprintf("%s: %s does not fit in what is left of today's %s quota (IngestionQuota %s); it will be ingested after the reset at %s",
-				r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
+				r.location(obj.Key), quota.FormatBytes(obj.Size), quota.FormatBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
 			if err := r.record(ctx, obj, store.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
 				r.fail(err)
 			}
@@ -478,21 +460,4 @@ func countState(res *Result, s store.FileState) {
 	case store.FileIgnored:
 		res.Ignored++
 	}
-}
-
-// HumanBytes formats decimal units, as the product guide does ("500 MB").
-func HumanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	s := fmt.Sprintf("%.1f", v)
-	s = strings.TrimSuffix(s, ".0")
-	return s + " " + string("kMGTPE"[exp]) + "B"
 }

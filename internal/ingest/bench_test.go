@@ -374,7 +374,7 @@ func peakHeap(f func()) heapPeak {
 // JSON array (streamed from a generator, so the input itself is not on the heap) are
 // validated (dry run) and the peak heap above the start is reported (see heapPeak).
 func BenchmarkHeap(b *testing.B) {
-	// Decimal megabytes: 50 MB is just under the 50 MiB file limit.
+	// Decimal megabytes: 50 MB is the default file limit, which a file may reach.
 	for _, size := range []int64{5e6, 50e6} {
 		b.Run(fmt.Sprintf("json-%dMB/validate", size/1e6), func(b *testing.B) {
 			var peak heapPeak

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -302,7 +303,7 @@ func conclude(c *collector, b *body, err error, res *Result) error {
 	var fe *fileError
 	switch {
 	case errors.Is(err, errTooLarge):
-		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", humanBytes(c.lim.MaxFileBytes)))
+		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", quota.FormatBytes(c.lim.MaxFileBytes)))
 	case b.err != nil:
 		res.State, res.Reason, res.Message = store.FileFailed, ReasonDownloadFailed, c.ref.Key+": reading the object failed"
 		return fmt.Errorf("read %s: %w", c.ref.Key, b.err)
@@ -325,14 +326,4 @@ func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) store.FileR
 		State: res.State, Reason: res.Reason, Message: res.Message, Counts: res.Counts,
 		Bytes: res.Bytes, Attempts: opts.Attempts, FirstSeen: now, UpdatedAt: now,
 	}
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

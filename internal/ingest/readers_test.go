@@ -19,7 +19,7 @@ func TestFiles(t *testing.T) {
 		delete(msg(m, 1), "conversation_id")
 	})
 	bad := seedConv(t, func(m map[string]any) { m["timestamp"] = "15/01/2025" })
-	small := Limits{MaxRecordBytes: 64, MaxArchiveEntries: 3, MaxArchiveBytes: 4096, MaxEntryBytes: 2048, MaxFileBytes: 1 << 20}
+	small := Limits{MaxRecordBytes: 64, MaxArchiveEntries: 3, MaxArchiveBytes: 4000, MaxEntryBytes: 2000, MaxFileBytes: 1_000_000}
 	tests := []struct {
 		name    string
 		key     string
@@ -63,11 +63,11 @@ func TestFiles(t *testing.T) {
 			state: store.FileIngested, reason: ReasonIngested, valid: 1,
 			message: `a.jsonl: 1 valid records, 1 invalid skipped (policy SkipRecord): a.jsonl:3: timestamp: "15/01/2025" is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)`},
 		{name: "jsonl line too long", key: "a.jsonl", body: []byte(valid), limits: small,
-			state: store.FileFailed, reason: ReasonLimitExceeded, message: "a.jsonl: line 1 is longer than the 64 bytes line limit"},
+			state: store.FileFailed, reason: ReasonLimitExceeded, message: "a.jsonl: line 1 is longer than the 64 B line limit"},
 		{name: "json record too long", key: "a.json", body: []byte("[" + valid + "]"), limits: small,
-			state: store.FileFailed, reason: ReasonLimitExceeded, message: "a.json: element 0 of the top-level array (starting at line 1) is larger than the 64 bytes record limit"},
+			state: store.FileFailed, reason: ReasonLimitExceeded, message: "a.json: element 0 of the top-level array (starting at line 1) is larger than the 64 B record limit"},
 		{name: "file too large", key: "a.jsonl", body: []byte(strings.Repeat(valid+"\n", 2000)),
-			state: store.FileFailed, reason: ReasonFileTooLarge, message: "a.jsonl: the file is larger than the 1 MiB limit", limits: Limits{MaxFileBytes: 1 << 20}},
+			state: store.FileFailed, reason: ReasonFileTooLarge, message: "a.jsonl: the file is larger than the 1 MB limit", limits: Limits{MaxFileBytes: 1_000_000}},
 		{name: "BOM", key: "a.json", body: []byte("\xef\xbb\xbf[]"),
 			state: store.FileFailed, reason: ReasonInvalidEncoding, message: "a.json: the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without a BOM"},
 		{name: "UTF-16", key: "a.jsonl", body: []byte("\xff\xfe{\x00"),
@@ -116,9 +116,9 @@ func TestFiles(t *testing.T) {
 		{name: "zip too many entries", key: "b.zip", limits: small, body: makeZip(t, entry{name: "1.txt"}, entry{name: "2.txt"}, entry{name: "3.txt"}, entry{name: "4.txt"}),
 			state: store.FileFailed, reason: ReasonLimitExceeded, message: "b.zip: the archive holds more than the 3-entry limit"},
 		{name: "zip entry too large", key: "b.zip", limits: small, body: makeZip(t, entry{name: "a.json", body: strings.Repeat(" ", 3000)}),
-			state: store.FileFailed, reason: ReasonLimitExceeded, message: "b.zip!a.json: the entry is larger than the 2 KiB entry limit uncompressed"},
+			state: store.FileFailed, reason: ReasonLimitExceeded, message: "b.zip!a.json: the entry is larger than the 2 kB entry limit uncompressed"},
 		{name: "zip bomb total", key: "b.zip", limits: small, body: makeZip(t, entry{name: "a.json", body: strings.Repeat(" ", 2000)}, entry{name: "b.json", body: strings.Repeat(" ", 2000)}, entry{name: "c.json", body: strings.Repeat(" ", 2000)}),
-			state: store.FileFailed, reason: ReasonLimitExceeded, message: "b.zip: the archive holds more than the 4 KiB limit of uncompressed data"},
+			state: store.FileFailed, reason: ReasonLimitExceeded, message: "b.zip: the archive holds more than the 4 kB limit of uncompressed data"},
 		{name: "zip only ignored entries", key: "b.zip", body: makeZip(t, entry{name: "a.csv", body: "x"}),
 			state: store.FileFailed, reason: ReasonNoValidRecords, message: "b.zip: the file holds no conversations (1 archive entries ignored)",
 			ignored: []string{`a.csv: unsupported extension ".csv" (want .json, .jsonl, .ndjson, .zip, .tar.gz, .tgz)`}},
@@ -151,9 +151,9 @@ func TestFiles(t *testing.T) {
 		{name: "tar nested zip", key: "c.tar.gz", body: makeTarGz(t, entry{name: "x.ZIP", body: "PK"}),
 			state: store.FileFailed, reason: ReasonUnsafeArchive, message: `c.tar.gz: archive entry "x.ZIP" is a nested archive (.zip); put its files in the outer archive instead; the whole archive is refused`},
 		{name: "tar entry too large", key: "c.tar.gz", limits: small, body: makeTarGz(t, entry{name: "a.json", body: strings.Repeat(" ", 3000)}),
-			state: store.FileFailed, reason: ReasonLimitExceeded, message: "c.tar.gz!a.json: the entry is larger than the 2 KiB entry limit uncompressed"},
+			state: store.FileFailed, reason: ReasonLimitExceeded, message: "c.tar.gz!a.json: the entry is larger than the 2 kB entry limit uncompressed"},
 		{name: "tar bomb total", key: "c.tar.gz", limits: small, body: makeTarGz(t, entry{name: "a.txt", body: strings.Repeat(" ", 2000)}, entry{name: "b.txt", body: strings.Repeat(" ", 2000)}, entry{name: "c.txt", body: strings.Repeat(" ", 2000)}),
-			state: store.FileFailed, reason: ReasonLimitExceeded, message: "c.tar.gz: the archive holds more than the 4 KiB limit of uncompressed data",
+			state: store.FileFailed, reason: ReasonLimitExceeded, message: "c.tar.gz: the archive holds more than the 4 kB limit of uncompressed data",
 			ignored: []string{`a.txt: unsupported extension ".txt" (want .json, .jsonl, .ndjson, .zip, .tar.gz, .tgz)`, `b.txt: unsupported extension ".txt" (want .json, .jsonl, .ndjson, .zip, .tar.gz, .tgz)`}},
 		{name: "tar too many entries", key: "c.tar.gz", limits: small, body: makeTarGz(t, entry{name: "1/", tar: tar.TypeDir}, entry{name: "2/", tar: tar.TypeDir}, entry{name: "3/", tar: tar.TypeDir}, entry{name: "4/", tar: tar.TypeDir}),
 			state: store.FileFailed, reason: ReasonLimitExceeded, message: "c.tar.gz: the archive holds more than the 3-entry limit"},
