@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +117,25 @@ func TestMigrateConversationNamespace(t *testing.T) {
 	}
 	if total, _, err := s.Usage(ctx, "tenant-a/q", "2025-01-15"); err != nil || total != 90 {
 		t.Errorf("Usage = %d, %v; want 30 migrated + 60 charged", total, err)
+	}
+	// Lookups by (namespace, agent_id) use the primary key's leading columns, in order.
+	var plan strings.Builder
+	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT `+convColumns+` FROM conversations
+		WHERE namespace = ? AND agent_id = ? ORDER BY conversation_id`, "tenant-a", "agent-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "; ")
+	}
+	rows.Close()
+	if p := plan.String(); !strings.Contains(p, "USING INDEX sqlite_autoindex_conversations_1 (namespace=? AND agent_id=?)") || strings.Contains(p, "TEMP B-TREE") {
+		t.Errorf("ListConversations plan: %s; want the primary key's index, no sort", p)
 	}
 	// The new identity holds: tenant-b may now store agent-1/c1 beside tenant-a's.
 	n, err := s.CommitFile(ctx, store.FileCommit{Namespace: "tenant-b",
