@@ -29,7 +29,7 @@ func BenchmarkCommitNamespaces(b *testing.B) {
 		benchPerFile = 512
 	)
 	body := strings.Repeat("I was charged twice for my subscription this month. ", 4)
-	for _, pace := range []time.Duration{0, 2 * time.Millisecond} {
+	for _, pace := range []time.Duration{0, 20 * time.Millisecond} {
 		for _, namespaces := range []int{1, 2, 4} {
 			b.Run(fmt.Sprintf("pace=%s/namespaces=%d", pace, namespaces), func(b *testing.B) {
 				s := openDSN(b, server.NewDatabase(b)+"&pool_max_conns=16")
