@@ -497,7 +497,10 @@ func assertUsage(t testing.TB, s store.Store, quota, day string, total int64, pe
 // orderFiles is a set of overlapping files: few identities, few distinct times and
 // last-modified values, so every tie-break of store.Newer is exercised, and identical
 // content appears in several objects.
-func orderFiles() []Commit {
+func orderFiles() []Commit { return orderFilesOf(source) }
+
+// orderFilesOf is orderFiles with file f committed by sources[f%len(sources)].
+func orderFilesOf(sources ...string) []Commit {
 	rng := rand.New(rand.NewSource(42))
 	var files []Commit
 	for f := 0; f < 8; f++ {
@@ -509,7 +512,7 @@ func orderFiles() []Commit {
 			convs = append(convs, Conv(agent, id, at, fmt.Sprintf("body-%d", rng.Intn(2))))
 		}
 		lm := day0.Add(time.Duration(rng.Intn(3)) * time.Hour)
-		files = append(files, File(source, fmt.Sprintf("k/%d.json", rng.Intn(5)*10+f), lm, convs...))
+		files = append(files, File(sources[f%len(sources)], fmt.Sprintf("k/%d.json", rng.Intn(5)*10+f), lm, convs...))
 	}
 	return files
 }
@@ -530,9 +533,20 @@ func testOrderIndependence(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 // ConcurrentCommits commits overlapping files from one goroutine each, alternating
-// between stores a and b, and checks the result is the store.Newer-maximum.
+// between stores a and b, and checks the result is the store.Newer-maximum: first all in
+// one namespace, then spread over three, whose commits may overlap and must each still
+// converge within their namespace.
 func ConcurrentCommits(t *testing.T, a, b store.Store) {
-	files := orderFiles()
+	first := orderFiles()
+	concurrentCommits(t, a, b, first)
+	assertConversations(t, dump(t, a), Expected(first))
+	spread := orderFilesOf("tenant-x/s", "tenant-y/s", "tenant-z/s")
+	concurrentCommits(t, a, b, spread)
+	assertConversations(t, dump(t, a), Expected(append(first, spread...)))
+}
+
+func concurrentCommits(t *testing.T, a, b store.Store, files []Commit) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(files))
 	for i, f := range files {
@@ -553,7 +567,6 @@ func ConcurrentCommits(t *testing.T, a, b store.Store) {
 	for err := range errs {
 		t.Fatalf("concurrent CommitFile: %v", err)
 	}
-	assertConversations(t, dump(t, a), Expected(files))
 }
 
 // testLookupFiles: one call answers a listed page, across the chunks a backend may split
