@@ -99,3 +99,26 @@ func TestChargeTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestStamp(t *testing.T) {
+	tests := []struct {
+		name, commit, record string
+		want                 string // the record's namespace after stamp; "" for an error
+	}{
+		{"the commit's namespace is given to the record", "tenant-a", "", "tenant-a"},
+		{"a record already in it", "tenant-a", "tenant-a", "tenant-a"},
+		{"a record of another namespace", "tenant-a", "tenant-b", ""},
+		{"a commit without a namespace", "", "", ""},
+		{"a commit without a namespace, a record with one", "", "tenant-b", ""},
+	}
+	for _, tt := range tests {
+		c := store.Conversation{Namespace: tt.record, AgentID: "a", ConversationID: "c"}
+		err := stamp(&c, tt.commit)
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("%s: stamp succeeded (namespace %q), want an error", tt.name, c.Namespace)
+		case tt.want != "" && (err != nil || c.Namespace != tt.want):
+			t.Errorf("%s: stamp = %v, namespace %q; want %q", tt.name, err, c.Namespace, tt.want)
+		}
+	}
+}
