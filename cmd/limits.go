@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/avon-ai/data-import-operator/controllers"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 // bytesFlag is a flag holding a byte count written as the API writes quantities: decimal
@@ -45,7 +45,7 @@ func (b *bytesFlag) Set(s string) error {
 func checkLimits(ceil controllers.Ceilings, opts controllers.SourceOptions) error {
 	if ceil.MaxFileSize > ceil.DailyLimit {
 		return fmt.Errorf("--max-file-size=%s is above --max-daily-limit=%s: no file that large could ever be ingested",
-			discovery.HumanBytes(ceil.MaxFileSize), discovery.HumanBytes(ceil.DailyLimit))
+			quota.FormatBytes(ceil.MaxFileSize), quota.FormatBytes(ceil.DailyLimit))
 	}
 	if opts.ConcurrentFiles < 1 {
 		return fmt.Errorf("--concurrent-files=%d: at least one download must be allowed", opts.ConcurrentFiles)
@@ -67,7 +67,7 @@ func checkSpool(dir string, free uint64, concurrentFiles int, maxFileSize int64)
 	return fmt.Errorf("the spool directory %s has %s free, but --concurrent-files=%d downloads of up to --max-file-size=%s need %s "+
 		"(each download is spooled there, and a ZIP archive is copied once more): lower --max-file-size or --concurrent-files, "+
 		"or give --spool-dir a larger volume (in Kubernetes, the emptyDir sizeLimit of the manager's Deployment)",
-		dir, discovery.HumanBytes(clampInt64(free)), concurrentFiles, discovery.HumanBytes(maxFileSize), discovery.HumanBytes(clampInt64(need)))
+		dir, quota.FormatBytes(clampInt64(free)), concurrentFiles, quota.FormatBytes(maxFileSize), quota.FormatBytes(clampInt64(need)))
 }
 
 // freeBytes is what an unprivileged process may still write in dir's file system.

@@ -22,8 +22,8 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/store"
+	"github.com/avon-ai/data-import-operator/internal/store/backend"
 )
 
 func main() {
@@ -88,7 +88,7 @@ func run() error {
 		dsn = "sqlite://" + filepath.Join(dataDir, "store.db")
 	}
 	ctx := ctrl.SetupSignalHandler()
-	st, err := store.Open(ctx, dsn)
+	st, err := backend.Open(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("opening the store: %w", err)
 	}
@@ -140,7 +140,7 @@ func run() error {
 	return mgr.Start(ctx)
 }
 
-func setup(mgr ctrl.Manager, st ingest.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings, identity controllers.IdentityOptions) error {
+func setup(mgr ctrl.Manager, st store.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings, identity controllers.IdentityOptions) error {
 	metrics := controllers.NewMetrics(nil)
 	if err := (&controllers.S3SourceReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Metrics: metrics,

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // IngestionQuotaReconciler reports a quota's usage in its current window and requeues at
@@ -31,7 +31,7 @@ import (
 // wakes sources whose files were deferred.
 type IngestionQuotaReconciler struct {
 	client.Client
-	Store   ingest.Store
+	Store   store.Store
 	Clock   clock.PassiveClock
 	Metrics *Metrics
 	// Ceilings bound every quota; status shows the effective limits.
@@ -109,7 +109,7 @@ type quotaUsage struct {
 }
 
 func (r *IngestionQuotaReconciler) readUsage(ctx context.Context, q resolvedQuota, now time.Time) (*quotaUsage, error) {
-	day, resetsAt := discovery.Window(now, q.Location)
+	day, resetsAt := q.Window(now)
 	used, per, err := r.Store.Usage(ctx, q.Key, day)
 	if err != nil {
 		return nil, &stepFailure{reason: v1.ReasonStoreError, message: "reading usage: " + err.Error()}
@@ -119,22 +119,22 @@ func (r *IngestionQuotaReconciler) readUsage(ctx context.Context, q resolvedQuot
 
 // limitsCappedCondition says whether the ceilings lowered what the spec asked for.
 func limitsCappedCondition(q resolvedQuota) metav1.Condition {
-	if capped := q.capped(); len(capped) > 0 {
+	if capped := q.Lowered(); len(capped) > 0 {
 		return metav1.Condition{Type: v1.ConditionLimitsCapped, Status: metav1.ConditionTrue, Reason: v1.ReasonCeilingApplied,
 			Message: "spec." + strings.Join(capped, "; spec.") + ". Only the platform admin can raise the ceilings."}
 	}
 	return metav1.Condition{Type: v1.ConditionLimitsCapped, Status: metav1.ConditionFalse, Reason: v1.ReasonWithinCeilings,
-		Message: fmt.Sprintf("the spec's limits apply: %s a day, %s a file", discovery.HumanBytes(q.DailyLimit), discovery.HumanBytes(q.MaxFileSize))}
+		Message: fmt.Sprintf("the spec's limits apply: %s a day, %s a file", quota.FormatBytes(q.DailyLimit), quota.FormatBytes(q.MaxFileSize))}
 }
 
 // computeQuotaStatus is the one place a quota's status is decided.
-func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q resolvedQuota, u *quotaUsage, err error, now time.Time) v1.IngestionQuotaStatus {
+func computeQuotaStatus(iq *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q resolvedQuota, u *quotaUsage, err error, now time.Time) v1.IngestionQuotaStatus {
 	st := *prev.DeepCopy()
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg,
-			ObservedGeneration: quota.Generation, LastTransitionTime: metav1.NewTime(now)})
+			ObservedGeneration: iq.Generation, LastTransitionTime: metav1.NewTime(now)})
 	}
-	st.ObservedGeneration = quota.Generation
+	st.ObservedGeneration = iq.Generation
 	if q.DailyLimit > 0 {
 		// The limits are known even when the time zone or the store fails.
 		st.EffectiveDailyLimit = resource.NewQuantity(q.DailyLimit, resource.DecimalSI)
@@ -157,7 +157,7 @@ func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, 
 	st.Window = u.day
 	st.UsedBytes = u.used
 	st.RemainingBytes = max(0, q.DailyLimit-u.used)
-	st.Usage = fmt.Sprintf("%s of %s used today", discovery.HumanBytes(u.used), discovery.HumanBytes(q.DailyLimit))
+	st.Usage = fmt.Sprintf("%s of %s used today", quota.FormatBytes(u.used), quota.FormatBytes(q.DailyLimit))
 	resets := metav1.NewTime(u.resetsAt)
 	st.ResetsAt = &resets
 	st.Sources = nil
@@ -172,10 +172,10 @@ func computeQuotaStatus(quota *v1.IngestionQuota, prev v1.IngestionQuotaStatus, 
 	set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded, st.Usage)
 	if st.RemainingBytes == 0 {
 		set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded,
-			fmt.Sprintf("today's %s are used up; files wait for the reset at %s", discovery.HumanBytes(q.DailyLimit), u.resetsAt.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("today's %s are used up; files wait for the reset at %s", quota.FormatBytes(q.DailyLimit), u.resetsAt.UTC().Format(time.RFC3339)))
 	} else {
 		set(v1.ConditionQuotaAvailable, metav1.ConditionTrue, v1.ReasonQuotaAvailable,
-			fmt.Sprintf("%s left today", discovery.HumanBytes(st.RemainingBytes)))
+			fmt.Sprintf("%s left today", quota.FormatBytes(st.RemainingBytes)))
 	}
 	return st
 }

@@ -40,11 +40,11 @@ func TestHappyPathOnPostgreSQL(t *testing.T) {
 	if src.Status.ConversationsIngested != 3 {
 		t.Errorf("conversationsIngested = %d, want 3", src.Status.ConversationsIngested)
 	}
-	c, ok, err := pg.GetConversation(ctx, "pg-agent", "pg-3")
+	c, ok, err := pg.GetConversation(ctx, ns, "pg-agent", "pg-3")
 	if err != nil || !ok || !strings.Contains(string(c.Raw), "zipped") {
 		t.Fatalf("pg-3 in PostgreSQL: found=%v err=%v raw=%s", ok, err, c.Raw)
 	}
-	if _, ok, _ := store.GetConversation(ctx, "pg-agent", "pg-1"); ok {
+	if _, ok, _ := store.GetConversation(ctx, ns, "pg-agent", "pg-1"); ok {
 		t.Fatal("the PostgreSQL manager wrote to the suite's SQLite store")
 	}
 	want := int64(len(a) + len(b))

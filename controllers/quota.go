@@ -2,15 +2,14 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 // Default ceilings, the defaults of the manager's --max-daily-limit and --max-file-size.
@@ -33,87 +32,39 @@ const (
 // archive/zip reads at random.
 const SpoolCopiesPerDownload = 2
 
-// Ceilings are the platform admin's upper bounds on every IngestionQuota, and on the
-// defaults that apply when a source's quota does not exist. A tenant cannot raise them:
-// they are manager flags (--max-daily-limit, --max-file-size). Zero means no ceiling.
-type Ceilings struct {
-	DailyLimit  int64
-	MaxFileSize int64
-}
+// Ceilings are the platform admin's upper bounds on every IngestionQuota (quota.Ceilings).
+type Ceilings = quota.Ceilings
 
 // resolvedQuota is an IngestionQuota's spec in the units the operator works with: the
 // effective limits, after the ceilings.
 type resolvedQuota struct {
-	discovery.Quota
-	RefreshCooldown time.Duration
+	quota.Capped
 	// Missing is true when the named quota does not exist and the defaults apply.
 	Missing bool
-	// RequestedDailyLimit and RequestedMaxFileSize are what the spec (or the defaults)
-	// asked for, before the ceilings.
-	RequestedDailyLimit, RequestedMaxFileSize int64
-	// Ceilings are the bounds that were applied.
-	Ceilings Ceilings
 }
 
-// capped says which limits the ceilings lowered, in words for a condition message; empty
-// when the spec applies as written.
-func (q resolvedQuota) capped() []string {
-	var out []string
-	if q.DailyLimit < q.RequestedDailyLimit {
-		out = append(out, fmt.Sprintf("dailyLimit %s is above the operator's ceiling of %s (--max-daily-limit): %s applies",
-			discovery.HumanBytes(q.RequestedDailyLimit), discovery.HumanBytes(q.Ceilings.DailyLimit), discovery.HumanBytes(q.DailyLimit)))
-	}
-	if q.MaxFileSize < q.RequestedMaxFileSize {
-		why := fmt.Sprintf("the operator's ceiling of %s (--max-file-size)", discovery.HumanBytes(q.Ceilings.MaxFileSize))
-		if q.Ceilings.MaxFileSize <= 0 || q.MaxFileSize < q.Ceilings.MaxFileSize {
-			why = fmt.Sprintf("the effective daily limit of %s", discovery.HumanBytes(q.DailyLimit))
-		}
-		out = append(out, fmt.Sprintf("maxFileSize %s is above %s: %s applies",
-			discovery.HumanBytes(q.RequestedMaxFileSize), why, discovery.HumanBytes(q.MaxFileSize)))
-	}
-	return out
-}
-
-// capAt returns v bounded by ceiling; a ceiling of zero or less bounds nothing.
-func capAt(v, ceiling int64) int64 {
-	if ceiling > 0 && v > ceiling {
-		return ceiling
-	}
-	return v
-}
-
-// quotaFromSpec resolves a spec, filling what the API server did not default, and bounds
-// it by the ceilings. A file larger than a day's limit could never be ingested, so the
-// effective maxFileSize never exceeds the effective dailyLimit either.
+// quotaFromSpec resolves a spec, filling what the API server did not default, with
+// quota.Resolve, and bounds it by the ceilings.
 func quotaFromSpec(key string, spec v1.IngestionQuotaSpec, ceil Ceilings) (resolvedQuota, error) {
-	q := resolvedQuota{Quota: discovery.Quota{Key: key}, Ceilings: ceil}
-	q.RequestedDailyLimit = quantityOr(spec.DailyLimit, v1.DefaultDailyLimit)
-	q.RequestedMaxFileSize = quantityOr(spec.MaxFileSize, v1.DefaultMaxFileSize)
-	q.DailyLimit = capAt(q.RequestedDailyLimit, ceil.DailyLimit)
-	q.MaxFileSize = capAt(capAt(q.RequestedMaxFileSize, ceil.MaxFileSize), q.DailyLimit)
-	q.RefreshCooldown = time.Minute
+	s := quota.Spec{TimeZone: spec.TimeZone}
+	if spec.DailyLimit != nil {
+		n := spec.DailyLimit.Value()
+		s.DailyLimit = &n
+	}
+	if spec.MaxFileSize != nil {
+		n := spec.MaxFileSize.Value()
+		s.MaxFileSize = &n
+	}
 	if spec.RefreshCooldown != nil {
-		q.RefreshCooldown = spec.RefreshCooldown.Duration
+		s.RefreshCooldown = &spec.RefreshCooldown.Duration
 	}
-	tz := spec.TimeZone
-	if tz == "" {
-		tz = v1.DefaultTimeZone
+	q, err := quota.Resolve(key, s)
+	rq := resolvedQuota{Capped: q.Cap(ceil)}
+	var tze *quota.TimeZoneError
+	if errors.As(err, &tze) {
+		return rq, &stepFailure{reason: v1.ReasonInvalidTimeZone, stalled: true, message: err.Error()}
 	}
-	loc, err := time.LoadLocation(tz)
-	if err != nil {
-		return q, &stepFailure{reason: v1.ReasonInvalidTimeZone, stalled: true,
-			message: fmt.Sprintf("IngestionQuota %s: timeZone %q is not an IANA time zone name (want e.g. UTC or Europe/Paris)", key, tz)}
-	}
-	q.Location = loc
-	return q, nil
-}
-
-func quantityOr(q *resource.Quantity, def string) int64 {
-	if q == nil {
-		d := resource.MustParse(def)
-		return d.Value()
-	}
-	return q.Value()
+	return rq, err
 }
 
 // resolveQuota reads the named IngestionQuota of a namespace, or the documented defaults
@@ -123,8 +74,8 @@ func resolveQuota(ctx context.Context, c client.Reader, ns, name string, ceil Ce
 		name = "default"
 	}
 	key := ns + "/" + name
-	var quota v1.IngestionQuota
-	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &quota)
+	var iq v1.IngestionQuota
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &iq)
 	switch {
 	case apierrors.IsNotFound(err):
 		q, err := quotaFromSpec(key, v1.IngestionQuotaSpec{}, ceil)
@@ -133,12 +84,12 @@ func resolveQuota(ctx context.Context, c client.Reader, ns, name string, ceil Ce
 	case err != nil:
 		return resolvedQuota{}, fmt.Errorf("reading IngestionQuota %s: %w", key, err)
 	}
-	return quotaFromSpec(key, quota.Spec, ceil)
+	return quotaFromSpec(key, iq.Spec, ceil)
 }
 
 func (q resolvedQuota) describe() string {
-	s := fmt.Sprintf("%s a day, %s a file, %s refresh cooldown", discovery.HumanBytes(q.DailyLimit), discovery.HumanBytes(q.MaxFileSize), q.RefreshCooldown)
-	if len(q.capped()) > 0 {
+	s := fmt.Sprintf("%s a day, %s a file, %s refresh cooldown", quota.FormatBytes(q.DailyLimit), quota.FormatBytes(q.MaxFileSize), q.RefreshCooldown)
+	if len(q.Lowered()) > 0 {
 		s += ", capped by the operator's ceilings"
 	}
 	if q.Missing {

@@ -12,7 +12,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // runTracker owns the discovery runs in flight: at most one per source. A reconcile starts
@@ -20,7 +20,7 @@ import (
 // folds its Result into status. Reconciles never wait on downloads.
 type runTracker struct {
 	runner *discovery.Runner
-	store  ingest.Store
+	store  store.Store
 	// ready is closed once this process leads and has dropped stale reservations; runs
 	// wait for it.
 	ready     chan struct{}
@@ -63,7 +63,7 @@ type activeRun struct {
 	done   chan struct{}
 }
 
-func newRunTracker(runner *discovery.Runner, store ingest.Store, concurrentSources int) *runTracker {
+func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSources int) *runTracker {
 	if concurrentSources < 1 {
 		concurrentSources = 1
 	}

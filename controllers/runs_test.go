@@ -14,6 +14,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 )
 
@@ -46,11 +47,11 @@ func TestRunTrackerShutdownWaitsForRuns(t *testing.T) {
 
 	src := &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s", Generation: 1}}
 	b := &blockingBucket{opened: make(chan struct{})}
-	quota := discovery.Quota{Key: "ns/default", DailyLimit: 1000, MaxFileSize: 100, Location: time.UTC}
-	if !tracker.start(src, b, discovery.Job{Source: "ns/s", Bucket: "b", Prefix: "p/", Quota: quota}, "") {
+	quota := quota.Quota{Key: "ns/default", DailyLimit: 1000, MaxFileSize: 100, Location: time.UTC}
+	if !tracker.start(src, b, discovery.Job{Namespace: "ns", Source: "ns/s", Bucket: "b", Prefix: "p/", Quota: quota}, "") {
 		t.Fatal("the run did not start")
 	}
-	if tracker.start(src, b, discovery.Job{Source: "ns/s"}, "") {
+	if tracker.start(src, b, discovery.Job{Namespace: "ns", Source: "ns/s"}, "") {
 		t.Fatal("a second run started for the same source")
 	}
 	select {

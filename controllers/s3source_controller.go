@@ -30,6 +30,8 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // S3SourceReconciler discovers and ingests the files of each S3Source.
@@ -39,7 +41,7 @@ type S3SourceReconciler struct {
 	// operator neither caches nor watches them (it holds no list/watch on them).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	Store     ingest.Store
+	Store     store.Store
 	Clock     clock.PassiveClock
 	// NewBucket builds the S3 client of a source; tests wrap it to count requests.
 	NewBucket func(ctx context.Context, cfg bucket.Config) (bucket.Client, error)
@@ -369,7 +371,7 @@ func (r *S3SourceReconciler) stepResolveQuota(ctx context.Context, s *sourceScop
 
 // stepUsage reads what this source charged today, for status.
 func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (time.Duration, error) {
-	day, _ := discovery.Window(s.now, s.quota.Location)
+	day, _ := s.quota.Window(s.now)
 	_, perSource, err := r.Store.Usage(ctx, s.quota.Key, day)
 	if err != nil {
 		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
@@ -428,7 +430,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		wait = lowestRequeue(wait, next.Sub(s.now))
 		if src.Status.Files != nil && src.Status.Files.Deferred > 0 {
 			// Wake at the quota reset even when no IngestionQuota object will change then.
-			_, resetsAt := discovery.Window(s.now, s.quota.Location)
+			_, resetsAt := s.quota.Window(s.now)
 			wait = lowestRequeue(wait, resetsAt.Sub(s.now)+time.Second)
 		}
 		return wait, nil
@@ -439,7 +441,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		return 0, err
 	}
 	job := discovery.Job{
-		Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
+		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
 		// New validation rules (agent allow-list, policy) apply to files already failed.
@@ -467,8 +469,8 @@ func agentSet(ids []string) map[string]struct{} {
 }
 
 func windowChanged(last, now time.Time, loc *time.Location) bool {
-	a, _ := discovery.Window(last, loc)
-	b, _ := discovery.Window(now, loc)
+	a, _ := quota.Window(last, loc)
+	b, _ := quota.Window(now, loc)
 	return a != b
 }
 

@@ -20,6 +20,9 @@ import (
 	"github.com/avon-ai/data-import-operator/controllers"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+
+	// The suite's store is the variable store (suite_test.go).
+	storeapi "github.com/avon-ai/data-import-operator/internal/store"
 )
 
 func quantity(s string) *resource.Quantity { q := resource.MustParse(s); return &q }
@@ -63,11 +66,11 @@ func wantRequests(t *testing.T, ct *bucket.CountingTransport, lists, gets int) {
 	}
 }
 
-func storedContent(t *testing.T, agent, id string) string {
+func storedContent(t *testing.T, ns, agent, id string) string {
 	t.Helper()
-	c, ok, err := store.GetConversation(context.Background(), agent, id)
+	c, ok, err := store.GetConversation(context.Background(), ns, agent, id)
 	if err != nil || !ok {
-		t.Fatalf("conversation %s/%s not in the store (found=%v, err=%v)", agent, id, ok, err)
+		t.Fatalf("conversation %s/%s/%s not in the store (found=%v, err=%v)", ns, agent, id, ok, err)
 	}
 	return string(c.Raw)
 }
@@ -149,13 +152,13 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 		wantKstatus(t, q, kstatus.CurrentStatus)
 		return nil
 	})
-	if got := storedContent(t, "agent-1", "c-005"); !strings.Contains(got, "zipped") {
+	if got := storedContent(t, ns, "agent-1", "c-005"); !strings.Contains(got, "zipped") {
 		t.Errorf("c-005 stored as %s", got)
 	}
-	if got := storedContent(t, "agent-3", "c-006"); !strings.Contains(got, "tarred") {
+	if got := storedContent(t, ns, "agent-3", "c-006"); !strings.Contains(got, "tarred") {
 		t.Errorf("c-006 stored as %s", got)
 	}
-	if _, ok, _ := store.GetConversation(context.Background(), "agent-1", "c-001"); !ok {
+	if _, ok, _ := store.GetConversation(context.Background(), ns, "agent-1", "c-001"); !ok {
 		t.Error("c-001 missing")
 	}
 
@@ -174,7 +177,7 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 	src = waitRun(t, ns, name, second)
 	wantFiles(t, src, v1.FileCounts{Discovered: 6, Ingested: 5, Ignored: 1})
 	wantRequests(t, ct, 1, 2) // a-copy.json and the updated b.jsonl only
-	if got := storedContent(t, "agent-2", "c-003"); !strings.Contains(got, "corrected") {
+	if got := storedContent(t, ns, "agent-2", "c-003"); !strings.Contains(got, "corrected") {
 		t.Errorf("the newer c-003 did not win: %s", got)
 	}
 	if src.Status.ConversationsIngested != 7 {
@@ -243,9 +246,9 @@ func TestInvalidFilesFailWithPreciseErrors(t *testing.T) {
 		t.Errorf("Ready = %s (%s): failed files must not make the source unready", c.Status, c.Message)
 	}
 	waitEvent(t, ns, name, "FilesFailed", "3 file(s) failed")
-	storedContent(t, "agent-1", "ok-1")
+	storedContent(t, ns, "agent-1", "ok-1")
 	// SkipFile (the default): the valid first line of badts.jsonl is not committed.
-	if _, ok, _ := store.GetConversation(context.Background(), "agent-1", "ok-2"); ok {
+	if _, ok, _ := store.GetConversation(context.Background(), ns, "agent-1", "ok-2"); ok {
 		t.Error("ok-2 from a failed file was stored under the SkipFile policy")
 	}
 }
@@ -261,7 +264,7 @@ func TestSkipRecordPolicy(t *testing.T) {
 	newSource(t, ns, name, bkt, "p/", func(s *v1.S3SourceSpec) { s.OnInvalidRecord = v1.SkipRecord })
 	src := waitRun(t, ns, name, start)
 	wantFiles(t, src, v1.FileCounts{Discovered: 1, Ingested: 1})
-	storedContent(t, "agent-9", "kept")
+	storedContent(t, ns, "agent-9", "kept")
 	row, _, _ := store.LookupFile(context.Background(), ns+"/"+name, "p/mixed.jsonl")
 	if row.Counts.Valid != 1 || row.Counts.Invalid != 1 {
 		t.Errorf("ledger counts %+v, want 1 valid and 1 invalid", row.Counts)
@@ -291,7 +294,7 @@ func TestSpecChangeRechecksFailedFiles(t *testing.T) {
 	}
 	src = waitRun(t, ns, name, again)
 	wantFiles(t, src, v1.FileCounts{Discovered: 1, Ingested: 1})
-	storedContent(t, "agent-new", "al-1")
+	storedContent(t, ns, "agent-new", "al-1")
 }
 
 // Scenario 5: a disabled source makes no S3 request; re-enabling resumes.
@@ -427,7 +430,7 @@ func TestQuotaDefersAndResumesAfterReset(t *testing.T) {
 		t.Errorf("QuotaAvailable = %s/%s %q, want False/QuotaExceeded", c.Status, c.Reason, c.Message)
 	}
 	waitEvent(t, ns, name, v1.ReasonQuotaExceeded, "1 file(s) deferred")
-	deferred, err := store.ListFiles(context.Background(), ns+"/"+name, ingest.FileDeferred, 10)
+	deferred, err := store.ListFiles(context.Background(), ns+"/"+name, storeapi.FileDeferred, 10)
 	if err != nil || len(deferred) != 1 || deferred[0].Reason != ingest.ReasonQuotaExceeded {
 		t.Fatalf("deferred ledger rows %+v (err %v)", deferred, err)
 	}
@@ -597,8 +600,8 @@ func TestDeleteRemovesLedgerOnly(t *testing.T) {
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("S3 objects after delete: %v (err %v), want both untouched", keys, err)
 	}
-	storedContent(t, "agent-10", "del-1")
-	storedContent(t, "agent-10", "del-2")
+	storedContent(t, ns, "agent-10", "del-1")
+	storedContent(t, ns, "agent-10", "del-2")
 
 	// Adding the same bucket again works, and re-ingestion changes nothing.
 	again := clk.Now()

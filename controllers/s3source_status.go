@@ -12,6 +12,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 // computeSourceStatus is the one place an S3Source's status is decided: from the
@@ -73,7 +74,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 	if s.quota.Key != "" {
 		deferredMsg := ""
 		if st.Files != nil && st.Files.Deferred > 0 {
-			_, resetsAt := discovery.Window(s.now, s.quota.Location)
+			_, resetsAt := s.quota.Window(s.now)
 			deferredMsg = fmt.Sprintf("%d file(s) wait for the daily quota to reset at %s; ", st.Files.Deferred, resetsAt.UTC().Format(time.RFC3339))
 			set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded, deferredMsg+s.quota.describe())
 		} else {
@@ -182,5 +183,5 @@ func runFailure(src *v1.S3Source, res *discovery.Result) *stepFailure {
 func runSummary(res *discovery.Result) string {
 	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
 		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,
-		res.Downloaded, discovery.HumanBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)
+		res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)
 }

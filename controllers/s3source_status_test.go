@@ -13,6 +13,8 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 type wantCondition struct {
@@ -24,10 +26,10 @@ type wantCondition struct {
 // Conditions are compared by status and reason, ignoring transition times.
 func TestComputeSourceStatus(t *testing.T) {
 	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
-	quota := resolvedQuota{Quota: discovery.Quota{Key: "ns/default", DailyLimit: 500_000_000, MaxFileSize: 50_000_000, Location: time.UTC}, RefreshCooldown: time.Minute}
+	quota := resolvedQuota{Capped: quota.Capped{Quota: quota.Quota{Key: "ns/default", DailyLimit: 500_000_000, MaxFileSize: 50_000_000, RefreshCooldown: time.Minute, Location: time.UTC}}}
 	ok := &discovery.Result{Started: now.Add(-time.Second), Finished: now, Listed: 5, Ingested: 4, Ignored: 1}
 	withFailed := &discovery.Result{Finished: now, Listed: 3, Ingested: 1, Failed: 2,
-		RecentErrors: []ingest.FileRecord{{Key: "b.json", Reason: ingest.ReasonInvalidRecords, Message: "b.json:2: agent_id: missing", UpdatedAt: now}}}
+		RecentErrors: []store.FileRecord{{Key: "b.json", Reason: ingest.ReasonInvalidRecords, Message: "b.json:2: agent_id: missing", UpdatedAt: now}}}
 	deferred := &discovery.Result{Finished: now, Listed: 3, Ingested: 2, Deferred: 1}
 	empty := &discovery.Result{Finished: now}
 	denied := &discovery.Result{Finished: now, Err: &bucket.Error{Reason: bucket.ReasonAccessDenied, Message: "s3:ListBucket on s3://b/p was denied: check the bucket policy"}}

@@ -33,7 +33,9 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+
+	// The suite's store is the variable store (suite_test.go).
+	storeapi "github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/kube"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
@@ -46,7 +48,7 @@ var (
 	env     *kube.Env
 	k8s     client.Client
 	s3      *minio.Server
-	store   ingest.Store
+	store   storeapi.Store
 	clk     = clocktesting.NewFakeClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
 	counts  = &transportCounts{byBucket: map[string]*bucket.CountingTransport{}}
 	metrics *controllers.Metrics
@@ -156,13 +158,13 @@ func zapLevel() int8 {
 
 // startManager runs both controllers for the given namespaces against st, with the
 // options the manager's flags would set passed directly.
-func startManager(ctx context.Context, st ingest.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
+func startManager(ctx context.Context, st storeapi.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
 	return startManagerWith(ctx, env.Config, st, namespaces, ceilings)
 }
 
 // startManagerWith is startManager with the API server credentials of cfg, e.g. a user
 // bound only to the operator's own ClusterRole.
-func startManagerWith(ctx context.Context, cfg *rest.Config, st ingest.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
+func startManagerWith(ctx context.Context, cfg *rest.Config, st storeapi.Store, namespaces []string, ceilings controllers.Ceilings) (stop func(), err error) {
 	nsConfig := map[string]cache.Config{}
 	for _, ns := range namespaces {
 		nsConfig[ns] = cache.Config{}

@@ -5,9 +5,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Defaults that apply to a source whose IngestionQuota does not exist. Quantities are
-// decimal, as the product guide says "500 MB": 500M = 500,000,000 bytes. The manager's
-// ceilings (--max-daily-limit, --max-file-size) bound these defaults too.
+// Defaults that apply to a source whose IngestionQuota does not exist, as the CRD's
+// default markers spell them. Quantities are decimal, as the product guide says
+// "500 MB": 500M = 500,000,000 bytes. The operator resolves quotas with internal/quota,
+// whose defaults are these values (its TestDefaultsMatchTheAPI keeps them equal). The manager's ceilings
+// (--max-daily-limit, --max-file-size) bound these defaults too.
 const (
 	DefaultDailyLimit      = "500M"
 	DefaultMaxFileSize     = "50M"

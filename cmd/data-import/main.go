@@ -4,11 +4,12 @@
 //
 //	data-import validate [--output text|json] [--policy SkipFile|SkipRecord] [--agents a,b] [--quiet] FILE|DIR|- ...
 //
-// The get, list and files subcommands read the operator's store (its --store DSN):
+// The get, list and files subcommands read the operator's store (its --store DSN), one
+// namespace at a time (-n/--namespace, "default" when not given, as with kubectl):
 //
-//	data-import get   --store DSN --agent A --conversation C
-//	data-import list  --store DSN --agent A [--limit N]
-//	data-import files --store DSN --source NAMESPACE/NAME [--state failed] [--limit N]
+//	data-import get   --store DSN [-n NAMESPACE] --agent A --conversation C
+//	data-import list  --store DSN [-n NAMESPACE] --agent A [--limit N]
+//	data-import files --store DSN [-n NAMESPACE] --source NAME [--state failed] [--limit N]
 //
 // Exit status: 0 when every file is valid (unsupported files are reported as ignored and
 // do not fail the run), 1 when any file is invalid or unreadable (or, for the lookups, the

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 const (
@@ -109,7 +111,47 @@ func TestValidateJSON(t *testing.T) {
 	}
 	f := rep.Files[0]
 	want := ingest.RecordError{Key: dir + "/a.json", Index: 1, Path: "messages[0].timestamp", Problem: `"15/01/2025" is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)`}
-	if f.State != ingest.FileFailed || f.Reason != ingest.ReasonInvalidRecords || len(f.Errors) != 1 || f.Errors[0] != want {
+	if f.State != store.FileFailed || f.Reason != ingest.ReasonInvalidRecords || len(f.Errors) != 1 || f.Errors[0] != want {
 		t.Fatalf("%+v", f)
+	}
+}
+
+// validate refuses what the operator refuses by default: files over the
+// IngestionQuota's default maxFileSize, 50 MB (decimal), not 50 MiB.
+func TestValidateUsesTheQuotaFileSize(t *testing.T) {
+	tests := []struct {
+		name     string
+		size     int64
+		tooLarge bool
+	}{
+		{"one byte over 50 MB", quota.DefaultMaxFileSize + 1, true},
+		{"just under 50 MiB, over 50 MB", 50<<20 - 1, true},
+		{"exactly 50 MB", quota.DefaultMaxFileSize, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "big.jsonl")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Sparse: the size is what counts, and a too-large file is refused unread.
+			if err := f.Truncate(tt.size); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			_, out, errOut := runCLI(t, "", "validate", "--output", "json", path)
+			var rep report
+			if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Files) != 1 {
+				t.Fatalf("%v\n%s\n%s", err, out, errOut)
+			}
+			got := rep.Files[0]
+			if (got.Reason == ingest.ReasonFileTooLarge) != tt.tooLarge {
+				t.Fatalf("reason %s (%s), want FileTooLarge: %v", got.Reason, got.Message, tt.tooLarge)
+			}
+			if tt.tooLarge && !strings.Contains(got.Message, "larger than the 50 MB limit") {
+				t.Errorf("message %q does not name the 50 MB limit", got.Message)
+			}
+		})
 	}
 }

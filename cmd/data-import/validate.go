@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // validateFlags are validate's settings.
@@ -192,7 +193,7 @@ func (v *validator) process(ref ingest.ObjectRef, r io.Reader) {
 		v.unreadable(ref.Key, err)
 		return
 	}
-	if res.State == ingest.FileFailed {
+	if res.State == store.FileFailed {
 		v.rep.Valid = false
 	}
 	v.rep.Files = append(v.rep.Files, res)
@@ -203,9 +204,9 @@ func (v *validator) process(ref ingest.ObjectRef, r io.Reader) {
 
 // printResult writes one verdict line per file, then its errors, ignored entries and pairs.
 func printResult(w io.Writer, res *ingest.Result, quiet bool) {
-	verdict := map[ingest.FileState]string{ingest.FileIngested: "ok", ingest.FileFailed: "FAIL", ingest.FileIgnored: "ignored"}[res.State]
+	verdict := map[store.FileState]string{store.FileIngested: "ok", store.FileFailed: "FAIL", store.FileIgnored: "ignored"}[res.State]
 	fmt.Fprintf(w, "%-7s %s [%s]\n", verdict, res.Message, res.Reason)
-	if res.State == ingest.FileIgnored {
+	if res.State == store.FileIgnored {
 		return
 	}
 	c := res.Counts

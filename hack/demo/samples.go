@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // The sample set lives in config/samples/data/<phase>/. A directory named NAME.zip.d or
@@ -26,25 +27,25 @@ const (
 
 // expectation is what the operator must record for one sample file.
 type expectation struct {
-	state  ingest.FileState
+	state  store.FileState
 	reason string
-	counts ingest.RecordCounts // New, Updated, Unchanged, Invalid
+	counts store.RecordCounts // New, Updated, Unchanged, Invalid
 }
 
 // expected is the outcome of every sample, by the file name uploaded. README.md in
 // config/samples/data says the same in prose.
 var expected = map[string]expectation{
-	"conv-2025-01-15-001.json":      {ingest.FileIngested, ingest.ReasonIngested, ingest.RecordCounts{New: 1}},
-	"conv-2025-01-15-batch.jsonl":   {ingest.FileIngested, ingest.ReasonIngested, ingest.RecordCounts{New: 3}},
-	"conv-2025-01-16-export.zip":    {ingest.FileIngested, ingest.ReasonIngested, ingest.RecordCounts{New: 2}},
-	"conv-2025-01-17-export.tar.gz": {ingest.FileIngested, ingest.ReasonIngested, ingest.RecordCounts{New: 3}},
-	"bad-bom.json":                  {ingest.FileFailed, ingest.ReasonInvalidEncoding, ingest.RecordCounts{}},
-	"bad-timestamp.jsonl":           {ingest.FileFailed, ingest.ReasonInvalidRecords, ingest.RecordCounts{Invalid: 1}},
-	"bad-missing-agent.json":        {ingest.FileFailed, ingest.ReasonInvalidRecords, ingest.RecordCounts{Invalid: 1}},
-	"export.csv":                    {ingest.FileIgnored, ingest.ReasonUnsupportedFormat, ingest.RecordCounts{}},
+	"conv-2025-01-15-001.json":      {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{New: 1}},
+	"conv-2025-01-15-batch.jsonl":   {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{New: 3}},
+	"conv-2025-01-16-export.zip":    {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{New: 2}},
+	"conv-2025-01-17-export.tar.gz": {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{New: 3}},
+	"bad-bom.json":                  {store.FileFailed, ingest.ReasonInvalidEncoding, store.RecordCounts{}},
+	"bad-timestamp.jsonl":           {store.FileFailed, ingest.ReasonInvalidRecords, store.RecordCounts{Invalid: 1}},
+	"bad-missing-agent.json":        {store.FileFailed, ingest.ReasonInvalidRecords, store.RecordCounts{Invalid: 1}},
+	"export.csv":                    {store.FileIgnored, ingest.ReasonUnsupportedFormat, store.RecordCounts{}},
 	// Step 6: a byte-identical re-upload stores nothing; a newer version replaces the record.
-	"conv-2025-01-15-001-reupload.json": {ingest.FileIngested, ingest.ReasonIngested, ingest.RecordCounts{Unchanged: 1}},
-	"conv-2025-01-15-001-v2.json":       {ingest.FileIngested, ingest.ReasonIngested, ingest.RecordCounts{Updated: 1}},
+	"conv-2025-01-15-001-reupload.json": {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{Unchanged: 1}},
+	"conv-2025-01-15-001-v2.json":       {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{Updated: 1}},
 }
 
 // sample is one object to upload.

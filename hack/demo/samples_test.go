@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 )
@@ -42,14 +43,14 @@ func TestSamplesMeetExpectations(t *testing.T) {
 		// The refresh files are uploaded later, so their objects are newer.
 		modified = modified.Add(time.Hour)
 		for _, s := range samples {
-			ref := ingest.ObjectRef{Source: "acme/acme-conversations", Key: "conversations/2025/01/18/" + s.name,
+			ref := ingest.ObjectRef{Namespace: "acme", Source: "acme/acme-conversations", Key: "conversations/2025/01/18/" + s.name,
 				ETag: s.name, Size: int64(len(s.body)), LastModified: modified}
 			res, err := engine.Process(ctx, ref, bytes.NewReader(s.body), ingest.Options{})
 			if err != nil {
 				t.Fatalf("%s: %v", s.name, err)
 			}
 			want := expected[s.name]
-			got := ingest.RecordCounts{New: res.Counts.New, Updated: res.Counts.Updated, Unchanged: res.Counts.Unchanged, Invalid: res.Counts.Invalid}
+			got := store.RecordCounts{New: res.Counts.New, Updated: res.Counts.Updated, Unchanged: res.Counts.Unchanged, Invalid: res.Counts.Invalid}
 			if res.State != want.state || res.Reason != want.reason || got != want.counts {
 				t.Errorf("%s: %s/%s %+v, want %s/%s %+v (%s)", s.name, res.State, res.Reason, got, want.state, want.reason, want.counts, res.Message)
 			}

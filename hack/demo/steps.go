@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
@@ -137,12 +137,12 @@ func (d *demo) firstDiscovery(ctx context.Context) error {
 // lookup is Step 3 §4 / checklist item 7: find the sample by agent_id + conversation_id.
 func (d *demo) lookup(ctx context.Context) error {
 	d.section("Guide Step 3 §4: find an imported conversation by agent_id + conversation_id")
-	out, err := d.cliRun(ctx, "get", "--store", d.storeDSN, "--agent", "agent-avon-ai-001", "--conversation", "avon-ai-example-conv-001")
+	out, err := d.cliRun(ctx, "get", "--store", d.storeDSN, "-n", namespace, "--agent", "agent-avon-ai-001", "--conversation", "avon-ai-example-conv-001")
 	d.check("lookup: get finds the seed's example conversation with its messages, logs and user_data",
 		err == nil && strings.Contains(out, `"conversation_id": "avon-ai-example-conv-001"`) &&
 			strings.Contains(out, `"message_id": "msg-003"`) && strings.Contains(out, `"records_found": 3`) &&
 			strings.Contains(out, `"subscription_tier": "professional"`), errText(err))
-	out, err = d.cliRun(ctx, "list", "--store", d.storeDSN, "--agent", "agent-avon-ai-002")
+	out, err = d.cliRun(ctx, "list", "--store", d.storeDSN, "-n", namespace, "--agent", "agent-avon-ai-002")
 	d.check("lookup: list shows agent-avon-ai-002's 3 conversations (2 from the .jsonl, 1 from the .tar.gz)",
 		err == nil && strings.Count(out, "acme-conv-") == 3, errText(err))
 	return nil
@@ -184,7 +184,7 @@ func (d *demo) refresh(ctx context.Context) error {
 	if err := d.dashboard(ctx, "after the refresh"); err != nil {
 		return err
 	}
-	out, err := d.cliRun(ctx, "get", "--store", d.storeDSN, "--agent", "agent-avon-ai-001", "--conversation", "avon-ai-example-conv-001")
+	out, err := d.cliRun(ctx, "get", "--store", d.storeDSN, "-n", namespace, "--agent", "agent-avon-ai-001", "--conversation", "avon-ai-example-conv-001")
 	d.check("de-duplication: the newer version (with msg-004) replaced the stored conversation",
 		err == nil && strings.Contains(out, `"message_id": "msg-004"`), errText(err))
 	return d.throttledRefresh(ctx, first)
@@ -244,9 +244,9 @@ func (d *demo) howTo(ctx context.Context) error {
 
 Query the store the operator writes (SQLite in WAL mode: readers do not block it):
 
-  go run ./cmd/data-import files --store %[6]s --source %[3]s/%[4]s [--state failed]
-  go run ./cmd/data-import get   --store %[6]s --agent agent-avon-ai-001 --conversation avon-ai-example-conv-001
-  go run ./cmd/data-import list  --store %[6]s --agent agent-avon-ai-002
+  go run ./cmd/data-import files --store %[6]s -n %[3]s --source %[4]s [--state failed]
+  go run ./cmd/data-import get   --store %[6]s -n %[3]s --agent agent-avon-ai-001 --conversation avon-ai-example-conv-001
+  go run ./cmd/data-import list  --store %[6]s -n %[3]s --agent agent-avon-ai-002
   go run ./cmd/data-import validate config/samples/data/initial    # the same checks before uploading
 
 Operator log: .demo/manager.log`, filepath.Join(d.root, ".demo", "kubeconfig"), kubectlDir, namespace, sourceName, v1.RefreshAnnotation, d.storeDSN)
@@ -284,7 +284,7 @@ func (d *demo) dashboard(ctx context.Context, when string) error {
 		d.say("    %s [%s] %s", e.Key, e.Reason, e.Message)
 	}
 	d.say("Per-file states from the store's ledger:")
-	if _, err := d.cliRun(ctx, "files", "--store", d.storeDSN, "--source", namespace+"/"+sourceName); err != nil {
+	if _, err := d.cliRun(ctx, "files", "--store", d.storeDSN, "-n", namespace, "--source", sourceName); err != nil {
 		return err
 	}
 
@@ -314,16 +314,16 @@ func (d *demo) dashboard(ctx context.Context, when string) error {
 
 // checkLedger compares every file's ledger row (through the CLI's JSON) with the expected.
 func (d *demo) checkLedger(ctx context.Context, when string) error {
-	cmd := exec.CommandContext(ctx, d.cli, "files", "--store", d.storeDSN, "--source", namespace+"/"+sourceName, "--output", "json")
+	cmd := exec.CommandContext(ctx, d.cli, "files", "--store", d.storeDSN, "-n", namespace, "--source", sourceName, "--output", "json")
 	out, err := cmd.Output()
 	if err != nil {
 		return fmt.Errorf("data-import files --output json: %w", err)
 	}
 	var rows []struct {
-		Key    string              `json:"key"`
-		State  ingest.FileState    `json:"state"`
-		Reason string              `json:"reason"`
-		Counts ingest.RecordCounts `json:"counts"`
+		Key    string             `json:"key"`
+		State  store.FileState    `json:"state"`
+		Reason string             `json:"reason"`
+		Counts store.RecordCounts `json:"counts"`
 	}
 	if err := json.Unmarshal(out, &rows); err != nil {
 		return fmt.Errorf("data-import files --output json: %w", err)
@@ -331,7 +331,7 @@ func (d *demo) checkLedger(ctx context.Context, when string) error {
 	var bad []string
 	for _, r := range rows {
 		e, ok := expected[strings.TrimPrefix(r.Key, d.dayPrefix)]
-		c := ingest.RecordCounts{New: r.Counts.New, Updated: r.Counts.Updated, Unchanged: r.Counts.Unchanged, Invalid: r.Counts.Invalid}
+		c := store.RecordCounts{New: r.Counts.New, Updated: r.Counts.Updated, Unchanged: r.Counts.Unchanged, Invalid: r.Counts.Invalid}
 		if !ok || r.State != e.state || r.Reason != e.reason || c != e.counts {
 			bad = append(bad, fmt.Sprintf("%s: %s/%s %+v, want %s/%s %+v", r.Key, r.State, r.Reason, c, e.state, e.reason, e.counts))
 		}
@@ -355,16 +355,16 @@ func (d *demo) expectedTotals() totals {
 		e := expected[strings.TrimPrefix(key, d.dayPrefix)]
 		t.files.Discovered++
 		switch e.state {
-		case ingest.FileIngested:
+		case store.FileIngested:
 			t.files.Ingested++
-		case ingest.FileFailed:
+		case store.FileFailed:
 			t.files.Failed++
 			t.failedKeys = append(t.failedKeys, key)
-		case ingest.FileIgnored:
+		case store.FileIgnored:
 			t.files.Ignored++
 		}
 		t.conversations += e.counts.New + e.counts.Updated
-		if e.state != ingest.FileIgnored {
+		if e.state != store.FileIgnored {
 			t.usedBytes += size
 		}
 	}

@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // benchObjects is 100,000 unless DISCOVERY_BENCH_OBJECTS says otherwise (a quicker run).
@@ -35,7 +36,7 @@ var benchSeed sync.Once
 func BenchmarkNoChangeDiscovery(b *testing.B) {
 	const bkt, prefix = "bench-discovery", "c/"
 	n := benchObjects()
-	f := newFixture(b, bkt, prefix, discovery.Quota{})
+	f := newFixture(b, bkt, prefix, quota.Quota{})
 	ctx := context.Background()
 	benchSeed.Do(func() {
 		start := time.Now()
@@ -50,8 +51,8 @@ func BenchmarkNoChangeDiscovery(b *testing.B) {
 	start := time.Now()
 	if err := f.client.List(ctx, prefix, func(page []bucket.Object) error {
 		for _, o := range page {
-			if err := f.store.RecordFile(ctx, ingest.FileRecord{Source: f.job.Source, Key: o.Key, ETag: o.ETag, Size: o.Size,
-				LastModified: o.LastModified, State: ingest.FileIngested, Reason: ingest.ReasonIngested}); err != nil {
+			if err := f.store.RecordFile(ctx, store.FileRecord{Source: f.job.Source, Key: o.Key, ETag: o.ETag, Size: o.Size,
+				LastModified: o.LastModified, State: store.FileIngested, Reason: ingest.ReasonIngested}); err != nil {
 				return err
 			}
 		}

@@ -16,34 +16,20 @@ import (
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
-
-// Quota is the resolved IngestionQuota of a source.
-type Quota struct {
-	// Key is "namespace/name"; usage is stored under it.
-	Key         string
-	DailyLimit  int64
-	MaxFileSize int64
-	Location    *time.Location
-}
-
-// Window returns the quota day holding now ("2006-01-02" in loc) and when it ends.
-func Window(now time.Time, loc *time.Location) (day string, resetsAt time.Time) {
-	if loc == nil {
-		loc = time.UTC
-	}
-	local := now.In(loc)
-	y, m, d := local.Date()
-	return local.Format(time.DateOnly), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
-}
 
 // Job is one discovery of one source.
 type Job struct {
+	// Namespace is the S3Source's namespace: the tenant that owns the conversations the
+	// job stores.
+	Namespace string
 	// Source is "namespace/name": the owner of the ledger rows.
 	Source string
 	Bucket string
 	Prefix string
-	Quota  Quota
+	Quota  quota.Quota
 	Policy ingest.InvalidRecordPolicy
 	// DryRun validates without storing conversations or ledger rows. Downloads are still
 	// held against and charged to the quota: they happened.
@@ -73,9 +59,9 @@ type Result struct {
 	BytesDownloaded  int64
 	NewlyFailed      int64
 	NewlyDeferred    int64
-	Conversations    ingest.RecordCounts
+	Conversations    store.RecordCounts
 	// RecentErrors are the source's newest failed files from the ledger, newest first.
-	RecentErrors []ingest.FileRecord
+	RecentErrors []store.FileRecord
 }
 
 // MaxRecentErrors bounds Result.RecentErrors.
@@ -85,7 +71,7 @@ const MaxRecentErrors = 10
 // the downloads in flight across all of them, because each holds up to one object's
 // bytes (ZIPs spool to disk) and a store transaction.
 type Runner struct {
-	Store  ingest.Store
+	Store  store.Store
 	Engine *ingest.Engine
 	Now    func() time.Time
 	// PerRun is the most downloads one run has in flight.
@@ -95,7 +81,7 @@ type Runner struct {
 
 // NewRunner returns a Runner with at most files downloads in flight in total and perRun
 // per source.
-func NewRunner(store ingest.Store, engine *ingest.Engine, now func() time.Time, files, perRun int) *Runner {
+func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, files, perRun int) *Runner {
 	if files < 1 {
 		files = 1
 	}
@@ -168,7 +154,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 			res.Err = fmt.Errorf("pruning the ledger: %w", err)
 		}
 	}
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, ingest.FileFailed, MaxRecentErrors); err == nil {
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
 		res.Err = fmt.Errorf("listing failed files: %w", err)
@@ -216,7 +202,7 @@ func (r *run) storeErr() error {
 }
 
 func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
-	return ingest.ObjectRef{Source: r.job.Source, Bucket: r.job.Bucket, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
+	return ingest.ObjectRef{Namespace: r.job.Namespace, Source: r.job.Source, Bucket: r.job.Bucket, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
 }
 
 func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }
@@ -243,7 +229,7 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 
 // classify decides what one listed object needs: nothing (unchanged), a ledger row
 // (ignored, too large, deferred) or a download. Only downloads leave this goroutine.
-func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileRecord, found bool, queue chan<- work) error {
+func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRecord, found bool, queue chan<- work) error {
 	if strings.HasSuffix(obj.Key, "/") {
 		return nil // a folder marker, not a file
 	}
@@ -265,8 +251,8 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileR
 	}
 	if obj.Size > r.job.Quota.MaxFileSize {
 		msg := fmt.Sprintf("%s: the object is %s, larger than the %s maximum file size of IngestionQuota %s; it was not downloaded",
-			r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.MaxFileSize), r.job.Quota.Key)
-		return r.record(ctx, obj, ingest.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
+			r.location(obj.Key), quota.FormatBytes(obj.Size), quota.FormatBytes(r.job.Quota.MaxFileSize), r.job.Quota.Key)
+		return r.record(ctx, obj, store.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
 	}
 	select {
 	case queue <- work{obj: obj, attempts: attempts}:
@@ -279,23 +265,23 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev ingest.FileR
 // settled says whether a ledger row for the same object version needs no more work.
 // Deferred rows wait for quota and transient download failures are retried; a file too
 // large is retried only once the limit has grown past it.
-func (r *run) settled(prev ingest.FileRecord) bool {
+func (r *run) settled(prev store.FileRecord) bool {
 	switch {
-	case prev.State == ingest.FileDeferred:
+	case prev.State == store.FileDeferred:
 		return false
-	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
+	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
 		return false
-	case prev.State == ingest.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
+	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
 		return prev.Size > r.job.Quota.MaxFileSize
-	case prev.State == ingest.FileFailed && r.job.RecheckFailed:
+	case prev.State == store.FileFailed && r.job.RecheckFailed:
 		return false
 	}
 	return true
 }
 
-func (r *run) record(ctx context.Context, obj bucket.Object, state ingest.FileState, reason, msg string, attempts int) error {
+func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileState, reason, msg string, attempts int) error {
 	now := r.Now()
-	row := ingest.FileRecord{
+	row := store.FileRecord{
 		Source: r.job.Source, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
 		State: state, Reason: reason, Message: msg, Attempts: attempts, FirstSeen: now, UpdatedAt: now,
 	}
@@ -307,9 +293,9 @@ func (r *run) record(ctx context.Context, obj bucket.Object, state ingest.FileSt
 	r.tally(func(res *Result) {
 		countState(res, state)
 		switch state {
-		case ingest.FileFailed:
+		case store.FileFailed:
 			res.NewlyFailed++
-		case ingest.FileDeferred:
+		case store.FileDeferred:
 			res.NewlyDeferred++
 		}
 	})
@@ -330,17 +316,17 @@ func (r *run) download(ctx context.Context, w work) {
 
 	// The window is taken per download: a run across midnight charges each file to the
 	// day it was downloaded on.
-	day, _ := Window(r.Now(), r.job.Quota.Location)
-	reservation := ingest.Reservation{Quota: r.job.Quota.Key, Day: day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
+	day, _ := r.job.Quota.Window(r.Now())
+	reservation := store.Reservation{Quota: r.job.Quota.Key, Day: day, Source: r.job.Source, Bytes: obj.Size, Limit: r.job.Quota.DailyLimit}
 	var id int64
 	{
 		var err error
 		id, err = r.Store.Reserve(ctx, reservation)
-		if errors.Is(err, ingest.ErrQuotaExceeded) {
-			_, resetsAt := Window(r.Now(), r.job.Quota.Location)
+		if errors.Is(err, store.ErrQuotaExceeded) {
+			_, resetsAt := r.job.Quota.Window(r.Now())
 			msg := fmt.Sprintf("%s: %s does not fit in what is left of today's %s quota (IngestionQuota %s); it will be ingested after the reset at %s",
-				r.location(obj.Key), HumanBytes(obj.Size), HumanBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
-			if err := r.record(ctx, obj, ingest.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
+				r.location(obj.Key), quota.FormatBytes(obj.Size), quota.FormatBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
+			if err := r.record(ctx, obj, store.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
 				r.fail(err)
 			}
 			return
@@ -404,7 +390,7 @@ func (r *run) download(ctx context.Context, w work) {
 		res.Conversations.New += out.Counts.New
 		res.Conversations.Updated += out.Counts.Updated
 		res.Conversations.Unchanged += out.Counts.Unchanged
-		if out.State == ingest.FileFailed {
+		if out.State == store.FileFailed {
 			res.NewlyFailed++
 			res.DownloadedFailed++
 		}
@@ -448,7 +434,7 @@ func (f *spoolFile) Close() error {
 func (r *run) downloadFailed(ctx context.Context, obj bucket.Object, err error, attempts int) {
 	reason := ingest.ReasonDownloadFailed
 	msg := fmt.Sprintf("%s: download failed, retried at the next discovery: %s", r.location(obj.Key), safeMessage(err))
-	if rerr := r.record(ctx, obj, ingest.FileFailed, reason, msg, attempts); rerr != nil {
+	if rerr := r.record(ctx, obj, store.FileFailed, reason, msg, attempts); rerr != nil {
 		r.fail(rerr)
 	}
 }
@@ -463,32 +449,15 @@ func safeMessage(err error) string {
 	return err.Error()
 }
 
-func countState(res *Result, s ingest.FileState) {
+func countState(res *Result, s store.FileState) {
 	switch s {
-	case ingest.FileIngested:
+	case store.FileIngested:
 		res.Ingested++
-	case ingest.FileFailed:
+	case store.FileFailed:
 		res.Failed++
-	case ingest.FileDeferred:
+	case store.FileDeferred:
 		res.Deferred++
-	case ingest.FileIgnored:
+	case store.FileIgnored:
 		res.Ignored++
 	}
-}
-
-// HumanBytes formats decimal units, as the product guide does ("500 MB").
-func HumanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	s := fmt.Sprintf("%.1f", v)
-	s = strings.TrimSuffix(s, ".0")
-	return s + " " + string("kMGTPE"[exp]) + "B"
 }

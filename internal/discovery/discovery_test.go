@@ -14,6 +14,8 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
@@ -48,7 +50,7 @@ type fixture struct {
 	now    time.Time
 }
 
-func newFixture(t testing.TB, bkt, prefix string, quota discovery.Quota) *fixture {
+func newFixture(t testing.TB, bkt, prefix string, q quota.Quota) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -65,10 +67,10 @@ func newFixture(t testing.TB, bkt, prefix string, quota discovery.Quota) *fixtur
 	if err != nil {
 		t.Fatal(err)
 	}
-	if quota.Key == "" {
-		quota = discovery.Quota{Key: "ns/default", DailyLimit: 500_000_000, MaxFileSize: 50_000_000, Location: time.UTC}
+	if q.Key == "" {
+		q = quota.Quota{Key: "ns/default", DailyLimit: 500_000_000, MaxFileSize: 50_000_000, Location: time.UTC}
 	}
-	f.job = discovery.Job{Source: "ns/" + bkt, Bucket: bkt, Prefix: prefix, Quota: quota, Policy: ingest.SkipFile}
+	f.job = discovery.Job{Namespace: "ns", Source: "ns/" + bkt, Bucket: bkt, Prefix: prefix, Quota: q, Policy: ingest.SkipFile}
 	return f
 }
 
@@ -92,7 +94,7 @@ func TestRediscoveryDownloadsOnlyWhatChanged(t *testing.T) {
 	if _, err := s3.PutN(bkt, "c/", n, func(i int) []byte { return conversationFile("agent-1", fmt.Sprintf("conv-%05d", i)) }); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, bkt, "c/", discovery.Quota{})
+	f := newFixture(t, bkt, "c/", quota.Quota{})
 	res := f.run(t)
 	if res.Listed != n || res.Ingested != n || res.Downloaded != n || res.Conversations.New != n {
 		t.Fatalf("first run: %+v", res)
@@ -151,8 +153,8 @@ func TestQuotaLimitsDownloads(t *testing.T) {
 	if _, err := s3.Put(bkt, "q/big.json", big); err != nil {
 		t.Fatal(err)
 	}
-	quota := discovery.Quota{Key: "ns/tight", DailyLimit: 3 * size, MaxFileSize: size + 10, Location: time.UTC}
-	f := newFixture(t, bkt, "q/", quota)
+	tight := quota.Quota{Key: "ns/tight", DailyLimit: 3 * size, MaxFileSize: size + 10, Location: time.UTC}
+	f := newFixture(t, bkt, "q/", tight)
 	res := f.run(t)
 	if res.Listed != 5 || res.Ingested != 3 || res.Deferred != 1 || res.Failed != 1 {
 		t.Fatalf("result %+v, want 3 ingested, 1 deferred, 1 failed (too large)", res)
@@ -160,7 +162,7 @@ func TestQuotaLimitsDownloads(t *testing.T) {
 	if gets := f.ct.Count(bucket.OpGetObject); gets != 3 {
 		t.Fatalf("%d downloads, want 3: the big file and the deferred one are never downloaded", gets)
 	}
-	used, _, err := f.store.Usage(context.Background(), quota.Key, "2026-03-10")
+	used, _, err := f.store.Usage(context.Background(), tight.Key, "2026-03-10")
 	if err != nil || used != 3*size {
 		t.Fatalf("usage %d (err %v), want %d", used, err, 3*size)
 	}
@@ -189,7 +191,7 @@ func TestCancelledRunLeavesNothingHalfDone(t *testing.T) {
 	if _, err := s3.PutN(bkt, "x/", n, func(i int) []byte { return conversationFile("agent-3", fmt.Sprintf("x-%04d", i)) }); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, bkt, "x/", discovery.Quota{})
+	f := newFixture(t, bkt, "x/", quota.Quota{})
 	ctx, cancel := context.WithCancel(context.Background())
 	// Shut down while downloads are in flight: at the 50th download.
 	res := f.runner.Run(ctx, &cancelAt{Client: f.client, n: 50, cancel: cancel}, f.job)
@@ -202,12 +204,12 @@ func TestCancelledRunLeavesNothingHalfDone(t *testing.T) {
 	}
 	var charged int64
 	for _, row := range rows {
-		if row.State != ingest.FileIngested {
+		if row.State != store.FileIngested {
 			t.Errorf("%s is %s after a cancel, want only ingested rows (or none)", row.Key, row.State)
 		}
 		charged += row.Bytes
 	}
-	convs, err := f.store.ListConversations(context.Background(), "agent-3", 0)
+	convs, err := f.store.ListConversations(context.Background(), f.job.Namespace, "agent-3", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,38 +249,6 @@ func (c *cancelAt) Open(ctx context.Context, key string, opts ...bucket.OpenOpti
 	return c.Client.Open(ctx, key, opts...)
 }
 
-func TestWindow(t *testing.T) {
-	paris, err := time.LoadLocation("Europe/Paris")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		now      time.Time
-		loc      *time.Location
-		day      string
-		resetsAt time.Time
-	}{
-		{time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC), time.UTC, "2026-03-10", time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)},
-		{time.Date(2026, 3, 10, 23, 30, 0, 0, time.UTC), paris, "2026-03-11", time.Date(2026, 3, 11, 23, 0, 0, 0, time.UTC)},
-		{time.Date(2026, 3, 28, 23, 30, 0, 0, time.UTC), paris, "2026-03-29", time.Date(2026, 3, 29, 22, 0, 0, 0, time.UTC)}, // DST starts
-		{time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC), nil, "2026-03-10", time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)},
-	}
-	for _, tt := range tests {
-		day, resets := discovery.Window(tt.now, tt.loc)
-		if day != tt.day || !resets.Equal(tt.resetsAt) {
-			t.Errorf("Window(%v, %v) = %s, %v; want %s, %v", tt.now, tt.loc, day, resets.UTC(), tt.day, tt.resetsAt)
-		}
-	}
-}
-
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1 kB", 1500: "1.5 kB", 50_000_000: "50 MB", 500_000_000: "500 MB", 1_234_567_890: "1.2 GB"} {
-		if got := discovery.HumanBytes(n); got != want {
-			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // A dry run validates and reports, stores no conversation and no ledger row, and charges
 // the quota for what it downloaded.
 func TestDryRunStoresNothing(t *testing.T) {
@@ -294,13 +264,13 @@ func TestDryRunStoresNothing(t *testing.T) {
 	if _, err := s3.Put(bkt, "d/bad.json", bad); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, bkt, "d/", discovery.Quota{})
+	f := newFixture(t, bkt, "d/", quota.Quota{})
 	f.job.DryRun = true
 	res := f.run(t)
 	if res.Ingested != 1 || res.Failed != 1 || res.Downloaded != 2 {
 		t.Fatalf("dry run result %+v, want 1 valid, 1 failed, 2 downloaded", res)
 	}
-	if _, ok, _ := f.store.GetConversation(context.Background(), "agent-4", "dry-1"); ok {
+	if _, ok, _ := f.store.GetConversation(context.Background(), f.job.Namespace, "agent-4", "dry-1"); ok {
 		t.Fatal("a dry run stored a conversation")
 	}
 	if rows, _ := f.store.ListFiles(context.Background(), f.job.Source, "", 0); len(rows) != 0 {

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 // Errors of the bounded readers under archive entries.
@@ -103,9 +105,9 @@ func (c *collector) archiveErr(err error, entry string, b *body) error {
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, errArchiveTooLarge):
-		return failf(ReasonLimitExceeded, "the archive holds more than the %s limit of uncompressed data", humanBytes(c.lim.MaxArchiveBytes))
+		return failf(ReasonLimitExceeded, "the archive holds more than the %s limit of uncompressed data", quota.FormatBytes(c.lim.MaxArchiveBytes))
 	case errors.Is(err, errEntryTooLarge):
-		return &fileError{reason: ReasonLimitExceeded, entry: entry, msg: fmt.Sprintf("the entry is larger than the %s entry limit uncompressed", humanBytes(c.lim.MaxEntryBytes))}
+		return &fileError{reason: ReasonLimitExceeded, entry: entry, msg: fmt.Sprintf("the entry is larger than the %s entry limit uncompressed", quota.FormatBytes(c.lim.MaxEntryBytes))}
 	}
 	return &fileError{reason: ReasonMalformed, entry: entry, msg: "the archive is corrupt: " + err.Error()}
 }
@@ -169,7 +171,7 @@ func (c *collector) readZip(b *body, tempDir string) error {
 			continue
 		}
 		if zf.UncompressedSize64 > uint64(c.lim.MaxEntryBytes) {
-			return &fileError{reason: ReasonLimitExceeded, entry: zf.Name, msg: fmt.Sprintf("the entry is larger than the %s entry limit uncompressed", humanBytes(c.lim.MaxEntryBytes))}
+			return &fileError{reason: ReasonLimitExceeded, entry: zf.Name, msg: fmt.Sprintf("the entry is larger than the %s entry limit uncompressed", quota.FormatBytes(c.lim.MaxEntryBytes))}
 		}
 		if total += zf.UncompressedSize64; total > uint64(c.lim.MaxArchiveBytes) {
 			return c.archiveErr(errArchiveTooLarge, "", b)

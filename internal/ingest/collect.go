@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // collector turns one file's records into conversations, errors and counts.
@@ -21,7 +23,7 @@ type collector struct {
 	errs     []RecordError
 	more     int
 	fatalErr *fileError
-	counts   RecordCounts
+	counts   store.RecordCounts
 	// sink receives the valid records of a file being committed (nil in a dry run).
 	sink *pipe
 	// A dry run lists the distinct identities instead, and counts in-file duplicates as
@@ -102,7 +104,7 @@ func (c *collector) record(src []byte, at where) error {
 		return nil
 	}
 	info := c.v.info
-	conv := Conversation{
+	conv := store.Conversation{
 		AgentID: info.agentID, ConversationID: info.conversationID,
 		ActivityTime: info.activity, ContentHash: hash,
 		ObjectKey: c.ref.Key, ObjectLastModified: c.ref.LastModified,
@@ -166,17 +168,17 @@ func (c *collector) finish(res *Result) {
 		if c.fatalErr.entry != "" {
 			loc += "!" + c.fatalErr.entry
 		}
-		res.State, res.Reason, res.Message = FileFailed, c.fatalErr.reason, loc+": "+c.fatalErr.msg
+		res.State, res.Reason, res.Message = store.FileFailed, c.fatalErr.reason, loc+": "+c.fatalErr.msg
 		// The file was not read as records, so it has no record counts.
-		res.Counts = RecordCounts{}
+		res.Counts = store.RecordCounts{}
 		return
 	case c.counts.Invalid > 0 && c.opts.Policy == SkipFile:
-		res.State, res.Reason = FileFailed, ReasonInvalidRecords
+		res.State, res.Reason = store.FileFailed, ReasonInvalidRecords
 		res.Message = fmt.Sprintf("%s: %d of %d records invalid, nothing committed (policy SkipFile): %s",
 			loc, c.counts.Invalid, c.counts.Invalid+c.counts.Valid, c.firstErrors())
 		return
 	case c.counts.Valid == 0:
-		res.State, res.Reason = FileFailed, ReasonNoValidRecords
+		res.State, res.Reason = store.FileFailed, ReasonNoValidRecords
 		if c.counts.Invalid > 0 {
 			res.Message = fmt.Sprintf("%s: none of %d records is valid: %s", loc, c.counts.Invalid, c.firstErrors())
 		} else {
@@ -187,7 +189,7 @@ func (c *collector) finish(res *Result) {
 		}
 		return
 	}
-	res.State, res.Reason = FileIngested, ReasonIngested
+	res.State, res.Reason = store.FileIngested, ReasonIngested
 	res.Pairs = c.pairs
 	res.Counts.Unchanged = c.counts.Unchanged
 	res.Message = fmt.Sprintf("%s: %d valid records", loc, c.counts.Valid)

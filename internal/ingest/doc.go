@@ -3,7 +3,7 @@ package ingest
 // How a file is ingested (Engine.Process):
 //
 //  1. The key's extension (case-insensitive) picks the reader: .json, .jsonl/.ndjson,
-//     .zip, .tar.gz/.tgz. Other extensions are ignored (FileIgnored, UnsupportedFormat).
+//     .zip, .tar.gz/.tgz. Other extensions are ignored (store.FileIgnored, UnsupportedFormat).
 //     The first bytes are sniffed: a gzip stream named .json, a ZIP named .tar.gz, a
 //     byte-order mark, UTF-16 fail the file with a message saying what the content looks like.
 //  2. Readers stream: a JSON array is read element by element, JSONL line by line, through
@@ -18,7 +18,7 @@ package ingest
 //     a zone) and hashed in canonical form (see hash.go) for ContentHash.
 //  4. Records with the same (agent_id, conversation_id) in one file are left to the store,
 //     which decides each record against the row it holds at that moment, rows written by
-//     earlier records of the same file included (RecordOutcome): the newest copy wins, as
+//     earlier records of the same file included (store.RecordOutcome): the newest copy wins, as
 //     across files, and the identity counts once as New or Updated, its other records as
 //     Unchanged. A dry run counts a file's repeated identities as Unchanged.
 //  5. The outcome: a file-level problem (encoding, malformed JSON outside a record, unsafe
@@ -29,9 +29,9 @@ package ingest
 //     make that record invalid. Invalid UTF-8 anywhere fails the file (InvalidEncoding).
 //  6. Unless Options.DryRun, the file is committed while it is read: a goroutine parses
 //     and validates, and sends the valid records in batches of 256 through a channel of
-//     two batches to Store.CommitFile, whose transaction writes them (a lookup and a
+//     two batches to store.Store.CommitFile, whose transaction writes them (a lookup and a
 //     multi-row upsert per batch) as they arrive, so parsing and inserting overlap. The
-//     ledger row (its outcome filled in by FileCommit.Complete once the file is read) and
+//     ledger row (its outcome filled in by store.FileCommit.Complete once the file is read) and
 //     the quota reservation commit in the same transaction. A file that fails, whenever
 //     that shows (an invalid record under SkipFile ends the stream at once, a file-level
 //     error at the end), rolls the transaction back, and a second CommitFile commits its

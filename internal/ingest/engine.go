@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // Engine reads, validates, de-duplicates and commits objects. It is safe for concurrent
@@ -15,7 +18,7 @@ import (
 type Engine struct {
 	// Store receives the CommitFile of each processed file (two for a failed one: the
 	// rolled-back stream, then the ledger row); it may be nil for dry runs.
-	Store Store
+	Store store.Store
 	// Limits bound each file; zero fields take the defaults.
 	Limits Limits
 	// TempDir holds ZIP objects spooled for random access ("" means os.TempDir()).
@@ -23,7 +26,7 @@ type Engine struct {
 }
 
 // New returns an Engine with the default limits.
-func New(store Store) *Engine { return &Engine{Store: store} }
+func New(st store.Store) *Engine { return &Engine{Store: st} }
 
 // Options are the per-call settings of Process.
 type Options struct {
@@ -37,14 +40,15 @@ type Options struct {
 	// download becomes usage in the same transaction as the file's data (or, for a
 	// failed file, as its ledger row).
 	ReservationID int64
-	Reservation   Reservation
+	Reservation   store.Reservation
 	// Attempts is recorded in the ledger row.
 	Attempts int
 	// Now stamps the ledger row; zero means time.Now().
 	Now time.Time
 }
 
-// ConversationKey is a conversation's identity.
+// ConversationKey is a conversation's identity within its namespace (one file's records
+// all belong to the file's namespace).
 type ConversationKey struct {
 	AgentID        string `json:"agent_id"`
 	ConversationID string `json:"conversation_id"`
@@ -94,14 +98,14 @@ func (e RecordError) Error() string {
 // Result is the outcome of one file. Bad content is a Result with State FileFailed, never
 // an error.
 type Result struct {
-	Key    string    `json:"key"`
-	Format Format    `json:"format,omitempty"`
-	State  FileState `json:"state"`
+	Key    string          `json:"key"`
+	Format Format          `json:"format,omitempty"`
+	State  store.FileState `json:"state"`
 	// Reason is one of the Reason constants.
 	Reason string `json:"reason"`
 	// Message is for humans: the file-level problem or the first record errors.
-	Message string       `json:"message"`
-	Counts  RecordCounts `json:"counts"`
+	Message string             `json:"message"`
+	Counts  store.RecordCounts `json:"counts"`
 	// Errors are the first MaxErrorsPerFile problems; MoreErrors counts the rest.
 	Errors     []RecordError `json:"errors,omitempty"`
 	MoreErrors int           `json:"more_errors,omitempty"`
@@ -115,7 +119,7 @@ type Result struct {
 }
 
 // Valid reports whether the file would be (or was) ingested.
-func (r *Result) Valid() bool { return r.State == FileIngested }
+func (r *Result) Valid() bool { return r.State == store.FileIngested }
 
 // fileError fails a whole file: its content cannot be read as records.
 type fileError struct {
@@ -179,7 +183,7 @@ func (e *Engine) Process(ctx context.Context, ref ObjectRef, r io.Reader, opts O
 	format, ext, ok := FormatOf(ref.Key)
 	res := Result{Key: ref.Key, Format: format}
 	if !ok {
-		res.State, res.Reason, res.Message = FileIgnored, ReasonUnsupportedFormat, ref.Key+": "+unsupportedMessage(ext)
+		res.State, res.Reason, res.Message = store.FileIgnored, ReasonUnsupportedFormat, ref.Key+": "+unsupportedMessage(ext)
 		res.Format = ""
 		if opts.DryRun || e.Store == nil {
 			return res, nil
@@ -237,11 +241,11 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		readErr = conclude(c, b, p.err, &res)
 		return readErr
 	}
-	stream := func(yield func(Conversation) bool) error {
+	stream := func(yield func(store.Conversation) bool) error {
 		for batch := range p.out {
 			for _, conv := range batch {
 				if !yield(conv) {
-					return ErrStreamStopped
+					return store.ErrStreamStopped
 				}
 			}
 		}
@@ -251,15 +255,16 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		if err := finish(); err != nil {
 			return err
 		}
-		if res.State != FileIngested {
+		if res.State != store.FileIngested {
 			return errFileFailed
 		}
 		return nil
 	}
-	commit := FileCommit{
+	commit := store.FileCommit{
+		Namespace:     ref.Namespace,
 		File:          e.ledgerRow(ref, opts, &res),
 		Conversations: stream,
-		Complete:      func(f *FileRecord) { *f = e.ledgerRow(ref, opts, &res) },
+		Complete:      func(f *store.FileRecord) { *f = e.ledgerRow(ref, opts, &res) },
 		ReservationID: opts.ReservationID, Reservation: opts.Reservation,
 	}
 	counts, err := e.Store.CommitFile(ctx, commit)
@@ -284,7 +289,7 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
 	}
 	// As before streaming: a failed file records its ledger row and is charged.
-	commit = FileCommit{File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
+	commit = store.FileCommit{Namespace: ref.Namespace, File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
 	if _, err := e.Store.CommitFile(ctx, commit); err != nil {
 		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
 	}
@@ -298,9 +303,9 @@ func conclude(c *collector, b *body, err error, res *Result) error {
 	var fe *fileError
 	switch {
 	case errors.Is(err, errTooLarge):
-		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", humanBytes(c.lim.MaxFileBytes)))
+		c.fatal(failf(ReasonFileTooLarge, "the file is larger than the %s limit", quota.FormatBytes(c.lim.MaxFileBytes)))
 	case b.err != nil:
-		res.State, res.Reason, res.Message = FileFailed, ReasonDownloadFailed, c.ref.Key+": reading the object failed"
+		res.State, res.Reason, res.Message = store.FileFailed, ReasonDownloadFailed, c.ref.Key+": reading the object failed"
 		return fmt.Errorf("read %s: %w", c.ref.Key, b.err)
 	case errors.As(err, &fe):
 		c.fatal(fe)
@@ -311,24 +316,14 @@ func conclude(c *collector, b *body, err error, res *Result) error {
 	return nil
 }
 
-func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) FileRecord {
+func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) store.FileRecord {
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return FileRecord{
+	return store.FileRecord{
 		Source: ref.Source, Key: ref.Key, ETag: ref.ETag, Size: ref.Size, LastModified: ref.LastModified,
 		State: res.State, Reason: res.Reason, Message: res.Message, Counts: res.Counts,
 		Bytes: res.Bytes, Attempts: opts.Attempts, FirstSeen: now, UpdatedAt: now,
 	}
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

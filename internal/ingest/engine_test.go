@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 var t0 = time.Date(2025, 1, 15, 14, 30, 0, 0, time.UTC)
@@ -26,24 +28,24 @@ func TestPolicies(t *testing.T) {
 	tests := []struct {
 		name      string
 		opts      Options
-		state     FileState
+		state     store.FileState
 		reason    string
 		committed int // conversations in the one CommitFile
 		commits   int
-		counts    RecordCounts
+		counts    store.RecordCounts
 	}{
-		{name: "SkipFile is the default", opts: Options{}, state: FileFailed, reason: ReasonInvalidRecords, commits: 1,
-			counts: RecordCounts{Valid: 1, Invalid: 1}},
-		{name: "SkipRecord commits the valid", opts: Options{Policy: SkipRecord}, state: FileIngested, reason: ReasonIngested, commits: 1, committed: 1,
-			counts: RecordCounts{Valid: 1, Invalid: 1, New: 1}},
-		{name: "DryRun commits nothing", opts: Options{Policy: SkipRecord, DryRun: true}, state: FileIngested, reason: ReasonIngested,
-			counts: RecordCounts{Valid: 1, Invalid: 1}},
+		{name: "SkipFile is the default", opts: Options{}, state: store.FileFailed, reason: ReasonInvalidRecords, commits: 1,
+			counts: store.RecordCounts{Valid: 1, Invalid: 1}},
+		{name: "SkipRecord commits the valid", opts: Options{Policy: SkipRecord}, state: store.FileIngested, reason: ReasonIngested, commits: 1, committed: 1,
+			counts: store.RecordCounts{Valid: 1, Invalid: 1, New: 1}},
+		{name: "DryRun commits nothing", opts: Options{Policy: SkipRecord, DryRun: true}, state: store.FileIngested, reason: ReasonIngested,
+			counts: store.RecordCounts{Valid: 1, Invalid: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
 			tc.opts.ReservationID = 7
-			ref := ObjectRef{Source: "ns/src", Key: "k.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: t0}
+			ref := ObjectRef{Namespace: "ns", Source: "ns/src", Key: "k.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: t0}
 			res, err := New(st).Process(context.Background(), ref, strings.NewReader(body), tc.opts)
 			if err != nil {
 				t.Fatal(err)
@@ -92,11 +94,11 @@ func TestInFileDuplicates(t *testing.T) {
 	for _, order := range [][]string{{older, newer, other, older}, {newer, other, older, older}} {
 		st := newMemStore()
 		body := strings.Join(order, "\n")
-		res, err := New(st).Process(context.Background(), ObjectRef{Key: "k.jsonl"}, strings.NewReader(body), Options{})
+		res, err := New(st).Process(context.Background(), ObjectRef{Namespace: "ns", Key: "k.jsonl"}, strings.NewReader(body), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := RecordCounts{Valid: 4, New: 2, Unchanged: 2}
+		want := store.RecordCounts{Valid: 4, New: 2, Unchanged: 2}
 		if res.Counts != want {
 			t.Fatalf("counts %+v, want %+v", res.Counts, want)
 		}
@@ -105,10 +107,10 @@ func TestInFileDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (RecordCounts{Valid: 4, Unchanged: 2}); dry.Counts != want || len(dry.Pairs) != 2 {
+		if want := (store.RecordCounts{Valid: 4, Unchanged: 2}); dry.Counts != want || len(dry.Pairs) != 2 {
 			t.Fatalf("dry run: counts %+v pairs %v, want %+v and 2 pairs", dry.Counts, dry.Pairs, want)
 		}
-		got, _, _ := st.GetConversation(context.Background(), "a", "c")
+		got, _, _ := st.GetConversation(context.Background(), "ns", "a", "c")
 		if !strings.Contains(string(got.Raw), `"new"`) {
 			t.Fatalf("kept %s, want the newer record", got.Raw)
 		}
@@ -136,11 +138,11 @@ func TestOrderIndependence(t *testing.T) {
 		st := newMemStore()
 		for _, i := range perm {
 			f := files[i]
-			if _, err := New(st).Process(context.Background(), ObjectRef{Key: f.key, LastModified: f.mod}, strings.NewReader(f.body), Options{}); err != nil {
+			if _, err := New(st).Process(context.Background(), ObjectRef{Namespace: "ns", Key: f.key, LastModified: f.mod}, strings.NewReader(f.body), Options{}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		got := st.dump()
+		got := st.dump("ns")
 		if run == 0 {
 			want = got
 			if len(want) != 3 || !strings.Contains(want[ConversationKey{"a", "c1"}], `"v3"`) {
@@ -184,24 +186,24 @@ func TestStreamedFailures(t *testing.T) {
 	tests := []struct {
 		name, key, body string
 		policy          InvalidRecordPolicy
-		state           FileState
+		state           store.FileState
 		reason          string
-		counts          RecordCounts
+		counts          store.RecordCounts
 	}{
 		{"invalid last record under SkipFile", "a.jsonl", jsonlOf(n, `{"conversation_id":"bad"}`+"\n"), SkipFile,
-			FileFailed, ReasonInvalidRecords, RecordCounts{Valid: n, Invalid: 1}},
-		{"unterminated array", "a.json", jsonOf(n, ""), SkipRecord, FileFailed, ReasonMalformed, RecordCounts{}},
-		{"trailing garbage", "a.json", jsonOf(n, "] x"), SkipFile, FileFailed, ReasonMalformed, RecordCounts{}},
+			store.FileFailed, ReasonInvalidRecords, store.RecordCounts{Valid: n, Invalid: 1}},
+		{"unterminated array", "a.json", jsonOf(n, ""), SkipRecord, store.FileFailed, ReasonMalformed, store.RecordCounts{}},
+		{"trailing garbage", "a.json", jsonOf(n, "] x"), SkipFile, store.FileFailed, ReasonMalformed, store.RecordCounts{}},
 		{"archive with a link after the records", "a.tar.gz",
 			string(makeTarGz(t, entry{name: "a.jsonl", body: jsonlOf(n, "")}, entry{name: "b.jsonl", tar: '2'})),
-			SkipFile, FileFailed, ReasonUnsafeArchive, RecordCounts{}},
+			SkipFile, store.FileFailed, ReasonUnsafeArchive, store.RecordCounts{}},
 		{"SkipRecord commits the valid", "a.jsonl", jsonlOf(n, `{"conversation_id":"bad"}`+"\n"), SkipRecord,
-			FileIngested, ReasonIngested, RecordCounts{Valid: n, Invalid: 1, New: n}},
+			store.FileIngested, ReasonIngested, store.RecordCounts{Valid: n, Invalid: 1, New: n}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
-			ref := ObjectRef{Source: "ns/src", Key: tc.key, Size: int64(len(tc.body)), LastModified: t0}
+			ref := ObjectRef{Namespace: "ns", Source: "ns/src", Key: tc.key, Size: int64(len(tc.body)), LastModified: t0}
 			res, err := New(st).Process(context.Background(), ref, strings.NewReader(tc.body), Options{Policy: tc.policy, ReservationID: 7})
 			if err != nil {
 				t.Fatal(err)
@@ -214,7 +216,7 @@ func TestStreamedFailures(t *testing.T) {
 			}
 			c := st.commits[0]
 			wantConvs := 0
-			if tc.state == FileIngested {
+			if tc.state == store.FileIngested {
 				wantConvs = n
 			}
 			if len(c.Convs) != wantConvs || len(st.convs) != wantConvs || c.ReservationID != 7 || c.File.State != tc.state ||
@@ -229,7 +231,7 @@ func TestStreamedFailures(t *testing.T) {
 // returns an error, commits nothing and leaves no parser running.
 func TestStreamInterrupted(t *testing.T) {
 	body := jsonlOf(3*pipeBatch, "")
-	ref := ObjectRef{Source: "ns/src", Key: "a.jsonl", Size: int64(len(body)), LastModified: t0}
+	ref := ObjectRef{Namespace: "ns", Source: "ns/src", Key: "a.jsonl", Size: int64(len(body)), LastModified: t0}
 
 	// Failing after a batch, and failing before reading anything (the parser has more
 	// batches than the channel holds, so it must be told to stop).
@@ -317,7 +319,7 @@ func TestInfrastructureErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, key := range []string{"a.json", "a.jsonl", "a.zip", "a.tar.gz"} {
 		st := newMemStore()
-		res, err := New(st).Process(ctx, ObjectRef{Key: key}, &failingReader{after: 10}, Options{})
+		res, err := New(st).Process(ctx, ObjectRef{Namespace: "ns", Key: key}, &failingReader{after: 10}, Options{})
 		if err == nil || !strings.Contains(err.Error(), "connection reset by peer") || res.Reason != ReasonDownloadFailed {
 			t.Fatalf("%s: got %v, %s; want the read error and DownloadFailed", key, err, res.Reason)
 		}
@@ -327,12 +329,12 @@ func TestInfrastructureErrors(t *testing.T) {
 	}
 	st := newMemStore()
 	st.fail = errors.New("database is locked")
-	if _, err := New(st).Process(ctx, ObjectRef{Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); err == nil || !strings.Contains(err.Error(), "database is locked") {
+	if _, err := New(st).Process(ctx, ObjectRef{Namespace: "ns", Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); err == nil || !strings.Contains(err.Error(), "database is locked") {
 		t.Fatalf("store failure: got %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := New(newMemStore()).Process(cctx, ObjectRef{Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); !errors.Is(err, context.Canceled) {
+	if _, err := New(newMemStore()).Process(cctx, ObjectRef{Namespace: "ns", Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled context: got %v", err)
 	}
 	if _, err := New(nil).Process(ctx, ObjectRef{Key: "a.jsonl"}, strings.NewReader(conv("a", "c", t0, "x")), Options{}); err == nil {
@@ -347,7 +349,7 @@ func TestIgnoredReleasesReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, ok, _ := st.LookupFile(context.Background(), "s", "x.parquet")
-	if res.State != FileIgnored || !ok || f.State != FileIgnored || len(st.released) != 1 || st.released[0] != 9 {
+	if res.State != store.FileIgnored || !ok || f.State != store.FileIgnored || len(st.released) != 1 || st.released[0] != 9 {
 		t.Fatalf("result %+v ledger %+v released %v", res, f, st.released)
 	}
 }
@@ -355,10 +357,10 @@ func TestIgnoredReleasesReservation(t *testing.T) {
 func TestUnknownFieldsStoredCompacted(t *testing.T) {
 	st := newMemStore()
 	body := "{ \"conversation_id\": \"c\", \"agent_id\": \"a\",\n \"timestamp\": \"2025-01-15T14:30:00Z\", \"messages\": [], \"extra\": {\"k\": [1, 2]} }"
-	if _, err := New(st).Process(context.Background(), ObjectRef{Key: "a.json"}, strings.NewReader(body), Options{}); err != nil {
+	if _, err := New(st).Process(context.Background(), ObjectRef{Namespace: "ns", Key: "a.json"}, strings.NewReader(body), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, _ := st.GetConversation(context.Background(), "a", "c")
+	got, ok, _ := st.GetConversation(context.Background(), "ns", "a", "c")
 	want := `{"conversation_id":"c","agent_id":"a","timestamp":"2025-01-15T14:30:00Z","messages":[],"extra":{"k":[1,2]}}`
 	if !ok || string(got.Raw) != want || !got.ActivityTime.Equal(t0) || got.ContentHash == "" {
 		t.Fatalf("stored %+v\nraw %s", got, got.Raw)

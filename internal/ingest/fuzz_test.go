@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // fuzzLimits are small so the fuzzer reaches the limit paths with small inputs.
@@ -16,17 +18,17 @@ var fuzzLimits = Limits{MaxRecordBytes: 4096, MaxArchiveEntries: 8, MaxArchiveBy
 func fuzzProcess(t *testing.T, key string, data []byte) Result {
 	st := newMemStore()
 	e := &Engine{Store: st, Limits: fuzzLimits, TempDir: t.TempDir()}
-	res, err := e.Process(context.Background(), ObjectRef{Key: key}, bytes.NewReader(data), Options{Policy: SkipRecord})
+	res, err := e.Process(context.Background(), ObjectRef{Namespace: "ns", Key: key}, bytes.NewReader(data), Options{Policy: SkipRecord})
 	if err != nil {
 		t.Fatalf("Process: %v", err)
 	}
-	if res.State != FileIngested && res.State != FileFailed {
+	if res.State != store.FileIngested && res.State != store.FileFailed {
 		t.Fatalf("state %q", res.State)
 	}
 	if len(res.Errors) > MaxErrorsPerFile || (res.MoreErrors > 0 && len(res.Errors) < MaxErrorsPerFile) {
 		t.Fatalf("%d errors listed, %d more", len(res.Errors), res.MoreErrors)
 	}
-	if res.State == FileIngested {
+	if res.State == store.FileIngested {
 		if res.Counts.Valid == 0 || res.Counts.New+res.Counts.Unchanged != res.Counts.Valid {
 			t.Fatalf("counts %+v", res.Counts)
 		}
@@ -43,7 +45,7 @@ func fuzzProcess(t *testing.T, key string, data []byte) Result {
 func FuzzJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res := fuzzProcess(t, "f.json", data)
-		if res.State == FileIngested && !json.Valid(data) {
+		if res.State == store.FileIngested && !json.Valid(data) {
 			t.Fatalf("accepted invalid JSON: %q", data)
 		}
 	})
@@ -52,7 +54,7 @@ func FuzzJSON(f *testing.F) {
 func FuzzJSONL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res := fuzzProcess(t, "f.jsonl", data)
-		if res.State != FileIngested {
+		if res.State != store.FileIngested {
 			return
 		}
 		for _, line := range bytes.Split(data, []byte("\n")) {

@@ -1,22 +1,27 @@
 package ingest
 
-// Default limits. The seed caps a file at 50 MB; the archive limits keep a zip or gzip
-// bomb from exhausting memory or disk: it fails with LimitExceeded instead.
+import "github.com/avon-ai/data-import-operator/internal/quota"
+
+// Default limits, in decimal bytes like the quota's (8 MB is 8,000,000 bytes). The seed
+// caps a file at 50 MB; the archive limits keep a zip or gzip bomb from exhausting
+// memory or disk: it fails with LimitExceeded instead.
 const (
-	// DefaultMaxFileBytes is the largest object read (compressed size for archives).
-	DefaultMaxFileBytes = 50 << 20
+	// DefaultMaxFileBytes is the largest object read (compressed size for archives): the
+	// IngestionQuota's default maxFileSize, so data-import validate and the operator
+	// refuse the same files.
+	DefaultMaxFileBytes = quota.DefaultMaxFileSize
 	// DefaultMaxRecordBytes bounds one conversation: a JSON array element, a single-object
 	// file, or a JSONL line. Only one record is buffered at a time, so this (not the file
 	// size) is what the readers hold in memory.
-	DefaultMaxRecordBytes = 8 << 20
+	DefaultMaxRecordBytes = 8_000_000
 	// DefaultMaxLineBytes is the longest JSONL/NDJSON line: one record.
 	DefaultMaxLineBytes = DefaultMaxRecordBytes
 	// DefaultMaxArchiveEntries bounds the entries of a ZIP or tar archive (directories count).
 	DefaultMaxArchiveEntries = 10_000
 	// DefaultMaxArchiveBytes bounds the total uncompressed bytes of an archive.
-	DefaultMaxArchiveBytes = 512 << 20
+	DefaultMaxArchiveBytes = 512_000_000
 	// DefaultMaxEntryBytes bounds one archive entry, uncompressed.
-	DefaultMaxEntryBytes = 50 << 20
+	DefaultMaxEntryBytes = 50_000_000
 	// DefaultMaxDepth bounds JSON nesting (the seed's records nest 4 levels).
 	DefaultMaxDepth = 64
 )

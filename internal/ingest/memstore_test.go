@@ -7,14 +7,16 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // memStore is a small in-memory Store for the engine's unit tests: it applies the same
 // Newer rule as the real stores, so file-order independence can be checked here.
 type memStore struct {
 	mu       sync.Mutex
-	files    map[string]FileRecord
-	convs    map[ConversationKey]Conversation
+	files    map[string]store.FileRecord
+	convs    map[memKey]store.Conversation
 	commits  []committed
 	released []int64
 	fail     error
@@ -25,20 +27,26 @@ type memStore struct {
 }
 
 func newMemStore() *memStore {
-	return &memStore{files: map[string]FileRecord{}, convs: map[ConversationKey]Conversation{}}
+	return &memStore{files: map[string]store.FileRecord{}, convs: map[memKey]store.Conversation{}}
 }
 
-func (m *memStore) LookupFile(_ context.Context, source, key string) (FileRecord, bool, error) {
+// memKey is a conversation's identity in the store: its namespace and its ids.
+type memKey struct {
+	Namespace string
+	ConversationKey
+}
+
+func (m *memStore) LookupFile(_ context.Context, source, key string) (store.FileRecord, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, ok := m.files[source+"\x00"+key]
 	return f, ok, nil
 }
 
-func (m *memStore) LookupFiles(_ context.Context, source string, keys []string) (map[string]FileRecord, error) {
+func (m *memStore) LookupFiles(_ context.Context, source string, keys []string) (map[string]store.FileRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]FileRecord{}
+	out := map[string]store.FileRecord{}
 	for _, k := range keys {
 		if f, ok := m.files[source+"\x00"+k]; ok {
 			out[k] = f
@@ -47,10 +55,10 @@ func (m *memStore) LookupFiles(_ context.Context, source string, keys []string) 
 	return out, nil
 }
 
-func (m *memStore) ListFiles(_ context.Context, source string, state FileState, _ int) ([]FileRecord, error) {
+func (m *memStore) ListFiles(_ context.Context, source string, state store.FileState, _ int) ([]store.FileRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []FileRecord
+	var out []store.FileRecord
 	for _, f := range m.files {
 		if f.Source == source && (state == "" || f.State == state) {
 			out = append(out, f)
@@ -59,7 +67,7 @@ func (m *memStore) ListFiles(_ context.Context, source string, state FileState, 
 	return out, nil
 }
 
-func (m *memStore) RecordFile(_ context.Context, f FileRecord) error {
+func (m *memStore) RecordFile(_ context.Context, f store.FileRecord) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.files[f.Source+"\x00"+f.Key] = f
@@ -68,26 +76,26 @@ func (m *memStore) RecordFile(_ context.Context, f FileRecord) error {
 
 // committed is one CommitFile that committed: its ledger row, reservation and records.
 type committed struct {
-	File          FileRecord
+	File          store.FileRecord
 	ReservationID int64
-	Convs         []Conversation
+	Convs         []store.Conversation
 }
 
 // CommitFile applies RecordOutcome record by record to a copy of the conversations,
 // which replaces them only when the stream and the commit succeed: a failed stream
 // leaves nothing behind, as a rolled-back transaction does.
-func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error) {
+func (m *memStore) CommitFile(ctx context.Context, c store.FileCommit) (store.RecordCounts, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil && m.failAt <= 0 {
-		return RecordCounts{}, m.fail
+		return store.RecordCounts{}, m.fail
 	}
 	tx := maps.Clone(m.convs)
 	done := committed{File: c.File, ReservationID: c.ReservationID}
-	var n RecordCounts
+	var n store.RecordCounts
 	if c.Conversations != nil {
 		var failed error
-		err := c.Conversations(func(conv Conversation) bool {
+		err := c.Conversations(func(conv store.Conversation) bool {
 			done.Convs = append(done.Convs, conv)
 			if m.onRecord != nil {
 				m.onRecord(len(done.Convs))
@@ -96,12 +104,17 @@ func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, 
 				failed = m.fail
 				return false
 			}
-			id := ConversationKey{conv.AgentID, conv.ConversationID}
-			var stored *Conversation
+			if c.Namespace == "" {
+				failed = errors.New("the commit names no namespace")
+				return false
+			}
+			conv.Namespace = c.Namespace
+			id := memKey{c.Namespace, ConversationKey{conv.AgentID, conv.ConversationID}}
+			var stored *store.Conversation
 			if old, ok := tx[id]; ok {
 				stored = &old
 			}
-			write, o := RecordOutcome(&conv, stored)
+			write, o := store.RecordOutcome(&conv, stored)
 			n.Add(o)
 			if write {
 				conv.Raw = slices.Clone(conv.Raw)
@@ -110,10 +123,10 @@ func (m *memStore) CommitFile(ctx context.Context, c FileCommit) (RecordCounts, 
 			return ctx.Err() == nil
 		})
 		if failed != nil {
-			return RecordCounts{}, failed
+			return store.RecordCounts{}, failed
 		}
 		if err != nil {
-			return RecordCounts{}, errors.Join(err, ctx.Err())
+			return store.RecordCounts{}, errors.Join(err, ctx.Err())
 		}
 	}
 	if c.Complete != nil {
@@ -130,7 +143,7 @@ func (m *memStore) DeleteSource(context.Context, string) error { return errors.N
 func (m *memStore) PruneFiles(context.Context, string, map[string]struct{}, time.Time) (int, error) {
 	return 0, errors.New("not used")
 }
-func (m *memStore) Reserve(context.Context, Reservation) (int64, error) {
+func (m *memStore) Reserve(context.Context, store.Reservation) (int64, error) {
 	return 0, errors.New("not used")
 }
 func (m *memStore) Release(_ context.Context, id int64) error {
@@ -144,27 +157,31 @@ func (m *memStore) ReleaseAll(context.Context) error               { return erro
 func (m *memStore) Usage(context.Context, string, string) (int64, map[string]int64, error) {
 	return 0, nil, errors.New("not used")
 }
-func (m *memStore) GetConversation(_ context.Context, agentID, conversationID string) (Conversation, bool, error) {
+func (m *memStore) GetConversation(_ context.Context, namespace, agentID, conversationID string) (store.Conversation, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c, ok := m.convs[ConversationKey{agentID, conversationID}]
+	c, ok := m.convs[memKey{namespace, ConversationKey{agentID, conversationID}}]
 	return c, ok, nil
 }
-func (m *memStore) ListConversations(context.Context, string, int) ([]Conversation, error) {
+func (m *memStore) ListConversations(context.Context, string, string, int) ([]store.Conversation, error) {
 	return nil, errors.New("not used")
 }
 func (m *memStore) Close() error { return nil }
 
-// dump is the store's conversations as identity → (hash, raw), for comparing stores. The
-// origin (object key) is left out: an identical record met later is "unchanged", so which
-// file an identical record is attributed to depends on the order; its content does not.
-func (m *memStore) dump() map[ConversationKey]string {
+// dump is the conversations of namespace as identity → (hash, raw), for comparing
+// stores. The origin (object key) is left out: an identical record met later is
+// "unchanged", so which file an identical record is attributed to depends on the order;
+// its content does not.
+func (m *memStore) dump(namespace string) map[ConversationKey]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[ConversationKey]string{}
 	for _, k := range slices.Collect(maps.Keys(m.convs)) {
+		if k.Namespace != namespace {
+			continue
+		}
 		c := m.convs[k]
-		out[k] = c.ContentHash + " " + string(c.Raw)
+		out[k.ConversationKey] = c.ContentHash + " " + string(c.Raw)
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package ingest
 import (
 	"errors"
 	"sync"
+
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // Pipelining: a file being committed is parsed on its own goroutine while the store
@@ -20,7 +22,7 @@ var errStopped = errors.New("ingest: the store stopped reading the file")
 
 // pipe carries one file's conversations from its parsing goroutine to the store.
 type pipe struct {
-	out  chan []Conversation
+	out  chan []store.Conversation
 	stop chan struct{} // closed when the consumer gives up
 	done chan struct{} // closed when the parsing goroutine has returned
 	// err is the parse's error; doomed says out was closed early because the file
@@ -28,13 +30,13 @@ type pipe struct {
 	err    error
 	doomed bool
 
-	batch    []Conversation
+	batch    []store.Conversation
 	closed   bool
 	stopOnce sync.Once
 }
 
 func newPipe() *pipe {
-	return &pipe{out: make(chan []Conversation, pipeDepth), stop: make(chan struct{}), done: make(chan struct{})}
+	return &pipe{out: make(chan []store.Conversation, pipeDepth), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // run parses on a new goroutine; parse's error is kept for the consumer.
@@ -51,12 +53,12 @@ func (p *pipe) run(parse func() error) {
 }
 
 // send queues one conversation; it fails with errStopped when the consumer went away.
-func (p *pipe) send(c Conversation) error {
+func (p *pipe) send(c store.Conversation) error {
 	if p.closed {
 		return nil
 	}
 	if p.batch == nil {
-		p.batch = make([]Conversation, 0, pipeBatch)
+		p.batch = make([]store.Conversation, 0, pipeBatch)
 	}
 	p.batch = append(p.batch, c)
 	if len(p.batch) < pipeBatch {

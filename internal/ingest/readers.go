@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 // window is a sliding buffer over a stream: it holds the current record and what has
@@ -329,7 +331,7 @@ func (c *collector) element(w *window, at where) error {
 	n, err := w.scanValue()
 	switch {
 	case errors.Is(err, errRecordTooLong) || n > c.lim.MaxRecordBytes:
-		return failf(ReasonLimitExceeded, "%s (starting at line %d) is larger than the %s record limit", describeAt(at), startLine, humanBytes(int64(c.lim.MaxRecordBytes)))
+		return failf(ReasonLimitExceeded, "%s (starting at line %d) is larger than the %s record limit", describeAt(at), startLine, quota.FormatBytes(int64(c.lim.MaxRecordBytes)))
 	case err == io.ErrUnexpectedEOF:
 		return failf(ReasonMalformed, "unexpected end of file inside %s starting at line %d", describeAt(at), startLine)
 	case err != nil:
@@ -365,10 +367,10 @@ func (c *collector) readJSONL(w *window, entry string) error {
 		nl := bytes.IndexByte(w.buf[w.off:w.end], '\n')
 		if nl < 0 && !w.eof {
 			if w.end-w.off > c.lim.MaxRecordBytes {
-				return failf(ReasonLimitExceeded, "line %d is longer than the %s line limit", w.line+1, humanBytes(int64(c.lim.MaxRecordBytes)))
+				return failf(ReasonLimitExceeded, "line %d is longer than the %s line limit", w.line+1, quota.FormatBytes(int64(c.lim.MaxRecordBytes)))
 			}
 			if err := w.more(); errors.Is(err, errRecordTooLong) {
-				return failf(ReasonLimitExceeded, "line %d is longer than the %s line limit", w.line+1, humanBytes(int64(c.lim.MaxRecordBytes)))
+				return failf(ReasonLimitExceeded, "line %d is longer than the %s line limit", w.line+1, quota.FormatBytes(int64(c.lim.MaxRecordBytes)))
 			} else if err != nil && err != io.EOF {
 				return err
 			}
@@ -380,7 +382,7 @@ func (c *collector) readJSONL(w *window, entry string) error {
 		}
 		line := w.buf[w.off : w.off+n]
 		if len(line) > c.lim.MaxRecordBytes+2 {
-			return failf(ReasonLimitExceeded, "line %d is longer than the %s line limit", w.line+1, humanBytes(int64(c.lim.MaxRecordBytes)))
+			return failf(ReasonLimitExceeded, "line %d is longer than the %s line limit", w.line+1, quota.FormatBytes(int64(c.lim.MaxRecordBytes)))
 		}
 		if bad := invalidUTF8(line); bad >= 0 {
 			return w.encodingError(w.off + bad)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
 )
 
@@ -48,25 +49,25 @@ func TestIntoSQLite(t *testing.T) {
 	const bigN = 600
 	c1, c2 := genConversation(1), genConversation(2)
 	body := append(line(c1), line(c2)...)
-	ref := ingest.ObjectRef{Source: "ns/s", Key: "a.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: time.Now()}
+	ref := ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "a.jsonl", ETag: "e1", Size: int64(len(body)), LastModified: time.Now()}
 	steps := []struct {
 		name   string
 		ref    ingest.ObjectRef
 		body   []byte
-		state  ingest.FileState
-		counts ingest.RecordCounts
+		state  store.FileState
+		counts store.RecordCounts
 	}{
-		{"first", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, New: 2}},
-		{"again", ref, body, ingest.FileIngested, ingest.RecordCounts{Valid: 2, Unchanged: 2}},
-		{"newer", ingest.ObjectRef{Source: "ns/s", Key: "b.jsonl", LastModified: time.Now()}, line(edited(1)),
-			ingest.FileIngested, ingest.RecordCounts{Valid: 1, Updated: 1}},
-		{"invalid", ingest.ObjectRef{Source: "ns/s", Key: "c.jsonl"}, []byte(`{"conversation_id":"x"}` + "\n"), ingest.FileFailed, ingest.RecordCounts{Invalid: 1}},
+		{"first", ref, body, store.FileIngested, store.RecordCounts{Valid: 2, New: 2}},
+		{"again", ref, body, store.FileIngested, store.RecordCounts{Valid: 2, Unchanged: 2}},
+		{"newer", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "b.jsonl", LastModified: time.Now()}, line(edited(1)),
+			store.FileIngested, store.RecordCounts{Valid: 1, Updated: 1}},
+		{"invalid", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "c.jsonl"}, []byte(`{"conversation_id":"x"}` + "\n"), store.FileFailed, store.RecordCounts{Invalid: 1}},
 		// Several batches reach the transaction before the last record fails the file.
-		{"invalid after batches", ingest.ObjectRef{Source: "ns/s", Key: "d.jsonl"}, append(lines(1000, bigN), `{"conversation_id":"x"}`+"\n"...),
-			ingest.FileFailed, ingest.RecordCounts{Valid: bigN, Invalid: 1}},
+		{"invalid after batches", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "d.jsonl"}, append(lines(1000, bigN), `{"conversation_id":"x"}`+"\n"...),
+			store.FileFailed, store.RecordCounts{Valid: bigN, Invalid: 1}},
 		// A later batch holds a newer version of a record of the first: counted once, and it wins.
-		{"duplicates across batches", ingest.ObjectRef{Source: "ns/s", Key: "e.jsonl", LastModified: time.Now()}, append(lines(2000, bigN), line(edited(2000))...),
-			ingest.FileIngested, ingest.RecordCounts{Valid: bigN + 1, New: bigN, Unchanged: 1}},
+		{"duplicates across batches", ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: "e.jsonl", LastModified: time.Now()}, append(lines(2000, bigN), line(edited(2000))...),
+			store.FileIngested, store.RecordCounts{Valid: bigN + 1, New: bigN, Unchanged: 1}},
 	}
 	for _, s := range steps {
 		res, err := e.Process(ctx, s.ref, bytes.NewReader(s.body), ingest.Options{})
@@ -83,7 +84,7 @@ func TestIntoSQLite(t *testing.T) {
 	}
 	for _, i := range []int{1, 2000} {
 		c := genConversation(i)
-		got, ok, err := st.GetConversation(ctx, c.AgentID, c.ConversationID)
+		got, ok, err := st.GetConversation(ctx, "ns", c.AgentID, c.ConversationID)
 		if err != nil || !ok || !bytes.Contains(got.Raw, []byte(`"edited"`)) {
 			t.Fatalf("conversation %d: %v %v %s", i, ok, err, got.Raw)
 		}
@@ -91,7 +92,7 @@ func TestIntoSQLite(t *testing.T) {
 	// Nothing of the failed file stayed.
 	for _, i := range []int{1000, 1000 + bigN - 1} {
 		c := genConversation(i)
-		if _, ok, err := st.GetConversation(ctx, c.AgentID, c.ConversationID); ok || err != nil {
+		if _, ok, err := st.GetConversation(ctx, "ns", c.AgentID, c.ConversationID); ok || err != nil {
 			t.Fatalf("conversation %d of the failed file: stored %v, %v", i, ok, err)
 		}
 	}

@@ -1,54 +1,268 @@
-// Package store opens the conversation store a DSN names.
+// Package store is the contract between the ingest engine and the stores: the Store
+// interface, the rows it reads and writes (conversations, the file ledger, quota
+// reservations and usage) and the rule every store applies to each committed record
+// (RecordOutcome, after Newer). The backends live in its subpackages sqlite and
+// postgres, and must all pass the shared suite in storetest; package backend opens the
+// one a DSN names.
+//
+// It imports no other package of this module, so the backends and the engine can both
+// import it.
 package store
 
 import (
 	"context"
-	"fmt"
-	"strings"
-
-	"github.com/avon-ai/data-import-operator/internal/ingest"
-	"github.com/avon-ai/data-import-operator/internal/store/postgres"
-	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
+	"errors"
+	"time"
 )
 
-// Open opens the store named by dsn and applies its migrations:
-//   - postgres://... or postgresql://...: PostgreSQL;
-//   - sqlite:///abs/path.db, sqlite://rel/path.db, sqlite:path.db or a plain path: SQLite.
+// FileState is the ledger state of one object.
+type FileState string
+
+const (
+	FileIngested FileState = "ingested"
+	FileFailed   FileState = "failed"
+	FileDeferred FileState = "deferred"
+	FileIgnored  FileState = "ignored"
+)
+
+// Conversation is one validated record, ready to store. Raw is the record exactly as the
+// customer sent it (compacted), so unknown fields are never lost.
+type Conversation struct {
+	// Namespace is the tenant the conversation belongs to; with AgentID and
+	// ConversationID it is the conversation's identity. A store sets it from
+	// FileCommit.Namespace.
+	Namespace      string
+	AgentID        string
+	ConversationID string
+	// ActivityTime is the latest timestamp in the record (conversation and messages):
+	// the first key of the "newer record wins" order.
+	ActivityTime time.Time
+	// ContentHash identifies the canonical content; an identical record is "unchanged".
+	ContentHash string
+	Raw         []byte
+	// Origin of the record, the later keys of the "newer" order.
+	ObjectKey          string
+	ObjectLastModified time.Time
+	// Position is the record's index in its file (entry-major for archives).
+	Position int64
+	Source   string
+}
+
+// Newer reports whether a should replace b under the documented order: activity time,
+// then the object's last-modified, then object key, then position, then content hash.
+// It is a strict total order on distinct records, so the final store never depends on
+// the order in which files were processed.
+func Newer(a, b *Conversation) bool {
+	if !a.ActivityTime.Equal(b.ActivityTime) {
+		return a.ActivityTime.After(b.ActivityTime)
+	}
+	if !a.ObjectLastModified.Equal(b.ObjectLastModified) {
+		return a.ObjectLastModified.After(b.ObjectLastModified)
+	}
+	if a.ObjectKey != b.ObjectKey {
+		return a.ObjectKey > b.ObjectKey
+	}
+	if a.Position != b.Position {
+		return a.Position > b.Position
+	}
+	return a.ContentHash > b.ContentHash
+}
+
+// FileRecord is one ledger row.
+type FileRecord struct {
+	Source       string
+	Key          string
+	ETag         string
+	Size         int64
+	LastModified time.Time
+	State        FileState
+	Reason       string
+	Message      string
+	Counts       RecordCounts
+	// Bytes is what this object charged to the daily quota (its size when downloaded, else 0).
+	Bytes     int64
+	Attempts  int
+	FirstSeen time.Time
+	UpdatedAt time.Time
+}
+
+// RecordCounts are the per-file record tallies.
+type RecordCounts struct {
+	Valid     int64
+	Invalid   int64
+	New       int64
+	Updated   int64
+	Unchanged int64
+}
+
+// Reservation is quota held for one download before it starts.
+type Reservation struct {
+	Quota  string // "namespace/name" of the IngestionQuota
+	Day    string // the window, "2006-01-02" in the quota's time zone
+	Source string
+	Bytes  int64
+	Limit  int64
+}
+
+// ConversationStream produces one file's valid conversations in file order: it calls
+// yield once per record and returns nil when every record was yielded. It stops and
+// returns an error when yield returns false. Any error (the file turned out invalid,
+// its body could not be read, ctx ended) means nothing of the file may be committed.
 //
-// Any other scheme is an error. Errors never show the DSN's password.
-func Open(ctx context.Context, dsn string) (ingest.Store, error) {
-	scheme, rest, hasScheme := strings.Cut(dsn, ":")
-	switch {
-	case !hasScheme || !isScheme(scheme):
-		return openSQLite(ctx, dsn)
-	case strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"):
-		return postgres.Open(ctx, dsn)
-	case strings.EqualFold(scheme, "sqlite") || strings.EqualFold(scheme, "sqlite3") || strings.EqualFold(scheme, "file"):
-		return openSQLite(ctx, strings.TrimPrefix(rest, "//"))
-	default:
-		return nil, fmt.Errorf("store: unsupported DSN scheme %q in %s (want postgres://, postgresql://, sqlite:// or a file path)",
-			scheme, postgres.Redact(dsn))
-	}
-}
+// A stream may be consumed once. Raw of a yielded conversation stays valid after yield
+// returns: a store may buffer records before writing them.
+type ConversationStream func(yield func(Conversation) bool) error
 
-func openSQLite(ctx context.Context, path string) (ingest.Store, error) {
-	if path == "" {
-		return nil, fmt.Errorf("store: empty SQLite path (want e.g. sqlite:///var/lib/data-import/store.db)")
-	}
-	return sqlite.Open(ctx, path)
-}
-
-// isScheme reports whether s is a URL scheme (RFC 3986: a letter, then letters, digits,
-// '+', '-' or '.'), of at least two characters so a Windows drive letter is a path.
-func isScheme(s string) bool {
-	if len(s) < 2 {
-		return false
-	}
-	for i, r := range s {
-		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
-		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
-			return false
+// StreamOf streams convs (tests, and callers that already hold a file's records).
+func StreamOf(convs ...Conversation) ConversationStream {
+	return func(yield func(Conversation) bool) error {
+		for _, c := range convs {
+			if !yield(c) {
+				return ErrStreamStopped
+			}
 		}
+		return nil
 	}
-	return true
+}
+
+// ErrStreamStopped is what a ConversationStream returns when its consumer stopped early.
+var ErrStreamStopped = errors.New("conversation stream stopped by its consumer")
+
+// FileCommit is everything about one file, committed in one transaction: its valid
+// conversations, streamed into the transaction while the file is still being parsed,
+// its ledger row, and the conversion of its quota reservation into usage. A stream
+// error rolls all of it back.
+//
+// The store compares each record with the row stored when the record is met, which
+// includes the rows this commit wrote earlier: see RecordOutcome for the rule and how
+// New, Updated and Unchanged are counted.
+type FileCommit struct {
+	// Namespace owns every conversation of the commit: the store stores each streamed
+	// record under it and compares it only with rows of the same namespace. It is
+	// required when Conversations yields a record.
+	Namespace string
+	File      FileRecord
+	// Conversations, when non-nil, is consumed once, inside the transaction.
+	Conversations ConversationStream
+	// Complete, when non-nil, is called after Conversations returned nil and before the
+	// ledger row is written, to fill in what a streamed file knows only at its end
+	// (state, reason, message, valid and invalid counts, bytes read). The store then sets
+	// the row's New, Updated and Unchanged counts.
+	Complete func(f *FileRecord)
+	// ReservationID, when non-zero, is released and its bytes recorded as usage.
+	ReservationID int64
+	Reservation   Reservation
+}
+
+// ErrQuotaExceeded is returned by Reserve when the bytes do not fit in the day's limit.
+var ErrQuotaExceeded = errors.New("daily ingestion quota exceeded")
+
+// Store persists conversations, the file ledger and quota usage.
+// Implementations live in internal/store/...; all must pass the shared suite in
+// internal/store/storetest.
+type Store interface {
+	// LookupFile returns the ledger row for one object (one indexed lookup).
+	LookupFile(ctx context.Context, source, key string) (FileRecord, bool, error)
+	// LookupFiles returns the ledger rows of many objects of a source (one listed page),
+	// keyed by object key; keys without a row are absent from the map.
+	LookupFiles(ctx context.Context, source string, keys []string) (map[string]FileRecord, error)
+	// ListFiles returns a source's ledger rows in a state ("" for all), newest first.
+	ListFiles(ctx context.Context, source string, state FileState, limit int) ([]FileRecord, error)
+	// RecordFile upserts a ledger row alone (ignored, deferred, failed before download).
+	RecordFile(ctx context.Context, f FileRecord) error
+	// CommitFile streams conversations, then writes the ledger row and usage, in one
+	// transaction; it returns the commit's New/Updated/Unchanged counts. It calls neither
+	// Conversations nor Complete after it returned.
+	CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error)
+	// DeleteSource removes a source's ledger rows; conversations stay.
+	DeleteSource(ctx context.Context, source string) error
+	// PruneFiles drops ledger rows of a source whose keys are not in keep and were
+	// updated before olderThan (objects gone from the bucket).
+	PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error)
+
+	// Reserve atomically holds bytes of a quota's day if used+reserved+bytes <= limit,
+	// else returns ErrQuotaExceeded. Concurrent callers never exceed the limit together.
+	Reserve(ctx context.Context, r Reservation) (int64, error)
+	// Release drops a reservation that will not be committed (no bytes are charged).
+	Release(ctx context.Context, id int64) error
+	// ChargeReservation converts a reservation to usage without a file commit (download
+	// happened but nothing could be committed).
+	ChargeReservation(ctx context.Context, id int64) error
+	// ReleaseAll drops every outstanding reservation (at manager start: a crashed
+	// download never committed).
+	ReleaseAll(ctx context.Context) error
+	// Usage returns a quota's used bytes for a day, in total and per source.
+	Usage(ctx context.Context, quota, day string) (int64, map[string]int64, error)
+
+	// GetConversation finds one conversation by its identity: namespace, agent_id and
+	// conversation_id.
+	GetConversation(ctx context.Context, namespace, agentID, conversationID string) (Conversation, bool, error)
+	// ListConversations lists an agent's conversations in one namespace, by
+	// conversation_id.
+	ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]Conversation, error)
+
+	Close() error
+}
+
+// Outcome is how one committed record counts in its file's RecordCounts.
+type Outcome uint8
+
+const (
+	OutcomeUnchanged Outcome = iota
+	OutcomeNew
+	OutcomeUpdated
+)
+
+// Add counts one record's outcome.
+func (c *RecordCounts) Add(o Outcome) {
+	switch o {
+	case OutcomeNew:
+		c.New++
+	case OutcomeUpdated:
+		c.Updated++
+	default:
+		c.Unchanged++
+	}
+}
+
+// RecordOutcome is the rule every store applies to each record of a commit, in file
+// order, against stored: the row held for the record's identity at that moment (nil
+// when there is none), which is a row an earlier record of the same commit wrote when
+// there is one. write reports whether rec replaces stored.
+//
+//   - nothing stored: rec is written, New;
+//   - stored came from the same object version (source, key and last-modified equal):
+//     an earlier record of this file (or an earlier ingestion of this very object)
+//     already counted the identity, so rec is Unchanged; it is written when Newer (the
+//     newest copy within a file wins, as across files);
+//   - rec is Newer than stored: it is written, Updated, or Unchanged when the content
+//     hashes are equal (only the origin moves to the newer copy);
+//   - otherwise stored stays and rec is Unchanged (an older version is not an update).
+//
+// So a file counts each identity at most once as New or Updated, every other record of
+// it as Unchanged, and New+Updated+Unchanged is the number of records committed. Once
+// a record of the file was written for an identity, the identity's later records in the
+// file are Unchanged, even one that changes the content again. (Before commits were
+// streamed, a file's duplicates were first reduced to the newest, which alone was
+// compared with the stored row. The counts differ only for a file holding both a copy
+// identical to the stored row, from a newer object, and another version of the same
+// conversation: that file now counts the identity Unchanged when the identical copy
+// comes first and Updated when the other version does.)
+//
+// Writing identical content when its origin is newer keeps the stored row equal to the
+// maximum under Newer of every record ever committed, whatever the order of files and
+// of records within them.
+func RecordOutcome(rec, stored *Conversation) (write bool, o Outcome) {
+	switch {
+	case stored == nil:
+		return true, OutcomeNew
+	case stored.Source == rec.Source && stored.ObjectKey == rec.ObjectKey && stored.ObjectLastModified.Equal(rec.ObjectLastModified):
+		return Newer(rec, stored), OutcomeUnchanged
+	case !Newer(rec, stored):
+		return false, OutcomeUnchanged
+	case rec.ContentHash == stored.ContentHash:
+		return true, OutcomeUnchanged
+	default:
+		return true, OutcomeUpdated
+	}
 }

@@ -2,13 +2,21 @@
 //
 // Concurrency: transactions run at READ COMMITTED and serialize only where a
 // read-compare-write needs it, with transaction-scoped advisory locks released at commit:
-//   - CommitFile takes one lock for the whole commit, so two commits of the same
+//   - CommitFile locks its namespace for the whole commit, so two commits of the same
 //     conversation never both compare against the same old row. A file is streamed into
-//     its transaction, so the agents it touches are not known when it starts; locking
-//     them batch by batch could deadlock two commits, so commits are serialized, as
-//     SQLite's single writer serializes them.
+//     its transaction, so the agents it touches are not known when it starts, and
+//     locking them batch by batch could deadlock two commits; its namespace is known,
+//     and every row a commit writes (conversations, the ledger row of its source, the
+//     usage of its quota) belongs to that namespace. So commits of one namespace are
+//     serialized, as SQLite's single writer serializes all commits, and commits of
+//     different namespaces run concurrently: one tenant's large import does not hold
+//     up another's. (Two namespaces whose names hash alike share a lock: that only
+//     serializes them.)
 //   - Reserve locks its (quota, day), so concurrent reservers — in any process — see
 //     each other's reservations before deciding. A reservation never waits for a commit.
+//
+// What still serializes: commits of one namespace, reservations of one (quota, day),
+// and migrations.
 package postgres
 
 import (
@@ -22,7 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/plan"
 )
@@ -37,16 +45,17 @@ const (
 	lockQuota
 )
 
-// Store is an ingest.Store on a PostgreSQL database.
+// Store is an store.Store on a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
-	// committing admits one CommitFile of this process to the database at a time. Commits
-	// serialize on the advisory lock anyway; waiting here instead keeps waiters from
-	// holding pool connections that Reserve, lookups and readiness checks need.
-	committing chan struct{}
+	// committing admits this process's commits to the database: one per namespace (they
+	// serialize on the namespace's advisory lock anyway) and at most half the pool in
+	// all. Waiting here instead of on the lock keeps waiters from holding pool
+	// connections that Reserve, lookups and readiness checks need.
+	committing *gate
 }
 
-var _ ingest.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // Open connects to the database at dsn (a postgres:// URL) and applies migrations. The
 // DSN's password never appears in errors.
@@ -59,7 +68,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("postgres: connect to %s: %w", Redact(dsn), err), dsn)
 	}
-	s := &Store{pool: pool, committing: make(chan struct{}, 1)}
+	s := &Store{pool: pool, committing: newGate(max(1, int(cfg.MaxConns)/2))}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
@@ -78,6 +87,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.apply(ctx, ms)
+}
+
+// apply applies the migrations of ms not applied yet, in one transaction. ms must be
+// the first len(ms) migrations.
+func (s *Store) apply(ctx context.Context, ms []migrate.Migration) error {
 	return s.write(ctx, "migrate", func(tx pgx.Tx) error {
 		// Two processes opening a fresh database at once must not both create the tables.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockMigrate); err != nil {
@@ -165,7 +180,7 @@ const upsertFileSQL = `INSERT INTO files (` + fileColumns + `)
 		unchanged_count = excluded.unchanged_count, bytes = excluded.bytes,
 		attempts = files.attempts + 1, updated_at = excluded.updated_at`
 
-func upsertFile(ctx context.Context, tx pgx.Tx, f ingest.FileRecord) error {
+func upsertFile(ctx context.Context, tx pgx.Tx, f store.FileRecord) error {
 	c := f.Counts
 	_, err := tx.Exec(ctx, upsertFileSQL, f.Source, f.Key, f.ETag, f.Size, f.LastModified, string(f.State),
 		f.Reason, f.Message, c.Valid, c.Invalid, c.New, c.Updated, c.Unchanged, f.Bytes,
@@ -176,32 +191,32 @@ func upsertFile(ctx context.Context, tx pgx.Tx, f ingest.FileRecord) error {
 	return nil
 }
 
-func scanFile(row pgx.Row) (ingest.FileRecord, error) {
-	var f ingest.FileRecord
+func scanFile(row pgx.Row) (store.FileRecord, error) {
+	var f store.FileRecord
 	var state string
 	err := row.Scan(&f.Source, &f.Key, &f.ETag, &f.Size, &f.LastModified, &state, &f.Reason, &f.Message,
 		&f.Counts.Valid, &f.Counts.Invalid, &f.Counts.New, &f.Counts.Updated, &f.Counts.Unchanged,
 		&f.Bytes, &f.Attempts, &f.FirstSeen, &f.UpdatedAt)
-	f.State = ingest.FileState(state)
+	f.State = store.FileState(state)
 	f.LastModified, f.FirstSeen, f.UpdatedAt = f.LastModified.UTC(), f.FirstSeen.UTC(), f.UpdatedAt.UTC()
 	return f, err
 }
 
 // LookupFile returns the ledger row of one object (a primary-key lookup).
-func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.FileRecord, bool, error) {
+func (s *Store) LookupFile(ctx context.Context, source, key string) (store.FileRecord, bool, error) {
 	f, err := scanFile(s.pool.QueryRow(ctx, `SELECT `+fileColumns+` FROM files WHERE source = $1 AND key = $2`, source, key))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ingest.FileRecord{}, false, nil
+		return store.FileRecord{}, false, nil
 	}
 	if err != nil {
-		return ingest.FileRecord{}, false, fmt.Errorf("postgres: lookup file %s/%s: %w", source, key, err)
+		return store.FileRecord{}, false, fmt.Errorf("postgres: lookup file %s/%s: %w", source, key, err)
 	}
 	return f, true, nil
 }
 
 // LookupFiles returns the ledger rows of keys in one query.
-func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]ingest.FileRecord, error) {
-	out := make(map[string]ingest.FileRecord, len(keys))
+func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]store.FileRecord, error) {
+	out := make(map[string]store.FileRecord, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
@@ -225,7 +240,7 @@ func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (
 
 // ListFiles returns a source's ledger rows in state ("" for all), most recently updated
 // first; limit <= 0 means no limit.
-func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {
+func (s *Store) ListFiles(ctx context.Context, source string, state store.FileState, limit int) ([]store.FileRecord, error) {
 	q := `SELECT ` + fileColumns + ` FROM files WHERE source = $1`
 	args := []any{source}
 	if state != "" {
@@ -240,7 +255,7 @@ func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileS
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list files of %s: %w", source, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.FileRecord, error) { return scanFile(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.FileRecord, error) { return scanFile(r) })
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list files of %s: %w", source, err)
 	}
@@ -248,7 +263,7 @@ func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileS
 }
 
 // RecordFile upserts a ledger row alone.
-func (s *Store) RecordFile(ctx context.Context, f ingest.FileRecord) error {
+func (s *Store) RecordFile(ctx context.Context, f store.FileRecord) error {
 	return wrap(s.write(ctx, "record file "+f.Source+"/"+f.Key, func(tx pgx.Tx) error {
 		return upsertFile(ctx, tx, f)
 	}))
@@ -289,31 +304,26 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 
 // ---- conversations ----
 
-const convColumns = `agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+const convColumns = `namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
 	object_last_modified, object_last_modified_ns, position, content_hash, source, raw::text`
 
 // CommitFile streams a file's conversations into one transaction, then writes its
-// ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
+// ledger row and usage; see plan.Commit and store.RecordOutcome. The transaction
 // starts with the first full batch and takes the commit lock at once.
-func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
-	acquired := false
-	defer func() {
-		if acquired {
-			<-s.committing
-		}
-	}()
+func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.RecordCounts, error) {
+	leave := func() {}
+	defer func() { leave() }()
 	begin := func(ctx context.Context) (plan.Tx, error) {
-		select {
-		case s.committing <- struct{}{}:
-			acquired = true
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		l, err := s.committing.enter(ctx, c.Namespace)
+		if err != nil {
+			return nil, err
 		}
+		leave = l
 		tx, err := s.pool.Begin(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockCommit); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockCommit, hash32(c.Namespace)); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("lock: %w", err)
 		}
@@ -321,7 +331,7 @@ func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.Rec
 	}
 	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
-		return ingest.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
+		return store.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
 	}
 	return counts, nil
 }
@@ -329,19 +339,19 @@ func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.Rec
 // commitTx adapts a transaction to plan.Tx.
 type commitTx struct{ tx pgx.Tx }
 
-func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
 	return loadStored(ctx, t.tx, keys)
 }
 
-func (t commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
+func (t commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
 	return writeConversations(ctx, t.tx, writes)
 }
 
-func (t commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
+func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	return upsertFile(ctx, t.tx, f)
 }
 
-func (t commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
+func (t commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
 	return charge(ctx, t.tx, id, fallback)
 }
 
@@ -350,26 +360,28 @@ func (t commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx
 
 // loadStored reads the ordering fields and origin of the stored rows among keys, in
 // one query.
-func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
+	namespaces := make([]string, len(keys))
 	agents := make([]string, len(keys))
 	ids := make([]string, len(keys))
 	for i, k := range keys {
-		agents[i], ids[i] = k.AgentID, k.ConversationID
+		namespaces[i], agents[i], ids[i] = k.Namespace, k.AgentID, k.ConversationID
 	}
-	rows, err := tx.Query(ctx, `SELECT c.agent_id, c.conversation_id, c.activity_time, c.activity_time_ns,
+	rows, err := tx.Query(ctx, `SELECT c.namespace, c.agent_id, c.conversation_id, c.activity_time, c.activity_time_ns,
 			c.object_last_modified, c.object_last_modified_ns, c.object_key, c.position, c.content_hash, c.source
 		FROM conversations c
-		JOIN unnest($1::text[], $2::text[]) AS k(agent_id, conversation_id)
-			ON c.agent_id = k.agent_id AND c.conversation_id = k.conversation_id`, agents, ids)
+		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(namespace, agent_id, conversation_id)
+			ON c.namespace = k.namespace AND c.agent_id = k.agent_id AND c.conversation_id = k.conversation_id`,
+		namespaces, agents, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read stored conversations: %w", err)
 	}
 	defer rows.Close()
-	stored := make(map[plan.Key]ingest.Conversation)
+	stored := make(map[plan.Key]store.Conversation)
 	for rows.Next() {
-		var c ingest.Conversation
+		var c store.Conversation
 		var atNs, lmNs int16
-		if err := rows.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
+		if err := rows.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectLastModified, &lmNs,
 			&c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
 			return nil, fmt.Errorf("read stored conversations: %w", err)
 		}
@@ -383,47 +395,50 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]i
 }
 
 // writeConversations upserts every write in one statement over parallel arrays.
-func writeConversations(ctx context.Context, tx pgx.Tx, writes []*ingest.Conversation) error {
+func writeConversations(ctx context.Context, tx pgx.Tx, writes []*store.Conversation) error {
 	if len(writes) == 0 {
 		return nil
 	}
 	n := len(writes)
 	var (
-		agents, ids, keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		ats, lms                                 = make([]time.Time, n), make([]time.Time, n)
-		atNs, lmNs                               = make([]int16, n), make([]int16, n)
-		positions                                = make([]int64, n)
+		namespaces, agents, ids     = make([]string, n), make([]string, n), make([]string, n)
+		keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ats, lms                    = make([]time.Time, n), make([]time.Time, n)
+		atNs, lmNs                  = make([]int16, n), make([]int16, n)
+		positions                   = make([]int64, n)
 	)
 	for i, c := range writes {
+		namespaces[i] = c.Namespace
 		agents[i], ids[i], keys[i], hashes[i], sources[i], raws[i] = c.AgentID, c.ConversationID, c.ObjectKey, c.ContentHash, c.Source, string(c.Raw)
 		ats[i], atNs[i] = splitTime(c.ActivityTime)
 		lms[i], lmNs[i] = splitTime(c.ObjectLastModified)
 		positions[i] = c.Position
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO conversations (agent_id, conversation_id, activity_time, activity_time_ns,
-			object_key, object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
-		SELECT a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
+	_, err := tx.Exec(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time,
+			activity_time_ns, object_key, object_last_modified, object_last_modified_ns, position, content_hash, source,
+			raw, updated_at)
+		SELECT ns, a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
 		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::smallint[], $5::text[], $6::timestamptz[],
-			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
-			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw)
-		ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[])
+			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw, ns)
+		ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
 			activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
 			object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
 			object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
 			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
 			updated_at = excluded.updated_at`,
-		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws)
+		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws, namespaces)
 	if err != nil {
 		return fmt.Errorf("write %d conversations: %w", n, err)
 	}
 	return nil
 }
 
-func scanConversation(row pgx.Row) (ingest.Conversation, error) {
-	var c ingest.Conversation
+func scanConversation(row pgx.Row) (store.Conversation, error) {
+	var c store.Conversation
 	var atNs, lmNs int16
 	var raw string
-	err := row.Scan(&c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectKey, &c.ObjectLastModified, &lmNs,
+	err := row.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &c.ActivityTime, &atNs, &c.ObjectKey, &c.ObjectLastModified, &lmNs,
 		&c.Position, &c.ContentHash, &c.Source, &raw)
 	c.ActivityTime, c.ObjectLastModified = joinTime(c.ActivityTime, atNs), joinTime(c.ObjectLastModified, lmNs)
 	c.Raw = []byte(raw)
@@ -431,47 +446,47 @@ func scanConversation(row pgx.Row) (ingest.Conversation, error) {
 }
 
 // GetConversation finds one conversation by identity.
-func (s *Store) GetConversation(ctx context.Context, agentID, conversationID string) (ingest.Conversation, bool, error) {
+func (s *Store) GetConversation(ctx context.Context, namespace, agentID, conversationID string) (store.Conversation, bool, error) {
 	c, err := scanConversation(s.pool.QueryRow(ctx, `SELECT `+convColumns+` FROM conversations
-		WHERE agent_id = $1 AND conversation_id = $2`, agentID, conversationID))
+		WHERE namespace = $1 AND agent_id = $2 AND conversation_id = $3`, namespace, agentID, conversationID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ingest.Conversation{}, false, nil
+		return store.Conversation{}, false, nil
 	}
 	if err != nil {
-		return ingest.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s: %w", agentID, conversationID, err)
+		return store.Conversation{}, false, fmt.Errorf("postgres: get conversation %s/%s/%s: %w", namespace, agentID, conversationID, err)
 	}
 	return c, true, nil
 }
 
-// ListConversations lists an agent's conversations by conversation_id (bytewise);
-// limit <= 0 means no limit.
-func (s *Store) ListConversations(ctx context.Context, agentID string, limit int) ([]ingest.Conversation, error) {
-	q := `SELECT ` + convColumns + ` FROM conversations WHERE agent_id = $1 ORDER BY conversation_id`
+// ListConversations lists an agent's conversations in namespace by conversation_id
+// (bytewise); limit <= 0 means no limit.
+func (s *Store) ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]store.Conversation, error) {
+	q := `SELECT ` + convColumns + ` FROM conversations WHERE namespace = $1 AND agent_id = $2 ORDER BY conversation_id`
 	if limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, limit)
 	}
-	out, err := s.queryConversations(ctx, q, agentID)
+	out, err := s.queryConversations(ctx, q, namespace, agentID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list conversations of %s: %w", agentID, err)
+		return nil, fmt.Errorf("postgres: list conversations of %s/%s: %w", namespace, agentID, err)
 	}
 	return out, nil
 }
 
 // DumpConversations returns every conversation by identity (tests compare dumps).
-func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
-	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY agent_id, conversation_id`)
+func (s *Store) DumpConversations(ctx context.Context) ([]store.Conversation, error) {
+	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY namespace, agent_id, conversation_id`)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: dump conversations: %w", err)
 	}
 	return out, nil
 }
 
-func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]ingest.Conversation, error) {
+func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]store.Conversation, error) {
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.Conversation, error) { return scanConversation(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Conversation, error) { return scanConversation(r) })
 }
 
 // ---- quota ----
@@ -480,7 +495,7 @@ func (s *Store) queryConversations(ctx context.Context, q string, args ...any) (
 // The (quota, day) advisory lock serializes reservers from the sum to the insert.
 // CommitFile and ChargeReservation need not take it: they move bytes from reservations
 // to usage in one transaction, which leaves the sum unchanged.
-func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error) {
+func (s *Store) Reserve(ctx context.Context, r store.Reservation) (int64, error) {
 	if r.Bytes < 0 {
 		return 0, fmt.Errorf("postgres: reserve %d bytes of %s on %s: negative size", r.Bytes, r.Quota, r.Day)
 	}
@@ -497,7 +512,7 @@ func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error
 			return err
 		}
 		if held+r.Bytes > r.Limit {
-			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", ingest.ErrQuotaExceeded, held, r.Limit)
+			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", store.ErrQuotaExceeded, held, r.Limit)
 		}
 		return tx.QueryRow(ctx, `INSERT INTO reservations (quota, day, source, bytes, created_at)
 			VALUES ($1, $2, $3, $4, now()) RETURNING id`, r.Quota, r.Day, r.Source, r.Bytes).Scan(&id)
@@ -527,8 +542,8 @@ func (s *Store) ChargeReservation(ctx context.Context, id int64) error {
 // charge deletes reservation id and adds its bytes to usage. When the row is gone (a
 // restart's ReleaseAll) the download still happened, so fallback, when it names a
 // quota, is charged instead.
-func charge(ctx context.Context, tx pgx.Tx, id int64, fallback *ingest.Reservation) error {
-	var r ingest.Reservation
+func charge(ctx context.Context, tx pgx.Tx, id int64, fallback *store.Reservation) error {
+	var r store.Reservation
 	err := tx.QueryRow(ctx, `DELETE FROM reservations WHERE id = $1 RETURNING quota, day, source, bytes`, id).
 		Scan(&r.Quota, &r.Day, &r.Source, &r.Bytes)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {

@@ -6,6 +6,11 @@
 // read-compare-write (CommitFile, Reserve) atomic against other writers, including
 // another process on the same file (which waits up to the busy timeout). Reads use a
 // separate pool; WAL lets them run beside the writer on a consistent snapshot.
+//
+// So commits of every namespace take turns: SQLite has one write lock per database, and
+// no finer lock can let two tenants' transactions write at once. (PostgreSQL commits
+// of different namespaces run concurrently; see package postgres.) A cluster where
+// several tenants import large files at the same time should use PostgreSQL.
 package sqlite
 
 import (
@@ -19,7 +24,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/plan"
 )
@@ -33,13 +38,13 @@ const busyTimeout = 10 * time.Second
 // readConns bounds the read pool; each connection holds its own page cache.
 const readConns = 4
 
-// Store is an ingest.Store on one SQLite file.
+// Store is an store.Store on one SQLite file.
 type Store struct {
 	w *sql.DB // one connection, BEGIN IMMEDIATE
 	r *sql.DB
 }
 
-var _ ingest.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path and applies migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -82,6 +87,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.apply(ctx, ms)
+}
+
+// apply applies the migrations of ms not applied yet, in one transaction. ms must be
+// the first len(ms) migrations.
+func (s *Store) apply(ctx context.Context, ms []migrate.Migration) error {
 	return s.write(ctx, "migrate", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
@@ -167,7 +178,7 @@ const upsertFileSQL = `INSERT INTO files (` + fileColumns + `)
 		unchanged_count = excluded.unchanged_count, bytes = excluded.bytes,
 		attempts = files.attempts + 1, updated_at = excluded.updated_at`
 
-func upsertFile(ctx context.Context, tx *sql.Tx, f ingest.FileRecord) error {
+func upsertFile(ctx context.Context, tx *sql.Tx, f store.FileRecord) error {
 	for _, t := range []struct {
 		name string
 		t    time.Time
@@ -186,8 +197,8 @@ func upsertFile(ctx context.Context, tx *sql.Tx, f ingest.FileRecord) error {
 	return nil
 }
 
-func scanFile(row interface{ Scan(...any) error }) (ingest.FileRecord, error) {
-	var f ingest.FileRecord
+func scanFile(row interface{ Scan(...any) error }) (store.FileRecord, error) {
+	var f store.FileRecord
 	var state, lm, first, upd string
 	err := row.Scan(&f.Source, &f.Key, &f.ETag, &f.Size, &lm, &state, &f.Reason, &f.Message,
 		&f.Counts.Valid, &f.Counts.Invalid, &f.Counts.New, &f.Counts.Updated, &f.Counts.Unchanged,
@@ -195,7 +206,7 @@ func scanFile(row interface{ Scan(...any) error }) (ingest.FileRecord, error) {
 	if err != nil {
 		return f, err
 	}
-	f.State = ingest.FileState(state)
+	f.State = store.FileState(state)
 	if f.LastModified, err = parseTime(lm); err != nil {
 		return f, err
 	}
@@ -207,14 +218,14 @@ func scanFile(row interface{ Scan(...any) error }) (ingest.FileRecord, error) {
 }
 
 // LookupFile returns the ledger row of one object (a primary-key lookup).
-func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.FileRecord, bool, error) {
+func (s *Store) LookupFile(ctx context.Context, source, key string) (store.FileRecord, bool, error) {
 	row := s.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM files WHERE source = ? AND key = ?`, source, key)
 	f, err := scanFile(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ingest.FileRecord{}, false, nil
+		return store.FileRecord{}, false, nil
 	}
 	if err != nil {
-		return ingest.FileRecord{}, false, fmt.Errorf("sqlite: lookup file %s/%s: %w", source, key, err)
+		return store.FileRecord{}, false, fmt.Errorf("sqlite: lookup file %s/%s: %w", source, key, err)
 	}
 	return f, true, nil
 }
@@ -223,8 +234,8 @@ func (s *Store) LookupFile(ctx context.Context, source, key string) (ingest.File
 const lookupChunk = 500
 
 // LookupFiles returns the ledger rows of keys, in queries of lookupChunk keys.
-func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]ingest.FileRecord, error) {
-	out := make(map[string]ingest.FileRecord, len(keys))
+func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (map[string]store.FileRecord, error) {
+	out := make(map[string]store.FileRecord, len(keys))
 	for start := 0; start < len(keys); start += lookupChunk {
 		chunk := keys[start:min(start+lookupChunk, len(keys))]
 		args := make([]any, 0, len(chunk)+1)
@@ -256,7 +267,7 @@ func (s *Store) LookupFiles(ctx context.Context, source string, keys []string) (
 
 // ListFiles returns a source's ledger rows in state ("" for all), most recently updated
 // first; limit <= 0 means no limit.
-func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileState, limit int) ([]ingest.FileRecord, error) {
+func (s *Store) ListFiles(ctx context.Context, source string, state store.FileState, limit int) ([]store.FileRecord, error) {
 	q := `SELECT ` + fileColumns + ` FROM files WHERE source = ?`
 	args := []any{source}
 	if state != "" {
@@ -273,7 +284,7 @@ func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileS
 		return nil, fmt.Errorf("sqlite: list files of %s: %w", source, err)
 	}
 	defer rows.Close()
-	var out []ingest.FileRecord
+	var out []store.FileRecord
 	for rows.Next() {
 		f, err := scanFile(rows)
 		if err != nil {
@@ -288,7 +299,7 @@ func (s *Store) ListFiles(ctx context.Context, source string, state ingest.FileS
 }
 
 // RecordFile upserts a ledger row alone.
-func (s *Store) RecordFile(ctx context.Context, f ingest.FileRecord) error {
+func (s *Store) RecordFile(ctx context.Context, f store.FileRecord) error {
 	return wrap(s.write(ctx, "record file "+f.Source+"/"+f.Key, func(tx *sql.Tx) error {
 		return upsertFile(ctx, tx, f)
 	}))
@@ -355,14 +366,14 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 
 // ---- conversations ----
 
-const convColumns = `agent_id, conversation_id, activity_time, object_key, object_last_modified,
+const convColumns = `namespace, agent_id, conversation_id, activity_time, object_key, object_last_modified,
 	position, content_hash, source, raw`
 
 // CommitFile streams a file's conversations into one write transaction, then writes
-// its ledger row and usage; see plan.Commit and ingest.RecordOutcome. The transaction
+// its ledger row and usage; see plan.Commit and store.RecordOutcome. The transaction
 // (and with it SQLite's write lock) starts with the first full batch, and is held
 // while the rest of the file is parsed.
-func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.RecordCounts, error) {
+func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.RecordCounts, error) {
 	begin := func(ctx context.Context) (plan.Tx, error) {
 		tx, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
@@ -372,7 +383,7 @@ func (s *Store) CommitFile(ctx context.Context, c ingest.FileCommit) (ingest.Rec
 	}
 	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
-		return ingest.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
+		return store.RecordCounts{}, wrap(fmt.Errorf("commit file %s/%s: %w", c.File.Source, c.File.Key, err))
 	}
 	return counts, nil
 }
@@ -396,19 +407,19 @@ func (t *commitTx) prepare(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-func (t *commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
+func (t *commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
 	return t.loadStored(ctx, keys)
 }
 
-func (t *commitTx) Write(ctx context.Context, writes []*ingest.Conversation) error {
+func (t *commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
 	return t.writeConversations(ctx, writes)
 }
 
-func (t *commitTx) UpsertFile(ctx context.Context, f ingest.FileRecord) error {
+func (t *commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	return upsertFile(ctx, t.tx, f)
 }
 
-func (t *commitTx) Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error {
+func (t *commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
 	return charge(ctx, t.tx, id, fallback)
 }
 
@@ -416,7 +427,7 @@ func (t *commitTx) Commit(context.Context) error   { return t.tx.Commit() }
 func (t *commitTx) Rollback(context.Context) error { return t.tx.Rollback() }
 
 // Rows per multi-row statement: a whole plan batch each, far below SQLite's 32766 bound
-// variables (10 per written row).
+// variables (11 per written row).
 const chunk = plan.BatchSize
 
 // chunked runs fn over [lo,hi) chunks of [0,n) of at most chunk rows.
@@ -436,18 +447,18 @@ func values(rows, cols int) string {
 }
 
 // loadStored reads the ordering fields and origin of the stored rows among keys.
-func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Key]ingest.Conversation, error) {
-	stored := make(map[plan.Key]ingest.Conversation)
+func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
+	stored := make(map[plan.Key]store.Conversation)
 	err := chunked(len(keys), func(lo, hi int) error {
-		stmt, err := t.prepare(ctx, `SELECT agent_id, conversation_id, activity_time, object_last_modified, object_key,
-			position, content_hash, source
-			FROM conversations WHERE (agent_id, conversation_id) IN (VALUES `+values(hi-lo, 2)+`)`)
+		stmt, err := t.prepare(ctx, `SELECT namespace, agent_id, conversation_id, activity_time, object_last_modified,
+			object_key, position, content_hash, source
+			FROM conversations WHERE (namespace, agent_id, conversation_id) IN (VALUES `+values(hi-lo, 3)+`)`)
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, 2*(hi-lo))
+		args := make([]any, 0, 3*(hi-lo))
 		for _, k := range keys[lo:hi] {
-			args = append(args, k.AgentID, k.ConversationID)
+			args = append(args, k.Namespace, k.AgentID, k.ConversationID)
 		}
 		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
@@ -456,8 +467,8 @@ func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Ke
 		defer rows.Close()
 		for rows.Next() {
 			var at, lm string
-			var c ingest.Conversation
-			if err := rows.Scan(&c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
+			var c store.Conversation
+			if err := rows.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &at, &lm, &c.ObjectKey, &c.Position, &c.ContentHash, &c.Source); err != nil {
 				return err
 			}
 			if c.ActivityTime, err = parseTime(at); err != nil {
@@ -476,19 +487,19 @@ func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Ke
 	return stored, nil
 }
 
-func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conversation) error {
+func (t *commitTx) writeConversations(ctx context.Context, writes []*store.Conversation) error {
 	for _, c := range writes {
 		if err := checkTime("activity time", c.ActivityTime); err != nil {
-			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+			return fmt.Errorf("conversation %s/%s/%s: %w", c.Namespace, c.AgentID, c.ConversationID, err)
 		}
 		if err := checkTime("object last-modified", c.ObjectLastModified); err != nil {
-			return fmt.Errorf("conversation %s/%s: %w", c.AgentID, c.ConversationID, err)
+			return fmt.Errorf("conversation %s/%s/%s: %w", c.Namespace, c.AgentID, c.ConversationID, err)
 		}
 	}
 	now := fmtTime(time.Now())
 	err := chunked(len(writes), func(lo, hi int) error {
-		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+values(hi-lo, 10)+`
-			ON CONFLICT (agent_id, conversation_id) DO UPDATE SET
+		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+values(hi-lo, 11)+`
+			ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
 				activity_time = excluded.activity_time, object_key = excluded.object_key,
 				object_last_modified = excluded.object_last_modified, position = excluded.position,
 				content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
@@ -496,9 +507,9 @@ func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conv
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, 10*(hi-lo))
+		args := make([]any, 0, 11*(hi-lo))
 		for _, c := range writes[lo:hi] {
-			args = append(args, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
+			args = append(args, c.Namespace, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
 				fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now)
 		}
 		_, err = stmt.ExecContext(ctx, args...)
@@ -510,10 +521,10 @@ func (t *commitTx) writeConversations(ctx context.Context, writes []*ingest.Conv
 	return nil
 }
 
-func scanConversation(row interface{ Scan(...any) error }) (ingest.Conversation, error) {
-	var c ingest.Conversation
+func scanConversation(row interface{ Scan(...any) error }) (store.Conversation, error) {
+	var c store.Conversation
 	var at, lm, raw string
-	err := row.Scan(&c.AgentID, &c.ConversationID, &at, &c.ObjectKey, &lm, &c.Position, &c.ContentHash, &c.Source, &raw)
+	err := row.Scan(&c.Namespace, &c.AgentID, &c.ConversationID, &at, &c.ObjectKey, &lm, &c.Position, &c.ContentHash, &c.Source, &raw)
 	if err != nil {
 		return c, err
 	}
@@ -526,51 +537,51 @@ func scanConversation(row interface{ Scan(...any) error }) (ingest.Conversation,
 }
 
 // GetConversation finds one conversation by identity.
-func (s *Store) GetConversation(ctx context.Context, agentID, conversationID string) (ingest.Conversation, bool, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+convColumns+` FROM conversations WHERE agent_id = ? AND conversation_id = ?`,
-		agentID, conversationID)
+func (s *Store) GetConversation(ctx context.Context, namespace, agentID, conversationID string) (store.Conversation, bool, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+convColumns+` FROM conversations
+		WHERE namespace = ? AND agent_id = ? AND conversation_id = ?`, namespace, agentID, conversationID)
 	c, err := scanConversation(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ingest.Conversation{}, false, nil
+		return store.Conversation{}, false, nil
 	}
 	if err != nil {
-		return ingest.Conversation{}, false, fmt.Errorf("sqlite: get conversation %s/%s: %w", agentID, conversationID, err)
+		return store.Conversation{}, false, fmt.Errorf("sqlite: get conversation %s/%s/%s: %w", namespace, agentID, conversationID, err)
 	}
 	return c, true, nil
 }
 
-// ListConversations lists an agent's conversations by conversation_id; limit <= 0 means
-// no limit.
-func (s *Store) ListConversations(ctx context.Context, agentID string, limit int) ([]ingest.Conversation, error) {
-	q := `SELECT ` + convColumns + ` FROM conversations WHERE agent_id = ? ORDER BY conversation_id`
-	args := []any{agentID}
+// ListConversations lists an agent's conversations in namespace by conversation_id;
+// limit <= 0 means no limit.
+func (s *Store) ListConversations(ctx context.Context, namespace, agentID string, limit int) ([]store.Conversation, error) {
+	q := `SELECT ` + convColumns + ` FROM conversations WHERE namespace = ? AND agent_id = ? ORDER BY conversation_id`
+	args := []any{namespace, agentID}
 	if limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
 	out, err := s.queryConversations(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list conversations of %s: %w", agentID, err)
+		return nil, fmt.Errorf("sqlite: list conversations of %s/%s: %w", namespace, agentID, err)
 	}
 	return out, nil
 }
 
 // DumpConversations returns every conversation by identity (tests compare dumps).
-func (s *Store) DumpConversations(ctx context.Context) ([]ingest.Conversation, error) {
-	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY agent_id, conversation_id`)
+func (s *Store) DumpConversations(ctx context.Context) ([]store.Conversation, error) {
+	out, err := s.queryConversations(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY namespace, agent_id, conversation_id`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: dump conversations: %w", err)
 	}
 	return out, nil
 }
 
-func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]ingest.Conversation, error) {
+func (s *Store) queryConversations(ctx context.Context, q string, args ...any) ([]store.Conversation, error) {
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.Conversation
+	var out []store.Conversation
 	for rows.Next() {
 		c, err := scanConversation(rows)
 		if err != nil {
@@ -586,7 +597,7 @@ func (s *Store) queryConversations(ctx context.Context, q string, args ...any) (
 // Reserve holds r.Bytes of r.Quota's r.Day when used + reserved + r.Bytes <= r.Limit.
 // The immediate transaction holds SQLite's write lock from the sum to the insert, so
 // concurrent reservers are serialized.
-func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error) {
+func (s *Store) Reserve(ctx context.Context, r store.Reservation) (int64, error) {
 	if r.Bytes < 0 {
 		return 0, fmt.Errorf("sqlite: reserve %d bytes of %s on %s: negative size", r.Bytes, r.Quota, r.Day)
 	}
@@ -600,7 +611,7 @@ func (s *Store) Reserve(ctx context.Context, r ingest.Reservation) (int64, error
 			return err
 		}
 		if held+r.Bytes > r.Limit {
-			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", ingest.ErrQuotaExceeded, held, r.Limit)
+			return fmt.Errorf("%w: %d bytes used or reserved, limit %d", store.ErrQuotaExceeded, held, r.Limit)
 		}
 		return tx.QueryRowContext(ctx, `INSERT INTO reservations (quota, day, source, bytes, created_at)
 			VALUES (?, ?, ?, ?, ?) RETURNING id`, r.Quota, r.Day, r.Source, r.Bytes, fmtTime(time.Now())).Scan(&id)
@@ -630,8 +641,8 @@ func (s *Store) ChargeReservation(ctx context.Context, id int64) error {
 // charge deletes reservation id and adds its bytes to usage. When the row is gone (a
 // restart's ReleaseAll) the download still happened, so fallback, when it names a
 // quota, is charged instead.
-func charge(ctx context.Context, tx *sql.Tx, id int64, fallback *ingest.Reservation) error {
-	var r ingest.Reservation
+func charge(ctx context.Context, tx *sql.Tx, id int64, fallback *store.Reservation) error {
+	var r store.Reservation
 	err := tx.QueryRowContext(ctx, `DELETE FROM reservations WHERE id = ? RETURNING quota, day, source, bytes`, id).
 		Scan(&r.Quota, &r.Day, &r.Source, &r.Bytes)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // benchConversations is the size of one benchmarked file: a large daily export.
@@ -16,7 +16,7 @@ const benchConversations = 2000
 // activity is shifted by shift.
 func benchFile(key string, n int, shift time.Duration) Commit {
 	msg := strings.Repeat("I was charged twice for my subscription this month. ", 30)
-	convs := make([]ingest.Conversation, n)
+	convs := make([]store.Conversation, n)
 	for i := range convs {
 		convs[i] = Conv(fmt.Sprintf("agent-%d", i%7), fmt.Sprintf("conv-%06d", i), day0.Add(shift), msg)
 	}
@@ -26,8 +26,8 @@ func benchFile(key string, n int, shift time.Duration) Commit {
 // BenchmarkCommitFile measures CommitFile of a 2000-conversation file when every record
 // is new, when every record is unchanged (a re-upload) and when every record is updated.
 // open returns a new empty store for each sub-benchmark.
-func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
-	run := func(b *testing.B, name string, prepare func(s ingest.Store), next func(i int) Commit) {
+func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) store.Store) {
+	run := func(b *testing.B, name string, prepare func(s store.Store), next func(i int) Commit) {
 		b.Run(name, func(b *testing.B) {
 			s := open(b)
 			prepare(s)
@@ -51,7 +51,7 @@ func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
 			b.ReportMetric(float64(b.N*benchConversations)/b.Elapsed().Seconds(), "conversations/s")
 		})
 	}
-	none := func(ingest.Store) {}
+	none := func(store.Store) {}
 	// New: each iteration a fresh set of identities (keys differ by file).
 	run(b, "new", none, func(i int) Commit {
 		f := benchFile(fmt.Sprintf("new-%d.json", i), benchConversations, 0)
@@ -61,7 +61,7 @@ func BenchmarkCommitFile(b *testing.B, open func(tb testing.TB) ingest.Store) {
 		return f
 	})
 	base := benchFile("base.json", benchConversations, 0)
-	seed := func(s ingest.Store) {
+	seed := func(s store.Store) {
 		if _, err := s.CommitFile(ctx, base.FileCommit); err != nil {
 			b.Fatal(err)
 		}

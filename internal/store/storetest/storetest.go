@@ -1,4 +1,4 @@
-// Package storetest is the behaviour every ingest.Store must have, run by each backend's
+// Package storetest is the behaviour every store.Store must have, run by each backend's
 // tests against a real database.
 package storetest
 
@@ -16,20 +16,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // Dumper is implemented by stores that can list every conversation by identity
-// (agent_id, conversation_id): tests compare whole stores with it.
+// (namespace, agent_id, conversation_id): tests compare whole stores with it.
 type Dumper interface {
-	DumpConversations(ctx context.Context) ([]ingest.Conversation, error)
+	DumpConversations(ctx context.Context) ([]store.Conversation, error)
 }
 
 // Run runs the suite; open returns a new, empty store closed by the caller's cleanup.
-func Run(t *testing.T, open func(t *testing.T) ingest.Store) {
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s ingest.Store)
+		fn   func(t *testing.T, s store.Store)
 	}{
 		{"CommitRules", testCommitRules},
 		{"DuplicatesInOneFile", testDuplicatesInOneFile},
@@ -38,17 +38,20 @@ func Run(t *testing.T, open func(t *testing.T) ingest.Store) {
 		{"CompleteFillsLedgerRow", testCompleteFillsLedgerRow},
 		{"ExactRoundTrip", testExactRoundTrip},
 		{"Atomicity", testAtomicity},
-		{"ConcurrentCommits", func(t *testing.T, s ingest.Store) { ConcurrentCommits(t, s, s) }},
+		{"ConcurrentCommits", func(t *testing.T, s store.Store) { ConcurrentCommits(t, s, s) }},
 		{"Ledger", testLedger},
 		{"ListFiles", testListFiles},
 		{"LookupFiles", testLookupFiles},
 		{"DeleteSource", testDeleteSource},
 		{"PruneFiles", testPruneFiles},
 		{"Reserve", testReserve},
-		{"ReserveConcurrent", func(t *testing.T, s ingest.Store) { ReserveConcurrent(t, s, s) }},
+		{"ReserveConcurrent", func(t *testing.T, s store.Store) { ReserveConcurrent(t, s, s) }},
 		{"Charge", testCharge},
 		{"ReleaseAll", testReleaseAll},
 		{"ListConversations", testListConversations},
+		{"Namespaces", testNamespaces},
+		{"NamespacesNeverCross", testNamespacesNeverCross},
+		{"CommitNamespace", testCommitNamespace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -61,15 +64,28 @@ var (
 	ctx  = context.Background()
 )
 
-const source = "tenant-a/bucket-1"
+// Ledger reasons as the ingest engine writes them; to a store they are opaque text, and
+// this package imports nothing but the store contract.
+const (
+	reasonIngested          = "Ingested"
+	reasonInvalidRecords    = "InvalidRecords"
+	reasonQuotaExceeded     = "QuotaExceeded"
+	reasonUnsupportedFormat = "UnsupportedFormat"
+)
+
+// namespace owns source, the S3Source most tests commit as.
+const (
+	namespace = "tenant-a"
+	source    = namespace + "/bucket-1"
+)
 
 // Conv builds a conversation whose content (and so hash) depends on agent, id, activity
 // time and body, as a real record's does; its origin is set by File.
-func Conv(agent, id string, at time.Time, body string) ingest.Conversation {
+func Conv(agent, id string, at time.Time, body string) store.Conversation {
 	raw := fmt.Sprintf(`{"conversation_id":%q,"agent_id":%q,"timestamp":%q,"messages":[],"body":%q}`,
 		id, agent, at.UTC().Format(time.RFC3339Nano), body)
 	sum := sha256.Sum256([]byte(raw))
-	return ingest.Conversation{
+	return store.Conversation{
 		AgentID: agent, ConversationID: id, ActivityTime: at,
 		ContentHash: hex.EncodeToString(sum[:]), Raw: []byte(raw),
 	}
@@ -77,31 +93,34 @@ func Conv(agent, id string, at time.Time, body string) ingest.Conversation {
 
 // Commit is one file's commit and the records its stream yields, which tests read back.
 type Commit struct {
-	ingest.FileCommit
-	Convs []ingest.Conversation
+	store.FileCommit
+	Convs []store.Conversation
 }
 
-// File builds the commit of one ingested object holding convs at positions 0..n-1. Its
-// stream yields Convs (changes to them included) and can be consumed again.
-func File(src, key string, lastModified time.Time, convs ...ingest.Conversation) Commit {
-	out := make([]ingest.Conversation, len(convs))
+// File builds the commit of one ingested object of src ("namespace/name") holding convs
+// at positions 0..n-1, in src's namespace. Its stream yields Convs (changes to them
+// included) and can be consumed again.
+func File(src, key string, lastModified time.Time, convs ...store.Conversation) Commit {
+	ns, _, _ := strings.Cut(src, "/")
+	out := make([]store.Conversation, len(convs))
 	var size int64
 	for i, c := range convs {
-		c.Source, c.ObjectKey, c.ObjectLastModified, c.Position = src, key, lastModified, int64(i)
+		c.Namespace, c.Source, c.ObjectKey, c.ObjectLastModified, c.Position = ns, src, key, lastModified, int64(i)
 		out[i] = c
 		size += int64(len(c.Raw))
 	}
-	return Commit{FileCommit: ingest.FileCommit{
-		File: ingest.FileRecord{
+	return Commit{FileCommit: store.FileCommit{
+		Namespace: ns,
+		File: store.FileRecord{
 			Source: src, Key: key, ETag: "etag-" + key, Size: size, LastModified: lastModified,
-			State: ingest.FileIngested, Reason: ingest.ReasonIngested,
-			Counts: ingest.RecordCounts{Valid: int64(len(convs))}, Bytes: size,
+			State: store.FileIngested, Reason: reasonIngested,
+			Counts: store.RecordCounts{Valid: int64(len(convs))}, Bytes: size,
 		},
-		Conversations: ingest.StreamOf(out...),
+		Conversations: store.StreamOf(out...),
 	}, Convs: out}
 }
 
-func commit(t testing.TB, s ingest.Store, c Commit) ingest.RecordCounts {
+func commit(t testing.TB, s store.Store, c Commit) store.RecordCounts {
 	t.Helper()
 	got, err := s.CommitFile(ctx, c.FileCommit)
 	if err != nil {
@@ -112,8 +131,8 @@ func commit(t testing.TB, s ingest.Store, c Commit) ingest.RecordCounts {
 
 // normalize makes stored and expected conversations comparable: times in UTC without
 // a monotonic reading.
-func normalize(cs []ingest.Conversation) []ingest.Conversation {
-	out := make([]ingest.Conversation, len(cs))
+func normalize(cs []store.Conversation) []store.Conversation {
+	out := make([]store.Conversation, len(cs))
 	for i, c := range cs {
 		c.ActivityTime = c.ActivityTime.UTC().Round(0)
 		c.ObjectLastModified = c.ObjectLastModified.UTC().Round(0)
@@ -122,7 +141,7 @@ func normalize(cs []ingest.Conversation) []ingest.Conversation {
 	return out
 }
 
-func dump(t testing.TB, s ingest.Store) []ingest.Conversation {
+func dump(t testing.TB, s store.Store) []store.Conversation {
 	t.Helper()
 	d, ok := s.(Dumper)
 	if !ok {
@@ -135,13 +154,13 @@ func dump(t testing.TB, s ingest.Store) []ingest.Conversation {
 	return normalize(cs)
 }
 
-func describe(c ingest.Conversation) string {
-	return fmt.Sprintf("%s/%s at=%s key=%s lm=%s pos=%d src=%s hash=%.8s raw=%s", c.AgentID, c.ConversationID,
+func describe(c store.Conversation) string {
+	return fmt.Sprintf("%s/%s/%s at=%s key=%s lm=%s pos=%d src=%s hash=%.8s raw=%s", c.Namespace, c.AgentID, c.ConversationID,
 		c.ActivityTime.Format(time.RFC3339Nano), c.ObjectKey, c.ObjectLastModified.Format(time.RFC3339Nano),
 		c.Position, c.Source, c.ContentHash, c.Raw)
 }
 
-func assertConversations(t testing.TB, got, want []ingest.Conversation) {
+func assertConversations(t testing.TB, got, want []store.Conversation) {
 	t.Helper()
 	got, want = normalize(got), normalize(want)
 	if reflect.DeepEqual(got, want) {
@@ -166,23 +185,27 @@ func assertConversations(t testing.TB, got, want []ingest.Conversation) {
 }
 
 // Expected returns what a store must hold after committing files in any order: per
-// identity, the greatest record under ingest.Newer, sorted by identity.
-func Expected(files []Commit) []ingest.Conversation {
-	type key struct{ a, c string }
-	best := map[key]ingest.Conversation{}
+// identity (namespace, agent_id, conversation_id), the greatest record under
+// store.Newer, sorted by identity.
+func Expected(files []Commit) []store.Conversation {
+	type key struct{ ns, a, c string }
+	best := map[key]store.Conversation{}
 	for _, f := range files {
 		for _, c := range f.Convs {
-			k := key{c.AgentID, c.ConversationID}
-			if cur, ok := best[k]; !ok || ingest.Newer(&c, &cur) {
+			k := key{c.Namespace, c.AgentID, c.ConversationID}
+			if cur, ok := best[k]; !ok || store.Newer(&c, &cur) {
 				best[k] = c
 			}
 		}
 	}
-	out := make([]ingest.Conversation, 0, len(best))
+	out := make([]store.Conversation, 0, len(best))
 	for _, c := range best {
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
 		if out[i].AgentID != out[j].AgentID {
 			return out[i].AgentID < out[j].AgentID
 		}
@@ -191,11 +214,11 @@ func Expected(files []Commit) []ingest.Conversation {
 	return out
 }
 
-func counts(n, u, un int64) ingest.RecordCounts {
-	return ingest.RecordCounts{New: n, Updated: u, Unchanged: un}
+func counts(n, u, un int64) store.RecordCounts {
+	return store.RecordCounts{New: n, Updated: u, Unchanged: un}
 }
 
-func testCommitRules(t *testing.T, s ingest.Store) {
+func testCommitRules(t *testing.T, s store.Store) {
 	lm := day0.Add(time.Hour)
 	a := Conv("agent-1", "c1", day0, "v1")
 	later := Conv("agent-1", "c1", day0.Add(time.Minute), "v2")
@@ -205,7 +228,7 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 	steps := []struct {
 		name string
 		file Commit
-		want ingest.RecordCounts
+		want store.RecordCounts
 		// stored is what the store must hold for agent-1/c1 afterwards.
 		stored Commit
 	}{
@@ -235,11 +258,11 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 		if got != want {
 			t.Errorf("%s: counts = %+v, want %+v", st.name, got, want)
 		}
-		c, ok, err := s.GetConversation(ctx, "agent-1", "c1")
+		c, ok, err := s.GetConversation(ctx, namespace, "agent-1", "c1")
 		if err != nil || !ok {
 			t.Fatalf("%s: GetConversation = %v, %v", st.name, ok, err)
 		}
-		assertConversations(t, []ingest.Conversation{c}, st.stored.Convs)
+		assertConversations(t, []store.Conversation{c}, st.stored.Convs)
 		f, ok, err := s.LookupFile(ctx, source, st.file.File.Key)
 		if err != nil || !ok {
 			t.Fatalf("%s: LookupFile = %v, %v", st.name, ok, err)
@@ -248,58 +271,58 @@ func testCommitRules(t *testing.T, s ingest.Store) {
 			t.Errorf("%s: ledger counts = %+v, want %+v", st.name, f.Counts, want)
 		}
 	}
-	if _, ok, err := s.GetConversation(ctx, "agent-1", "nope"); ok || err != nil {
+	if _, ok, err := s.GetConversation(ctx, namespace, "agent-1", "nope"); ok || err != nil {
 		t.Errorf("GetConversation(missing) = %v, %v; want false, nil", ok, err)
 	}
 }
 
-func testDuplicatesInOneFile(t *testing.T, s ingest.Store) {
+func testDuplicatesInOneFile(t *testing.T, s store.Store) {
 	old := Conv("agent-1", "c1", day0, "old")
 	newer := Conv("agent-1", "c1", day0.Add(time.Second), "new")
 	f := File(source, "dups.jsonl", day0, old, newer, old, Conv("agent-1", "c2", day0, "x"), newer)
 	got := commit(t, s, f)
 	// Two identities are new; the three other records of c1 are not updates.
-	if want := (ingest.RecordCounts{Valid: 5, New: 2, Unchanged: 3}); got != want {
+	if want := (store.RecordCounts{Valid: 5, New: 2, Unchanged: 3}); got != want {
 		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 	// The newest copy wins; between identical copies the later position does.
-	assertConversations(t, dump(t, s), []ingest.Conversation{f.Convs[4], f.Convs[3]})
+	assertConversations(t, dump(t, s), []store.Conversation{f.Convs[4], f.Convs[3]})
 }
 
 // bigFile is a file of 2*batch+10 distinct conversations (batch is the largest batch a
 // store is expected to use), with versions of agent-1/x spread over its batches.
-func bigFile(key string, lm time.Time, x ...ingest.Conversation) Commit {
+func bigFile(key string, lm time.Time, x ...store.Conversation) Commit {
 	const batch = 256
-	var convs []ingest.Conversation
+	var convs []store.Conversation
 	for i := range 2*batch + 10 {
 		convs = append(convs, Conv("agent-2", fmt.Sprintf("c%04d", i), day0, "filler"))
 	}
 	for i, c := range x {
 		at := i * (batch + 3)
-		convs = append(convs[:at], append([]ingest.Conversation{c}, convs[at:]...)...)
+		convs = append(convs[:at], append([]store.Conversation{c}, convs[at:]...)...)
 	}
 	return File(source, key, lm, convs...)
 }
 
-func testDuplicatesAcrossBatches(t *testing.T, s ingest.Store) {
+func testDuplicatesAcrossBatches(t *testing.T, s store.Store) {
 	v1 := Conv("agent-1", "x", day0, "v1")
 	v2 := Conv("agent-1", "x", day0.Add(time.Second), "v2")
 	f := bigFile("big.jsonl", day0, v1, v2, v1)
 	// A record written by an earlier batch is the stored row a later batch compares with;
 	// the identity still counts once.
 	n := int64(len(f.Convs))
-	if got, want := commit(t, s, f), (ingest.RecordCounts{Valid: n, New: n - 2, Unchanged: 2}); got != want {
+	if got, want := commit(t, s, f), (store.RecordCounts{Valid: n, New: n - 2, Unchanged: 2}); got != want {
 		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 	assertConversations(t, dump(t, s), Expected([]Commit{f}))
 	// The same object again: every record unchanged, nothing moves.
-	if got, want := commit(t, s, f), (ingest.RecordCounts{Valid: n, Unchanged: n}); got != want {
+	if got, want := commit(t, s, f), (store.RecordCounts{Valid: n, Unchanged: n}); got != want {
 		t.Errorf("again: counts = %+v, want %+v", got, want)
 	}
 	// A newer object whose first x is older than the stored v2: Updated once, by v3.
 	v3 := Conv("agent-1", "x", day0.Add(time.Minute), "v3")
 	g := bigFile("big2.jsonl", day0.Add(time.Hour), v1, v3, v2)
-	if got, want := commit(t, s, g), (ingest.RecordCounts{Valid: n, Updated: 1, Unchanged: n - 1}); got != want {
+	if got, want := commit(t, s, g), (store.RecordCounts{Valid: n, Updated: 1, Unchanged: n - 1}); got != want {
 		t.Errorf("newer file: counts = %+v, want %+v", got, want)
 	}
 	assertConversations(t, dump(t, s), Expected([]Commit{f, g}))
@@ -307,8 +330,8 @@ func testDuplicatesAcrossBatches(t *testing.T, s ingest.Store) {
 
 // failAfter streams c's records and then fails, as a file that turns out invalid does.
 func failAfter(c Commit, err error) Commit {
-	c.Conversations = func(yield func(ingest.Conversation) bool) error {
-		if serr := ingest.StreamOf(c.Convs...)(yield); serr != nil {
+	c.Conversations = func(yield func(store.Conversation) bool) error {
+		if serr := store.StreamOf(c.Convs...)(yield); serr != nil {
 			return serr
 		}
 		return err
@@ -316,8 +339,8 @@ func failAfter(c Commit, err error) Commit {
 	return c
 }
 
-func testStreamFailureRollsBack(t *testing.T, s ingest.Store) {
-	res := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 100, Limit: 1000}
+func testStreamFailureRollsBack(t *testing.T, s store.Store) {
+	res := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 100, Limit: 1000}
 	id, err := s.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +350,7 @@ func testStreamFailureRollsBack(t *testing.T, s ingest.Store) {
 	f := failAfter(bigFile("bad.jsonl", day0, Conv("agent-1", "x", day0, "v1")), invalid)
 	f.ReservationID, f.Reservation = id, res
 	completed := false
-	f.Complete = func(*ingest.FileRecord) { completed = true }
+	f.Complete = func(*store.FileRecord) { completed = true }
 	if _, err := s.CommitFile(ctx, f.FileCommit); !errors.Is(err, invalid) {
 		t.Fatalf("CommitFile = %v, want the stream's error", err)
 	}
@@ -337,12 +360,12 @@ func testStreamFailureRollsBack(t *testing.T, s ingest.Store) {
 	assertNothingCommitted(t, s, "failed stream", f.File.Key, res)
 	// The failure is then recorded alone, charging the reservation, as the engine does.
 	row := f.File
-	row.State, row.Reason, row.Counts = ingest.FileFailed, ingest.ReasonInvalidRecords, ingest.RecordCounts{Valid: 600, Invalid: 1}
-	if got := commit(t, s, Commit{FileCommit: ingest.FileCommit{File: row, ReservationID: id, Reservation: res}}); got != row.Counts {
+	row.State, row.Reason, row.Counts = store.FileFailed, reasonInvalidRecords, store.RecordCounts{Valid: 600, Invalid: 1}
+	if got := commit(t, s, Commit{FileCommit: store.FileCommit{File: row, ReservationID: id, Reservation: res}}); got != row.Counts {
 		t.Errorf("ledger-only commit counts = %+v, want %+v", got, row.Counts)
 	}
 	got, ok, err := s.LookupFile(ctx, source, "bad.jsonl")
-	if err != nil || !ok || got.State != ingest.FileFailed || got.Counts != row.Counts {
+	if err != nil || !ok || got.State != store.FileFailed || got.Counts != row.Counts {
 		t.Errorf("ledger row = %+v, %v, %v; want failed with %+v", got, ok, err, row.Counts)
 	}
 	assertUsage(t, s, res.Quota, res.Day, 100, map[string]int64{source: 100})
@@ -352,24 +375,24 @@ func testStreamFailureRollsBack(t *testing.T, s ingest.Store) {
 
 }
 
-func testCompleteFillsLedgerRow(t *testing.T, s ingest.Store) {
+func testCompleteFillsLedgerRow(t *testing.T, s store.Store) {
 	f := File(source, "late.json", day0, Conv("agent-1", "c1", day0, "x"), Conv("agent-1", "c1", day0, "x"))
-	f.File.State, f.File.Reason, f.File.Counts = "", "", ingest.RecordCounts{}
-	f.Complete = func(r *ingest.FileRecord) {
-		r.State, r.Reason, r.Message = ingest.FileIngested, ingest.ReasonIngested, "late.json: 2 valid records"
+	f.File.State, f.File.Reason, f.File.Counts = "", "", store.RecordCounts{}
+	f.Complete = func(r *store.FileRecord) {
+		r.State, r.Reason, r.Message = store.FileIngested, reasonIngested, "late.json: 2 valid records"
 		r.Counts.Valid, r.Counts.Invalid, r.Bytes = 2, 1, 321
 	}
-	want := ingest.RecordCounts{Valid: 2, Invalid: 1, New: 1, Unchanged: 1}
+	want := store.RecordCounts{Valid: 2, Invalid: 1, New: 1, Unchanged: 1}
 	if got := commit(t, s, f); got != want {
 		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 	got, ok, err := s.LookupFile(ctx, source, "late.json")
-	if err != nil || !ok || got.State != ingest.FileIngested || got.Message != "late.json: 2 valid records" || got.Bytes != 321 || got.Counts != want {
+	if err != nil || !ok || got.State != store.FileIngested || got.Message != "late.json: 2 valid records" || got.Bytes != 321 || got.Counts != want {
 		t.Errorf("ledger row = %+v, %v, %v", got, ok, err)
 	}
 }
 
-func testExactRoundTrip(t *testing.T, s ingest.Store) {
+func testExactRoundTrip(t *testing.T, s store.Store) {
 	// Nanoseconds, a non-UTC zone, unicode and JSON escapes must all come back exactly:
 	// the stored row takes part in later comparisons.
 	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
@@ -378,11 +401,11 @@ func testExactRoundTrip(t *testing.T, s ingest.Store) {
 	c.Raw = []byte(`{"z":1,"a":[1,2,{"b":null}],"z":2,"s":"\u00e9\n"}`) // key order and duplicates kept
 	f := File("ns/src", "dir/x.json", time.Date(2025, 1, 16, 1, 2, 3, 999999999, zone), c)
 	commit(t, s, f)
-	got, ok, err := s.GetConversation(ctx, c.AgentID, c.ConversationID)
+	got, ok, err := s.GetConversation(ctx, "ns", c.AgentID, c.ConversationID)
 	if err != nil || !ok {
 		t.Fatalf("GetConversation = %v, %v", ok, err)
 	}
-	assertConversations(t, []ingest.Conversation{got}, f.Convs)
+	assertConversations(t, []store.Conversation{got}, f.Convs)
 
 	// One nanosecond later activity still replaces.
 	c2 := Conv(c.AgentID, c.ConversationID, at.Add(time.Nanosecond), "x")
@@ -396,18 +419,18 @@ func testExactRoundTrip(t *testing.T, s ingest.Store) {
 	}
 }
 
-func testAtomicity(t *testing.T, s ingest.Store) {
+func testAtomicity(t *testing.T, s store.Store) {
 	limit := int64(1 << 20)
-	res := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 100, Limit: limit}
+	res := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 100, Limit: limit}
 	id, err := s.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := []ingest.Conversation{Conv("agent-1", "c1", day0, "a"), Conv("agent-1", "c2", day0, "b")}
+	good := []store.Conversation{Conv("agent-1", "c1", day0, "a"), Conv("agent-1", "c2", day0, "b")}
 	bad := map[string]Commit{
 		// A record violating a constraint after others were written in the transaction.
 		"empty agent id": File(source, "bad1.json", day0, append(good, Conv("", "c3", day0, "c"))...),
-		"invalid raw JSON": File(source, "bad2.json", day0, append(good, func() ingest.Conversation {
+		"invalid raw JSON": File(source, "bad2.json", day0, append(good, func() store.Conversation {
 			c := Conv("agent-1", "c3", day0, "c")
 			c.Raw = []byte(`{"unterminated":`)
 			return c
@@ -444,12 +467,12 @@ func testAtomicity(t *testing.T, s ingest.Store) {
 	commit(t, s, f)
 	assertUsage(t, s, res.Quota, res.Day, 100, map[string]int64{source: 100})
 	// It is gone now, so a second reservation of the whole limit fits.
-	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: res.Quota, Day: res.Day, Source: source, Bytes: limit - 100, Limit: limit}); err != nil {
+	if _, err := s.Reserve(ctx, store.Reservation{Quota: res.Quota, Day: res.Day, Source: source, Bytes: limit - 100, Limit: limit}); err != nil {
 		t.Errorf("Reserve after charge: %v", err)
 	}
 }
 
-func assertNothingCommitted(t *testing.T, s ingest.Store, name, key string, res ingest.Reservation) {
+func assertNothingCommitted(t *testing.T, s store.Store, name, key string, res store.Reservation) {
 	t.Helper()
 	if d := dump(t, s); len(d) != 0 {
 		t.Errorf("%s: %d conversations stored after a failed commit", name, len(d))
@@ -460,7 +483,7 @@ func assertNothingCommitted(t *testing.T, s ingest.Store, name, key string, res 
 	assertUsage(t, s, res.Quota, res.Day, 0, map[string]int64{})
 }
 
-func assertUsage(t testing.TB, s ingest.Store, quota, day string, total int64, per map[string]int64) {
+func assertUsage(t testing.TB, s store.Store, quota, day string, total int64, per map[string]int64) {
 	t.Helper()
 	gotTotal, gotPer, err := s.Usage(ctx, quota, day)
 	if err != nil {
@@ -472,13 +495,16 @@ func assertUsage(t testing.TB, s ingest.Store, quota, day string, total int64, p
 }
 
 // orderFiles is a set of overlapping files: few identities, few distinct times and
-// last-modified values, so every tie-break of ingest.Newer is exercised, and identical
+// last-modified values, so every tie-break of store.Newer is exercised, and identical
 // content appears in several objects.
-func orderFiles() []Commit {
+func orderFiles() []Commit { return orderFilesOf(source) }
+
+// orderFilesOf is orderFiles with file f committed by sources[f%len(sources)].
+func orderFilesOf(sources ...string) []Commit {
 	rng := rand.New(rand.NewSource(42))
 	var files []Commit
 	for f := 0; f < 8; f++ {
-		var convs []ingest.Conversation
+		var convs []store.Conversation
 		for i := 0; i < 12; i++ {
 			agent := fmt.Sprintf("agent-%d", rng.Intn(2))
 			id := fmt.Sprintf("c%02d", rng.Intn(10))
@@ -486,12 +512,12 @@ func orderFiles() []Commit {
 			convs = append(convs, Conv(agent, id, at, fmt.Sprintf("body-%d", rng.Intn(2))))
 		}
 		lm := day0.Add(time.Duration(rng.Intn(3)) * time.Hour)
-		files = append(files, File(source, fmt.Sprintf("k/%d.json", rng.Intn(5)*10+f), lm, convs...))
+		files = append(files, File(sources[f%len(sources)], fmt.Sprintf("k/%d.json", rng.Intn(5)*10+f), lm, convs...))
 	}
 	return files
 }
 
-func testOrderIndependence(t *testing.T, open func(t *testing.T) ingest.Store) {
+func testOrderIndependence(t *testing.T, open func(t *testing.T) store.Store) {
 	files := orderFiles()
 	want := Expected(files)
 	for seed := int64(1); seed <= 10; seed++ {
@@ -507,9 +533,20 @@ func testOrderIndependence(t *testing.T, open func(t *testing.T) ingest.Store) {
 }
 
 // ConcurrentCommits commits overlapping files from one goroutine each, alternating
-// between stores a and b, and checks the result is the ingest.Newer-maximum.
-func ConcurrentCommits(t *testing.T, a, b ingest.Store) {
-	files := orderFiles()
+// between stores a and b, and checks the result is the store.Newer-maximum: first all in
+// one namespace, then spread over three, whose commits may overlap and must each still
+// converge within their namespace.
+func ConcurrentCommits(t *testing.T, a, b store.Store) {
+	first := orderFiles()
+	concurrentCommits(t, a, b, first)
+	assertConversations(t, dump(t, a), Expected(first))
+	spread := orderFilesOf("tenant-x/s", "tenant-y/s", "tenant-z/s")
+	concurrentCommits(t, a, b, spread)
+	assertConversations(t, dump(t, a), Expected(append(first, spread...)))
+}
+
+func concurrentCommits(t *testing.T, a, b store.Store, files []Commit) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(files))
 	for i, f := range files {
@@ -530,12 +567,11 @@ func ConcurrentCommits(t *testing.T, a, b ingest.Store) {
 	for err := range errs {
 		t.Fatalf("concurrent CommitFile: %v", err)
 	}
-	assertConversations(t, dump(t, a), Expected(files))
 }
 
 // testLookupFiles: one call answers a listed page, across the chunks a backend may split
 // it into, and only for the asked source.
-func testLookupFiles(t *testing.T, s ingest.Store) {
+func testLookupFiles(t *testing.T, s store.Store) {
 	const n = 1234
 	keys := make([]string, 0, n+2)
 	for i := range n {
@@ -544,11 +580,11 @@ func testLookupFiles(t *testing.T, s ingest.Store) {
 		if i%3 == 0 {
 			continue // every third key has no row
 		}
-		if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: key, ETag: fmt.Sprint(i), Size: int64(i), State: ingest.FileIngested}); err != nil {
+		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: key, ETag: fmt.Sprint(i), Size: int64(i), State: store.FileIngested}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.RecordFile(ctx, ingest.FileRecord{Source: "other/src", Key: "page/00000.json", ETag: "x", State: ingest.FileFailed}); err != nil {
+	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "page/00000.json", ETag: "x", State: store.FileFailed}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.LookupFiles(ctx, source, keys)
@@ -572,14 +608,14 @@ func testLookupFiles(t *testing.T, s ingest.Store) {
 	}
 }
 
-func testLedger(t *testing.T, s ingest.Store) {
+func testLedger(t *testing.T, s store.Store) {
 	if _, ok, err := s.LookupFile(ctx, source, "missing.json"); ok || err != nil {
 		t.Fatalf("LookupFile(missing) = %v, %v; want false, nil", ok, err)
 	}
 	first := time.Date(2025, 1, 15, 8, 0, 0, 0, time.UTC)
-	rec := ingest.FileRecord{
+	rec := store.FileRecord{
 		Source: source, Key: "big.zip", ETag: `"e1"`, Size: 42, LastModified: first.Add(-time.Hour),
-		State: ingest.FileDeferred, Reason: ingest.ReasonQuotaExceeded, Message: "quota ns/q full for 2025-01-15",
+		State: store.FileDeferred, Reason: reasonQuotaExceeded, Message: "quota ns/q full for 2025-01-15",
 		FirstSeen: first, UpdatedAt: first,
 	}
 	if err := s.RecordFile(ctx, rec); err != nil {
@@ -603,15 +639,15 @@ func testLedger(t *testing.T, s ingest.Store) {
 		t.Fatal(err)
 	}
 	want = f.File
-	want.Counts = ingest.RecordCounts{Valid: 1, Invalid: 3, New: 1}
+	want.Counts = store.RecordCounts{Valid: 1, Invalid: 3, New: 1}
 	want.Attempts = 2
 	want.FirstSeen = first
 	assertFile(t, got, want)
 
 	// A zero FirstSeen/UpdatedAt means now.
 	before := time.Now().Add(-time.Second)
-	if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: "now.json", State: ingest.FileIgnored,
-		Reason: ingest.ReasonUnsupportedFormat, Message: `unsupported extension ".csv"`}); err != nil {
+	if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: "now.json", State: store.FileIgnored,
+		Reason: reasonUnsupportedFormat, Message: `unsupported extension ".csv"`}); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err = s.LookupFile(ctx, source, "now.json")
@@ -623,19 +659,19 @@ func testLedger(t *testing.T, s ingest.Store) {
 	}
 
 	// A file without conversations still gets its ledger row.
-	if got := commit(t, s, File(source, "empty.jsonl", day0)); got != (ingest.RecordCounts{}) {
+	if got := commit(t, s, File(source, "empty.jsonl", day0)); got != (store.RecordCounts{}) {
 		t.Errorf("empty commit counts = %+v, want zero", got)
 	}
 	if _, ok, err := s.LookupFile(ctx, source, "empty.jsonl"); !ok || err != nil {
 		t.Errorf("LookupFile(empty.jsonl) = %v, %v; want the row", ok, err)
 	}
 
-	if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: "x", State: "bogus"}); err == nil {
+	if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: "x", State: "bogus"}); err == nil {
 		t.Errorf("RecordFile with state %q succeeded, want an error", "bogus")
 	}
 }
 
-func assertFile(t testing.TB, got, want ingest.FileRecord) {
+func assertFile(t testing.TB, got, want store.FileRecord) {
 	t.Helper()
 	for _, p := range []*time.Time{&got.LastModified, &got.FirstSeen, &got.UpdatedAt, &want.LastModified, &want.FirstSeen, &want.UpdatedAt} {
 		*p = p.UTC().Round(0)
@@ -645,27 +681,27 @@ func assertFile(t testing.TB, got, want ingest.FileRecord) {
 	}
 }
 
-func testListFiles(t *testing.T, s ingest.Store) {
-	states := []ingest.FileState{ingest.FileIngested, ingest.FileFailed, ingest.FileIngested, ingest.FileDeferred, ingest.FileIgnored, ingest.FileIngested}
+func testListFiles(t *testing.T, s store.Store) {
+	states := []store.FileState{store.FileIngested, store.FileFailed, store.FileIngested, store.FileDeferred, store.FileIgnored, store.FileIngested}
 	for i, st := range states {
-		rec := ingest.FileRecord{Source: source, Key: fmt.Sprintf("f%d", i), State: st, UpdatedAt: day0.Add(time.Duration(i) * time.Minute), FirstSeen: day0}
+		rec := store.FileRecord{Source: source, Key: fmt.Sprintf("f%d", i), State: st, UpdatedAt: day0.Add(time.Duration(i) * time.Minute), FirstSeen: day0}
 		if err := s.RecordFile(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.RecordFile(ctx, ingest.FileRecord{Source: "other/src", Key: "f9", State: ingest.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
+	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "f9", State: store.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		state ingest.FileState
+		state store.FileState
 		limit int
 		want  []string
 	}{
-		{ingest.FileIngested, 0, []string{"f5", "f2", "f0"}},
-		{ingest.FileIngested, 2, []string{"f5", "f2"}},
-		{ingest.FileFailed, 0, []string{"f1"}},
-		{ingest.FileDeferred, 10, []string{"f3"}},
-		{ingest.FileIgnored, 0, []string{"f4"}},
+		{store.FileIngested, 0, []string{"f5", "f2", "f0"}},
+		{store.FileIngested, 2, []string{"f5", "f2"}},
+		{store.FileFailed, 0, []string{"f1"}},
+		{store.FileDeferred, 10, []string{"f3"}},
+		{store.FileIgnored, 0, []string{"f4"}},
 		{"", 0, []string{"f5", "f4", "f3", "f2", "f1", "f0"}},
 		{"", 4, []string{"f5", "f4", "f3", "f2"}},
 	}
@@ -687,10 +723,10 @@ func testListFiles(t *testing.T, s ingest.Store) {
 	}
 }
 
-func testDeleteSource(t *testing.T, s ingest.Store) {
+func testDeleteSource(t *testing.T, s store.Store) {
 	f := File(source, "a.json", day0, Conv("agent-1", "c1", day0, "x"))
 	other := File("other/src", "a.json", day0, Conv("agent-1", "c2", day0, "y"))
-	res := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 10, Limit: 40}
+	res := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 10, Limit: 40}
 	id, err := s.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
@@ -716,7 +752,7 @@ func testDeleteSource(t *testing.T, s ingest.Store) {
 	if _, ok, _ := s.LookupFile(ctx, "other/src", "a.json"); !ok {
 		t.Error("ledger row of another source was deleted")
 	}
-	assertConversations(t, dump(t, s), append(f.Convs, other.Convs...))
+	assertConversations(t, dump(t, s), Expected([]Commit{f, other}))
 	// Charged usage stays; of the reservations only other/src's 10 bytes are still held.
 	assertUsage(t, s, res.Quota, res.Day, 10, map[string]int64{source: 10})
 	res.Bytes = 20
@@ -724,12 +760,12 @@ func testDeleteSource(t *testing.T, s ingest.Store) {
 		t.Errorf("Reserve 20 of 40 with 10 used and 10 held: %v", err)
 	}
 	res.Bytes = 1
-	if _, err := s.Reserve(ctx, res); !errors.Is(err, ingest.ErrQuotaExceeded) {
+	if _, err := s.Reserve(ctx, res); !errors.Is(err, store.ErrQuotaExceeded) {
 		t.Errorf("Reserve 1 of 40 with 10 used and 30 held = %v, want ErrQuotaExceeded", err)
 	}
 }
 
-func testPruneFiles(t *testing.T, s ingest.Store) {
+func testPruneFiles(t *testing.T, s store.Store) {
 	cutoff := day0.Add(time.Hour)
 	rows := []struct {
 		key     string
@@ -742,11 +778,11 @@ func testPruneFiles(t *testing.T, s ingest.Store) {
 		{"gone-old-2", day0.Add(-24 * time.Hour)}, // pruned
 	}
 	for _, r := range rows {
-		if err := s.RecordFile(ctx, ingest.FileRecord{Source: source, Key: r.key, State: ingest.FileIngested, UpdatedAt: r.updated, FirstSeen: day0}); err != nil {
+		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: r.key, State: store.FileIngested, UpdatedAt: r.updated, FirstSeen: day0}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.RecordFile(ctx, ingest.FileRecord{Source: "other/src", Key: "gone-old", State: ingest.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
+	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "gone-old", State: store.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.PruneFiles(ctx, source, map[string]struct{}{"kept-old": {}}, cutoff)
@@ -773,8 +809,8 @@ func testPruneFiles(t *testing.T, s ingest.Store) {
 	}
 }
 
-func testReserve(t *testing.T, s ingest.Store) {
-	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 40, Limit: 100}
+func testReserve(t *testing.T, s store.Store) {
+	r := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 40, Limit: 100}
 	id1, err := s.Reserve(ctx, r)
 	if err != nil {
 		t.Fatal(err)
@@ -787,7 +823,7 @@ func testReserve(t *testing.T, s ingest.Store) {
 		t.Fatalf("reservation ids %d, %d: want distinct and non-zero", id1, id2)
 	}
 	_, err = s.Reserve(ctx, r)
-	if !errors.Is(err, ingest.ErrQuotaExceeded) {
+	if !errors.Is(err, store.ErrQuotaExceeded) {
 		t.Fatalf("third Reserve of 40/100 = %v, want ErrQuotaExceeded", err)
 	}
 	if !strings.Contains(err.Error(), "ns/q") {
@@ -799,10 +835,10 @@ func testReserve(t *testing.T, s ingest.Store) {
 		t.Errorf("Reserve up to exactly the limit: %v", err)
 	}
 	// Another day and another quota are independent.
-	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: "ns/q", Day: "2025-01-16", Bytes: 100, Limit: 100}); err != nil {
+	if _, err := s.Reserve(ctx, store.Reservation{Quota: "ns/q", Day: "2025-01-16", Bytes: 100, Limit: 100}); err != nil {
 		t.Errorf("Reserve on another day: %v", err)
 	}
-	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: "ns/q2", Day: "2025-01-15", Bytes: 100, Limit: 100}); err != nil {
+	if _, err := s.Reserve(ctx, store.Reservation{Quota: "ns/q2", Day: "2025-01-15", Bytes: 100, Limit: 100}); err != nil {
 		t.Errorf("Reserve on another quota: %v", err)
 	}
 	// Release frees the bytes without charging them; releasing twice is harmless.
@@ -817,16 +853,16 @@ func testReserve(t *testing.T, s ingest.Store) {
 		t.Errorf("Reserve after Release: %v", err)
 	}
 	assertUsage(t, s, "ns/q", "2025-01-15", 0, map[string]int64{})
-	if _, err := s.Reserve(ctx, ingest.Reservation{Quota: "ns/q", Day: "x", Bytes: -1, Limit: 100}); err == nil {
+	if _, err := s.Reserve(ctx, store.Reservation{Quota: "ns/q", Day: "x", Bytes: -1, Limit: 100}); err == nil {
 		t.Error("Reserve of negative bytes succeeded")
 	}
 }
 
 // ReserveConcurrent reserves from 32 goroutines, alternating between stores a and b (two
 // pools on one database, or the same store twice): exactly floor(limit/size) succeed.
-func ReserveConcurrent(t *testing.T, a, b ingest.Store) {
+func ReserveConcurrent(t *testing.T, a, b store.Store) {
 	const workers, size, limit = 32, 64, 1000
-	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: size, Limit: limit}
+	r := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: size, Limit: limit}
 	var granted, exceeded int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -845,7 +881,7 @@ func ReserveConcurrent(t *testing.T, a, b ingest.Store) {
 			switch {
 			case err == nil:
 				granted++
-			case errors.Is(err, ingest.ErrQuotaExceeded):
+			case errors.Is(err, store.ErrQuotaExceeded):
 				exceeded++
 			default:
 				errs <- err
@@ -862,8 +898,8 @@ func ReserveConcurrent(t *testing.T, a, b ingest.Store) {
 	}
 }
 
-func testCharge(t *testing.T, s ingest.Store) {
-	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 30, Limit: 100}
+func testCharge(t *testing.T, s store.Store) {
+	r := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 30, Limit: 100}
 	id, err := s.Reserve(ctx, r)
 	if err != nil {
 		t.Fatal(err)
@@ -898,19 +934,19 @@ func testCharge(t *testing.T, s ingest.Store) {
 	assertUsage(t, s, "ns/q", "2025-01-15", 80, map[string]int64{source: 30, "other/src": 50})
 	assertUsage(t, s, "ns/q", "2025-01-16", 0, map[string]int64{})
 	// Used bytes count against the limit: 80 used + 30 > 100.
-	if _, err := s.Reserve(ctx, r); !errors.Is(err, ingest.ErrQuotaExceeded) {
+	if _, err := s.Reserve(ctx, r); !errors.Is(err, store.ErrQuotaExceeded) {
 		t.Errorf("Reserve beyond used bytes = %v, want ErrQuotaExceeded", err)
 	}
 }
 
-func testReleaseAll(t *testing.T, s ingest.Store) {
-	r := ingest.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 50, Limit: 100}
+func testReleaseAll(t *testing.T, s store.Store) {
+	r := store.Reservation{Quota: "ns/q", Day: "2025-01-15", Source: source, Bytes: 50, Limit: 100}
 	for i := 0; i < 2; i++ {
 		if _, err := s.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Reserve(ctx, r); !errors.Is(err, ingest.ErrQuotaExceeded) {
+	if _, err := s.Reserve(ctx, r); !errors.Is(err, store.ErrQuotaExceeded) {
 		t.Fatalf("Reserve over the limit = %v, want ErrQuotaExceeded", err)
 	}
 	if err := s.ReleaseAll(ctx); err != nil {
@@ -924,22 +960,22 @@ func testReleaseAll(t *testing.T, s ingest.Store) {
 	assertUsage(t, s, "ns/q", "2025-01-15", 0, map[string]int64{})
 }
 
-func testListConversations(t *testing.T, s ingest.Store) {
-	var convs []ingest.Conversation
+func testListConversations(t *testing.T, s store.Store) {
+	var convs []store.Conversation
 	for _, id := range []string{"c10", "c02", "C1", "c1", "b"} {
 		convs = append(convs, Conv("agent-1", id, day0, "x"))
 	}
 	convs = append(convs, Conv("agent-2", "a", day0, "x"))
 	f := File(source, "a.json", day0, convs...)
 	commit(t, s, f)
-	ids := func(cs []ingest.Conversation) []string {
+	ids := func(cs []store.Conversation) []string {
 		out := []string{}
 		for _, c := range cs {
 			out = append(out, c.ConversationID)
 		}
 		return out
 	}
-	got, err := s.ListConversations(ctx, "agent-1", 0)
+	got, err := s.ListConversations(ctx, namespace, "agent-1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -947,21 +983,21 @@ func testListConversations(t *testing.T, s ingest.Store) {
 	if want := []string{"C1", "b", "c02", "c1", "c10"}; !reflect.DeepEqual(ids(got), want) {
 		t.Errorf("ListConversations = %v, want %v", ids(got), want)
 	}
-	byID := map[string]ingest.Conversation{}
+	byID := map[string]store.Conversation{}
 	for _, c := range f.Convs {
 		byID[c.AgentID+"/"+c.ConversationID] = c
 	}
 	for _, c := range got {
-		assertConversations(t, []ingest.Conversation{c}, []ingest.Conversation{byID[c.AgentID+"/"+c.ConversationID]})
+		assertConversations(t, []store.Conversation{c}, []store.Conversation{byID[c.AgentID+"/"+c.ConversationID]})
 	}
-	got, err = s.ListConversations(ctx, "agent-1", 2)
+	got, err = s.ListConversations(ctx, namespace, "agent-1", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"C1", "b"}; !reflect.DeepEqual(ids(got), want) {
 		t.Errorf("ListConversations(limit 2) = %v, want %v", ids(got), want)
 	}
-	if got, err := s.ListConversations(ctx, "nobody", 0); err != nil || len(got) != 0 {
+	if got, err := s.ListConversations(ctx, namespace, "nobody", 0); err != nil || len(got) != 0 {
 		t.Errorf("ListConversations(nobody) = %v, %v", got, err)
 	}
 }

@@ -4,20 +4,20 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // Tx is one backend transaction as CommitFile needs it.
 type Tx interface {
 	// Stored returns the ordering fields, origin and ContentHash of the stored rows among
 	// keys, rows written earlier in this transaction included.
-	Stored(ctx context.Context, keys []Key) (map[Key]ingest.Conversation, error)
+	Stored(ctx context.Context, keys []Key) (map[Key]store.Conversation, error)
 	// Write upserts whole rows.
-	Write(ctx context.Context, writes []*ingest.Conversation) error
+	Write(ctx context.Context, writes []*store.Conversation) error
 	// UpsertFile writes the ledger row, counting the attempt and keeping first_seen.
-	UpsertFile(ctx context.Context, f ingest.FileRecord) error
+	UpsertFile(ctx context.Context, f store.FileRecord) error
 	// Charge deletes reservation id and adds its bytes to usage.
-	Charge(ctx context.Context, id int64, fallback *ingest.Reservation) error
+	Charge(ctx context.Context, id int64, fallback *store.Reservation) error
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
 }
@@ -34,7 +34,7 @@ const BatchSize = 256
 // begin runs only when the first batch is full or the stream has ended, so a file of
 // fewer than BatchSize records, or one that fails early, is parsed before the backend's
 // write lock is taken (or without taking it at all).
-func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c ingest.FileCommit) (ingest.RecordCounts, error) {
+func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c store.FileCommit) (store.RecordCounts, error) {
 	var tx Tx
 	committed := false
 	defer func() {
@@ -45,18 +45,18 @@ func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c inge
 	}()
 	counts, err := commit(ctx, begin, &tx, c)
 	if err != nil {
-		return ingest.RecordCounts{}, err
+		return store.RecordCounts{}, err
 	}
 	committed = true // whatever Commit returns, the transaction is over
 	if err := tx.Commit(ctx); err != nil {
-		return ingest.RecordCounts{}, fmt.Errorf("commit: %w", err)
+		return store.RecordCounts{}, fmt.Errorf("commit: %w", err)
 	}
 	return counts, nil
 }
 
-func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *Tx, c ingest.FileCommit) (ingest.RecordCounts, error) {
-	var n ingest.RecordCounts
-	batch := make([]ingest.Conversation, 0, BatchSize)
+func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *Tx, c store.FileCommit) (store.RecordCounts, error) {
+	var n store.RecordCounts
+	batch := make([]store.Conversation, 0, BatchSize)
 	flush := func() error {
 		if *txp == nil {
 			tx, err := begin(ctx)
@@ -82,7 +82,10 @@ func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *T
 	}
 	if c.Conversations != nil {
 		var flushErr error
-		err := c.Conversations(func(conv ingest.Conversation) bool {
+		err := c.Conversations(func(conv store.Conversation) bool {
+			if flushErr = stamp(&conv, c.Namespace); flushErr != nil {
+				return false
+			}
 			batch = append(batch, conv)
 			if len(batch) == BatchSize {
 				flushErr = flush()
@@ -115,17 +118,31 @@ func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *T
 	return f.Counts, nil
 }
 
+// stamp puts conv in the commit's namespace, the only one it may be stored in: a record
+// that names another namespace is refused, not moved.
+func stamp(conv *store.Conversation, namespace string) error {
+	switch {
+	case namespace == "":
+		return fmt.Errorf("conversation %s/%s: the commit names no namespace", conv.AgentID, conv.ConversationID)
+	case conv.Namespace != "" && conv.Namespace != namespace:
+		return fmt.Errorf("conversation %s/%s: namespace %q in a commit of namespace %q",
+			conv.AgentID, conv.ConversationID, conv.Namespace, namespace)
+	}
+	conv.Namespace = namespace
+	return nil
+}
+
 // ChargeTarget picks what a charge adds to usage: the reservation row when it was
 // found, else fallback when it names a quota (a restart's ReleaseAll dropped the row,
 // but the download happened), else an error.
-func ChargeTarget(id int64, row ingest.Reservation, found bool, fallback *ingest.Reservation) (ingest.Reservation, error) {
+func ChargeTarget(id int64, row store.Reservation, found bool, fallback *store.Reservation) (store.Reservation, error) {
 	switch {
 	case found:
 		return row, nil
 	case fallback != nil && fallback.Quota != "":
 		return *fallback, nil
 	default:
-		return ingest.Reservation{}, fmt.Errorf("reservation %d not found", id)
+		return store.Reservation{}, fmt.Errorf("reservation %d not found", id)
 	}
 }
 

@@ -6,22 +6,28 @@ package plan
 import (
 	"sort"
 
-	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
-// Key is a conversation's identity.
+// Key is a conversation's identity: the same agent_id and conversation_id in two
+// namespaces are two conversations.
 type Key struct {
+	Namespace      string
 	AgentID        string
 	ConversationID string
 }
 
 // KeyOf returns c's identity.
-func KeyOf(c *ingest.Conversation) Key {
-	return Key{AgentID: c.AgentID, ConversationID: c.ConversationID}
+func KeyOf(c *store.Conversation) Key {
+	return Key{Namespace: c.Namespace, AgentID: c.AgentID, ConversationID: c.ConversationID}
 }
 
-// Less orders keys by agent_id then conversation_id, bytewise (the stores' order).
+// Less orders keys by namespace, agent_id then conversation_id, bytewise (the stores'
+// order).
 func (k Key) Less(o Key) bool {
+	if k.Namespace != o.Namespace {
+		return k.Namespace < o.Namespace
+	}
 	if k.AgentID != o.AgentID {
 		return k.AgentID < o.AgentID
 	}
@@ -31,13 +37,13 @@ func (k Key) Less(o Key) bool {
 // Plan is the outcome of one commit.
 type Plan struct {
 	// Writes are the rows to upsert, sorted by key.
-	Writes []*ingest.Conversation
+	Writes []*store.Conversation
 	// Counts holds New, Updated and Unchanged.
-	Counts ingest.RecordCounts
+	Counts store.RecordCounts
 }
 
 // Keys returns the distinct identities in convs, sorted.
-func Keys(convs []ingest.Conversation) []Key {
+func Keys(convs []store.Conversation) []Key {
 	seen := make(map[Key]struct{}, len(convs))
 	keys := make([]Key, 0, len(convs))
 	for i := range convs {
@@ -52,13 +58,13 @@ func Keys(convs []ingest.Conversation) []Key {
 }
 
 // Build decides one batch of a commit, record by record in order, with
-// ingest.RecordOutcome against the stored rows of the batch's identities (only the
+// store.RecordOutcome against the stored rows of the batch's identities (only the
 // ordering fields, origin and ContentHash of stored are read) as earlier records of the
 // batch leave them. Writes holds, per identity, the last record written: the rows the
 // batch leaves.
-func Build(convs []ingest.Conversation, stored map[Key]ingest.Conversation) Plan {
+func Build(convs []store.Conversation, stored map[Key]store.Conversation) Plan {
 	var p Plan
-	cur := make(map[Key]*ingest.Conversation, len(convs))
+	cur := make(map[Key]*store.Conversation, len(convs))
 	for i := range convs {
 		c := &convs[i]
 		k := KeyOf(c)
@@ -68,7 +74,7 @@ func Build(convs []ingest.Conversation, stored map[Key]ingest.Conversation) Plan
 				s = &row
 			}
 		}
-		write, o := ingest.RecordOutcome(c, s)
+		write, o := store.RecordOutcome(c, s)
 		p.Counts.Add(o)
 		if write {
 			cur[k] = c
