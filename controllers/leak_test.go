@@ -117,6 +117,8 @@ func TestLeakScanFindsPlanted(t *testing.T) {
 			if err := k8s.SubResource("token").Create(ctx, sa, tr); err != nil {
 				t.Fatal(err)
 			}
+			// The token outlives this test: the suite-end scan looks for it everywhere too.
+			rememberSecret("token of ServiceAccount leak-plant/importer", tr.Status.Token)
 			ev := plantEvent(t, ns, "src.c", "web identity "+tr.Status.Token)
 			return []client.Object{sa, ev}, []string{"event leak-plant/src.c (core/v1) / JWT", "event leak-plant/src.c (events.k8s.io/v1) / JWT"}
 		}},

@@ -20,8 +20,9 @@ import (
 const pageSize = 500
 
 // publicKey matches Secret data keys whose values are not secret: access key IDs (shown
-// on purpose in messages), regions and certificates. Everything else in a Secret counts.
-var publicKey = regexp.MustCompile(`(?i)(access[_-]?key[_-]?id|^accesskey$|region$|(^|\.)crt$|^ca\.pem$)`)
+// on purpose in messages), external IDs and role ARNs (AWS documents neither as secret;
+// status shows the external ID), regions and certificates. Everything else counts.
+var publicKey = regexp.MustCompile(`(?i)(access[_-]?key[_-]?id|^accesskey$|external[_-]?id$|role[_-]?arn$|region$|(^|\.)crt$|^ca\.pem$)`)
 
 // IsPublicKey reports whether a Secret's data key holds a value that is not secret.
 func IsPublicKey(secretType corev1.SecretType, key string) bool {

@@ -2,21 +2,32 @@
 // events, metrics) and writes (logs). Tests and the demo run it after exercising the
 // operator; any finding is a bug.
 //
-// A Scanner looks for three things in named texts:
+// A Scanner looks for two things in named texts:
 //   - known secret values: every value of every Secret in the cluster (see SecretsOf) and
 //     whatever the caller adds (MinIO's root password, the API server's bearer token), as
 //     they are and in their base64 forms;
 //   - signing material by shape: JWTs (service-account and STS web-identity tokens, MinIO
 //     session tokens), presigned-URL query parameters, SigV4 Authorization headers,
-//     bearer tokens and PEM private keys;
+//     bearer tokens and PEM private keys,
 //
 // and reports each hit by the text's name and the kind of secret, never the secret.
 //
-// Access key IDs are not secret (AWS: "access key IDs are not secret"; the operator shows
-// them on purpose, see bucket.StaticCredentials.String), so Secret keys that hold one are
-// not scanned for; neither are regions, certificates and a service-account token Secret's
-// namespace. Values shorter than MinSecretLen bytes cannot be real keys and would match
-// innocent text, so they are skipped too.
+// Access key IDs are not secret (AWS treats only the secret access key and session token
+// as secret; the operator shows the ID on purpose, see bucket.StaticCredentials.String),
+// so Secret keys that hold one are not scanned for; neither are external IDs, role ARNs,
+// regions, certificates and a service-account token Secret's namespace (IsPublicKey).
+// Values shorter than MinSecretLen bytes cannot be real keys and would match innocent
+// text, so they are skipped too.
+//
+// Check does it all for a cluster; a program such as the demo passes an admin's client
+// and what it captured:
+//
+//	r, err := leak.Check(ctx, adminClient, leak.Options{
+//		Known: []leak.Secret{{Name: "MinIO root password", Value: pw}},
+//		Logs:  leak.LogTexts("manager log", managerLog),
+//	})
+//	fmt.Println(r.Summary())
+//	if err == nil { err = r.Err() }
 package leak
 
 import (

@@ -105,6 +105,8 @@ func TestIsPublicKey(t *testing.T) {
 		{corev1.SecretTypeOpaque, "accessKeyID", true},
 		{corev1.SecretTypeOpaque, "accesskey", true},
 		{corev1.SecretTypeOpaque, "AWS_REGION", true},
+		{corev1.SecretTypeOpaque, "externalID", true},
+		{corev1.SecretTypeOpaque, "AWS_ROLE_ARN", true},
 		{corev1.SecretTypeTLS, "tls.crt", true},
 		{corev1.SecretTypeTLS, "ca.crt", true},
 		{corev1.SecretTypeServiceAccountToken, "namespace", true},
