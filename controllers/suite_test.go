@@ -85,7 +85,7 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel()))))
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel())), logCapture.Opts()))
 	var err error
 	if env, err = kube.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -137,7 +137,8 @@ func runSuite(m *testing.M) int {
 			return 1
 		}
 	}
-	metrics = controllers.NewMetrics(prometheus.NewRegistry())
+	suiteRegistry = prometheus.NewRegistry()
+	metrics = controllers.NewMetrics(suiteRegistry)
 	stop, err := startManager(ctx, store, suiteNamespaces, suiteCeilings)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -146,6 +147,10 @@ func runSuite(m *testing.M) int {
 	code := m.Run()
 	stop()
 	stopTenancy()
+	if err := scanForLeaks(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
 	return code
 }
 
