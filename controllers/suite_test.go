@@ -204,10 +204,6 @@ func startManagerWith(ctx context.Context, cfg *rest.Config, st storeapi.Store, 
 		// on Secrets and ServiceAccounts re-check quickly: tests do not wait a minute.
 		Identity: controllers.IdentityOptions{STSEndpoint: s3.Endpoint, ReferenceRecheck: time.Second},
 		NewBucket: func(ctx context.Context, cfg bucket.Config) (bucket.Client, error) {
-			if cfg.Credentials == nil && cfg.WebIdentity == nil {
-				// The default chain: the operator's own identity, a MinIO user here.
-				cfg.Credentials = operatorKeys
-			}
 			counting := counts.of(cfg.Bucket).Wrap
 			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return stsCalls.wrap(cfg.Bucket, counting(rt)) }
 			// Tests make failures fast: one attempt, short backoff.
@@ -254,7 +250,12 @@ func suitePolicy(ctx context.Context) (*bucket.EndpointPolicy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bucket.EndpointPolicy{AllowedEndpoints: allowed, APIServer: apiServer}, nil
+	// The operator's own identity (operatorKeys) may go to the suite's MinIO by address only.
+	operatorID, err := bucket.ParseEndpointPatterns(s3.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return &bucket.EndpointPolicy{AllowedEndpoints: allowed, OperatorIdentityEndpoints: operatorID, APIServer: apiServer}, nil
 }
 
 // portOf is the port of a URL the suite started (MinIO's, the API server's); a rest.Config

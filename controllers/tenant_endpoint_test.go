@@ -26,6 +26,9 @@ func TestTenantEndpointIsRefusedUnlessAllowed(t *testing.T) {
 	const ns = "tenant-endpoint-a"
 	ctx := context.Background()
 	tenant := asTenant(t, ns, "user")
+	// The admin allows this namespace the operator's identity, so what refuses the
+	// operator-identity case below is the endpoint policy, not the namespace selector.
+	labelNamespace(t, ns, v1.OperatorIdentityLabel, "allowed")
 	createBucket(t, "tenant-endpoint")
 	put(t, "tenant-endpoint", "in/a.json", jsonArray(t, conversation("agent-1", "te-1", "2025-01-15T14:30:00Z", "hello")))
 	ak, sk, err := s3.CreateReadOnlyUser("tenant-endpoint", "in/")
@@ -56,7 +59,8 @@ func TestTenantEndpointIsRefusedUnlessAllowed(t *testing.T) {
 		{"loopback-name", "http://localhost:" + minioPort, withKeys, v1.ReasonEndpointNotAllowed, bucket.EndpointNotAllowedMessage, true},
 		{"not-listed-port", "http://localhost:1", withKeys, v1.ReasonEndpointNotAllowed, bucket.EndpointNotAllowedMessage, false},
 		{"not-listed-host", "https://s3.attacker.example", withKeys, v1.ReasonEndpointNotAllowed, bucket.EndpointNotAllowedMessage, false},
-		{"operator-identity", s3.Endpoint, operatorIdentity, v1.ReasonOperatorIdentityEndpointNotAllowed, bucket.OperatorIdentityEndpointNotAllowedMessage, false},
+		// Allowed for sources' own keys, but not for the operator's identity.
+		{"operator-identity", "http://localhost:" + minioPort, operatorIdentity, v1.ReasonOperatorIdentityEndpointNotAllowed, bucket.OperatorIdentityEndpointNotAllowedMessage, false},
 		{"allowed", s3.Endpoint, withKeys, "", "", false},
 	}
 	for _, tt := range tests {

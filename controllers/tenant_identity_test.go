@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,7 +40,9 @@ const (
 )
 
 // operatorKeys stand in for the operator's own identity (the AWS default chain) against
-// MinIO: the suite's NewBucket gives them to every source without credentials of its own.
+// MinIO: they are the process's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, which the
+// default chain reads first, so a source without credentials of its own signs with them
+// and bucket.Config still says "the operator's identity" (Credentials nil).
 // They may read every bucket named identity-op-*, as a principal granted by many bucket
 // policies would.
 var operatorKeys *bucket.StaticCredentials
@@ -53,6 +56,17 @@ func setupOperatorIdentity() error {
 		return fmt.Errorf("creating the operator's MinIO identity: %w", err)
 	}
 	operatorKeys = &bucket.StaticCredentials{AccessKeyID: ak, SecretAccessKey: sk}
+	rememberSecret("the operator's own MinIO secret key", sk)
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": ak, "AWS_SECRET_ACCESS_KEY": sk} {
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	for _, k := range []string{"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"} {
+		if err := os.Unsetenv(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
