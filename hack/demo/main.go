@@ -2,11 +2,18 @@
 // parts only: a local kube-apiserver and etcd, a local MinIO as the customer's bucket, and
 // the operator's own binary as a separate process with an embedded SQLite store.
 //
+// It plays the two roles of docs/multi-tenancy.md, each with its own kubeconfig: the
+// platform admin (cluster-admin) installs the operator, creates the customer's namespace,
+// binds the tenant and sets its quota; the tenant (a user bound to the built-in edit role in
+// that namespace only, with this project's roles aggregated into it by the real
+// kube-controller-manager) adds its keys and its S3Source, refreshes and reads status, and
+// is refused what only the admin may do.
+//
 //	go run ./hack/demo          # the journey, then stays up until Ctrl-C
 //	go run ./hack/demo --once   # the journey; exit 0 only if every expected outcome was seen
 //
-// State lives in .demo/ (kubeconfig, manifests, store, operator log); it is recreated on
-// every run. Everything started is stopped on exit.
+// State lives in .demo/ (the two kubeconfigs, manifests, store, spool, operator log); it is
+// recreated on every run. Everything started is stopped on exit.
 package main
 
 import (
@@ -38,6 +45,13 @@ const (
 	prefix     = "conversations/"
 )
 
+// The tenancy of the demo: the customer's user, bound to the built-in edit ClusterRole in
+// namespace only, and another customer's namespace that user must not see.
+const (
+	tenantUser     = "acme-dev"
+	otherNamespace = "globex"
+)
+
 func main() {
 	once := flag.Bool("once", false, "run the journey without pausing, check every expected outcome, and exit (0 only if all were seen)")
 	timeout := flag.Duration("timeout", 30*time.Minute, "with --once, the most the whole journey may take, first-run tool builds included (each wait has its own bound of a few minutes)")
@@ -64,7 +78,7 @@ func run(once bool, timeout time.Duration) int {
 		d.say("\nThe demo stays up: try the commands above. Press Ctrl-C to stop everything it started.")
 		<-ctx.Done()
 	}
-	d.say("\nStopping the operator, MinIO and the control plane ...")
+	d.say("\nStopping the operator, MinIO, kube-controller-manager and the control plane ...")
 	if serr := d.stack.stop(); serr != nil {
 		fmt.Fprintln(os.Stderr, "demo: stopping:", serr)
 	}
@@ -90,7 +104,7 @@ type demo struct {
 	root, dir  string // the repository and its .demo directory
 	stack      stack
 	kubectl    string // the real kubectl binary
-	kubeconfig string
+	kubeconfig string // the platform admin's (cluster-admin): .demo/kubeconfig
 	cli        string // bin/data-import
 	storeDSN   string
 	cl         client.Client
@@ -98,6 +112,10 @@ type demo struct {
 	sizes      map[string]int64 // uploaded object sizes by key
 	checks     []check
 	step       int
+
+	// tenantKubeconfig acts as tenantUser, bound to edit in namespace only:
+	// .demo/kubeconfig-tenant.
+	tenantKubeconfig string
 }
 
 func newDemo(once bool, out io.Writer) (*demo, error) {
@@ -114,8 +132,10 @@ func newDemo(once bool, out io.Writer) (*demo, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "manifests"), 0o750); err != nil {
-		return nil, err
+	for _, sub := range []string{"manifests/admin", "manifests/tenant", "spool"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
+			return nil, err
+		}
 	}
 	return &demo{
 		once: once, out: out, root: root, dir: dir,
@@ -138,9 +158,11 @@ func (d *demo) section(title string) {
 func (d *demo) journey(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		d.startStack,
+		d.setUpTenant,
 		d.uploadInitial,
 		d.grantReadOnly,
 		d.addSource,
+		d.tenantBoundaries,
 		d.firstDiscovery,
 		d.lookup,
 		d.refresh,
@@ -156,7 +178,7 @@ func (d *demo) journey(ctx context.Context) error {
 // startStack builds the operator and CLI and starts the control plane and MinIO, in
 // parallel (the tool builds are cached by hack/*.sh after the first run).
 func (d *demo) startStack(ctx context.Context) error {
-	d.section("Setting up: a local Kubernetes API server, MinIO as the customer's S3, and the operator")
+	d.section("Platform admin: a local Kubernetes API server, MinIO as the customer's S3, and the operator")
 	d.say("Building bin/manager and bin/data-import; starting kube-apiserver + etcd (envtest) and MinIO.")
 	d.say("The first run builds kube-apiserver, kubectl, etcd and MinIO from the Go module proxy (about 15 minutes on 2 cores).")
 	g, gctx := errgroup.WithContext(ctx)
@@ -181,15 +203,34 @@ func (d *demo) startStack(ctx context.Context) error {
 	}
 	var err error
 	if d.kubeconfig, err = d.stack.kube.Kubeconfig(d.dir); err != nil {
-		return fmt.Errorf("writing the kubeconfig: %w", err)
+		return fmt.Errorf("writing the admin's kubeconfig: %w", err)
 	}
 	d.kubectl = filepath.Join(d.stack.kube.Assets, "kubectl")
 	if d.cl, err = client.New(d.stack.kube.Config, client.Options{Scheme: d.stack.kube.Scheme}); err != nil {
-		return err
+		return fmt.Errorf("a client for the API server: %w", err)
 	}
 	d.say("kube-apiserver: %s (CRDs S3Source and IngestionQuota installed)", d.stack.kube.Config.Host)
 	d.say("MinIO:          %s", d.stack.s3.Endpoint)
-	return d.startManager(ctx, manager)
+	d.say("Admin's kubeconfig (cluster-admin): %s", d.kubeconfig)
+	// The operator and the aggregation controller start at the same time: neither waits
+	// for the other, and kube-controller-manager takes a few seconds to aggregate.
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() error { return d.startTenancy(gctx) })
+	g.Go(func() error { return d.startManager(gctx, manager) })
+	return g.Wait()
+}
+
+// startTenancy installs the operator's ClusterRoles from config/rbac, as the admin does
+// when installing it, and runs kube-controller-manager's clusterrole-aggregation
+// controller (envtest runs none), so the built-in admin, edit and view roles gain them.
+func (d *demo) startTenancy(ctx context.Context) error {
+	t, err := d.stack.kube.StartTenancy(ctx)
+	if err != nil {
+		return fmt.Errorf("starting the tenancy (config/rbac roles, kube-controller-manager): %w", err)
+	}
+	d.stack.tenancy = t
+	d.say("config/rbac ClusterRoles applied; kube-controller-manager aggregated them into the built-in admin, edit and view roles.")
+	return nil
 }
 
 // startManager runs the real operator binary against the local control plane.
@@ -206,12 +247,18 @@ func (d *demo) startManager(ctx context.Context, bin string) error {
 	// 127.0.0.1 may be dialed (the API server, also on 127.0.0.1, stays refused).
 	args := []string{"--store", d.storeDSN, "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
 		"--allowed-endpoints", d.stack.s3.Endpoint}
+	// Every download is spooled before it is parsed, and the manager refuses to start unless
+	// --concurrent-files × 2 × --max-file-size fit in --spool-dir (cmd/limits.go). The
+	// defaults (4 × 2 × 100M = 800M in the OS temp dir) would make the demo fail on a machine
+	// with a small /tmp; the demo's files are a few KB, so it spools in .demo/spool and asks
+	// for what its quota allows (50M a file, 2 at once: 200M).
+	args = append(args, "--spool-dir", filepath.Join(d.dir, "spool"), "--max-file-size", "50M", "--concurrent-files", "2")
 	p, err := startProcess("the operator", filepath.Join(d.dir, "manager.log"), []string{"KUBECONFIG=" + d.kubeconfig}, bin, args...)
 	if err != nil {
 		return err
 	}
 	d.stack.manager = p
-	d.say("$ KUBECONFIG=.demo/kubeconfig bin/manager %s", strings.Join(args, " "))
+	d.say("admin$ KUBECONFIG=.demo/kubeconfig bin/manager %s", strings.Join(args, " "))
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := p.waitHTTP(wctx, "http://"+probes+"/readyz"); err != nil {
