@@ -116,6 +116,7 @@ type demo struct {
 	// tenantKubeconfig acts as tenantUser, bound to edit in namespace only:
 	// .demo/kubeconfig-tenant.
 	tenantKubeconfig string
+	who              string // the role playing the current step, for its heading
 }
 
 func newDemo(once bool, out io.Writer) (*demo, error) {
@@ -147,28 +148,36 @@ func newDemo(once bool, out io.Writer) (*demo, error) {
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
-// section prints a heading naming the guide's step it shows.
+// section prints a heading naming who plays the step and the guide's step it shows.
 func (d *demo) section(title string) {
 	d.step++
+	if d.who != "" {
+		title = d.who + ": " + title
+	}
 	d.say("\n\033[1m== %d. %s\033[0m", d.step, title)
 }
 
 // journey is the guide, in order. Each step returns an error only when the demo cannot
 // go on; outcomes that differ from the expected are recorded as failed checks.
 func (d *demo) journey(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{
-		d.startStack,
-		d.setUpTenant,
-		d.uploadInitial,
-		d.grantReadOnly,
-		d.addSource,
-		d.tenantBoundaries,
-		d.firstDiscovery,
-		d.lookup,
-		d.refresh,
-		d.howTo,
+	const admin, tenant, bucket = "Platform admin", "Tenant " + tenantUser, "Tenant, in its own S3 account"
+	for _, step := range []struct {
+		who string // the role of docs/multi-tenancy.md that plays the step
+		run func(context.Context) error
+	}{
+		{admin, d.startStack},
+		{admin, d.setUpTenant},
+		{bucket, d.uploadInitial},
+		{bucket, d.grantReadOnly},
+		{tenant, d.addSource},
+		{tenant, d.tenantBoundaries},
+		{tenant, d.firstDiscovery},
+		{admin, d.lookup}, // the data-import CLI holds the store's credentials
+		{tenant, d.refresh},
+		{"", d.howTo},
 	} {
-		if err := step(ctx); err != nil {
+		d.who = step.who
+		if err := step.run(ctx); err != nil {
 			return err
 		}
 	}
@@ -178,7 +187,7 @@ func (d *demo) journey(ctx context.Context) error {
 // startStack builds the operator and CLI and starts the control plane and MinIO, in
 // parallel (the tool builds are cached by hack/*.sh after the first run).
 func (d *demo) startStack(ctx context.Context) error {
-	d.section("Platform admin: a local Kubernetes API server, MinIO as the customer's S3, and the operator")
+	d.section("Setting up: a local Kubernetes API server, MinIO as the customer's S3, and the operator")
 	d.say("Building bin/manager and bin/data-import; starting kube-apiserver + etcd (envtest) and MinIO.")
 	d.say("The first run builds kube-apiserver, kubectl, etcd and MinIO from the Go module proxy (about 15 minutes on 2 cores).")
 	g, gctx := errgroup.WithContext(ctx)

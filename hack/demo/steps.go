@@ -26,7 +26,7 @@ import (
 // only, and the customer's quota (Guide Step 1's limits), which tenants cannot write. A
 // second customer, globex, is the namespace the tenant must not see.
 func (d *demo) setUpTenant(ctx context.Context) error {
-	d.section("Platform admin: a namespace per customer, the tenant's user, and its daily quota (Guide Step 1)")
+	d.section("a namespace per customer, the tenant's user, and its daily quota (Guide Step 1)")
 	d.say("admin$ commands use KUBECONFIG=.demo/kubeconfig (cluster-admin); tenant$ commands use KUBECONFIG=.demo/kubeconfig-tenant.")
 	quota := func(ns, daily, file string) string {
 		return fmt.Sprintf(`apiVersion: dataimport.avon.ai/v1alpha1
@@ -79,7 +79,7 @@ spec:
 
 // uploadInitial is Step 2: the customer's files land under conversations/YYYY/MM/DD/.
 func (d *demo) uploadInitial(ctx context.Context) error {
-	d.section("Tenant, in its own bucket: Guide Step 2, the customer stores conversation files")
+	d.section("Guide Step 2: the customer stores conversation files in the bucket")
 	if err := d.stack.s3.CreateBucket(bucketName); err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (d *demo) upload(phase string) error {
 
 // grantReadOnly is Step 3 §1: a principal that may only list the prefix and read its objects.
 func (d *demo) grantReadOnly(ctx context.Context) error {
-	d.section("Tenant, in its own bucket: Guide Step 3, grant the ingestion principal read-only access to the prefix")
+	d.section("Guide Step 3: grant the ingestion principal read-only access to the prefix")
 	access, secret, err := d.stack.s3.CreateReadOnlyUser(bucketName, prefix)
 	if err != nil {
 		return err
@@ -139,7 +139,7 @@ stringData:
 // addSource is Step 2 §4-6 ("Add S3 Source"): the tenant applies its Secret and S3Source
 // with the real kubectl, as the tenant's user.
 func (d *demo) addSource(ctx context.Context) error {
-	d.section("Tenant: Guide Step 2, add the S3 source (its Secret and S3Source, in its namespace)")
+	d.section("Guide Step 2: add the S3 source (its Secret and S3Source, in its namespace)")
 	manifests := map[string]string{
 		"30-source.yaml": fmt.Sprintf(`apiVersion: dataimport.avon.ai/v1alpha1
 kind: S3Source
@@ -172,7 +172,7 @@ spec:
 // tenantBoundaries shows, while the first discovery runs, what the tenant may not do:
 // raise or delete its quota, grant itself the operator's identity, or see another customer.
 func (d *demo) tenantBoundaries(ctx context.Context) error {
-	d.section("Tenant: what only the platform admin may do is refused")
+	d.section("what only the platform admin may do is refused")
 	d.say("Raising its own daily limit (IngestionQuota is writable by admins only):")
 	out, err := d.asTenant(ctx, "patch", "ingestionquota", quotaName, "-n", namespace, "--type", "merge", "-p", `{"spec":{"dailyLimit":"5G"}}`)
 	var q v1.IngestionQuota
@@ -207,7 +207,7 @@ func refusal(out string, err error) string {
 
 // firstDiscovery is Step 3 §4 and Step 4: the first scan runs at once; the dashboard shows it.
 func (d *demo) firstDiscovery(ctx context.Context) error {
-	d.section("Tenant: Guide Steps 3-4, the first discovery runs at once; the Data Import dashboard")
+	d.section("Guide Steps 3-4: the first discovery runs at once; the Data Import dashboard")
 	src, err := d.waitSource(ctx, "the first discovery", func(s *v1.S3Source) bool { return s.Status.LastDiscoveryTime != nil })
 	if err != nil {
 		return err
@@ -218,8 +218,7 @@ func (d *demo) firstDiscovery(ctx context.Context) error {
 
 // lookup is Step 3 §4 / checklist item 7: find the sample by agent_id + conversation_id.
 func (d *demo) lookup(ctx context.Context) error {
-	d.section("Platform admin: Guide Step 3 §4, find an imported conversation by agent_id + conversation_id")
-	d.say("The data-import CLI reads the store with the store's credentials: it is the platform admin's tool.")
+	d.section("Guide Step 3 §4: find an imported conversation by agent_id + conversation_id")
 	out, err := d.cliRun(ctx, "get", "--store", d.storeDSN, "-n", namespace, "--agent", "agent-avon-ai-001", "--conversation", "avon-ai-example-conv-001")
 	d.check("lookup: get finds the seed's example conversation with its messages, logs and user_data",
 		err == nil && strings.Contains(out, `"conversation_id": "avon-ai-example-conv-001"`) &&
@@ -234,7 +233,7 @@ func (d *demo) lookup(ctx context.Context) error {
 // refresh is Step 4's Refresh and Step 6: a re-upload is ignored, a newer version wins,
 // and a second refresh within the cooldown is throttled.
 func (d *demo) refresh(ctx context.Context) error {
-	d.section("Tenant: Guide Steps 4 and 6, new files, a manual refresh, and the 60 s cooldown")
+	d.section("Guide Steps 4 and 6: new files, a manual refresh, and the 60 s cooldown")
 	d.say("Uploading a byte-identical re-upload of the seed example and a newer version of it:")
 	if err := d.upload(phaseRefresh); err != nil {
 		return err
