@@ -152,7 +152,7 @@ func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n",
 func (d *demo) section(title string) {
 	d.step++
 	if d.who != "" {
-		title = d.who + ": " + title
+		title = d.who + " — " + title
 	}
 	d.say("\n\033[1m== %d. %s\033[0m", d.step, title)
 }
