@@ -117,6 +117,7 @@ type demo struct {
 	// .demo/kubeconfig-tenant.
 	tenantKubeconfig string
 	who              string // the role playing the current step, for its heading
+	metricsURL       string // the operator's /metrics
 }
 
 func newDemo(once bool, out io.Writer) (*demo, error) {
@@ -139,7 +140,7 @@ func newDemo(once bool, out io.Writer) (*demo, error) {
 		}
 	}
 	return &demo{
-		once: once, out: out, root: root, dir: dir,
+		once: once, out: &transcript{w: out}, root: root, dir: dir,
 		storeDSN:  "sqlite://.demo/store.db",
 		dayPrefix: prefix + time.Now().UTC().Format("2006/01/02") + "/",
 		sizes:     map[string]int64{},
@@ -174,6 +175,7 @@ func (d *demo) journey(ctx context.Context) error {
 		{tenant, d.firstDiscovery},
 		{admin, d.lookup}, // the data-import CLI holds the store's credentials
 		{tenant, d.refresh},
+		{admin, d.leakScan},
 		{"", d.howTo},
 	} {
 		d.who = step.who
@@ -274,5 +276,6 @@ func (d *demo) startManager(ctx context.Context, bin string) error {
 		return err
 	}
 	d.say("operator ready (log: .demo/manager.log, metrics: http://%s/metrics)", metrics)
+	d.metricsURL = "http://" + metrics + "/metrics"
 	return nil
 }
