@@ -20,12 +20,13 @@ import (
 // stack is everything the demo started, stopped in reverse order of dependence.
 type stack struct {
 	kube    *kube.Env
+	tenancy *kube.Tenancy // kube-controller-manager, aggregating the operator's roles
 	s3      *minio.Server
 	manager *process
 }
 
-// stop stops the operator first (so it does not log a vanished apiserver), then MinIO,
-// then the control plane. Safe on a partly started stack.
+// stop stops the operator first (so it does not log a vanished apiserver), then MinIO
+// and kube-controller-manager, then the control plane. Safe on a partly started stack.
 func (s *stack) stop() error {
 	var errs []error
 	if s.manager != nil {
@@ -33,6 +34,9 @@ func (s *stack) stop() error {
 	}
 	if s.s3 != nil {
 		s.s3.Stop()
+	}
+	if s.tenancy != nil {
+		s.tenancy.Stop()
 	}
 	if s.kube != nil {
 		errs = append(errs, s.kube.Stop())

@@ -21,6 +21,62 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
+// setUpTenant is the platform admin's part (docs/multi-tenancy.md, "The admin's steps"):
+// a namespace per customer, the customer's user bound to the built-in edit role there
+// only, and the customer's quota (Guide Step 1's limits), which tenants cannot write. A
+// second customer, globex, is the namespace the tenant must not see.
+func (d *demo) setUpTenant(ctx context.Context) error {
+	d.section("a namespace per customer, the tenant's user, and its daily quota (Guide Step 1)")
+	d.say("admin$ commands use KUBECONFIG=.demo/kubeconfig (cluster-admin); tenant$ commands use KUBECONFIG=.demo/kubeconfig-tenant.")
+	quota := func(ns, daily, file string) string {
+		return fmt.Sprintf(`apiVersion: dataimport.avon.ai/v1alpha1
+kind: IngestionQuota
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  dailyLimit: %-4s       # decimal: bytes downloaded per day (500M = 500,000,000)
+  maxFileSize: %-4s      # larger objects fail without being downloaded
+  refreshCooldown: 60s   # least time between two refreshes
+  timeZone: UTC          # the daily window resets at midnight here
+`, quotaName, ns, daily, file)
+	}
+	manifests := map[string]string{
+		"00-namespaces.yaml": fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n",
+			namespace, otherNamespace),
+		"20-quotas.yaml": quota(namespace, "500M", "50M") + "---\n" + quota(otherNamespace, "2G", "50M"),
+	}
+	for _, name := range []string{"00-namespaces.yaml", "20-quotas.yaml"} {
+		if err := os.WriteFile(filepath.Join(d.dir, "manifests", "admin", name), []byte(manifests[name]), 0o644); err != nil {
+			return fmt.Errorf("writing the admin's manifests: %w", err)
+		}
+	}
+	d.say("Namespaces %s and %s (another customer), and each one's quota; %s's:\n%s", namespace, otherNamespace, namespace,
+		strings.TrimSpace(quota(namespace, "500M", "50M")))
+	if _, err := d.asAdmin(ctx, "apply", "-f", ".demo/manifests/admin/"); err != nil {
+		return err
+	}
+	d.say("\nThe customer's user %s gets the built-in edit role in %s only (with the operator's roles aggregated into it:\n"+
+		"S3Sources read-write, IngestionQuotas read-only):", tenantUser, namespace)
+	if _, err := d.asAdmin(ctx, "create", "rolebinding", tenantUser+"-edit", "--clusterrole=edit", "--user="+tenantUser, "-n", namespace); err != nil {
+		return err
+	}
+	written, err := d.stack.tenancy.UserKubeconfig(d.dir, tenantUser)
+	if err != nil {
+		return fmt.Errorf("writing the tenant's kubeconfig: %w", err)
+	}
+	d.tenantKubeconfig = filepath.Join(d.dir, "kubeconfig-tenant")
+	if err := os.Rename(written, d.tenantKubeconfig); err != nil {
+		return fmt.Errorf("writing the tenant's kubeconfig: %w", err)
+	}
+	d.say("The tenant's kubeconfig %s acts as user %s: every request is authorized as that user's (a local admin\n"+
+		"certificate that impersonates the user, standing in for the customer's own login).", d.tenantKubeconfig, tenantUser)
+	d.say("\nNot done, on purpose: `kubectl label namespace %s %s=allowed` would let %s's sources use the operator's own\n"+
+		"cloud identity (credentials provider Default). This customer brings its own read-only keys instead (provider Secret).",
+		namespace, v1.OperatorIdentityLabel, namespace)
+	return nil
+}
+
 // uploadInitial is Step 2: the customer's files land under conversations/YYYY/MM/DD/.
 func (d *demo) uploadInitial(ctx context.Context) error {
 	d.section("Guide Step 2: the customer stores conversation files in the bucket")
@@ -63,7 +119,7 @@ func (d *demo) grantReadOnly(ctx context.Context) error {
 	}
 	pretty, _ := json.MarshalIndent(policy, "  ", "  ")
 	d.say("MinIO user with this policy (s3:ListBucket only under the prefix, s3:GetObject, nothing else):\n  %s", pretty)
-	d.say("Its keys go into a Secret (written to .demo/manifests/10-secret.yaml, mode 0600; never printed).")
+	d.say("Its keys go into a Secret of the tenant's namespace (written to .demo/manifests/tenant/10-secret.yaml, mode 0600; never printed).")
 	body := fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata:
@@ -74,25 +130,17 @@ stringData:
   AWS_ACCESS_KEY_ID: %q
   AWS_SECRET_ACCESS_KEY: %q
 `, namespace, access, secret)
-	return os.WriteFile(filepath.Join(d.dir, "manifests", "10-secret.yaml"), []byte(body), 0o600)
+	if err := os.WriteFile(filepath.Join(d.dir, "manifests", "tenant", "10-secret.yaml"), []byte(body), 0o600); err != nil {
+		return fmt.Errorf("writing the Secret's manifest: %w", err)
+	}
+	return nil
 }
 
-// addSource is Step 2 §4-6 ("Add S3 Source") and Step 1's quota: the real kubectl applies them.
+// addSource is Step 2 §4-6 ("Add S3 Source"): the tenant applies its Secret and S3Source
+// with the real kubectl, as the tenant's user.
 func (d *demo) addSource(ctx context.Context) error {
-	d.section("Guide Steps 1-2: add the S3 source and its daily quota")
+	d.section("Guide Step 2: add the S3 source (its Secret and S3Source, in its namespace)")
 	manifests := map[string]string{
-		"00-namespace.yaml": fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", namespace),
-		"20-quota.yaml": fmt.Sprintf(`apiVersion: dataimport.avon.ai/v1alpha1
-kind: IngestionQuota
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  dailyLimit: 500M       # decimal: 500,000,000 bytes downloaded per day
-  maxFileSize: 50M       # larger objects fail without being downloaded
-  refreshCooldown: 60s   # least time between two refreshes
-  timeZone: UTC          # the daily window resets at midnight here
-`, quotaName, namespace),
 		"30-source.yaml": fmt.Sprintf(`apiVersion: dataimport.avon.ai/v1alpha1
 kind: S3Source
 metadata:
@@ -113,14 +161,48 @@ spec:
   onInvalidRecord: SkipFile
 `, sourceName, namespace, bucketName, prefix, minio.Region, d.stack.s3.Endpoint, quotaName),
 	}
-	for _, name := range []string{"00-namespace.yaml", "20-quota.yaml", "30-source.yaml"} {
-		if err := os.WriteFile(filepath.Join(d.dir, "manifests", name), []byte(manifests[name]), 0o644); err != nil {
-			return err
-		}
+	if err := os.WriteFile(filepath.Join(d.dir, "manifests", "tenant", "30-source.yaml"), []byte(manifests["30-source.yaml"]), 0o644); err != nil {
+		return fmt.Errorf("writing the S3Source's manifest: %w", err)
 	}
-	d.say("%s\n---\n%s", strings.TrimSpace(manifests["20-quota.yaml"]), strings.TrimSpace(manifests["30-source.yaml"]))
-	_, err := d.kubectlRun(ctx, "apply", "-f", ".demo/manifests/")
+	d.say("%s", strings.TrimSpace(manifests["30-source.yaml"]))
+	_, err := d.asTenant(ctx, "apply", "-f", ".demo/manifests/tenant/")
 	return err
+}
+
+// tenantBoundaries shows, while the first discovery runs, what the tenant may not do:
+// raise or delete its quota, grant itself the operator's identity, or see another customer.
+func (d *demo) tenantBoundaries(ctx context.Context) error {
+	d.section("what only the platform admin may do is refused")
+	d.say("Raising its own daily limit (IngestionQuota is writable by admins only):")
+	out, err := d.asTenant(ctx, "patch", "ingestionquota", quotaName, "-n", namespace, "--type", "merge", "-p", `{"spec":{"dailyLimit":"5G"}}`)
+	var q v1.IngestionQuota
+	if gerr := d.cl.Get(ctx, client.ObjectKey{Namespace: namespace, Name: quotaName}, &q); gerr != nil {
+		return fmt.Errorf("reading the quota back: %w", gerr)
+	}
+	d.check("tenant: raising its own quota's dailyLimit is Forbidden, and the limit stays 500M",
+		forbidden(out, err) && q.Spec.DailyLimit != nil && q.Spec.DailyLimit.String() == "500M", refusal(out, err))
+	d.say("\nDeleting its quota (which would fall back to the defaults):")
+	out, err = d.asTenant(ctx, "delete", "ingestionquota", quotaName, "-n", namespace)
+	d.check("tenant: deleting its own quota is Forbidden", forbidden(out, err), refusal(out, err))
+	d.say("\nLabelling its namespace to use the operator's own cloud identity:")
+	out, err = d.asTenant(ctx, "label", "namespace", namespace, v1.OperatorIdentityLabel+"=allowed")
+	d.check("tenant: labelling its namespace for the operator's identity is Forbidden", forbidden(out, err), refusal(out, err))
+	d.say("\nLooking at another customer's namespace:")
+	out, err = d.asTenant(ctx, "get", "s3sources,ingestionquotas", "-n", otherNamespace)
+	d.check("tenant: reading namespace "+otherNamespace+"'s sources and quotas is Forbidden", forbidden(out, err), refusal(out, err))
+	return nil
+}
+
+// forbidden says whether kubectl failed with the API server's Forbidden.
+func forbidden(out string, err error) bool {
+	return err != nil && strings.Contains(out, "(Forbidden)")
+}
+
+func refusal(out string, err error) string {
+	if err == nil {
+		return "kubectl succeeded: " + out
+	}
+	return out
 }
 
 // firstDiscovery is Step 3 §4 and Step 4: the first scan runs at once; the dashboard shows it.
@@ -171,7 +253,7 @@ func (d *demo) refresh(ctx context.Context) error {
 		}
 	}
 	first := strconv.FormatInt(time.Now().Unix(), 10)
-	if _, err := d.kubectlRun(ctx, "annotate", "s3source", sourceName, "-n", namespace, v1.RefreshAnnotation+"="+first, "--overwrite"); err != nil {
+	if _, err := d.asTenant(ctx, "annotate", "s3source", sourceName, "-n", namespace, v1.RefreshAnnotation+"="+first, "--overwrite"); err != nil {
 		return err
 	}
 	src, err = d.waitSource(ctx, "the refresh", func(s *v1.S3Source) bool {
@@ -197,7 +279,7 @@ func (d *demo) throttledRefresh(ctx context.Context, first string) error {
 	if second <= first {
 		second = first + "-again"
 	}
-	if _, err := d.kubectlRun(ctx, "annotate", "s3source", sourceName, "-n", namespace, v1.RefreshAnnotation+"="+second, "--overwrite"); err != nil {
+	if _, err := d.asTenant(ctx, "annotate", "s3source", sourceName, "-n", namespace, v1.RefreshAnnotation+"="+second, "--overwrite"); err != nil {
 		return err
 	}
 	src, err := d.waitSource(ctx, "the throttled refresh", func(s *v1.S3Source) bool {
@@ -210,7 +292,7 @@ func (d *demo) throttledRefresh(ctx context.Context, first string) error {
 	c := meta.FindStatusCondition(src.Status.Conditions, v1.ConditionReconciling)
 	d.check("refresh: the second refresh within 60 s is throttled (condition Reconciling/RefreshThrottled)",
 		src.Status.LastHandledRefresh == first && strings.Contains(c.Message, second), c.Message)
-	if _, err := d.kubectlRun(ctx, "get", "s3source", sourceName, "-n", namespace, "-o",
+	if _, err := d.asTenant(ctx, "get", "s3source", sourceName, "-n", namespace, "-o",
 		`jsonpath={range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}`); err != nil {
 		return err
 	}
@@ -223,26 +305,41 @@ func (d *demo) throttledRefresh(ctx context.Context, first string) error {
 		found = found || (e.Reason == v1.ReasonRefreshThrottled && e.Type == "Warning" && e.Regarding.Name == sourceName)
 	}
 	d.check("refresh: a Warning event RefreshThrottled was recorded", found, "")
-	_, err = d.kubectlRun(ctx, "get", "events", "-n", namespace, "--field-selector", "reason="+v1.ReasonRefreshThrottled)
+	_, err = d.asTenant(ctx, "get", "events", "-n", namespace, "--field-selector", "reason="+v1.ReasonRefreshThrottled)
 	return err
 }
 
-// howTo prints how to look around while the demo stays up.
+// howTo prints how to look around while the demo stays up, as either role.
 func (d *demo) howTo(ctx context.Context) error {
-	d.section("Look around yourself")
+	d.section("Look around yourself, as the platform admin or as the tenant")
 	kubectlDir := filepath.Dir(d.kubectl)
-	d.say(`Point kubectl at the local API server:
+	d.say(`Both use the local kubectl:
 
-  export KUBECONFIG=%s
-  export PATH=%s:$PATH
+  export PATH=%[1]s:$PATH
 
+The platform admin (cluster-admin) owns namespaces, the tenant's access and quotas:
+
+  export KUBECONFIG=%[2]s
+  kubectl get ingestionquotas -A -o wide
+  kubectl get rolebindings -n %[3]s
+  kubectl patch ingestionquota %[5]s -n %[3]s --type merge -p '{"spec":{"dailyLimit":"1G"}}'   # only the admin may
+  kubectl label namespace %[3]s %[6]s=allowed   # alternative to the tenant's keys: the operator's own identity
+
+The tenant %[7]s (the built-in edit role in %[3]s only) owns its Secrets and S3Sources:
+
+  export KUBECONFIG=%[8]s
   kubectl get s3sources,ingestionquotas -n %[3]s -o wide
   kubectl describe s3source %[4]s -n %[3]s
-  kubectl annotate s3source %[4]s -n %[3]s %[5]s="$(date +%%s)" --overwrite      # Refresh
+  kubectl annotate s3source %[4]s -n %[3]s %[9]s="$(date +%%s)" --overwrite      # Refresh
   kubectl patch s3source %[4]s -n %[3]s --type merge -p '{"spec":{"disabled":true}}'  # Step 7: Disable
   kubectl delete s3source %[4]s -n %[3]s                                           # Step 7: Remove (S3 untouched)
+  kubectl auth can-i --list -n %[3]s       # what edit allows, the operator's roles aggregated
+  kubectl get s3sources -n %[10]s          # Forbidden: another customer's namespace
 
-Query the store the operator writes (SQLite in WAL mode: readers do not block it):
+The store is the admin's: the data-import CLI holds its credentials.`,
+		kubectlDir, filepath.Join(d.root, d.kubeconfig), namespace, sourceName, quotaName, v1.OperatorIdentityLabel,
+		tenantUser, filepath.Join(d.root, d.tenantKubeconfig), v1.RefreshAnnotation, otherNamespace)
+	d.say(`Query the store the operator writes (SQLite in WAL mode: readers do not block it):
 
   go run ./cmd/data-import files --store %[6]s -n %[3]s --source %[4]s [--state failed]
   go run ./cmd/data-import get   --store %[6]s -n %[3]s --agent agent-avon-ai-001 --conversation avon-ai-example-conv-001
@@ -268,7 +365,7 @@ func (d *demo) dashboard(ctx context.Context, when string) error {
 	st := src.Status
 	d.say("\n\033[1mData Import dashboard (%s)\033[0m", when)
 	d.say("Daily Usage:  %s (resets at %s)", quota.Status.Usage, quota.Status.ResetsAt.UTC().Format(time.RFC3339))
-	if _, err := d.kubectlRun(ctx, "get", "s3sources,ingestionquotas", "-n", namespace, "-o", "wide"); err != nil {
+	if _, err := d.asTenant(ctx, "get", "s3sources,ingestionquotas", "-n", namespace, "-o", "wide"); err != nil {
 		return err
 	}
 	f := st.Files
@@ -435,17 +532,26 @@ func statusJSON(s *v1.S3Source) string {
 	return string(b)
 }
 
-// kubectlRun runs the real kubectl against the demo's API server, echoing the command
-// and its output.
-func (d *demo) kubectlRun(ctx context.Context, args ...string) (string, error) {
-	return d.echoRun(ctx, "kubectl", d.kubectl, []string{"KUBECONFIG=" + d.kubeconfig}, args...)
+// asAdmin runs the real kubectl as the platform admin (cluster-admin), echoing the
+// command and its output.
+func (d *demo) asAdmin(ctx context.Context, args ...string) (string, error) {
+	return d.echoRun(ctx, "admin$ kubectl", d.kubectl, []string{"KUBECONFIG=" + d.kubeconfig}, args...)
 }
 
-// cliRun runs bin/data-import (what `go run ./cmd/data-import` builds), echoing it.
+// asTenant runs the real kubectl as the tenant's user (edit in namespace only), echoing
+// the command and its output.
+func (d *demo) asTenant(ctx context.Context, args ...string) (string, error) {
+	return d.echoRun(ctx, "tenant$ kubectl", d.kubectl, []string{"KUBECONFIG=" + d.tenantKubeconfig}, args...)
+}
+
+// cliRun runs bin/data-import (what `go run ./cmd/data-import` builds) as the admin, who
+// holds the store's credentials, echoing it.
 func (d *demo) cliRun(ctx context.Context, args ...string) (string, error) {
-	return d.echoRun(ctx, "bin/data-import", d.cli, nil, args...)
+	return d.echoRun(ctx, "admin$ bin/data-import", d.cli, nil, args...)
 }
 
+// echoRun runs bin, printing the command as shown (a prompt naming who runs it, and the
+// command's name) and its output.
 func (d *demo) echoRun(ctx context.Context, shown, bin string, env []string, args ...string) (string, error) {
 	quoted := make([]string, len(args))
 	for i, a := range args {
@@ -454,7 +560,7 @@ func (d *demo) echoRun(ctx context.Context, shown, bin string, env []string, arg
 			quoted[i] = "'" + a + "'"
 		}
 	}
-	d.say("$ %s %s", shown, strings.Join(quoted, " "))
+	d.say("%s %s", shown, strings.Join(quoted, " "))
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
