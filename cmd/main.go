@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	_ "time/tzdata" // quota time zones work in a distroless image without zoneinfo
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -60,7 +61,7 @@ func run() error {
 	flag.Var(maxFileSize, "max-file-size", "Ceiling of every IngestionQuota's maxFileSize, a decimal `quantity` (100M = 100,000,000 bytes). "+
 		"A quota asking for more gets this; the spool directory must hold --concurrent-files × 2 of it.")
 	flag.StringVar(&identitySelector, "operator-identity-namespace-selector", controllers.DefaultOperatorIdentityNamespaceSelector,
-		"Label selector of the namespaces whose S3Sources may use the operator's own identity (credentials.provider Default, with or without assumeRole). Other namespaces must use a ServiceAccount or Secret. Only admins can label namespaces.")
+		"Label selector of the namespaces whose S3Sources may use the operator's own identity (credentials.provider Default, with or without assumeRole). Other namespaces must use a ServiceAccount or Secret. Only admins can label namespaces. Empty: no namespace.")
 	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
 	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
 	endpoints.bind(flag.CommandLine)
@@ -75,9 +76,9 @@ func run() error {
 	if err := checkLimits(ceilings, opts); err != nil {
 		return err
 	}
-	sel, err := labels.Parse(identitySelector)
+	sel, err := parseIdentitySelector(identitySelector)
 	if err != nil {
-		return fmt.Errorf("--operator-identity-namespace-selector %q: %w", identitySelector, err)
+		return err
 	}
 	identity.OperatorIdentityNamespaces = sel
 
@@ -152,4 +153,18 @@ func setup(mgr ctrl.Manager, st store.Store, opts controllers.SourceOptions, cei
 		return fmt.Errorf("setting up controller ingestionquota: %w", err)
 	}
 	return nil
+}
+
+// parseIdentitySelector parses --operator-identity-namespace-selector. An empty selector
+// selects no namespace: labels.Parse("") would select every one, and an admin who clears
+// the flag to allow none must not allow all.
+func parseIdentitySelector(s string) (labels.Selector, error) {
+	if strings.TrimSpace(s) == "" {
+		return labels.Nothing(), nil
+	}
+	sel, err := labels.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--operator-identity-namespace-selector %q: %w", s, err)
+	}
+	return sel, nil
 }

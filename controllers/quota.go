@@ -68,15 +68,23 @@ func quotaFromSpec(key string, spec v1.IngestionQuotaSpec, ceil Ceilings) (resol
 }
 
 // resolveQuota reads the named IngestionQuota of a namespace, or the documented defaults
-// when it does not exist; the ceilings bound both.
+// when the namespace's "default" quota does not exist; the ceilings bound both. Any other
+// missing quota stalls the source.
 func resolveQuota(ctx context.Context, c client.Reader, ns, name string, ceil Ceilings) (resolvedQuota, error) {
 	if name == "" {
-		name = "default"
+		name = v1.DefaultQuotaName
 	}
 	key := ns + "/" + name
 	var iq v1.IngestionQuota
 	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &iq)
 	switch {
+	case apierrors.IsNotFound(err) && name != v1.DefaultQuotaName:
+		// Only the namespace's "default" quota may be missing. Were every missing name
+		// its own set of defaults, a tenant could name q1, q2, ... qN and get N daily
+		// limits and cooldowns of its own, around the quota the admin set.
+		return resolvedQuota{}, &stepFailure{reason: v1.ReasonQuotaNotFound, stalled: true,
+			message: fmt.Sprintf("IngestionQuota %s named by spec.quotaRef does not exist: only the platform admin creates quotas; "+
+				"name an existing one, or leave quotaRef out to use the namespace's %q quota (or the defaults while it does not exist)", key, v1.DefaultQuotaName)}
 	case apierrors.IsNotFound(err):
 		q, err := quotaFromSpec(key, v1.IngestionQuotaSpec{}, ceil)
 		q.Missing = true

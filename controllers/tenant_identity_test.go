@@ -402,10 +402,12 @@ func TestTenantQuotaRefStaysInItsNamespace(t *testing.T) {
 	if err := tenantA.Create(ctx, src); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "QuotaAvailable=True/DefaultQuota", func() error {
-		c := condition(getSource(t, identityDenied, src.Name), v1.ConditionQuotaAvailable)
-		if c.Reason != v1.ReasonDefaultQuota || !strings.Contains(c.Message, "IngestionQuota "+identityDenied+"/b-quota not found") {
-			return fmt.Errorf("QuotaAvailable = %s/%s %q", c.Status, c.Reason, c.Message)
+	// The name resolves in A, where it does not exist: the source stalls (a quota other
+	// than "default" never falls back to the defaults), B's quota is never read.
+	eventually(t, "Stalled=True/QuotaNotFound", func() error {
+		c := condition(getSource(t, identityDenied, src.Name), v1.ConditionStalled)
+		if c.Reason != v1.ReasonQuotaNotFound || !strings.Contains(c.Message, "IngestionQuota "+identityDenied+"/b-quota named by spec.quotaRef does not exist") {
+			return fmt.Errorf("Stalled = %s/%s %q", c.Status, c.Reason, c.Message)
 		}
 		return nil
 	})

@@ -19,8 +19,10 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
+	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
+	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
 )
 
 // Guarantee 4 of docs/multi-tenancy.md: a tenant cannot raise its own limits. These tests
@@ -260,9 +262,9 @@ func TestTenantQuotaCeilings(t *testing.T) {
 			quotaMessage: []string{"IngestionQuota " + ns + "/greedy: 1 MB a day, 2 kB a file", "capped by the operator's ceilings"},
 		},
 		{
-			name: "a quota that does not exist", quotaRef: "missing",
+			name: "the namespace's default quota does not exist", quotaRef: v1.DefaultQuotaName,
 			quotaReason:  v1.ReasonDefaultQuota,
-			quotaMessage: []string{"IngestionQuota " + ns + "/missing not found: using the defaults (1 MB a day, 2 kB a file", "capped by the operator's ceilings"},
+			quotaMessage: []string{"IngestionQuota " + ns + "/default not found: using the defaults (1 MB a day, 2 kB a file", "capped by the operator's ceilings"},
 		},
 	}
 	for _, tt := range tests {
@@ -319,4 +321,48 @@ func TestTenantQuotaCeilings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A tenant cannot get a second set of defaults by naming a quota that does not exist: only
+// the namespace's "default" quota falls back to the defaults. A source naming any other
+// missing quota stalls without an S3 request, and runs once the admin creates that quota.
+func TestTenantQuotaRefToMissingQuotaStalls(t *testing.T) {
+	ctx := context.Background()
+	const bkt = "tenant-quota-missing"
+	tenant := asTenant(t, tenantQuotaNS, "quota-tenant")
+	createBucket(t, bkt)
+	put(t, bkt, "in/a.json", jsonArray(t, conversation("agent-q", "missing-quota-1", "2025-01-15T14:30:00Z", "x")))
+	ak, sk, err := s3.CreateReadOnlyUser(bkt, "in/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenantQuotaNS, Name: "missing-quota-keys"},
+		StringData: map[string]string{controllers.SecretAccessKeyID: ak, controllers.SecretSecretAccessKey: sk}}); err != nil {
+		t.Fatal(err)
+	}
+	src := &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: tenantQuotaNS, Name: "second-budget"},
+		Spec: v1.S3SourceSpec{Bucket: bkt, Prefix: "in/", Endpoint: s3.Endpoint, ForcePathStyle: true, Region: minio.Region, QuotaRef: "q1",
+			Credentials: &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "missing-quota-keys"}}}}
+	if err := tenant.Create(ctx, src); err != nil {
+		t.Fatalf("the tenant creating a source: %v", err)
+	}
+	eventually(t, "Stalled=True/QuotaNotFound", func() error {
+		c := condition(getSource(t, tenantQuotaNS, src.Name), v1.ConditionStalled)
+		if c.Status != metav1.ConditionTrue || c.Reason != v1.ReasonQuotaNotFound ||
+			!strings.Contains(c.Message, "IngestionQuota "+tenantQuotaNS+"/q1 named by spec.quotaRef does not exist") {
+			return fmt.Errorf("Stalled = %s/%s %q", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+	if n := counts.of(bkt).Count(bucket.OpListObjectsV2); n != 0 {
+		t.Errorf("%d ListObjectsV2 request(s) for a source whose quota does not exist", n)
+	}
+	createQuota(t, tenantQuotaNS, "q1", v1.IngestionQuotaSpec{})
+	eventually(t, "the source runs under the admin's new quota", func() error {
+		got := getSource(t, tenantQuotaNS, src.Name)
+		if c := condition(got, v1.ConditionReady); c.Status != metav1.ConditionTrue || got.Status.Files == nil || got.Status.Files.Ingested != 1 {
+			return fmt.Errorf("Ready = %s/%s %q, files %+v", c.Status, c.Reason, c.Message, got.Status.Files)
+		}
+		return nil
+	})
 }

@@ -44,7 +44,10 @@ const (
 	ReasonRefreshThrottled     = "RefreshThrottled"
 	ReasonStoreError           = "StoreError"
 	ReasonDefaultQuota         = "DefaultQuota"
-	ReasonInvalidTimeZone      = "InvalidTimeZone"
+	// ReasonQuotaNotFound: spec.quotaRef names a quota other than "default" that does not
+	// exist (only the namespace's "default" quota falls back to the defaults).
+	ReasonQuotaNotFound   = "QuotaNotFound"
+	ReasonInvalidTimeZone = "InvalidTimeZone"
 	// ReasonCeilingApplied (LimitsCapped=True): the spec asked for more than a ceiling.
 	ReasonCeilingApplied = "CeilingApplied"
 	// ReasonWithinCeilings (LimitsCapped=False): the spec's limits apply as written.

@@ -5,7 +5,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Defaults that apply to a source whose IngestionQuota does not exist, as the CRD's
+// DefaultQuotaName is the quota a source uses when spec.quotaRef is left out; it is the
+// only one whose absence falls back to the defaults below.
+const DefaultQuotaName = "default"
+
+// Defaults that apply to a source whose "default" IngestionQuota does not exist, as the CRD's
 // default markers spell them. Quantities are decimal, as the product guide says
 // "500 MB": 500M = 500,000,000 bytes. The operator resolves quotas with internal/quota,
 // whose defaults are these values (its TestDefaultsMatchTheAPI keeps them equal). The manager's ceilings

@@ -109,8 +109,10 @@ type S3SourceSpec struct {
 	// +kubebuilder:default=false
 	Disabled bool `json:"disabled"`
 
-	// QuotaRef names the IngestionQuota in this namespace that bounds this source. When it
-	// does not exist the documented defaults apply (500M a day, 50M a file, 60s cooldown).
+	// QuotaRef names the IngestionQuota in this namespace that bounds this source. When the
+	// quota named "default" does not exist the documented defaults apply (500M a day, 50M a
+	// file, 60s cooldown), bounded by the operator's ceilings; any other name that does not
+	// exist stalls the source (QuotaNotFound): quotas are the platform admin's.
 	// +optional
 	// +kubebuilder:default="default"
 	// +kubebuilder:validation:MaxLength=253

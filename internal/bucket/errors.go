@@ -165,6 +165,11 @@ func reasonAndMessage(parent context.Context, op operation, err error) (string, 
 		}
 		return ReasonCanceled, fmt.Sprintf("%s was canceled (the operator is stopping or the run was stopped)", op.target())
 	}
+	// A custom endpoint's silence reads like its refusal: a filtered port and a closed one
+	// must not tell a tenant apart what a port scan would.
+	if op.opaque && (errors.Is(err, errStalled) || errors.Is(err, context.DeadlineExceeded)) {
+		return ReasonEndpointUnreachable, unreachable(op)
+	}
 	if errors.Is(err, errStalled) {
 		return ReasonTimeout, fmt.Sprintf("%s made no progress for %s: check the network path to the endpoint; the next run retries", op.target(), op.timeout)
 	}

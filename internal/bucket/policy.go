@@ -289,16 +289,22 @@ func isNotAllowed(err error) bool {
 
 // alwaysRefused are ranges no S3 endpoint of a tenant has business in, beyond what
 // netip's predicates cover: "this network", broadcast, and cloud metadata services that are
-// not link-local (Alibaba's; AWS's IMDS over IPv6).
+// not link-local (Alibaba's; Azure's wire server; AWS's IPv6 range of IMDS, the EKS Pod
+// Identity agent and the Amazon DNS server).
 var alwaysRefused = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("255.255.255.255/32"),
 	netip.MustParsePrefix("100.100.100.200/32"),
-	netip.MustParsePrefix("fd00:ec2::254/128"),
+	netip.MustParsePrefix("168.63.129.16/32"),
+	netip.MustParsePrefix("fd00:ec2::/32"),
 }
 
-// nat64 is the well-known NAT64 prefix: its addresses reach the IPv4 address they embed.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// nat64 are the NAT64 prefixes (well-known and local-use, RFC 6052 and 8215) as /96: an
+// address there reaches the IPv4 address in its last 32 bits.
+var nat64 = []netip.Prefix{
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+}
 
 // Refused reports whether the dial guard refuses to connect to ap for a client whose
 // endpoints allowed by IP address are exempt.
@@ -319,10 +325,12 @@ func (p *EndpointPolicy) Refused(ap netip.AddrPort, exempt []netip.AddrPort) boo
 }
 
 func (p *EndpointPolicy) refusedAddr(a netip.Addr) bool {
-	if nat64.Contains(a) {
-		b := a.As16()
-		if p.refusedAddr(netip.AddrFrom4([4]byte(b[12:]))) {
-			return true
+	for _, n := range nat64 {
+		if n.Contains(a) {
+			b := a.As16()
+			if p.refusedAddr(netip.AddrFrom4([4]byte(b[12:]))) {
+				return true
+			}
 		}
 	}
 	if !a.IsValid() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||

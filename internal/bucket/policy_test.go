@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 )
@@ -188,6 +189,9 @@ func TestPolicyRefusesAddressesAtDial(t *testing.T) {
 		{"[fd00:ec2::254]:80", true},       // AWS IMDS over IPv6
 		{"100.100.100.200:80", true},       // Alibaba Cloud metadata
 		{"[64:ff9b::a9fe:a9fe]:80", true},  // NAT64 of 169.254.169.254
+		{"[fd00:ec2::23]:80", true},        // EKS Pod Identity agent over IPv6
+		{"168.63.129.16:80", true},         // Azure wire server
+		{"[64:ff9b:1::7f00:1]:80", true},   // local-use NAT64 of 127.0.0.1
 		{"[64:ff9b::3418:101]:443", false}, // NAT64 of a public address
 		{"0.0.0.0:80", true},               // unspecified
 		{"0.1.2.3:80", true},               // "this network"
@@ -367,10 +371,27 @@ func TestCustomEndpointNetworkFailuresReadAlike(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(plain.Close)
 	plainAsTLS := "https://" + strings.TrimPrefix(plain.URL, "http://")
+	// A filtered port: it accepts and never answers, so the request times out.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = silent.Close() })
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+		}
+	}()
+	silentURL := "http://" + silent.Addr().String()
 	var first string
-	for _, endpoint := range []string{tlsSrv.URL, closedURL, plainAsTLS} {
+	for _, endpoint := range []string{tlsSrv.URL, closedURL, plainAsTLS, silentURL} {
 		cfg := fakeConfig(endpoint)
 		cfg.MaxAttempts = 1
+		cfg.Timeout = 300 * time.Millisecond
 		cfg.Policy = &bucket.EndpointPolicy{AllowedEndpoints: mustPatterns(t, endpoint)}
 		c, _ := newClient(t, cfg)
 		_, _, err := listAll(context.Background(), c, "p/")
@@ -469,6 +490,47 @@ func TestCustomEndpointRedirectsAreNotFollowed(t *testing.T) {
 			}
 			if n := target.conns.Load() - before; n != 0 {
 				t.Errorf("%d connection(s) reached the redirect target", n)
+			}
+		})
+	}
+}
+
+// Under a policy a custom endpoint is addressed path-style even when the source asked for
+// virtual-hosted style: <bucket>.<host> is a host the tenant picks and the admin never
+// listed. Without a policy the source's choice stands. The transport records where each
+// request would go and answers it itself, so nothing is dialed.
+func TestPolicyAddressesCustomEndpointsPathStyle(t *testing.T) {
+	const endpoint = "http://minio.example:9000"
+	tests := []struct {
+		name   string
+		policy *bucket.EndpointPolicy
+		want   string
+	}{
+		{"under a policy", &bucket.EndpointPolicy{AllowedEndpoints: mustPatterns(t, endpoint)}, "minio.example:9000/fake"},
+		{"without a policy", nil, "fake.minio.example:9000/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			cfg := fakeConfig(endpoint)
+			cfg.ForcePathStyle = false
+			cfg.Policy = tt.policy
+			cfg.WrapTransport = func(http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					got = r.URL.Host + r.URL.Path
+					return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/xml"}},
+						Body: io.NopCloser(strings.NewReader(listOK)), Request: r}, nil
+				})
+			}
+			c, err := bucket.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := listAll(context.Background(), c, "p/"); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("request went to %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -126,7 +126,10 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 		awsCfg.Credentials = taggedCredentials{awsCfg.Credentials}
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		o.UsePathStyle = cfg.ForcePathStyle
+		// Under a policy a custom endpoint is addressed path-style: virtual-hosted style
+		// would send requests to <bucket>.<host>, a host the tenant picks by naming the
+		// bucket and the admin never allowed.
+		o.UsePathStyle = cfg.ForcePathStyle || (cfg.Policy != nil && cfg.Endpoint != "")
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
