@@ -167,6 +167,7 @@ docs: ## Regenerate docs/api.md from the Go types in api/ (crd-ref-docs, from th
 	  --config docs/crd-ref-docs.yaml --source-path api/v1alpha1 --renderer markdown --output-path docs/api.md
 
 .PHONY: check-docs
-check-docs: docs ## Fail when docs/api.md differs from what 'make docs' generates.
+check-docs: docs ## Fail when docs/api.md is stale, or README.md or docs/*.md show a make target, data-import subcommand or flag, or manager flag that no longer exists.
 	@if [[ -n "$$(git status --porcelain -- docs/api.md)" ]]; then \
 	  echo "docs/api.md is stale; run 'make docs' and commit:"; git status --porcelain -- docs/api.md; git diff --stat -- docs/api.md; exit 1; fi
+	go test -count=1 -run '^(TestExtract|TestDocCommandsExist)$$' ./docs/
