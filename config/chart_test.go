@@ -328,6 +328,21 @@ func TestChartOptions(t *testing.T) {
 		t.Error("PrometheusRule data-import-alerts is missing")
 	}
 
+	// With cert-manager the chart issues the certificate itself, for the Service's name.
+	cm := renderChart(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.certManager.enabled=true")
+	serverName := "data-import-controller-manager-metrics-service.data-import-system.svc"
+	checkMonitorAuth(t, find(cm, "ServiceMonitor", "data-import-controller-manager-metrics-monitor"), cm, "data-import-metrics-server-cert", serverName)
+	cert := find(cm, "Certificate", "data-import-metrics-server-cert")
+	dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if cert == nil || !slices.Contains(dnsNames, serverName) || find(cm, "Issuer", "data-import-selfsigned") == nil {
+		t.Errorf("metrics.certManager.enabled: Certificate for %v (want %s) or its Issuer is missing", dnsNames, serverName)
+	}
+	cd := typed[appsv1.Deployment](t, find(cm, "Deployment", deployment))
+	if vol := mountOf(cd.Spec.Template.Spec, cd.Spec.Template.Spec.Containers[0], "/etc/data-import/metrics-certs"); vol == nil || vol.Secret == nil ||
+		vol.Secret.SecretName != "data-import-metrics-server-cert" || !slices.Contains(cd.Spec.Template.Spec.Containers[0].Args, "--metrics-cert-dir=/etc/data-import/metrics-certs") {
+		t.Errorf("metrics.certManager.enabled: the manager does not serve the certificate's Secret: %+v", vol)
+	}
+
 	pg := renderChart(t, "-f", repoPath(t, chartDir+"/ci/postgres-values.yaml"))
 	pdb := find(pg, "PodDisruptionBudget", "data-import-controller-manager")
 	if pdb == nil {

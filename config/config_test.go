@@ -408,7 +408,8 @@ func TestMetricsServiceAndMonitor(t *testing.T) {
 		t.Errorf("Service ports %+v, want 8443 to the container's 8443", svc.Spec.Ports)
 	}
 
-	mons := ofKind(render(t, "config/prometheus"), "ServiceMonitor")
+	prom := render(t, "config/prometheus")
+	mons := ofKind(prom, "ServiceMonitor")
 	if len(mons) != 1 {
 		t.Fatalf("config/prometheus renders %d ServiceMonitors, want 1", len(mons))
 	}
@@ -427,10 +428,39 @@ func TestMetricsServiceAndMonitor(t *testing.T) {
 		t.Fatalf("ServiceMonitor has %d endpoints, want 1", len(endpoints))
 	}
 	ep, _ := endpoints[0].(map[string]any)
-	if ep["port"] != svc.Spec.Ports[0].Name || ep["scheme"] != "https" || ep["bearerTokenFile"] == nil || ep["honorLabels"] != true {
-		t.Errorf("ServiceMonitor endpoint %v: want port %q, https, a bearer token, honorLabels (the metrics' own namespace label)", ep, svc.Spec.Ports[0].Name)
+	if ep["port"] != svc.Spec.Ports[0].Name || ep["scheme"] != "https" || ep["honorLabels"] != true {
+		t.Errorf("ServiceMonitor endpoint %v: want port %q, https, honorLabels (the metrics' own namespace label)", ep, svc.Spec.Ports[0].Name)
+	}
+	serverName := svc.Name + "." + namespace + ".svc"
+	checkMonitorAuth(t, mon, prom, metricsCertSecret, serverName)
+
+	// config/overlays/metrics-tls serves the certificate whose CA the monitor trusts: it
+	// mounts the Secret at --metrics-cert-dir, and cert-manager issues it for serverName.
+	tls := render(t, "config/overlays/metrics-tls")
+	td := typed[appsv1.Deployment](t, find(tls, "Deployment", deployment))
+	c := td.Spec.Template.Spec.Containers[0]
+	var certDir string
+	for _, arg := range c.Args {
+		if v, ok := strings.CutPrefix(arg, "--metrics-cert-dir="); ok {
+			certDir = v
+		}
+	}
+	if vol := mountOf(td.Spec.Template.Spec, c, certDir); certDir == "" || vol == nil || vol.Secret == nil || vol.Secret.SecretName != metricsCertSecret {
+		t.Errorf("config/overlays/metrics-tls: --metrics-cert-dir %q is not the Secret %s: %+v", certDir, metricsCertSecret, vol)
+	}
+	cert := find(tls, "Certificate", metricsCertSecret)
+	if cert == nil {
+		t.Fatal("config/overlays/metrics-tls: Certificate is missing")
+	}
+	secretName, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+	dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if secretName != metricsCertSecret || !slices.Contains(dnsNames, serverName) {
+		t.Errorf("Certificate writes %q for %v, want %s for %s", secretName, dnsNames, metricsCertSecret, serverName)
 	}
 }
+
+// metricsCertSecret holds the manager's metrics serving certificate and its CA.
+const metricsCertSecret = "data-import-metrics-server-cert"
 
 // The only verb the manager has on Secrets: it never changes or creates one, and it does
 // not list or watch them either (no cluster-wide read of every tenant's Secrets): it gets
@@ -703,7 +733,7 @@ func managerFlags(t *testing.T) map[string]string {
 func TestManagerArgsAreManagerFlags(t *testing.T) {
 	t.Parallel()
 	flags := managerFlags(t)
-	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+	for _, dir := range []string{"config/default", "config/overlays/postgres", "config/overlays/metrics-tls"} {
 		d := typed[appsv1.Deployment](t, find(render(t, dir), "Deployment", deployment))
 		for _, arg := range d.Spec.Template.Spec.Containers[0].Args {
 			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")

@@ -62,7 +62,7 @@ control-plane: controller-manager
 {{- if .Values.metrics.secure }}
 - --metrics-secure
 {{- end }}
-{{- if .Values.metrics.certSecret }}
+{{- if include "dio.metricsCertSecret" . }}
 - --metrics-cert-dir=/etc/data-import/metrics-certs
 {{- end }}
 {{- else }}
@@ -107,4 +107,13 @@ control-plane: controller-manager
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The Secret the manager serves metrics with: metrics.certSecret, or the one the chart's cert-manager Certificate writes. */}}
+{{- define "dio.metricsCertSecret" -}}
+{{- if .Values.metrics.certSecret -}}
+{{ .Values.metrics.certSecret }}
+{{- else if .Values.metrics.certManager.enabled -}}
+{{ include "dio.fullname" . }}-metrics-server-cert
+{{- end -}}
 {{- end -}}
