@@ -5,6 +5,7 @@ export GOTOOLCHAIN := local
 
 include hack/versions.env
 IMG ?= ghcr.io/avon-ai/data-import-operator:dev
+CHART := charts/data-import-operator
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 30s
@@ -106,7 +107,6 @@ docker-push: ## Push the container image.
 
 ##@ Helm chart
 
-CHART := charts/data-import-operator
 # The roles of config/rbac the chart takes its rules from (files/rbac): all but the bindings
 # and the ServiceAccount, which the chart writes itself.
 CHART_ROLES := role leader_election_role metrics_auth_role metrics_reader_role \
