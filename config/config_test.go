@@ -658,9 +658,10 @@ func TestRBAC(t *testing.T) {
 	}
 }
 
-// The GitOps examples point at directories of this repository that render.
+// The GitOps examples point at directories of this repository that render: kustomizations
+// with kubectl kustomize, the chart with helm template and the values files they name.
 func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
-	for _, file := range []string{"config/argocd/application.yaml", "config/flux/operator.yaml"} {
+	for _, file := range []string{"config/argocd/application.yaml", "config/argocd/application-helm.yaml", "config/flux/operator.yaml", "config/flux/helmrelease.yaml"} {
 		data, err := os.ReadFile(repoPath(t, file))
 		if err != nil {
 			t.Fatal(err)
@@ -671,15 +672,35 @@ func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
 		}
 		found := 0
 		for _, o := range objs {
-			for _, field := range [][]string{{"spec", "source", "path"}, {"spec", "path"}} {
+			for _, field := range [][]string{{"spec", "source", "path"}, {"spec", "path"}, {"spec", "chart", "spec", "chart"}} {
 				path, _, _ := unstructured.NestedString(o.Object, field...)
 				repo, _, _ := unstructured.NestedString(o.Object, "spec", "source", "repoURL")
 				ref, _, _ := unstructured.NestedString(o.Object, "spec", "sourceRef", "name")
+				if ref == "" {
+					ref, _, _ = unstructured.NestedString(o.Object, "spec", "chart", "spec", "sourceRef", "name")
+				}
 				if path == "" || (repo != "" && !strings.Contains(repo, "avon-ai/data-import-operator")) || (ref != "" && ref != "data-import-operator") {
 					continue
 				}
 				found++
-				renderYAML(t, strings.TrimPrefix(path, "./"))
+				dir := strings.TrimPrefix(path, "./")
+				if _, err := os.Stat(repoPath(t, dir+"/Chart.yaml")); err != nil {
+					renderYAML(t, dir)
+					continue
+				}
+				// Argo CD's valueFiles are relative to the chart, Flux's valuesFiles to the source.
+				var args []string
+				argo, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "source", "helm", "valueFiles")
+				for _, v := range argo {
+					args = append(args, "-f", repoPath(t, dir+"/"+v))
+				}
+				flux, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "chart", "spec", "valuesFiles")
+				for _, v := range flux {
+					args = append(args, "-f", repoPath(t, strings.TrimPrefix(v, "./")))
+				}
+				if _, err := runTool(helm(t), append([]string{"template", "data-import", repoPath(t, dir), "--namespace", namespace}, args...)...); err != nil {
+					t.Errorf("%s: rendering %s: %v", file, dir, err)
+				}
 			}
 		}
 		if found == 0 {
