@@ -252,6 +252,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"replicas without leader election", []string{"store.type=postgres", "replicaCount=2", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{"unknown store", []string{"store.type=mysql"}, "want sqlite or postgres"},
 		{"PDB on the single SQLite replica", []string{"podDisruptionBudget.enabled=true"}, "a node drain would hang"},
+		{"PDB as large as the replicas", []string{"store.type=postgres", "replicaCount=1", "podDisruptionBudget.enabled=true"}, "no replica could ever be evicted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
