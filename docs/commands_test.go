@@ -1,6 +1,7 @@
 // Package docs_test checks that the commands README.md and docs/*.md tell a newcomer to
 // run still exist: `make` targets in the Makefile, data-import subcommands and their flags
-// in the CLI, and manager flags in the manager (make check-docs runs it, as does make test).
+// in the CLI, manager flags in the manager, and the repository paths they name (kubectl -k
+// config/..., helm install ... charts/...). make check-docs runs it, as does make test.
 package docs_test
 
 import (
@@ -15,13 +16,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 )
 
 // command is one command a document shows, with where it is.
 type command struct {
-	kind string // make, cli, manager
+	kind string // make, cli, manager, path
 	name string // the target, the subcommand, or "" for the manager
 	// flags are the flags given, without dashes or values.
 	flags []string
@@ -41,6 +43,8 @@ var (
 	targetRe      = regexp.MustCompile(`(?m)^([a-zA-Z0-9_-]+):`)
 	helpFlagRe    = regexp.MustCompile(`(?m)^\s+--?([a-zA-Z0-9-]+)`)
 	tableTargetRe = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	// A path of this repository a command names (kubectl -k config/..., helm ... charts/...).
+	pathRe = regexp.MustCompile(`(?:^|[\s=(])(?:\./)?((?:config|charts|hack|docs|cmd|api|internal|controllers)/[A-Za-z0-9_./-]*)`)
 )
 
 // extract finds the commands of one Markdown document: in fenced code blocks and in inline
@@ -88,6 +92,14 @@ func extract(name, text string) []command {
 
 func extractSnippet(s, where string) []command {
 	var out []command
+	for _, m := range pathRe.FindAllStringSubmatch(s, -1) {
+		name := strings.TrimRight(m[1], ".,:;")
+		// internal/bucket.EndpointPolicy names a Go identifier of the package internal/bucket.
+		if i := strings.LastIndex(name, "."); i > strings.LastIndex(name, "/") && i+1 < len(name) && unicode.IsUpper(rune(name[i+1])) {
+			name = name[:i]
+		}
+		out = append(out, command{kind: "path", name: name, where: where})
+	}
 	for _, m := range makeRe.FindAllStringSubmatch(s, -1) {
 		out = append(out, command{kind: "make", name: m[2], where: where})
 	}
@@ -117,11 +129,11 @@ func flagsOf(rest string) []string {
 
 func TestExtract(t *testing.T) {
 	doc := strings.Join([]string{
-		"Run `make test` or `make demo DEMO_ONCE=1`; then `make -C x`.",
+		"Run `make test` or `make demo DEMO_ONCE=1`; then `make -C x`; see `internal/bucket.EndpointPolicy`.",
 		"```sh",
 		"make build && bin/data-import validate --output json file.json   # --not-a-flag",
 		"go run ./cmd/data-import files --store sqlite:///s.db -n team-a --source x | head",
-		"helm install data-import charts/data-import-operator -n data-import-system",
+		"helm install data-import charts/data-import-operator -n data-import-system -f ./charts/x/ci/v.yaml.",
 		"kubectl -n data-import-system get pods",
 		"bin/manager --leader-elect --metrics-bind-address=:8443",
 		"        - --max-daily-limit=10G",
@@ -139,8 +151,9 @@ func TestExtract(t *testing.T) {
 		summary = append(summary, c.kind+":"+c.name+":"+strings.Join(c.flags, ","))
 	}
 	want := []string{
-		"make:test:", "make:demo:", "make:build:",
-		"cli:validate:output", "cli:files:store,n,source",
+		"make:test:", "make:demo:", "path:internal/bucket:", "make:build:",
+		"cli:validate:output", "path:cmd/data-import:", "cli:files:store,n,source",
+		"path:charts/data-import-operator:", "path:charts/x/ci/v.yaml:",
 		"manager::leader-elect,metrics-bind-address", "manager::max-daily-limit",
 		"make:build:", "make:docker-build:",
 	}
@@ -270,6 +283,10 @@ func TestDocCommandsExist(t *testing.T) {
 					if !flags[f] {
 						t.Errorf("%s: `data-import %s --%s`: the subcommand has no flag %s", c.where, c.name, f, f)
 					}
+				}
+			case "path":
+				if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(c.name))); err != nil {
+					t.Errorf("%s: %s does not exist", c.where, c.name)
 				}
 			case "manager":
 				for _, f := range c.flags {
