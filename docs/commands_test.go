@@ -245,7 +245,7 @@ func readKnown() (known, error) {
 	return k, nil
 }
 
-// Every command README.md and docs/*.md show exists.
+// Every command README.md, docs/*.md and the charts' READMEs show exists.
 func TestDocCommandsExist(t *testing.T) {
 	root, err := testsupport.RepoRoot()
 	if err != nil {
@@ -257,6 +257,11 @@ func TestDocCommandsExist(t *testing.T) {
 	}
 	k := buildKnown(t)
 	seen := 0
+	charts, err := filepath.Glob(filepath.Join(root, "charts", "*", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, charts...)
 	for _, path := range append([]string{filepath.Join(root, "README.md")}, docs...) {
 		rel, _ := filepath.Rel(root, path)
 		if rel == filepath.Join("docs", "api.md") {
