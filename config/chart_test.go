@@ -240,8 +240,8 @@ func compareObject(t *testing.T, want, got *unstructured.Unstructured) {
 	}
 }
 
-// The template refuses values that would corrupt the store or hang a drain, with a message
-// that says what to do.
+// The chart refuses values that would corrupt the store or hang a drain, with a message
+// that says what to do, and (values.schema.json) keys it does not know.
 func TestChartRefusesUnsafeValues(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -250,7 +250,10 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 	}{
 		{"two replicas on SQLite", []string{"replicaCount=2"}, "use store.type postgres for more replicas"},
 		{"replicas without leader election", []string{"store.type=postgres", "replicaCount=2", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
-		{"unknown store", []string{"store.type=mysql"}, "want sqlite or postgres"},
+		// values.schema.json: misspelt keys and unknown values are refused before any template runs.
+		{"unknown store", []string{"store.type=mysql"}, "value must be one of 'sqlite', 'postgres'"},
+		{"misspelt key", []string{"store.typ=postgres"}, "additional properties 'typ' not allowed"},
+		{"misspelt flag value", []string{"extraArgs[0]=leader-elect"}, "/extraArgs/0"},
 		{"PDB on the single SQLite replica", []string{"podDisruptionBudget.enabled=true"}, "a node drain would hang"},
 		{"PDB as large as the replicas", []string{"store.type=postgres", "replicaCount=1", "podDisruptionBudget.enabled=true"}, "no replica could ever be evicted"},
 	}
