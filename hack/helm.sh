@@ -14,6 +14,10 @@ if [[ ! -x "$bin" ]]; then
     local client_go minor
     client_go="$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' | xargs grep -E '^\s+k8s.io/client-go ' | awk '{print $2}')"
     minor="$(echo "$client_go" | cut -d. -f2)"
+    if [[ -z "$minor" ]]; then
+      log "could not read the client-go version Helm ${HELM_VERSION} requires"
+      return 1
+    fi
     local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
     for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
       ldflags+=" -X ${p}.k8sVersionMajor=1 -X ${p}.k8sVersionMinor=${minor}"
