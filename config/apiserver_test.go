@@ -84,6 +84,13 @@ func TestAPIServerAcceptsManifests(t *testing.T) {
 	if _, err := kc(chartYAML, "apply", "--server-side", "--force-conflicts", "--field-manager=config-test"); err != nil {
 		t.Errorf("applying the chart: %v", err)
 	}
+	pg, err := runTool(helm(t), "template", "chart-test", repoPath(t, chartDir), "--namespace", "chart-test", "-f", repoPath(t, chartDir+"/ci/postgres-values.yaml"))
+	if err != nil {
+		t.Fatalf("rendering the chart with the PostgreSQL values: %v", err)
+	}
+	if _, err := kc(pg, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "--field-manager=config-test"); err != nil {
+		t.Errorf("dry-running the chart with the PostgreSQL values: %v", err)
+	}
 	if out, err := runTool(kubectl(t), "--kubeconfig", kubeconfig, "-n", "chart-test", "get", "deployment,serviceaccount,service,networkpolicy,persistentvolumeclaim", "-o", "name"); err != nil ||
 		!strings.Contains(string(out), "deployment.apps/chart-test-data-import-controller-manager") || !strings.Contains(string(out), "networkpolicy.networking.k8s.io/chart-test-data-import-controller-manager") {
 		t.Errorf("the chart's objects are not in namespace chart-test: %v\n%s", err, out)

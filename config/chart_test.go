@@ -74,15 +74,18 @@ func renderChart(t *testing.T, args ...string) []*unstructured.Unstructured {
 	return objs
 }
 
-// kustomizeImage sets the chart's image to the one the kustomization renders, so the
-// comparison proves the chart composes repository and tag the same way.
+// kustomizeImage sets the chart's image to the one the kustomization renders (by tag or
+// by digest), so the comparison proves the chart composes the reference the same way.
 func kustomizeImage(t *testing.T, dir string) []string {
 	t.Helper()
 	d := typed[appsv1.Deployment](t, find(render(t, dir), "Deployment", deployment))
 	img := d.Spec.Template.Spec.Containers[0].Image
+	if repo, digest, ok := strings.Cut(img, "@"); ok {
+		return []string{"--set", "image.repository=" + repo, "--set", "image.digest=" + digest}
+	}
 	i := strings.LastIndex(img, ":")
-	if i < 0 || strings.Contains(img, "@") {
-		t.Fatalf("%s: image %q has no tag", dir, img)
+	if i < 0 || strings.Contains(img[i:], "/") {
+		t.Fatalf("%s: image %q has neither a tag nor a digest", dir, img)
 	}
 	return []string{"--set", "image.repository=" + img[:i], "--set", "image.tag=" + img[i+1:]}
 }
