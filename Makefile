@@ -5,6 +5,7 @@ export GOTOOLCHAIN := local
 
 include hack/versions.env
 IMG ?= ghcr.io/avon-ai/data-import-operator:dev
+CHART := charts/data-import-operator
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZTIME ?= 30s
@@ -41,10 +42,10 @@ vet: ## Run go vet.
 check-fmt: ## Fail when a Go file is not gofmt-ed.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$out" ]]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml $(CHART)/crds $(CHART)/files
 
 .PHONY: check-generated
-check-generated: manifests generate ## Fail when generated files differ from what is committed.
+check-generated: manifests generate chart-sync ## Fail when generated files differ from what is committed.
 	@if [[ -n "$$(git status --porcelain --untracked-files=all -- $(GENERATED))" ]]; then \
 	  echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- $(GENERATED); git diff -- $(GENERATED) | head -50; exit 1; fi
 
@@ -62,8 +63,12 @@ minio: ## Build the pinned MinIO server.
 postgres: ## Install PostgreSQL (Debian package) when initdb is missing.
 	@bash hack/postgres.sh >/dev/null
 
+.PHONY: helm
+helm: ## Build the pinned Helm CLI.
+	@bash hack/helm.sh >/dev/null
+
 .PHONY: tools
-tools: envtest minio postgres ## Build or install every tool the tests need.
+tools: envtest minio postgres helm ## Build or install every tool the tests need.
 
 ##@ Test
 
@@ -99,6 +104,32 @@ docker-build: ## Build the container image (needs a Docker engine).
 .PHONY: docker-push
 docker-push: ## Push the container image.
 	docker push $(IMG)
+
+##@ Helm chart
+
+# The roles of config/rbac the chart takes its rules from (files/rbac): all but the bindings
+# and the ServiceAccount, which the chart writes itself.
+CHART_ROLES := role leader_election_role metrics_auth_role metrics_reader_role \
+  s3source_admin_role s3source_editor_role s3source_viewer_role \
+  ingestionquota_admin_role ingestionquota_editor_role ingestionquota_viewer_role
+
+.PHONY: chart-sync
+chart-sync: ## Copy the CRDs, the roles and the alert rules of config/ into the Helm chart (config/chart_test.go fails while they differ).
+	@mkdir -p $(CHART)/crds $(CHART)/files/rbac $(CHART)/files/prometheus
+	@rm -f $(CHART)/crds/*.yaml $(CHART)/files/rbac/*.yaml
+	@cp config/crd/bases/*.yaml $(CHART)/crds/
+	@for r in $(CHART_ROLES); do cp config/rbac/$$r.yaml $(CHART)/files/rbac/; done
+	@cp config/prometheus/rules.yaml $(CHART)/files/prometheus/rules.yaml
+
+.PHONY: chart-lint
+chart-lint: helm ## Lint the Helm chart with its default and PostgreSQL values (also run by config/chart_test.go).
+	"$$(bash hack/helm.sh)" lint --strict $(CHART)
+	"$$(bash hack/helm.sh)" lint --strict $(CHART) -f $(CHART)/ci/postgres-values.yaml
+
+.PHONY: chart-package
+chart-package: helm chart-sync ## Package the Helm chart into dist/; VERSION=v1.2.3 sets its version and appVersion (the image tag).
+	@mkdir -p dist
+	"$$(bash hack/helm.sh)" package $(CHART) --destination dist $(if $(VERSION),--version $(patsubst v%,%,$(VERSION)) --app-version $(VERSION))
 
 ##@ Deployment
 
@@ -136,6 +167,7 @@ docs: ## Regenerate docs/api.md from the Go types in api/ (crd-ref-docs, from th
 	  --config docs/crd-ref-docs.yaml --source-path api/v1alpha1 --renderer markdown --output-path docs/api.md
 
 .PHONY: check-docs
-check-docs: docs ## Fail when docs/api.md differs from what 'make docs' generates.
+check-docs: docs ## Fail when docs/api.md is stale, or README.md or docs/*.md show a make target, data-import subcommand or flag, or manager flag that no longer exists.
 	@if [[ -n "$$(git status --porcelain -- docs/api.md)" ]]; then \
 	  echo "docs/api.md is stale; run 'make docs' and commit:"; git status --porcelain -- docs/api.md; git diff --stat -- docs/api.md; exit 1; fi
+	go test -count=1 -run '^(TestExtract|TestDocCommandsExist)$$' ./docs/

@@ -37,6 +37,7 @@ func main() {
 func run() error {
 	var (
 		dataDir, dsn, metricsAddr, probeAddr string
+		metricsCertDir                       string
 		leaderElect, secureMetrics           bool
 		opts                                 controllers.SourceOptions
 		maxDailyLimit                        = newBytesFlag(controllers.DefaultMaxDailyLimit)
@@ -49,6 +50,8 @@ func run() error {
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key (e.g. a cert-manager Secret) to serve secure metrics with, "+
+		"so scrapers can verify the server with its CA. Empty: a self-signed certificate generated at start.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica runs discoveries (needed with more than one replica; PostgreSQL store only).")
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
@@ -99,6 +102,13 @@ func run() error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1.AddToScheme(scheme))
 	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics}
+	if metricsCertDir != "" {
+		if !secureMetrics {
+			return fmt.Errorf("--metrics-cert-dir %s needs --metrics-secure", metricsCertDir)
+		}
+		// Reloaded when the files change (cert-manager renewals).
+		metricsOpts.CertDir, metricsOpts.CertName, metricsOpts.KeyName = metricsCertDir, "tls.crt", "tls.key"
+	}
 	if secureMetrics {
 		// HTTPS alone is not enough: only callers allowed to get /metrics (TokenReview +
 		// SubjectAccessReview, see config/rbac/metrics_*) may read it.

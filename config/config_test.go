@@ -408,7 +408,8 @@ func TestMetricsServiceAndMonitor(t *testing.T) {
 		t.Errorf("Service ports %+v, want 8443 to the container's 8443", svc.Spec.Ports)
 	}
 
-	mons := ofKind(render(t, "config/prometheus"), "ServiceMonitor")
+	prom := render(t, "config/prometheus")
+	mons := ofKind(prom, "ServiceMonitor")
 	if len(mons) != 1 {
 		t.Fatalf("config/prometheus renders %d ServiceMonitors, want 1", len(mons))
 	}
@@ -427,10 +428,39 @@ func TestMetricsServiceAndMonitor(t *testing.T) {
 		t.Fatalf("ServiceMonitor has %d endpoints, want 1", len(endpoints))
 	}
 	ep, _ := endpoints[0].(map[string]any)
-	if ep["port"] != svc.Spec.Ports[0].Name || ep["scheme"] != "https" || ep["bearerTokenFile"] == nil || ep["honorLabels"] != true {
-		t.Errorf("ServiceMonitor endpoint %v: want port %q, https, a bearer token, honorLabels (the metrics' own namespace label)", ep, svc.Spec.Ports[0].Name)
+	if ep["port"] != svc.Spec.Ports[0].Name || ep["scheme"] != "https" || ep["honorLabels"] != true {
+		t.Errorf("ServiceMonitor endpoint %v: want port %q, https, honorLabels (the metrics' own namespace label)", ep, svc.Spec.Ports[0].Name)
+	}
+	serverName := svc.Name + "." + namespace + ".svc"
+	checkMonitorAuth(t, mon, prom, metricsCertSecret, serverName)
+
+	// config/overlays/metrics-tls serves the certificate whose CA the monitor trusts: it
+	// mounts the Secret at --metrics-cert-dir, and cert-manager issues it for serverName.
+	tls := render(t, "config/overlays/metrics-tls")
+	td := typed[appsv1.Deployment](t, find(tls, "Deployment", deployment))
+	c := td.Spec.Template.Spec.Containers[0]
+	var certDir string
+	for _, arg := range c.Args {
+		if v, ok := strings.CutPrefix(arg, "--metrics-cert-dir="); ok {
+			certDir = v
+		}
+	}
+	if vol := mountOf(td.Spec.Template.Spec, c, certDir); certDir == "" || vol == nil || vol.Secret == nil || vol.Secret.SecretName != metricsCertSecret {
+		t.Errorf("config/overlays/metrics-tls: --metrics-cert-dir %q is not the Secret %s: %+v", certDir, metricsCertSecret, vol)
+	}
+	cert := find(tls, "Certificate", metricsCertSecret)
+	if cert == nil {
+		t.Fatal("config/overlays/metrics-tls: Certificate is missing")
+	}
+	secretName, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+	dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if secretName != metricsCertSecret || !slices.Contains(dnsNames, serverName) {
+		t.Errorf("Certificate writes %q for %v, want %s for %s", secretName, dnsNames, metricsCertSecret, serverName)
 	}
 }
+
+// metricsCertSecret holds the manager's metrics serving certificate and its CA.
+const metricsCertSecret = "data-import-metrics-server-cert"
 
 // The only verb the manager has on Secrets: it never changes or creates one, and it does
 // not list or watch them either (no cluster-wide read of every tenant's Secrets): it gets
@@ -628,9 +658,10 @@ func TestRBAC(t *testing.T) {
 	}
 }
 
-// The GitOps examples point at directories of this repository that render.
+// The GitOps examples point at directories of this repository that render: kustomizations
+// with kubectl kustomize, the chart with helm template and the values files they name.
 func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
-	for _, file := range []string{"config/argocd/application.yaml", "config/flux/operator.yaml"} {
+	for _, file := range []string{"config/argocd/application.yaml", "config/argocd/application-helm.yaml", "config/flux/operator.yaml", "config/flux/helmrelease.yaml"} {
 		data, err := os.ReadFile(repoPath(t, file))
 		if err != nil {
 			t.Fatal(err)
@@ -641,15 +672,35 @@ func TestGitOpsExamplesReferToThisRepo(t *testing.T) {
 		}
 		found := 0
 		for _, o := range objs {
-			for _, field := range [][]string{{"spec", "source", "path"}, {"spec", "path"}} {
+			for _, field := range [][]string{{"spec", "source", "path"}, {"spec", "path"}, {"spec", "chart", "spec", "chart"}} {
 				path, _, _ := unstructured.NestedString(o.Object, field...)
 				repo, _, _ := unstructured.NestedString(o.Object, "spec", "source", "repoURL")
 				ref, _, _ := unstructured.NestedString(o.Object, "spec", "sourceRef", "name")
+				if ref == "" {
+					ref, _, _ = unstructured.NestedString(o.Object, "spec", "chart", "spec", "sourceRef", "name")
+				}
 				if path == "" || (repo != "" && !strings.Contains(repo, "avon-ai/data-import-operator")) || (ref != "" && ref != "data-import-operator") {
 					continue
 				}
 				found++
-				renderYAML(t, strings.TrimPrefix(path, "./"))
+				dir := strings.TrimPrefix(path, "./")
+				if _, err := os.Stat(repoPath(t, dir+"/Chart.yaml")); err != nil {
+					renderYAML(t, dir)
+					continue
+				}
+				// Argo CD's valueFiles are relative to the chart, Flux's valuesFiles to the source.
+				var args []string
+				argo, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "source", "helm", "valueFiles")
+				for _, v := range argo {
+					args = append(args, "-f", repoPath(t, dir+"/"+v))
+				}
+				flux, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "chart", "spec", "valuesFiles")
+				for _, v := range flux {
+					args = append(args, "-f", repoPath(t, strings.TrimPrefix(v, "./")))
+				}
+				if _, err := runTool(helm(t), append([]string{"template", "data-import", repoPath(t, dir), "--namespace", namespace}, args...)...); err != nil {
+					t.Errorf("%s: rendering %s: %v", file, dir, err)
+				}
 			}
 		}
 		if found == 0 {
@@ -703,7 +754,7 @@ func managerFlags(t *testing.T) map[string]string {
 func TestManagerArgsAreManagerFlags(t *testing.T) {
 	t.Parallel()
 	flags := managerFlags(t)
-	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+	for _, dir := range []string{"config/default", "config/overlays/postgres", "config/overlays/metrics-tls"} {
 		d := typed[appsv1.Deployment](t, find(render(t, dir), "Deployment", deployment))
 		for _, arg := range d.Spec.Template.Spec.Containers[0].Args {
 			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")

@@ -11,6 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql/parser"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -232,5 +235,54 @@ func TestAlertRulesAreActionable(t *testing.T) {
 				t.Errorf("the description names none of the condition reasons %v", reasons)
 			}
 		})
+	}
+}
+
+// checkMonitorAuth checks a ServiceMonitor's one endpoint: a bearer token from a Secret
+// (authorization, not the deprecated bearerTokenFile or bearerTokenSecret) whose token may
+// GET /metrics when the Secret is rendered alongside, and TLS verified with the CA in caSecret
+// for serverName (no insecureSkipVerify).
+func checkMonitorAuth(t *testing.T, mon *unstructured.Unstructured, objs []*unstructured.Unstructured, caSecret, serverName string) {
+	t.Helper()
+	endpoints, _, _ := unstructured.NestedSlice(mon.Object, "spec", "endpoints")
+	if len(endpoints) != 1 {
+		t.Fatalf("ServiceMonitor has %d endpoints, want 1", len(endpoints))
+	}
+	ep, _ := endpoints[0].(map[string]any)
+	for _, deprecated := range []string{"bearerTokenFile", "bearerTokenSecret"} {
+		if ep[deprecated] != nil {
+			t.Errorf("ServiceMonitor endpoint uses the deprecated %s", deprecated)
+		}
+	}
+	authType, _, _ := unstructured.NestedString(ep, "authorization", "type")
+	tokenSecret, _, _ := unstructured.NestedString(ep, "authorization", "credentials", "name")
+	tokenKey, _, _ := unstructured.NestedString(ep, "authorization", "credentials", "key")
+	if authType != "Bearer" || tokenSecret == "" || tokenKey == "" {
+		t.Errorf("ServiceMonitor authorization %v: want type Bearer with credentials from a Secret", ep["authorization"])
+	}
+	if s := find(objs, "Secret", tokenSecret); s != nil {
+		sec := typed[corev1.Secret](t, s)
+		sa := sec.Annotations[corev1.ServiceAccountNameKey]
+		if sec.Type != corev1.SecretTypeServiceAccountToken || tokenKey != corev1.ServiceAccountTokenKey || sa == "" {
+			t.Errorf("Secret %s is a %s for %q with key %q: want a ServiceAccount token", tokenSecret, sec.Type, sa, tokenKey)
+		}
+		bound := false
+		for _, b := range ofKind(objs, "ClusterRoleBinding") {
+			rb := typed[rbacv1.ClusterRoleBinding](t, b)
+			if strings.HasSuffix(rb.RoleRef.Name, "metrics-reader") && slices.ContainsFunc(rb.Subjects, func(s rbacv1.Subject) bool {
+				return s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == mon.GetNamespace()
+			}) {
+				bound = true
+			}
+		}
+		if !bound {
+			t.Errorf("ServiceAccount %s (the scrape token's) is not bound to the metrics-reader ClusterRole", sa)
+		}
+	}
+	tls, _, _ := unstructured.NestedMap(ep, "tlsConfig")
+	ca, _, _ := unstructured.NestedString(tls, "ca", "secret", "name")
+	caKey, _, _ := unstructured.NestedString(tls, "ca", "secret", "key")
+	if skip, _ := tls["insecureSkipVerify"].(bool); skip || ca != caSecret || caKey == "" || tls["serverName"] != serverName {
+		t.Errorf("ServiceMonitor tlsConfig %v: want the CA from Secret %s and serverName %s, verified", tls, caSecret, serverName)
 	}
 }

@@ -311,7 +311,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
 		r.Metrics.observeRun(src, s.result)
-		r.emitRunEvents(src, s)
+		r.emitRunEvents(src, s, before)
 	}
 	if s.failure != nil && !s.failure.stalled {
 		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
@@ -562,7 +562,10 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 	return client.IgnoreNotFound(r.Patch(ctx, src, patch))
 }
 
-func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope) {
+// emitRunEvents records what a finished run did. Warnings for every failure; a Normal
+// event only when the run changed something (see runChanged), so an hourly discovery that
+// finds nothing new does not add one event per source per hour to the namespace.
+func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, before *v1.S3SourceStatus) {
 	res := s.result
 	if res.Err != nil {
 		f := runFailure(src, res)
@@ -574,7 +577,9 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope) {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", f.message)
 		return
 	}
-	r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, "DiscoverySucceeded", "Discover", "%s", runSummary(res))
+	if runChanged(res, before) {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, "DiscoverySucceeded", "Discover", "%s", runSummary(res))
+	}
 	if res.NewlyFailed > 0 {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "FilesFailed", "Ingest", "%d file(s) failed this run; see status.recentFileErrors", res.NewlyFailed)
 	}

@@ -196,6 +196,20 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 	src = waitRun(t, ns, name, third)
 	wantFiles(t, src, v1.FileCounts{Discovered: 6, Ingested: 5, Ignored: 1})
 	wantRequests(t, ct, 1, 0)
+
+	// That run changed nothing, so it recorded no Normal event. Events are written in order:
+	// once the next run's event is there, the quiet run's would have been too.
+	put(t, bkt, "conversations/2025/01/18/e.json", jsonArray(t, conversation("agent-1", "c-007", "2025-01-18T08:00:00Z", "late")))
+	clk.Step(2 * time.Hour)
+	fourth := clk.Now()
+	poke(t, ns, name)
+	waitRun(t, ns, name, fourth)
+	waitEvent(t, ns, name, "DiscoverySucceeded", "discovered 7 object(s): 6 ingested")
+	for _, e := range events(t, ns, name, "DiscoverySucceeded") {
+		if strings.Contains(e.Note, "this run downloaded 0 ") {
+			t.Errorf("a discovery that changed nothing recorded a Normal event: %s", e.Note)
+		}
+	}
 }
 
 // Scenario 2: invalid files fail with their precise error; valid files are unaffected.

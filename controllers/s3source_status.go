@@ -180,6 +180,18 @@ func runFailure(src *v1.S3Source, res *discovery.Result) *stepFailure {
 		message: fmt.Sprintf("discovery of s3://%s/%s failed: %v", src.Spec.Bucket, src.Spec.Prefix, res.Err)}
 }
 
+// runChanged tells whether a successful run is worth a Normal event: it downloaded files
+// (ingested or failed), deferred some, or changed the source's state (the first success,
+// or a recovery from Ready=False or Unknown).
+func runChanged(res *discovery.Result, before *v1.S3SourceStatus) bool {
+	if res.Downloaded > 0 || res.NewlyFailed > 0 || res.NewlyDeferred > 0 ||
+		res.Conversations.New > 0 || res.Conversations.Updated > 0 {
+		return true
+	}
+	ready := meta.FindStatusCondition(before.Conditions, v1.ConditionReady)
+	return ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != v1.ReasonSucceeded
+}
+
 func runSummary(res *discovery.Result) string {
 	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
 		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,

@@ -314,3 +314,36 @@ func TestJitterIsStableAndBounded(t *testing.T) {
 		}
 	}
 }
+
+// A successful run earns a Normal event only when it changed something; an hourly run that
+// finds nothing new on a healthy source stays silent.
+func TestRunChanged(t *testing.T) {
+	readyWith := func(status metav1.ConditionStatus, reason string) *v1.S3SourceStatus {
+		return &v1.S3SourceStatus{Conditions: []metav1.Condition{{Type: v1.ConditionReady, Status: status, Reason: reason}}}
+	}
+	healthy := readyWith(metav1.ConditionTrue, v1.ReasonSucceeded)
+	nothing := &discovery.Result{Listed: 6, Ingested: 5, Ignored: 1, Unchanged: 6}
+	tests := []struct {
+		name   string
+		res    *discovery.Result
+		before *v1.S3SourceStatus
+		want   bool
+	}{
+		{"nothing new on a healthy source", nothing, healthy, false},
+		{"files downloaded", &discovery.Result{Listed: 6, Ingested: 6, Downloaded: 1}, healthy, true},
+		{"a file failed", &discovery.Result{Listed: 6, Failed: 1, Downloaded: 1, NewlyFailed: 1}, healthy, true},
+		{"files deferred", &discovery.Result{Listed: 6, Deferred: 2, NewlyDeferred: 2}, healthy, true},
+		{"conversations updated", &discovery.Result{Listed: 6, Conversations: store.RecordCounts{Updated: 1}}, healthy, true},
+		{"first success", nothing, &v1.S3SourceStatus{}, true},
+		{"first discovery was running", nothing, readyWith(metav1.ConditionUnknown, v1.ReasonProgressing), true},
+		{"recovered from a failure", nothing, readyWith(metav1.ConditionFalse, v1.ReasonAccessDenied), true},
+		{"re-enabled", nothing, readyWith(metav1.ConditionTrue, v1.ReasonDisabled), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := runChanged(tt.res, tt.before); got != tt.want {
+				t.Errorf("runChanged = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -119,6 +119,10 @@ type IngestionQuotaStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// Removing the operator from Argo CD or Flux must not delete the CRDs, and with them every
+// tenant's objects: both tools leave an object with these annotations in place when pruning.
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false"
+// +kubebuilder:metadata:annotations="kustomize.toolkit.fluxcd.io/prune=disabled"
 // +kubebuilder:resource:shortName=iquota,categories={dataimport,all}
 // +kubebuilder:printcolumn:name="Usage",type=string,JSONPath=`.status.usage`
 // +kubebuilder:printcolumn:name="Limit",type=string,JSONPath=`.status.effectiveDailyLimit`
@@ -136,7 +140,11 @@ type IngestionQuota struct {
 	// +optional
 	// +kubebuilder:default={}
 	Spec IngestionQuotaSpec `json:"spec,omitempty"`
+	// Status is the usage of the current window. Its default makes a new object read as in progress
+	// (observedGeneration -1 is older than any generation) until the operator has acted on
+	// it, for kstatus (Flux, kubectl wait) and Argo CD.
 	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status IngestionQuotaStatus `json:"status,omitempty"`
 }
 

@@ -289,6 +289,10 @@ type S3SourceStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// Removing the operator from Argo CD or Flux must not delete the CRDs, and with them every
+// tenant's objects: both tools leave an object with these annotations in place when pruning.
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false"
+// +kubebuilder:metadata:annotations="kustomize.toolkit.fluxcd.io/prune=disabled"
 // +kubebuilder:resource:shortName=s3src,categories={dataimport,all}
 // +kubebuilder:printcolumn:name="Bucket",type=string,JSONPath=`.spec.bucket`
 // +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.spec.prefix`
@@ -307,7 +311,11 @@ type S3Source struct {
 
 	// +required
 	Spec S3SourceSpec `json:"spec"`
+	// Status is what the operator observed. Its default makes a new object read as in progress
+	// (observedGeneration -1 is older than any generation) until the operator has acted on
+	// it, for kstatus (Flux, kubectl wait) and Argo CD.
 	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status S3SourceStatus `json:"status,omitempty"`
 }
 

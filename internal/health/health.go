@@ -1,5 +1,5 @@
-// Package health runs Argo CD resource health scripts the way Argo CD does, so the
-// script in config/argocd can be tested against status fixtures without an Argo CD
+// Package health runs Argo CD resource health and action scripts the way Argo CD does, so
+// the scripts in config/argocd can be tested against status fixtures without an Argo CD
 // installation: the object goes in as the global `obj` (converted from its JSON as an
 // unstructured object is), only the libraries Argo CD opens are loaded, and the script
 // must return a table with a known status and a message.
@@ -40,26 +40,12 @@ func EvaluateJSON(script string, objJSON []byte) (Status, error) {
 
 // Evaluate runs script with obj as the global `obj` and returns the status it reports.
 func Evaluate(script string, obj map[string]any) (Status, error) {
-	// Argo CD skips the standard libraries and opens only package, base, table and a
-	// restricted os: a script that uses string.* works in a plain Lua but not in Argo CD.
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer L.Close()
-	for _, lib := range []struct {
-		name string
-		open lua.LGFunction
-	}{
-		{lua.LoadLibName, lua.OpenPackage},
-		{lua.BaseLibName, lua.OpenBase},
-		{lua.TabLibName, lua.OpenTable},
-	} {
-		if err := L.CallByParam(lua.P{Fn: L.NewFunction(lib.open), Protect: true}, lua.LString(lib.name)); err != nil {
-			return Status{}, fmt.Errorf("opening the Lua %q library: %w", lib.name, err)
-		}
+	L, cancel, err := newState(obj)
+	if err != nil {
+		return Status{}, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer L.Close()
 	defer cancel()
-	L.SetContext(ctx)
-	L.SetGlobal("obj", toLua(L, obj))
 	if err := L.DoString(script); err != nil {
 		return Status{}, fmt.Errorf("running the health script: %w", err)
 	}
@@ -81,6 +67,121 @@ func Evaluate(script string, obj map[string]any) (Status, error) {
 		return Status{}, fmt.Errorf("the health script returned status %q, expected one of Healthy, Progressing, Degraded, Suspended, Missing, Unknown", st.Status)
 	}
 	return st, nil
+}
+
+// newState is a Lua state as Argo CD prepares one for a health or action script: only the
+// package, base and table libraries, a safe os (clock, date, difftime, time: no exec,
+// files or environment), the object as the global `obj`, and Timeout to finish.
+func newState(obj map[string]any) (*lua.LState, context.CancelFunc, error) {
+	// Argo CD skips the standard libraries: a script that uses string.* works in a plain
+	// Lua but not in Argo CD.
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	for _, lib := range []struct {
+		name string
+		open lua.LGFunction
+	}{
+		{lua.LoadLibName, lua.OpenPackage},
+		{lua.BaseLibName, lua.OpenBase},
+		{lua.TabLibName, lua.OpenTable},
+		{lua.OsLibName, lua.OpenOs},
+	} {
+		if err := L.CallByParam(lua.P{Fn: L.NewFunction(lib.open), Protect: true}, lua.LString(lib.name)); err != nil {
+			L.Close()
+			return nil, nil, fmt.Errorf("opening the Lua %q library: %w", lib.name, err)
+		}
+	}
+	if os, ok := L.GetGlobal(lua.OsLibName).(*lua.LTable); ok {
+		safe := L.NewTable()
+		for _, fn := range []string{"clock", "date", "difftime", "time"} {
+			safe.RawSetString(fn, os.RawGetString(fn))
+		}
+		L.SetGlobal(lua.OsLibName, safe)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	L.SetContext(ctx)
+	L.SetGlobal("obj", toLua(L, obj))
+	return L, cancel, nil
+}
+
+// Action is what an action's discovery script reports for it.
+type Action struct {
+	Disabled bool
+}
+
+// Discover runs an Argo CD discovery.lua against obj and returns the actions it offers.
+func Discover(script string, obj map[string]any) (map[string]Action, error) {
+	L, cancel, err := newState(obj)
+	if err != nil {
+		return nil, err
+	}
+	defer L.Close()
+	defer cancel()
+	if err := L.DoString(script); err != nil {
+		return nil, fmt.Errorf("running the discovery script: %w", err)
+	}
+	ret, ok := L.Get(-1).(*lua.LTable)
+	if !ok {
+		return nil, fmt.Errorf("the discovery script returned %s, expected a table of actions", L.Get(-1).Type())
+	}
+	actions := map[string]Action{}
+	var bad error
+	ret.ForEach(func(k, v lua.LValue) {
+		t, ok := v.(*lua.LTable)
+		if k.Type() != lua.LTString || !ok {
+			bad = fmt.Errorf("the discovery script returned %s = %s, expected a name and a table", k, v.Type())
+			return
+		}
+		actions[k.String()] = Action{Disabled: lua.LVAsBool(t.RawGetString("disabled"))}
+	})
+	return actions, bad
+}
+
+// RunAction runs an Argo CD action.lua against obj and returns the object it returns,
+// which Argo CD then patches into the cluster.
+func RunAction(script string, obj map[string]any) (map[string]any, error) {
+	L, cancel, err := newState(obj)
+	if err != nil {
+		return nil, err
+	}
+	defer L.Close()
+	defer cancel()
+	if err := L.DoString(script); err != nil {
+		return nil, fmt.Errorf("running the action script: %w", err)
+	}
+	ret, ok := fromLua(L.Get(-1)).(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the action script returned %s, expected the object", L.Get(-1).Type())
+	}
+	return ret, nil
+}
+
+// fromLua converts back: a table whose keys are 1..n becomes an array, any other table an
+// object, numbers int64 when whole (as JSON integers decode).
+func fromLua(v lua.LValue) any {
+	switch v := v.(type) {
+	case *lua.LTable:
+		if n := v.MaxN(); n > 0 && n == v.Len() {
+			arr := make([]any, 0, n)
+			for i := 1; i <= n; i++ {
+				arr = append(arr, fromLua(v.RawGetInt(i)))
+			}
+			return arr
+		}
+		m := map[string]any{}
+		v.ForEach(func(k, item lua.LValue) { m[k.String()] = fromLua(item) })
+		return m
+	case lua.LString:
+		return string(v)
+	case lua.LBool:
+		return bool(v)
+	case lua.LNumber:
+		if f := float64(v); f == float64(int64(f)) {
+			return int64(f)
+		}
+		return float64(v)
+	default:
+		return nil
+	}
 }
 
 // toLua converts a decoded JSON value the way Argo CD does: objects and arrays become

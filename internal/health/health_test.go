@@ -3,10 +3,13 @@ package health_test
 import (
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,6 +91,7 @@ func TestHealthScript(t *testing.T) {
 			cond(v1.ConditionFilesHealthy, metav1.ConditionFalse, v1.ReasonFilesFailed, "1 file(s) failed")),
 			"Healthy", "Succeeded: " + summary},
 		{"source just created, no status", source(1, 0, false), "Progressing", "Waiting for the operator to act on generation 1"},
+		{"source just created, status defaulted by the CRD", source(1, -1, false), "Progressing", "Waiting for the operator to act on generation 1"},
 		{"source spec changed, old failure not yet re-evaluated", source(3, 2, false,
 			cond(v1.ConditionReady, metav1.ConditionFalse, v1.ReasonAccessDenied, accessDenied)),
 			"Progressing", "Waiting for the operator to act on generation 3"},
@@ -203,7 +207,7 @@ func TestArgoCDConfigMapPatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(root, rel), []byte(renderPatch(lua)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(root, rel), []byte(renderPatch(lua, actionsValue(t))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -219,16 +223,40 @@ func TestArgoCDConfigMapPatch(t *testing.T) {
 			t.Errorf("%s: data[%s] differs from config/argocd/health.lua; run: go test ./internal/health -run TestArgoCDConfigMapPatch -update", rel, key)
 		}
 	}
-	if len(cm.Data) != len(cmKeys) {
-		t.Errorf("%s has %d keys, want exactly %v", rel, len(cm.Data), cmKeys)
+	// The actions value is YAML in a string: each script must be its file, verbatim.
+	var actions struct {
+		Discovery   string `json:"discovery.lua"`
+		Definitions []struct {
+			Name   string `json:"name"`
+			Action string `json:"action.lua"`
+		} `json:"definitions"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(cm.Data[actionsKey]), &actions); err != nil {
+		t.Fatalf("%s: data[%s]: %v", rel, actionsKey, err)
+	}
+	var names []string
+	for _, d := range actions.Definitions {
+		names = append(names, d.Name)
+		if d.Action != actionScript(t, d.Name) {
+			t.Errorf("%s: action %s differs from config/argocd/actions/%s.lua; run: go test ./internal/health -run TestArgoCDConfigMapPatch -update", rel, d.Name, d.Name)
+		}
+	}
+	if actions.Discovery != actionScript(t, "discovery") || !slices.Equal(names, actionNames) {
+		t.Errorf("%s: data[%s] has actions %v and a discovery.lua that differs from the files; run with -update", rel, actionsKey, names)
+	}
+	if len(cm.Data) != len(cmKeys)+1 {
+		t.Errorf("%s has %d keys, want exactly %v and %s", rel, len(cm.Data), cmKeys, actionsKey)
 	}
 }
 
-func renderPatch(lua string) string {
+// renderPatch writes the argocd-cm patch: the health script under each kind's key, and
+// the S3Source actions (a YAML document in a string, as Argo CD reads it).
+func renderPatch(lua, actions string) string {
 	var b strings.Builder
-	b.WriteString(`# Argo CD health checks for S3Source and IngestionQuota. GENERATED from health.lua by
+	b.WriteString(`# Argo CD health checks for S3Source and IngestionQuota, and the S3Source actions refresh,
+# disable and enable. GENERATED from health.lua and actions/*.lua by
 #   go test ./internal/health -run TestArgoCDConfigMapPatch -update
-# (edit health.lua, then regenerate; the test fails while the two differ).
+# (edit the .lua files, then regenerate; the test fails while they differ).
 #
 # Merge it into Argo CD's argocd-cm, e.g. as a strategic-merge patch in the kustomization that
 # installs Argo CD:
@@ -238,7 +266,8 @@ func renderPatch(lua string) string {
 #   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file argocd-cm-patch.yaml
 # Argo CD then shows an S3Source as Suspended (spec.disabled), Degraded (Stalled=True or
 # Ready=False, with the condition's reason and message), Progressing (discovery running,
-# generation not yet observed, no Ready yet) or Healthy (Ready=True).
+# generation not yet observed, no Ready yet) or Healthy (Ready=True), and offers the actions
+# refresh (a discovery now), disable and enable (spec.disabled) in the S3Source's menu.
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -251,13 +280,151 @@ data:
 `)
 	for _, key := range cmKeys {
 		b.WriteString("  " + key + ": |\n")
-		for _, line := range strings.SplitAfter(lua, "\n") {
-			if strings.TrimSpace(line) == "" {
-				b.WriteString(strings.TrimLeft(line, " \t"))
-				continue
-			}
-			b.WriteString("    " + line)
+		b.WriteString(indent(lua, "    "))
+	}
+	b.WriteString("  " + actionsKey + ": |\n")
+	b.WriteString(indent(actions, "    "))
+	return b.String()
+}
+
+// indent prefixes each non-blank line (blank lines stay empty, as YAML block scalars want).
+func indent(text, prefix string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			b.WriteString(strings.TrimLeft(line, " \t"))
+			continue
 		}
+		b.WriteString(prefix + line)
 	}
 	return b.String()
+}
+
+// The argocd-cm key of the S3Source's actions, and the actions in config/argocd/actions.
+const actionsKey = "resource.customizations.actions.dataimport.avon.ai_S3Source"
+
+var actionNames = []string{"refresh", "disable", "enable"}
+
+func actionScript(t *testing.T, name string) string {
+	t.Helper()
+	return string(readRepoFile(t, "config/argocd/actions/"+name+".lua"))
+}
+
+// actionsValue is the value Argo CD reads the actions from: discovery.lua and definitions.
+func actionsValue(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("discovery.lua: |\n" + indent(actionScript(t, "discovery"), "  "))
+	b.WriteString("definitions:\n")
+	for _, name := range actionNames {
+		b.WriteString("- name: " + name + "\n  action.lua: |\n" + indent(actionScript(t, name), "    "))
+	}
+	return b.String()
+}
+
+// sourceJSON is an S3Source as Argo CD hands it to an action (annotations optional).
+func sourceObj(t *testing.T, disabled bool, annotations map[string]string) map[string]any {
+	t.Helper()
+	src := source(1, 1, disabled).(*v1.S3Source)
+	src.Annotations = annotations
+	data, err := json.Marshal(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(data, &obj); err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
+// Argo CD offers refresh and disable on an enabled source, only enable on a disabled one.
+func TestActionDiscovery(t *testing.T) {
+	for _, tt := range []struct {
+		disabled bool
+		want     map[string]health.Action
+	}{
+		{false, map[string]health.Action{"refresh": {}, "disable": {}, "enable": {Disabled: true}}},
+		{true, map[string]health.Action{"refresh": {Disabled: true}, "disable": {Disabled: true}, "enable": {}}},
+	} {
+		got, err := health.Discover(actionScript(t, "discovery"), sourceObj(t, tt.disabled, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got, tt.want) {
+			t.Errorf("disabled=%v: actions %v, want %v", tt.disabled, got, tt.want)
+		}
+	}
+}
+
+// Each action changes exactly what it says and leaves the rest of the object as it was.
+func TestActions(t *testing.T) {
+	before := time.Now().UTC().Truncate(time.Second)
+	for _, tt := range []struct {
+		name        string
+		disabled    bool
+		annotations map[string]string
+		check       func(t *testing.T, got *v1.S3Source)
+	}{
+		{"refresh adds the annotation", false, nil, func(t *testing.T, got *v1.S3Source) {
+			checkRefresh(t, got, before)
+		}},
+		{"refresh replaces an older request and keeps other annotations", false,
+			map[string]string{v1.RefreshAnnotation: "1700000000", "team": "a"}, func(t *testing.T, got *v1.S3Source) {
+				checkRefresh(t, got, before)
+				if got.Annotations["team"] != "a" {
+					t.Errorf("annotation team was lost: %v", got.Annotations)
+				}
+			}},
+		{"disable", false, nil, func(t *testing.T, got *v1.S3Source) {
+			if !got.Spec.Disabled {
+				t.Error("spec.disabled is not true")
+			}
+		}},
+		{"enable", true, nil, func(t *testing.T, got *v1.S3Source) {
+			if got.Spec.Disabled {
+				t.Error("spec.disabled is still true")
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			action, _, _ := strings.Cut(tt.name, " ")
+			obj := sourceObj(t, tt.disabled, tt.annotations)
+			out, err := health.RunAction(actionScript(t, action), obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := json.Marshal(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got v1.S3Source
+			if err := json.Unmarshal(data, &got); err != nil {
+				t.Fatalf("the action's object does not decode as an S3Source: %v\n%s", err, data)
+			}
+			tt.check(t, &got)
+			want := source(1, 1, tt.disabled).(*v1.S3Source)
+			if got.Spec.Bucket != want.Spec.Bucket || got.Spec.Prefix != want.Spec.Prefix || got.Name != want.Name || got.Namespace != want.Namespace {
+				t.Errorf("the action changed more than it should: %s", data)
+			}
+		})
+	}
+}
+
+func checkRefresh(t *testing.T, got *v1.S3Source, before time.Time) {
+	t.Helper()
+	v := got.Annotations[v1.RefreshAnnotation]
+	at, err := time.Parse(time.RFC3339, v)
+	if err != nil || at.Before(before) || at.After(time.Now().Add(time.Second)) {
+		t.Errorf("%s = %q (%v), want the current time in RFC 3339", v1.RefreshAnnotation, v, err)
+	}
+}
+
+// The os library is Argo CD's safe subset: date and time, no commands or files.
+func TestSafeOS(t *testing.T) {
+	for _, script := range []string{`os.execute("true")`, `os.remove("/tmp/x")`, `os.getenv("HOME")`} {
+		if _, err := health.RunAction(script+"\nreturn obj", map[string]any{}); err == nil {
+			t.Errorf("%s ran; Argo CD does not offer it", script)
+		}
+	}
 }
