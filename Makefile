@@ -100,6 +100,27 @@ docker-build: ## Build the container image (needs a Docker engine).
 docker-push: ## Push the container image.
 	docker push $(IMG)
 
+##@ Image and release (no Docker daemon, no base image)
+
+IMAGE_REPO ?= ghcr.io/avon-ai/data-import-operator
+DIST ?= dist
+
+.PHONY: image
+image: ## Build the manager image IMG with hack/image: dist/image.tar (docker load, kind load image-archive, ctr import), dist/image/ (OCI layout), dist/image.ref.
+	go run ./hack/image --ref $(IMG) --out $(DIST)
+
+# The chart (dist/ too) is packaged by a chart-package target when the Makefile has one.
+.PHONY: release
+release: ## Build the image IMAGE_REPO:VERSION and write dist/install.yaml (CRDs, RBAC, manager) pinned to its tag and digest: make release VERSION=v0.1.0.
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || { echo "make release needs VERSION=vMAJOR.MINOR.PATCH, got '$(VERSION)'"; exit 1; }
+	$(MAKE) --no-print-directory image IMG=$(IMAGE_REPO):$(VERSION) DIST=$(DIST)
+	@ref="$$(cat $(DIST)/image.ref)"; kubectl="$$(bash hack/envtest-assets.sh)/kubectl"; \
+	  { echo "# data-import-operator $(VERSION): CRDs, RBAC and the manager, image $$ref"; \
+	    echo "#   kubectl apply --server-side -f install.yaml"; \
+	    "$$kubectl" kustomize config/default | sed -E 's|$(IMAGE_REPO):[^"[:space:]]+|'"$$ref"'|'; } > $(DIST)/install.yaml; \
+	  echo "$(DIST)/install.yaml: image $$ref"
+	@if $(MAKE) -n chart-package >/dev/null 2>&1; then $(MAKE) --no-print-directory chart-package VERSION=$(VERSION) DIST=$(DIST); fi
+
 ##@ Deployment
 
 KUBECTL ?= kubectl
@@ -114,7 +135,7 @@ uninstall: ## Remove the CRDs (and so every S3Source and IngestionQuota).
 
 .PHONY: deploy
 deploy: manifests ## Deploy the operator with config/default, image IMG.
-	$(KUBECTL) kustomize config/default | sed 's|ghcr.io/avon-ai/data-import-operator:latest|$(IMG)|' | $(KUBECTL) apply --server-side -f -
+	$(KUBECTL) kustomize config/default | sed -E 's|ghcr.io/avon-ai/data-import-operator:[^"[:space:]]+|$(IMG)|' | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator deployed with config/default.
