@@ -3,7 +3,9 @@ package main
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,6 +141,7 @@ func TestImageConfig(t *testing.T) {
 	if fmt.Sprint(files) != fmt.Sprint(want) {
 		t.Errorf("image files = %v, want %v", files, want)
 	}
+	checkBinary(t, fileData(t, r.Image, strings.TrimPrefix(Binary, "/")))
 	passwd, err := os.ReadFile(filepath.Join(repoRoot(t), RootfsDir, "etc", "passwd"))
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +149,63 @@ func TestImageConfig(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^nonroot:x:65532:65532:`).Match(passwd) {
 		t.Errorf("etc/passwd has no nonroot user 65532:\n%s", passwd)
 	}
+}
+
+// checkBinary reads the manager's build information: static, no local paths, for
+// Linux, with the fallback CA roots linked in (the image has no certificate files).
+func checkBinary(t *testing.T, manager []byte) {
+	t.Helper()
+	info, err := buildinfo.Read(bytes.NewReader(manager))
+	if err != nil {
+		t.Fatalf("reading the manager's build information: %v", err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	for k, want := range map[string]string{"CGO_ENABLED": "0", "-trimpath": "true", "GOOS": "linux"} {
+		if settings[k] != want {
+			t.Errorf("the manager was built with %s=%q, want %q", k, settings[k], want)
+		}
+	}
+	if !slices.ContainsFunc(info.Deps, func(m *debug.Module) bool { return m.Path == "golang.org/x/crypto/x509roots/fallback" }) {
+		t.Error("the manager does not link golang.org/x/crypto/x509roots/fallback: it could verify no TLS certificate in the image")
+	}
+}
+
+// fileData returns the content of a file of the image.
+func fileData(t *testing.T, img v1.Image, name string) []byte {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = rc.Close() }()
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Name == name {
+				data, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return data
+			}
+		}
+	}
+	t.Fatalf("the image has no %s", name)
+	return nil
 }
 
 // TestImageIsReproducible: the same sources and SOURCE_DATE_EPOCH give the same digest, so a
