@@ -62,8 +62,12 @@ minio: ## Build the pinned MinIO server.
 postgres: ## Install PostgreSQL (Debian package) when initdb is missing.
 	@bash hack/postgres.sh >/dev/null
 
+.PHONY: runc
+runc: ## Install runc and umoci (Debian packages) when missing: the image test runs the image with them.
+	@bash hack/runc.sh >/dev/null
+
 .PHONY: tools
-tools: envtest minio postgres ## Build or install every tool the tests need.
+tools: envtest minio postgres runc ## Build or install every tool the tests need.
 
 ##@ Test
 
