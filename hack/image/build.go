@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -62,11 +63,11 @@ type Options struct {
 	Created time.Time
 }
 
-// file is one entry of the image's only layer.
-type file struct {
+// File is one entry of the image's only layer, owned by root: the manager cannot change
+// its own files.
+type File struct {
 	Name string // without a leading slash; directories end with "/"
 	Mode int64
-	UID  int
 	Data []byte
 }
 
@@ -87,8 +88,8 @@ func BuildManager(ctx context.Context, root, goarch, dir string) (string, error)
 // Files lists the image's file system: the entries of RootfsDir, /tmp (world-writable and
 // sticky, as distroless has it: the manager's default --spool-dir when no volume is mounted
 // there) and the manager binary.
-func Files(root string, manager []byte) ([]file, error) {
-	files := []file{{Name: "tmp/", Mode: 0o1777}, {Name: strings.TrimPrefix(Binary, "/"), Mode: 0o755, Data: manager}}
+func Files(root string, manager []byte) ([]File, error) {
+	files := []File{{Name: "tmp/", Mode: 0o1777}, {Name: strings.TrimPrefix(Binary, "/"), Mode: 0o755, Data: manager}}
 	base := filepath.Join(root, filepath.FromSlash(RootfsDir))
 	err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -101,13 +102,13 @@ func Files(root string, manager []byte) ([]file, error) {
 		name := filepath.ToSlash(rel)
 		switch {
 		case d.IsDir():
-			files = append(files, file{Name: name + "/", Mode: 0o755})
+			files = append(files, File{Name: name + "/", Mode: 0o755})
 		case d.Type().IsRegular():
 			data, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			files = append(files, file{Name: name, Mode: 0o644, Data: data})
+			files = append(files, File{Name: name, Mode: 0o644, Data: data})
 		default:
 			return fmt.Errorf("%s: only files and directories belong in %s", p, RootfsDir)
 		}
@@ -121,11 +122,11 @@ func Files(root string, manager []byte) ([]file, error) {
 }
 
 // layerTar is the layer's uncompressed tar: sorted, owned by root, every time Created.
-func layerTar(files []file, created time.Time) ([]byte, error) {
+func layerTar(files []File, created time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
-		h := &tar.Header{Name: f.Name, Mode: f.Mode, Uid: f.UID, Gid: f.UID, ModTime: created, Format: tar.FormatPAX}
+		h := &tar.Header{Name: f.Name, Mode: f.Mode, ModTime: created, Format: tar.FormatPAX}
 		if strings.HasSuffix(f.Name, "/") {
 			h.Typeflag = tar.TypeDir
 		} else {
@@ -146,7 +147,7 @@ func layerTar(files []file, created time.Time) ([]byte, error) {
 
 // Image assembles the image: no base (scratch), one layer holding files, and the config
 // config/manager/manager.yaml relies on.
-func Image(o Options, files []file) (v1.Image, error) {
+func Image(o Options, files []File) (v1.Image, error) {
 	tarData, err := layerTar(files, o.Created)
 	if err != nil {
 		return nil, fmt.Errorf("writing the layer: %w", err)
@@ -334,7 +335,7 @@ type Result struct {
 // image.tar (the archive) and image.ref (Ref@digest).
 func Build(ctx context.Context, o Options, outDir string) (*Result, error) {
 	if o.GOARCH == "" {
-		o.GOARCH = hostGOARCH()
+		o.GOARCH = runtime.GOARCH
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err

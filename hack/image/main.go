@@ -84,5 +84,3 @@ func gitOutput(root string, args ...string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-func hostGOARCH() string { return runtime.GOARCH }
