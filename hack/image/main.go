@@ -47,7 +47,11 @@ func run() error {
 	if o.Created, err = sourceDate(root); err != nil {
 		return err
 	}
-	o.Revision = gitOutput(root, "rev-parse", "HEAD")
+	// The commit, marked -dirty when the working tree differs from it (not a release build).
+	if o.Revision = gitOutput(root, "rev-parse", "HEAD"); o.Revision != "" && gitOutput(root, "status", "--porcelain") != "" {
+		o.Revision += "-dirty"
+		fmt.Fprintln(os.Stderr, "image: the working tree has uncommitted changes: the image is labelled", o.Revision)
+	}
 	r, err := Build(context.Background(), o, out)
 	if err != nil {
 		return err
