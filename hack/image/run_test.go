@@ -507,21 +507,6 @@ func happyPath(ctx context.Context, t *testing.T, root string, admin client.Clie
 		}
 	}
 
-	var src v1.S3Source
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "exports"}, &src); err != nil {
-			return false, err
-		}
-		return meta.IsStatusConditionTrue(src.Status.Conditions, "Ready") && src.Status.Files != nil &&
-			src.Status.Files.Ingested == int64(len(samples)), nil
-	})
-	if err != nil {
-		t.Fatalf("the S3Source did not become Ready with %d files ingested: %v\nstatus: %+v\nmanager log:\n%s", len(samples), err, src.Status, ctr.log())
-	}
-	if src.Status.ConversationsIngested == 0 {
-		t.Errorf("the S3Source ingested %d files but no conversation: %+v", src.Status.Files.Ingested, src.Status)
-	}
-
 	// The quota's window is the day in Paris and ends at the next Paris midnight: the zone
 	// resolved inside the image, which has no /usr/share/zoneinfo.
 	paris, err := time.LoadLocation("Europe/Paris")
@@ -533,15 +518,39 @@ func happyPath(ctx context.Context, t *testing.T, root string, admin client.Clie
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &q); err != nil {
 			return false, err
 		}
+		if stalled := meta.FindStatusCondition(q.Status.Conditions, "Stalled"); stalled != nil && stalled.Status == metav1.ConditionTrue {
+			return false, fmt.Errorf("stalled: %s: %s", stalled.Reason, stalled.Message)
+		}
 		return meta.IsStatusConditionTrue(q.Status.Conditions, "Ready") && q.Status.ResetsAt != nil, nil
 	})
 	if err != nil {
 		t.Fatalf("the IngestionQuota did not become Ready: %v\nstatus: %+v\nmanager log:\n%s", err, q.Status, ctr.log())
 	}
-	now := time.Now().In(paris)
-	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, paris)
-	if q.Status.Window != now.Format(time.DateOnly) || !q.Status.ResetsAt.Time.Equal(midnight) {
-		t.Errorf("quota window %s resetting at %s, want %s resetting at %s (Paris midnight)",
-			q.Status.Window, q.Status.ResetsAt.Time, now.Format(time.DateOnly), midnight)
+	day, err := time.ParseInLocation(time.DateOnly, q.Status.Window, paris)
+	if err != nil {
+		t.Fatalf("quota window %q: %v", q.Status.Window, err)
+	}
+	midnight := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, paris)
+	if now := time.Now(); now.Before(day) || now.After(midnight.Add(time.Minute)) || !q.Status.ResetsAt.Time.Equal(midnight) {
+		t.Errorf("quota window %s resetting at %s at %s, want the Paris day of now, resetting at the next Paris midnight",
+			q.Status.Window, q.Status.ResetsAt.Time, now)
+	}
+
+	var src v1.S3Source
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "exports"}, &src); err != nil {
+			return false, err
+		}
+		if stalled := meta.FindStatusCondition(src.Status.Conditions, "Stalled"); stalled != nil && stalled.Status == metav1.ConditionTrue {
+			return false, fmt.Errorf("stalled: %s: %s", stalled.Reason, stalled.Message)
+		}
+		return meta.IsStatusConditionTrue(src.Status.Conditions, "Ready") && src.Status.Files != nil &&
+			src.Status.Files.Ingested == int64(len(samples)), nil
+	})
+	if err != nil {
+		t.Fatalf("the S3Source did not become Ready with %d files ingested: %v\nstatus: %+v\nmanager log:\n%s", len(samples), err, src.Status, ctr.log())
+	}
+	if src.Status.ConversationsIngested == 0 {
+		t.Errorf("the S3Source ingested %d files but no conversation: %+v", src.Status.Files.Ingested, src.Status)
 	}
 }
