@@ -109,9 +109,12 @@ docker-push: ## Push the container image.
 IMAGE_REPO ?= ghcr.io/avon-ai/data-import-operator
 DIST ?= dist
 
+# IMAGE_ARCH: the image's architecture (default the host's), e.g. arm64 for kind on Apple silicon.
+IMAGE_ARCH ?=
+
 .PHONY: image
 image: ## Build the manager image IMG with hack/image: dist/image.tar (docker load, kind load image-archive, ctr import), dist/image/ (OCI layout), dist/image.ref.
-	go run ./hack/image --ref $(IMG) --out $(DIST)
+	go run ./hack/image --ref $(IMG) --out $(DIST) $(if $(IMAGE_ARCH),--goarch $(IMAGE_ARCH))
 
 # The chart (dist/ too) is packaged by a chart-package target when the Makefile has one.
 .PHONY: release
