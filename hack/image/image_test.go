@@ -49,6 +49,16 @@ func TestMain(m *testing.M) {
 // built builds the image once per test binary, as `make image` does, into a temporary dist/.
 func built(t *testing.T) *Result {
 	t.Helper()
+	r, err := build()
+	if err != nil {
+		t.Fatalf("building the image: %v", err)
+	}
+	t.Logf("image built in %s (shared by the tests of this package)", buildTook.Round(time.Millisecond))
+	return r
+}
+
+// build is built for other goroutines than the test's: it returns the error.
+func build() (*Result, error) {
 	buildOnce.Do(func() {
 		start := time.Now()
 		defer func() { buildTook = time.Since(start) }()
@@ -64,11 +74,7 @@ func built(t *testing.T) *Result {
 		defer cancel()
 		buildResult, buildErr = Build(ctx, Options{Root: root, Ref: testRef, Created: time.Unix(1700000000, 0).UTC()}, buildDir)
 	})
-	if buildErr != nil {
-		t.Fatalf("building the image: %v", buildErr)
-	}
-	t.Logf("image built in %s (shared by the tests of this package)", buildTook.Round(time.Millisecond))
-	return buildResult
+	return buildResult, buildErr
 }
 
 // entry is one file of the image as the tests compare it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,8 +54,9 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 // and a 1Gi /tmp, the ServiceAccount's token mounted where client-go's in-cluster config
 // reads it, and the host's network (the test's API server and MinIO listen on 127.0.0.1).
 // The manager gets exactly the RBAC of config/rbac, as rendered by config/default. Then
-// the probes answer and an S3Source ingests a sample file from MinIO, under an
-// IngestionQuota whose Europe/Paris time zone must resolve inside the image.
+// the probes answer, /metrics answers a reader bound by config/rbac's metrics-reader role and
+// no one else, and an S3Source ingests two sample files from MinIO, under an IngestionQuota
+// whose Europe/Paris time zone must resolve inside the image.
 func TestImageRunsAsDeployed(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -75,7 +78,7 @@ func TestImageRunsAsDeployed(t *testing.T) {
 		s3  *minio.Server
 	)
 	g := errgroup.Group{}
-	g.Go(func() error { img = built(t); return nil })
+	g.Go(func() (err error) { img, err = build(); return err })
 	g.Go(func() (err error) { env, err = kube.Start(); return err })
 	g.Go(func() (err error) { s3, err = minio.StartServer(minio.Options{}); return err })
 	err = g.Wait()
@@ -136,7 +139,9 @@ func TestImageRunsAsDeployed(t *testing.T) {
 	}
 	t.Logf("container running, /healthz and /readyz answer, %s after the start", time.Since(start).Round(time.Millisecond))
 
-	// The happy path: a team's bucket with a sample file, read with a read-only key.
+	checkMetricsAuth(ctx, t, env, admin, metricsPort, ctr)
+
+	// The happy path: a team's bucket with sample files, read with a read-only key.
 	happyPath(ctx, t, root, admin, s3, ctr)
 
 	// SIGTERM (what the kubelet sends) stops the manager cleanly.
@@ -144,6 +149,65 @@ func TestImageRunsAsDeployed(t *testing.T) {
 		t.Errorf("stopping the manager with SIGTERM: %v\nmanager log:\n%s", err, ctr.log())
 	}
 	t.Logf("TestImageRunsAsDeployed took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// checkMetricsAuth: --metrics-secure serves /metrics over HTTPS to callers allowed to get
+// it (the manager's TokenReview and SubjectAccessReview, config/rbac/metrics_auth_role),
+// e.g. Prometheus's ServiceAccount bound to config/rbac's metrics-reader role; anonymous
+// callers get 401, other ServiceAccounts 403.
+func checkMetricsAuth(ctx context.Context, t *testing.T, env *kube.Env, admin client.Client, port int, ctr *container) {
+	t.Helper()
+	const ns, sa, unbound = "monitoring", "prometheus", "unbound"
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: unbound}},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "prometheus-data-import-metrics-reader"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "data-import-metrics-reader"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}},
+		},
+	} {
+		if err := admin.Create(ctx, o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+	token := serviceAccountToken(ctx, t, env, ns, sa)
+	// The manager's certificate is self-signed (no cert-manager here); authentication is what
+	// is tested.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed
+	get := func(bearer string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(port)+"/metrics", nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+	var code int
+	var body string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		code, body, err = get(token)
+		return err == nil && code == http.StatusOK, nil
+	})
+	if err != nil || !strings.Contains(body, "controller_runtime_") {
+		t.Fatalf("GET /metrics as %s/%s: %d %v\n%.500s\nmanager log:\n%s", ns, sa, code, err, body, ctr.log())
+	}
+	if code, _, err := get(""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics anonymously: %d %v, want 401", code, err)
+	}
+	if code, _, err := get(serviceAccountToken(ctx, t, env, ns, unbound)); err != nil || code != http.StatusForbidden {
+		t.Errorf("GET /metrics as a ServiceAccount without the metrics-reader role: %d %v, want 403", code, err)
+	}
 }
 
 // renderDefault runs `kubectl kustomize config/default`.
