@@ -23,6 +23,8 @@ import (
 	"time"
 	_ "time/tzdata" // the test computes the Europe/Paris window the manager must report
 
+	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -50,7 +52,8 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // TestImageRunsAsDeployed unpacks the image with umoci and runs it with runc the way
 // config/default's Deployment runs it: its command and args, UID/GID 65532 with no
-// capabilities and no privilege escalation, a read-only root file system, the store volume
+// capabilities, no privilege escalation and the RuntimeDefault seccomp profile (Docker's), a
+// read-only root file system (all checked in the running process's /proc), the store volume
 // and a 1Gi /tmp, the ServiceAccount's token mounted where client-go's in-cluster config
 // reads it, and the host's network (the test's API server and MinIO listen on 127.0.0.1).
 // The manager gets exactly the RBAC of config/rbac, as rendered by config/default. Then
@@ -139,6 +142,7 @@ func TestImageRunsAsDeployed(t *testing.T) {
 	}
 	t.Logf("container running, /healthz and /readyz answer, %s after the start", time.Since(start).Round(time.Millisecond))
 
+	checkProcess(t, ctr)
 	checkMetricsAuth(ctx, t, env, admin, metricsPort, ctr)
 
 	// The happy path: a team's bucket with sample files, read with a read-only key.
@@ -149,6 +153,52 @@ func TestImageRunsAsDeployed(t *testing.T) {
 		t.Errorf("stopping the manager with SIGTERM: %v\nmanager log:\n%s", err, ctr.log())
 	}
 	t.Logf("TestImageRunsAsDeployed took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// checkProcess reads the manager's process from the host's /proc: the security context was
+// applied, not just written into the runtime config.
+func checkProcess(t *testing.T, c *container) {
+	t.Helper()
+	out, err := exec.Command(c.runc, "--root", c.state, "state", c.id).Output()
+	if err != nil {
+		t.Fatalf("runc state: %v", err)
+	}
+	var state struct{ Pid int }
+	if err := json.Unmarshal(out, &state); err != nil || state.Pid == 0 {
+		t.Fatalf("runc state %s: %v", out, err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", state.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	for k, want := range map[string]string{
+		"Name": "manager", "Uid": "65532 65532 65532 65532", "Gid": "65532 65532 65532 65532", "Groups": "65532",
+		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
+		"NoNewPrivs": "1", "Seccomp": "2", // 2: filter mode
+	} {
+		if fields[k] != want {
+			t.Errorf("the manager's %s is %q, want %q", k, fields[k], want)
+		}
+	}
+	mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mounts", state.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rootOptions []string
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == "/" {
+			rootOptions = strings.Split(f[3], ",") // the last mount of / is the one seen
+		}
+	}
+	if !slices.Contains(rootOptions, "ro") {
+		t.Errorf("the root file system is mounted %v, want ro", rootOptions)
+	}
 }
 
 // checkMetricsAuth: --metrics-secure serves /metrics over HTTPS to callers allowed to get
@@ -408,6 +458,42 @@ func configureAsPod(t *testing.T, spec map[string]any, pod corev1.PodSpec, v pod
 		}
 	}
 	linux["namespaces"] = namespaces
+
+	// seccompProfile RuntimeDefault: the container runtime's default profile, here Docker's
+	// (containerd's and CRI-O's derive from it), for the capabilities set above.
+	profile := psc.SeccompProfile
+	if sc.SeccompProfile != nil {
+		profile = sc.SeccompProfile
+	}
+	if profile == nil || profile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Fatalf("the Deployment's seccompProfile is %+v, the test knows RuntimeDefault", profile)
+	}
+	linux["seccomp"] = runtimeDefaultSeccomp(t, spec)
+}
+
+// runtimeDefaultSeccomp returns Docker's default seccomp profile for the runtime config spec.
+func runtimeDefaultSeccomp(t *testing.T, spec map[string]any) map[string]any {
+	t.Helper()
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs specs.Spec
+	if err := json.Unmarshal(data, &rs); err != nil {
+		t.Fatalf("the runtime config: %v", err)
+	}
+	profile, err := seccomp.GetDefaultProfile(&rs)
+	if err != nil {
+		t.Fatalf("the default seccomp profile: %v", err)
+	}
+	if data, err = json.Marshal(profile); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func readSpec(t *testing.T, path string) map[string]any {
