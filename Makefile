@@ -67,8 +67,12 @@ postgres: ## Install PostgreSQL (Debian package) when initdb is missing.
 helm: ## Build the pinned Helm CLI.
 	@bash hack/helm.sh >/dev/null
 
+.PHONY: runc
+runc: ## Install runc and umoci (Debian packages) when missing: the image test runs the image with them.
+	@bash hack/runc.sh >/dev/null
+
 .PHONY: tools
-tools: envtest minio postgres helm ## Build or install every tool the tests need.
+tools: envtest minio postgres helm runc ## Build or install every tool the tests need.
 
 ##@ Test
 
@@ -131,6 +135,30 @@ chart-package: helm chart-sync ## Package the Helm chart into dist/; VERSION=v1.
 	@mkdir -p dist
 	"$$(bash hack/helm.sh)" package $(CHART) --destination dist $(if $(VERSION),--version $(patsubst v%,%,$(VERSION)) --app-version $(VERSION))
 
+##@ Image and release (no Docker daemon, no base image)
+
+IMAGE_REPO ?= ghcr.io/avon-ai/data-import-operator
+DIST ?= dist
+
+# IMAGE_ARCH: the image's architecture (default the host's), e.g. arm64 for kind on Apple silicon.
+IMAGE_ARCH ?=
+
+.PHONY: image
+image: ## Build the manager image IMG with hack/image: dist/image.tar (docker load, kind load image-archive, ctr import), dist/image/ (OCI layout), dist/image.ref.
+	go run ./hack/image --ref $(IMG) --out $(DIST) $(if $(IMAGE_ARCH),--goarch $(IMAGE_ARCH))
+
+# The chart (dist/ too) is packaged by a chart-package target when the Makefile has one.
+.PHONY: release
+release: ## Build the image IMAGE_REPO:VERSION and write dist/install.yaml (CRDs, RBAC, manager) pinned to its tag and digest: make release VERSION=v0.1.0.
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || { echo "make release needs VERSION=vMAJOR.MINOR.PATCH, got '$(VERSION)'"; exit 1; }
+	$(MAKE) --no-print-directory image IMG=$(IMAGE_REPO):$(VERSION) DIST=$(DIST)
+	@ref="$$(cat $(DIST)/image.ref)"; kubectl="$$(bash hack/envtest-assets.sh)/kubectl"; \
+	  { echo "# data-import-operator $(VERSION): CRDs, RBAC and the manager, image $$ref"; \
+	    echo "#   kubectl apply --server-side -f install.yaml"; \
+	    "$$kubectl" kustomize config/default | sed -E 's|$(IMAGE_REPO):[^"[:space:]]+|'"$$ref"'|'; } > $(DIST)/install.yaml; \
+	  echo "$(DIST)/install.yaml: image $$ref"
+	@if $(MAKE) -n chart-package >/dev/null 2>&1; then $(MAKE) --no-print-directory chart-package VERSION=$(VERSION) DIST=$(DIST); fi
+
 ##@ Deployment
 
 KUBECTL ?= kubectl
@@ -145,7 +173,7 @@ uninstall: ## Remove the CRDs (and so every S3Source and IngestionQuota).
 
 .PHONY: deploy
 deploy: manifests ## Deploy the operator with config/default, image IMG.
-	$(KUBECTL) kustomize config/default | sed 's|ghcr.io/avon-ai/data-import-operator:latest|$(IMG)|' | $(KUBECTL) apply --server-side -f -
+	$(KUBECTL) kustomize config/default | sed -E 's|ghcr.io/avon-ai/data-import-operator:[^"[:space:]]+|$(IMG)|' | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator deployed with config/default.

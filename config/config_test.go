@@ -37,7 +37,7 @@ import (
 const (
 	namespace  = "data-import-system"
 	deployment = "data-import-controller-manager"
-	image      = "ghcr.io/avon-ai/data-import-operator:latest"
+	image      = "ghcr.io/avon-ai/data-import-operator:v0.1.0"
 	dataDir    = "/var/lib/data-import"
 )
 
