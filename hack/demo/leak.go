@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,11 +40,17 @@ func (t *transcript) String() string {
 
 // leakScan looks for every secret of the run where none may be: the statuses and events
 // the tenant reads, the operator's log and metrics, and what the demo printed. The secrets
-// are every Secret's values (the tenant's MinIO secret key), MinIO's root password and the
-// kubeconfigs' keys, and tokens, presigned URLs and signatures by their shape.
+// are every Secret's values (the tenant's MinIO secret key), MinIO's root password, the
+// kubeconfigs' keys and the upload-only key (forgiven only where the demo prints it on
+// purpose), and tokens, presigned URLs and signatures by their shape.
 func (d *demo) leakScan(ctx context.Context) error {
 	d.section("no key, token or presigned URL in status, events, the operator's log and metrics, or this output")
 	known := []leak.Secret{{Name: "MinIO root password", Value: d.stack.s3.RootPassword}}
+	// The upload-only key's secret is looked for everywhere; only its deliberate prints in
+	// the demo's own output are forgiven below, by its name.
+	if d.uploadSecret != "" {
+		known = append(known, leak.Secret{Name: uploadKeyName, Value: d.uploadSecret})
+	}
 	known = append(known, leak.RESTConfigSecrets("the demo's API client", d.stack.kube.Config)...)
 	for name, path := range map[string]string{"the admin's kubeconfig": d.kubeconfig, "the tenant's kubeconfig": d.tenantKubeconfig} {
 		cfg, err := clientcmd.BuildConfigFromFlags("", path)
@@ -68,7 +75,21 @@ func (d *demo) leakScan(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("scanning for leaked secrets: %w", err)
 	}
+	// The demo prints its upload-only key on purpose (dropOwnFile, howTo): a throwaway key of
+	// this local MinIO that may only put objects under the prefix, for dropping one's own file
+	// into the bucket. Those prints, and only those, are not leaks. Anywhere else (a status, an
+	// event, the operator's log or metrics) the key is still a finding.
+	kept, forgiven := r.Findings[:0:0], 0
+	for _, f := range r.Findings {
+		if strings.HasPrefix(f.Text, "the demo's output ") && (f.Kind == uploadKeyName || f.Kind == "base64 of "+uploadKeyName) {
+			forgiven++
+			continue
+		}
+		kept = append(kept, f)
+	}
+	r.Findings = kept
 	d.say("%s", r.Summary())
+	d.say("(not counted: %d deliberate print(s) of the demo's upload-only key in this output)", forgiven)
 	d.check("no secret in status, events, the operator's log and metrics, or the demo's output", r.Err() == nil, errText(r.Err()))
 	return nil
 }

@@ -118,6 +118,10 @@ type demo struct {
 	tenantKubeconfig string
 	who              string // the role playing the current step, for its heading
 	metricsURL       string // the operator's /metrics
+
+	// uploadKey and uploadSecret are the customer's upload-only MinIO key (dropOwnFile),
+	// a throwaway key printed on purpose for dropping one's own file into the bucket.
+	uploadKey, uploadSecret string
 }
 
 func newDemo(once bool, out io.Writer) (*demo, error) {
@@ -174,6 +178,7 @@ func (d *demo) journey(ctx context.Context) error {
 		{tenant, d.tenantBoundaries},
 		{tenant, d.firstDiscovery},
 		{admin, d.lookup}, // the data-import CLI holds the store's credentials
+		{bucket, d.dropOwnFile},
 		{tenant, d.refresh},
 		{admin, d.leakScan},
 		{"", d.howTo},

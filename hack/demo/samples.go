@@ -23,6 +23,7 @@ import (
 const (
 	phaseInitial = "initial" // uploaded before the S3Source is created
 	phaseRefresh = "refresh" // uploaded before the first refresh
+	phaseOwn     = "own"     // "one's own file": put with the tenant's upload-only key before the first refresh
 )
 
 // expectation is what the operator must record for one sample file.
@@ -46,6 +47,8 @@ var expected = map[string]expectation{
 	// Step 6: a byte-identical re-upload stores nothing; a newer version replaces the record.
 	"conv-2025-01-15-001-reupload.json": {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{Unchanged: 1}},
 	"conv-2025-01-15-001-v2.json":       {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{Updated: 1}},
+	// Guide Step 3.3: a sample file dropped into the bucket, as one's own would be.
+	"sample-conv-001.json": {store.FileIngested, ingest.ReasonIngested, store.RecordCounts{New: 1}},
 }
 
 // sample is one object to upload.

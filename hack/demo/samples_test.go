@@ -35,12 +35,12 @@ func TestSamplesMeetExpectations(t *testing.T) {
 	engine := ingest.New(st)
 	seen := map[string]bool{}
 	modified := time.Date(2025, 1, 18, 12, 0, 0, 0, time.UTC)
-	for _, phase := range []string{phaseInitial, phaseRefresh} {
+	for _, phase := range []string{phaseInitial, phaseOwn, phaseRefresh} {
 		samples, err := loadPhase(root, phase)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The refresh files are uploaded later, so their objects are newer.
+		// Each phase is uploaded later than the one before, so its objects are newer.
 		modified = modified.Add(time.Hour)
 		for _, s := range samples {
 			ref := ingest.ObjectRef{Namespace: "acme", Source: "acme/acme-conversations", Key: "conversations/2025/01/18/" + s.name,

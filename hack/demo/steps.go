@@ -234,7 +234,7 @@ func (d *demo) lookup(ctx context.Context) error {
 // and a second refresh within the cooldown is throttled.
 func (d *demo) refresh(ctx context.Context) error {
 	d.section("Guide Steps 4 and 6: new files, a manual refresh, and the 60 s cooldown")
-	d.say("Uploading a byte-identical re-upload of the seed example and a newer version of it:")
+	d.say("Uploading a byte-identical re-upload of the seed example and a newer version of it (%s, dropped in the step before, waits for this refresh too):", ownSample)
 	if err := d.upload(phaseRefresh); err != nil {
 		return err
 	}
@@ -269,6 +269,9 @@ func (d *demo) refresh(ctx context.Context) error {
 	out, err := d.cliRun(ctx, "get", "--store", d.storeDSN, "-n", namespace, "--agent", "agent-avon-ai-001", "--conversation", "avon-ai-example-conv-001")
 	d.check("de-duplication: the newer version (with msg-004) replaced the stored conversation",
 		err == nil && strings.Contains(out, `"message_id": "msg-004"`), errText(err))
+	out, err = d.cliRun(ctx, "get", "--store", d.storeDSN, "-n", namespace, "--agent", "agent-avon-ai-001", "--conversation", "sample-conv-001")
+	d.check("drop a file: "+ownSample+", put with the upload-only key, was ingested on the refresh (get finds sample-conv-001)",
+		err == nil && strings.Contains(out, `"conversation_id": "sample-conv-001"`) && strings.Contains(out, `"action": "email_change_requested"`), errText(err))
 	return d.throttledRefresh(ctx, first)
 }
 
@@ -347,6 +350,9 @@ The store is the admin's: the data-import CLI holds its credentials.`,
   go run ./cmd/data-import validate config/samples/data/initial    # the same checks before uploading
 
 Operator log: .demo/manager.log`, filepath.Join(d.root, ".demo", "kubeconfig"), kubectlDir, namespace, sourceName, v1.RefreshAnnotation, d.storeDSN)
+	if d.uploadKey != "" {
+		d.dropHowTo(filepath.Join(d.root, d.tenantKubeconfig))
+	}
 	return nil
 }
 

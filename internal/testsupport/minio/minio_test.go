@@ -125,3 +125,69 @@ func TestReadOnlyUser(t *testing.T) {
 		})
 	}
 }
+
+// The upload-only user is the demo's key for dropping one's own file (guide Step 3.3): put
+// under the prefix, nothing else.
+func TestUploadOnlyUser(t *testing.T) {
+	s := Start(t)
+	const bucket = "upload-only"
+	if err := s.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(bucket, "conversations/in.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	ak, sk, err := s.CreateUploadUser(bucket, "conversations/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.newS3Client(ak, sk)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		call    func() error
+		allowed bool
+	}{
+		{"put under prefix", func() error {
+			_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("conversations/2025/new.json"), Body: strings.NewReader("[]")})
+			return err
+		}, true},
+		{"put outside prefix", func() error {
+			_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("private/new.json"), Body: strings.NewReader("[]")})
+			return err
+		}, false},
+		{"list own prefix", func() error {
+			_, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("conversations/")})
+			return err
+		}, false},
+		{"list whole bucket", func() error {
+			_, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+			return err
+		}, false},
+		{"get under prefix", func() error {
+			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("conversations/in.json")})
+			if err == nil {
+				_ = out.Body.Close()
+			}
+			return err
+		}, false},
+		{"delete under prefix", func() error {
+			_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String("conversations/in.json")})
+			return err
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if tc.allowed {
+				if err != nil {
+					t.Fatalf("want allowed, got %v", err)
+				}
+				return
+			}
+			var ae smithy.APIError
+			if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" {
+				t.Fatalf("want AccessDenied, got %v", err)
+			}
+		})
+	}
+}

@@ -40,6 +40,32 @@ func ReadOnlyPolicy(bucket, prefix string) []byte {
 	return b
 }
 
+// UploadOnlyPolicy is a customer's own upload key, as the demo hands one out for the
+// guide's Step 3.3 ("drop a sample file"): s3:PutObject on the objects under prefix and
+// nothing else, so it can neither list (not even its own prefix) nor read, nor write
+// elsewhere in the bucket. Multipart uploads (aws s3 cp of a large file) need no more:
+// MinIO authorizes their parts and completion as s3:PutObject.
+func UploadOnlyPolicy(bucket, prefix string) []byte {
+	b, err := json.Marshal(map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{{
+			"Effect":   "Allow",
+			"Action":   []string{"s3:PutObject"},
+			"Resource": []string{"arn:aws:s3:::" + bucket + "/" + prefix + "*"},
+		}},
+	})
+	if err != nil {
+		panic(err) // static types: cannot fail
+	}
+	return b
+}
+
+// CreateUploadUser creates a user with UploadOnlyPolicy(bucket, prefix) and returns its
+// access key and secret key.
+func (s *Server) CreateUploadUser(bucket, prefix string) (accessKey, secretKey string, err error) {
+	return s.CreateUserWithPolicy(UploadOnlyPolicy(bucket, prefix))
+}
+
 // CreateReadOnlyUser creates a user with ReadOnlyPolicy(bucket, prefix) and returns its
 // access key and secret key.
 func (s *Server) CreateReadOnlyUser(bucket, prefix string) (accessKey, secretKey string, err error) {
