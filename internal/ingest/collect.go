@@ -15,8 +15,10 @@ type collector struct {
 	opts Options
 	lim  Limits
 
-	p   parser
-	v   validator
+	p parser
+	v validator
+	// pii applies the source's PII validators (nil when none are configured).
+	pii *piiScanner
 	h   hasher
 	rec record
 
@@ -50,6 +52,9 @@ func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits, 
 	}
 	c.p.maxDepth = lim.MaxDepth
 	c.v.agents = opts.Agents
+	if opts.Validators.Len() > 0 {
+		c.pii = newPIIScanner(opts.Validators, lim.MaxDepth)
+	}
 	return c
 }
 
@@ -90,6 +95,19 @@ func (c *collector) record(src []byte, at where) error {
 			c.addError(at, fe.path, fe.problem)
 		}
 		return nil
+	}
+	if c.pii != nil {
+		// After validation, before hashing: a redacted record is what is hashed, stored
+		// and compared for de-duplication.
+		red, ok := c.pii.scan(&c.rec)
+		if !ok {
+			c.invalid()
+			for _, fe := range c.pii.errs {
+				c.addError(at, fe.path, fe.problem)
+			}
+			return nil
+		}
+		c.rec = *red
 	}
 	hash, ok := c.h.sum(&c.rec)
 	if !ok {
@@ -162,6 +180,9 @@ func (c *collector) fatal(fe *fileError) {
 func (c *collector) finish(res *Result) {
 	res.Errors, res.MoreErrors, res.Ignored = c.errs, c.more, c.ignored
 	res.Counts.Valid, res.Counts.Invalid = c.counts.Valid, c.counts.Invalid
+	if c.pii != nil {
+		res.PII = c.pii.fileCounts()
+	}
 	loc := c.ref.Key
 	switch {
 	case c.fatalErr != nil:
@@ -201,6 +222,9 @@ func (c *collector) finish(res *Result) {
 	}
 	if len(c.ignored) > 0 {
 		res.Message += fmt.Sprintf(", %d archive entries ignored", len(c.ignored))
+	}
+	if pii := SummarizePII(res.PII); pii != "" {
+		res.Message += "; " + pii
 	}
 }
 
