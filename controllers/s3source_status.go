@@ -52,6 +52,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 			st.ConsecutiveFailures = 0
 			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
 			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
 			for _, f := range res.RecentErrors {
 				st.RecentFileErrors = append(st.RecentFileErrors, v1.FileError{Key: f.Key, Reason: f.Reason, Message: f.Message, Time: metav1.NewTime(f.UpdatedAt)})
