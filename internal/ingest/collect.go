@@ -22,10 +22,13 @@ type collector struct {
 	h   hasher
 	rec record
 
-	errs     []RecordError
-	more     int
-	fatalErr *fileError
-	counts   store.RecordCounts
+	errs []RecordError
+	more int
+	// findings locate Redact and Flag matches, capped like errs.
+	findings     []RecordError
+	moreFindings int
+	fatalErr     *fileError
+	counts       store.RecordCounts
 	// sink receives the valid records of a file being committed (nil in a dry run).
 	sink *pipe
 	// A dry run lists the distinct identities instead, and counts in-file duplicates as
@@ -108,6 +111,13 @@ func (c *collector) record(src []byte, at where) error {
 			return nil
 		}
 		c.rec = *red
+		for _, fe := range c.pii.finds {
+			if len(c.findings) >= MaxErrorsPerFile {
+				c.moreFindings++
+				continue
+			}
+			c.findings = append(c.findings, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index, Path: fe.path, Problem: fe.problem})
+		}
 	}
 	hash, ok := c.h.sum(&c.rec)
 	if !ok {
@@ -182,6 +192,7 @@ func (c *collector) finish(res *Result) {
 	res.Counts.Valid, res.Counts.Invalid = c.counts.Valid, c.counts.Invalid
 	if c.pii != nil {
 		res.PII = c.pii.fileCounts()
+		res.PIIFindings, res.MorePIIFindings = c.findings, c.moreFindings
 	}
 	loc := c.ref.Key
 	switch {

@@ -114,6 +114,11 @@ type Result struct {
 	// PII counts, per validator that matched, what the PII validators found (records
 	// rejected, redacted or flagged). A failed file's counts cover the records read.
 	PII []PIICount `json:"pii,omitempty"`
+	// PIIFindings locate the first MaxErrorsPerFile Redact and Flag matches (record and
+	// JSON path, validator, count; never the text); MorePIIFindings counts the rest.
+	// Reject matches are in Errors.
+	PIIFindings     []RecordError `json:"pii_findings,omitempty"`
+	MorePIIFindings int           `json:"more_pii_findings,omitempty"`
 	// Ignored lists archive entries not processed, each with why.
 	Ignored []string `json:"ignored,omitempty"`
 	// Pairs are, in a dry run, the distinct identities that would be written. A commit

@@ -580,8 +580,10 @@ type piiScanner struct {
 	spans  []span
 	repl   []replacement
 	errs   []fieldError
-	out    []byte
-	p      parser
+	// finds are the current record's Redact and Flag matches, located like errs.
+	finds []fieldError
+	out   []byte
+	p     parser
 }
 
 func newPIIScanner(vs *Validators, maxDepth int) *piiScanner {
@@ -598,7 +600,7 @@ func newPIIScanner(vs *Validators, maxDepth int) *piiScanner {
 // validator matched) the redacted record, backed by s's buffers until the next scan.
 func (s *piiScanner) scan(r *record) (out *record, ok bool) {
 	clear(s.rec)
-	s.repl, s.errs = s.repl[:0], s.errs[:0]
+	s.repl, s.errs, s.finds = s.repl[:0], s.errs[:0], s.finds[:0]
 	if r.tape[0].kind != kObj {
 		return r, true
 	}
@@ -696,6 +698,9 @@ func (s *piiScanner) text(r *record, i int32) {
 		case ActionRedact:
 			cur = redact(cur, s.spans, v.token)
 			changed = true
+			s.finds = append(s.finds, fieldError{path: r.pathTo(i), problem: fmt.Sprintf("validator %s (%s, action Redact) redacted %d match(es)", v.name, v.typ, len(s.spans))})
+		case ActionFlag:
+			s.finds = append(s.finds, fieldError{path: r.pathTo(i), problem: fmt.Sprintf("validator %s (%s, action Flag) flagged %d match(es)", v.name, v.typ, len(s.spans))})
 		}
 	}
 	if changed {
