@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"unicode"
@@ -126,6 +127,10 @@ type piiValidator struct {
 	action PIIAction
 	token  string
 	re     *regexp.Regexp
+	// literal is text every match of re contains ("" when none is known): a string
+	// without it is skipped without running the regexp, which matters for patterns
+	// starting with \b or a class, where Go's regexp cannot skip ahead by itself.
+	literal []byte
 	// regions for national phone numbers, upper case.
 	regions []string
 }
@@ -196,6 +201,7 @@ func CompileValidators(cfgs []ValidatorConfig) (*Validators, error) {
 				return nil, fmt.Errorf("%w: %s: the pattern matches the empty string (want a pattern that needs at least one character)", ErrInvalidValidator, where)
 			}
 			v.re = re
+			v.literal = requiredLiteral(c.Pattern)
 		default:
 			return nil, fmt.Errorf("%w: %s: type %q (want Email, PhoneNumber, PaymentCard or Regex)", ErrInvalidValidator, where, c.Type)
 		}
@@ -203,6 +209,34 @@ func CompileValidators(cfgs []ValidatorConfig) (*Validators, error) {
 		vs.list = append(vs.list, v)
 	}
 	return vs, nil
+}
+
+// requiredLiteral returns the longest case-sensitive literal that is a top-level part of
+// pattern's concatenation (inside captures), which every match therefore contains; ""
+// when there is none (an alternation, a case-insensitive literal).
+func requiredLiteral(pattern string) []byte {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	parts := []*syntax.Regexp{re}
+	if re.Op == syntax.OpConcat {
+		parts = re.Sub
+	}
+	var best []rune
+	for _, p := range parts {
+		for p.Op == syntax.OpCapture {
+			p = p.Sub[0]
+		}
+		if p.Op == syntax.OpLiteral && p.Flags&syntax.FoldCase == 0 && len(p.Rune) > len(best) {
+			best = p.Rune
+		}
+	}
+	return []byte(string(best))
 }
 
 func validName(s string) bool {
@@ -240,6 +274,9 @@ func (v *piiValidator) find(s []byte, dst []span) []span {
 		return findPhones(s, v.regions, dst)
 	case PIICard:
 		return findCards(s, dst)
+	}
+	if len(v.literal) > 0 && !bytes.Contains(s, v.literal) {
+		return dst
 	}
 	for _, m := range v.re.FindAllIndex(s, -1) {
 		if m[1] > m[0] {

@@ -402,3 +402,20 @@ func TestPIIRedactDedup(t *testing.T) {
 		t.Fatalf("stored %s", stored.Raw)
 	}
 }
+
+func TestPIIRequiredLiteral(t *testing.T) {
+	tests := []struct{ pattern, want string }{
+		{`\bEMP-[0-9]{6}\b`, "EMP-"},
+		{`(?:ID|REF)-[0-9]+`, "-"},
+		{`(?i)secret-[a-z]+`, ""},
+		{`a|b`, ""},
+		{`([A-Z]{2})-(internal)-[0-9]+`, "internal"},
+		{`token`, "token"},
+		{`[0-9]+`, ""},
+	}
+	for _, tt := range tests {
+		if got := string(requiredLiteral(tt.pattern)); got != tt.want {
+			t.Errorf("requiredLiteral(%q) = %q, want %q", tt.pattern, got, tt.want)
+		}
+	}
+}
