@@ -73,6 +73,9 @@ func (c *collector) addError(at where, path, problem string) {
 		c.more++
 		return
 	}
+	if c.pii != nil {
+		path, problem = c.opts.Validators.Scrub(path), c.opts.Validators.Scrub(problem)
+	}
 	c.errs = append(c.errs, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index, Path: path, Problem: problem})
 }
 

@@ -757,6 +757,28 @@ func redact(text []byte, spans []span, token string) []byte {
 	return append(out, text[last:]...)
 }
 
+// Scrub replaces whatever any validator of vs detects in s by [REDACTED:<name>],
+// whatever the validators' actions: error messages quote short values (an unknown
+// agent_id, a malformed timestamp), and none may carry personal data a source chose to
+// keep out of its store.
+func (vs *Validators) Scrub(s string) string {
+	if vs.Len() == 0 || s == "" {
+		return s
+	}
+	b := []byte(s)
+	changed := false
+	for _, v := range vs.list {
+		if spans := v.find(b, nil); len(spans) > 0 {
+			b = redact(b, spans, v.token)
+			changed = true
+		}
+	}
+	if !changed {
+		return s
+	}
+	return string(b)
+}
+
 // fileCounts returns the validators that matched in the file, in the configured order.
 func (s *piiScanner) fileCounts() []PIICount {
 	var out []PIICount

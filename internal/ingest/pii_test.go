@@ -419,3 +419,33 @@ func TestPIIRequiredLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestPIIScrubsErrors: with validators on, an error that quotes a value (here a phone
+// number where a timestamp belongs, an e-mail address as agent_id) does not echo what
+// any validator detects, whatever its action.
+func TestPIIScrubsErrors(t *testing.T) {
+	vs, err := CompileValidators([]ValidatorConfig{{Type: PIIEmail, Action: ActionFlag}, {Type: PIIPhone, Action: ActionFlag}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := seedConv(t, func(m map[string]any) {
+		msg(m, 0)["timestamp"] = "+44 20 7946 0958"
+	})
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"validators off: quoted as before", Options{}, `a.jsonl:1: messages[0].timestamp: "+44 20 7946 0958" is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)`},
+		{"validators on: scrubbed", Options{Validators: vs}, `a.jsonl:1: messages[0].timestamp: "[REDACTED:phone]" is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)`},
+		{"agent allow-list", Options{Validators: vs, Agents: map[string]struct{}{"x": {}}}, `a.jsonl:1: agent_id: "agent-001" is not a known agent (not in the agent allow-list)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := errorStrings(processLine(t, line, tt.opts))
+			if !slices.Contains(got, tt.want) {
+				t.Errorf("errors %q, want %q among them", got, tt.want)
+			}
+		})
+	}
+}
