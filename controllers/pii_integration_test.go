@@ -95,6 +95,9 @@ func piiScenario(t *testing.T, st storeapi.Store, ns, name, bkt string) {
 			t.Errorf("recentFileErrors[%s] = %+v, want reason %s and %q", key, e, ingest.ReasonInvalidRecords, want)
 		}
 	}
+	if c := condition(src, v1.ConditionReady); !strings.Contains(c.Message, "PII: email flagged in 1 record(s) (1 match(es)); phone redacted in 1 record(s) (1 match(es)); card rejected in 1 record(s) (1 match(es))") {
+		t.Errorf("Ready message %q does not summarize the run's PII", c.Message)
+	}
 	if c := condition(src, v1.ConditionFilesHealthy); c.Status != metav1.ConditionFalse {
 		t.Errorf("FilesHealthy = %s, want False", c.Status)
 	}

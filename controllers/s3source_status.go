@@ -12,6 +12,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
@@ -182,6 +183,15 @@ func runFailure(src *v1.S3Source, res *discovery.Result) *stepFailure {
 }
 
 func runSummary(res *discovery.Result) string {
+	msg := runCounts(res)
+	if pii := ingest.SummarizePII(res.PII); pii != "" {
+		// At most one entry per validator (16), names and numbers only.
+		msg += "; " + pii
+	}
+	return msg
+}
+
+func runCounts(res *discovery.Result) string {
 	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
 		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,
 		res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)

@@ -64,7 +64,7 @@ type Result struct {
 	NewlyDeferred    int64
 	Conversations    store.RecordCounts
 	// PII sums, per validator that matched in this run's downloads, what it found (one
-	// entry per validator, in the order first seen).
+	// entry per validator, in the configured order).
 	PII []ingest.PIICount
 	// FilesRedacted and FilesFlagged count this run's ingested files in which a Redact
 	// or a Flag validator matched.
@@ -168,6 +168,10 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	} else if res.Err == nil {
 		res.Err = fmt.Errorf("listing failed files: %w", err)
 	}
+	// Files finish in any order; report validators in the order they are configured.
+	slices.SortStableFunc(res.PII, func(a, b ingest.PIICount) int {
+		return job.Validators.Order(a.Validator) - job.Validators.Order(b.Validator)
+	})
 	res.Finished = r.Now()
 	return res
 }
@@ -411,6 +415,10 @@ func (r *run) download(ctx context.Context, w work) {
 func (res *Result) addPII(out ingest.Result) {
 	var redacted, flagged bool
 	for _, c := range out.PII {
+		if out.State != store.FileIngested && c.Action != ingest.ActionReject {
+			// Nothing of a failed file was stored: it redacted or flagged nothing.
+			continue
+		}
 		if out.State == store.FileIngested {
 			redacted = redacted || c.Action == ingest.ActionRedact
 			flagged = flagged || c.Action == ingest.ActionFlag

@@ -120,6 +120,14 @@ func (vs *Validators) Len() int {
 	return len(vs.list)
 }
 
+// Order returns the position of the validator named name in the configuration, or -1.
+func (vs *Validators) Order(name string) int {
+	if vs == nil {
+		return -1
+	}
+	return slices.IndexFunc(vs.list, func(v *piiValidator) bool { return v.name == name })
+}
+
 // piiValidator is one compiled validator.
 type piiValidator struct {
 	name   string
