@@ -202,7 +202,7 @@ func TestS3SourceValidation(t *testing.T) {
 		{"validator regex without pattern", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex}} }, "pattern is required for type Regex"},
 		{"validator pattern on email", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorEmail, Pattern: "x"}} }, "pattern is required for type Regex and not allowed"},
 		{"validator invalid regexp", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: "(a"}} }, "missing closing )"},
-		{"validator pattern matching empty", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: "a*"}} }, "pattern must not match the empty string"},
+		{"validator pattern matching empty", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: "a*"}} }, "pattern must be an RE2 regular expression (Go regexp syntax) that does not match the empty string"},
 		{"validator pattern too long", func(s *v1.S3SourceSpec) {
 			s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: strings.Repeat("a", 257)}}
 		}, "spec.validators[0].pattern"},

@@ -179,7 +179,7 @@ const (
 // Validator is one PII check.
 // +kubebuilder:validation:XValidation:rule="self.type == 'Regex' ? has(self.pattern) : !has(self.pattern)",message="pattern is required for type Regex and not allowed for other types"
 // +kubebuilder:validation:XValidation:rule="self.type == 'PhoneNumber' || !has(self.regions)",message="regions are only for type PhoneNumber"
-// +kubebuilder:validation:XValidation:rule="!has(self.pattern) || !self.pattern.substring(0, 0).matches(self.pattern)",message="pattern must not match the empty string"
+// +kubebuilder:validation:XValidation:rule="!has(self.pattern) || !self.pattern.substring(0, 0).matches(self.pattern)",message="pattern must be an RE2 regular expression (Go regexp syntax) that does not match the empty string"
 type Validator struct {
 	// Name identifies the validator in errors, status, metrics and the redaction token
 	// [REDACTED:<name>]. Default: email, phone, card or regex, after the type.
