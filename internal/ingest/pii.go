@@ -24,8 +24,7 @@ import (
 // Identifiers (conversation_id, agent_id, message_id, sender_id), timestamps,
 // missing_info and messages[].logs are not scanned: identifiers are the record's identity
 // (redacting them would change which conversation a record is), and logs are the agent's
-// operational trace. A customer who puts personal data there can reach it with a Regex
-// validator only by moving it to content or user_data.
+// operational trace; personal data put there is not detected.
 //
 // Validators run in the order they are listed, each on the text as redacted by the ones
 // before it. Redact replaces each match by "[REDACTED:<name>]" before the record is
