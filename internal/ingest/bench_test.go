@@ -454,3 +454,13 @@ func BenchmarkHeapEndToEnd(b *testing.B) {
 		})
 	}
 }
+
+// TestBenchCorpusHasNoPII: the benchmark's corpus (the seed's shape, sentences with an
+// order number) matches no validator, so validators-on measures scanning, not redacting.
+func TestBenchCorpusHasNoPII(t *testing.T) {
+	opts := ingest.Options{DryRun: true, Validators: benchValidators()}
+	res, err := ingest.New(nil).Process(context.Background(), ingest.ObjectRef{Key: "a.jsonl"}, bytes.NewReader(genBytes(true, 1<<20)), opts)
+	if err != nil || res.State != store.FileIngested || len(res.PII) != 0 {
+		t.Fatalf("%v %s: PII %+v", err, res.Message, res.PII)
+	}
+}
