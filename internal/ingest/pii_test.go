@@ -57,6 +57,9 @@ func TestPIIEmail(t *testing.T) {
 		{"near miss: numeric tld", "user@10.0.0.1", nil},
 		{"near miss: double dot", "a@example..com", nil},
 		{"near miss: version pin", "pkg@1.2.3", nil},
+		{"russian text", "Пишите на ivan.petrov@example.ru, спасибо", []string{"ivan.petrov@example.ru"}},
+		{"arabic text", "راسلني على ali@example.ae من فضلك", []string{"ali@example.ae"}},
+		{"near miss: git remote", "git@github", nil},
 		{"near miss: bare at", "meet @ 5pm", nil},
 	})
 }
@@ -91,6 +94,16 @@ func TestPIIPhone(t *testing.T) {
 		{"near miss: ISBN", "ISBN 978-3-16-148410-0", nil},
 		{"near miss: invoice id", "INV-415-555-2671", nil},
 		{"near miss: amount", "$1,234,567.89", nil},
+		{"near miss: time range", "open 09:00-17:30 daily", nil},
+		{"near miss: French number without FR", "appelez le 01 42 68 53 00", nil},
+	})
+	fr := ValidatorConfig{Type: PIIPhone, Action: ActionFlag, Regions: []string{"FR"}}
+	runDetect(t, fr, []detectCase{
+		{"French national", "appelez le 01 42 68 53 00 svp", []string{"01 42 68 53 00"}},
+		{"Hindi text, international", "मेरा नंबर +91 98765 43210 है", []string{"+91 98765 43210"}},
+		{"Russian text, international", "Мой номер +7 495 123-45-67.", []string{"+7 495 123-45-67"}},
+		{"near miss: French date", "le 15/01/2025", nil},
+		{"near miss: postcode and street number", "12 rue de Rivoli, 75001 Paris", nil},
 	})
 }
 
