@@ -22,6 +22,7 @@ type Metrics struct {
 	LastSuccess       *prometheus.GaugeVec
 	QuotaUsed         *prometheus.GaugeVec
 	QuotaLimit        *prometheus.GaugeVec
+	PIIMatches        *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: the
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Bytes charged to a quota in its current window."}, []string{"namespace", "quota"}),
 		QuotaLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dataimport_quota_limit_bytes",
 			Help: "Daily limit of a quota."}, []string{"namespace", "quota"}),
+		// validator is the validator's name: at most 16 per source (the CRD's bound).
+		PIIMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dataimport_pii_matches_total",
+			Help: "Personal data found by a source's validators in processed files, by validator name and action (Reject, Redact, Flag)."},
+			append(src, "validator", "action")),
 	}
 	register := func(c prometheus.Collector) prometheus.Collector {
 		if err := reg.Register(c); err != nil {
@@ -72,6 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.LastSuccess = register(m.LastSuccess).(*prometheus.GaugeVec)
 	m.QuotaUsed = register(m.QuotaUsed).(*prometheus.GaugeVec)
 	m.QuotaLimit = register(m.QuotaLimit).(*prometheus.GaugeVec)
+	m.PIIMatches = register(m.PIIMatches).(*prometheus.CounterVec)
 	return m
 }
 
@@ -94,6 +100,9 @@ func (m *Metrics) observeRun(src *v1.S3Source, res *discovery.Result) {
 	for outcome, n := range map[string]int64{"new": res.Conversations.New, "updated": res.Conversations.Updated,
 		"unchanged": res.Conversations.Unchanged, "invalid": res.Conversations.Invalid} {
 		m.Conversations.WithLabelValues(ns, name, outcome).Add(float64(n))
+	}
+	for _, c := range res.PII {
+		m.PIIMatches.WithLabelValues(ns, name, c.Validator, string(c.Action)).Add(float64(c.Matches))
 	}
 }
 
@@ -122,7 +131,7 @@ func gaugeValue(g prometheus.Gauge) float64 {
 func (m *Metrics) forget(src *v1.S3Source) {
 	labels := map[string]string{"namespace": src.Namespace, "source": src.Name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.Files, m.Bytes, m.Conversations, m.DiscoveryDuration, m.ObjectsListed, m.FilesByState, m.DiscoveryFailures, m.LastSuccess,
+		m.Files, m.Bytes, m.Conversations, m.DiscoveryDuration, m.ObjectsListed, m.FilesByState, m.DiscoveryFailures, m.LastSuccess, m.PIIMatches,
 	} {
 		v.DeletePartialMatch(labels)
 	}

@@ -183,6 +183,8 @@ type sourceScope struct {
 	memo runMemo
 	// identity is who the source acts as; nil until stepIdentity resolved it.
 	identity *identity
+	// validators are spec.validators compiled by stepValidators (nil: none).
+	validators *ingest.Validators
 }
 
 // handledRefresh is the refresh value last acted on, from status or this process.
@@ -276,6 +278,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.stepResolveQuota,
 		r.stepUsage,
 		r.stepDisabled,
+		r.stepValidators,
 		r.stepIdentity,
 		r.stepStartRunIfDue,
 	} {
@@ -443,8 +446,9 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 	job := discovery.Job{
 		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
-		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs),
-		// New validation rules (agent allow-list, policy) apply to files already failed.
+		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
+		// New validation rules (agent allow-list, policy, validators) apply to files
+		// already failed.
 		RecheckFailed: !s.specActedOn(),
 	}
 	if r.runs.start(src, client, job, handled) {
@@ -587,4 +591,5 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonQuotaExceeded, "Ingest",
 			"%d file(s) deferred: today's quota of IngestionQuota %s is used up; they are ingested after the reset", res.NewlyDeferred, s.quota.Key)
 	}
+	r.emitPIIEvents(src, res)
 }

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
@@ -52,6 +53,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 			st.ConsecutiveFailures = 0
 			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
 			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
 			for _, f := range res.RecentErrors {
 				st.RecentFileErrors = append(st.RecentFileErrors, v1.FileError{Key: f.Key, Reason: f.Reason, Message: f.Message, Time: metav1.NewTime(f.UpdatedAt)})
@@ -193,6 +195,15 @@ func runChanged(res *discovery.Result, before *v1.S3SourceStatus) bool {
 }
 
 func runSummary(res *discovery.Result) string {
+	msg := runCounts(res)
+	if pii := ingest.SummarizePII(res.PII); pii != "" {
+		// At most one entry per validator (16), names and numbers only.
+		msg += "; " + pii
+	}
+	return msg
+}
+
+func runCounts(res *discovery.Result) string {
 	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
 		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,
 		res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)

@@ -68,6 +68,14 @@ const (
 	// ReasonOperatorIdentityEndpointNotAllowed: the operator's own identity (no credentials
 	// Secret) would sign requests to a custom endpoint the admin did not allow for it.
 	ReasonOperatorIdentityEndpointNotAllowed = "OperatorIdentityEndpointNotAllowed"
+	// ReasonInvalidValidators (Stalled): spec.validators cannot be compiled (a pattern that
+	// is not RE2, a region libphonenumber does not know); the message names the validator.
+	ReasonInvalidValidators = "InvalidValidators"
+	// ReasonPIIRedacted (Normal event): a run stored files whose records a Redact
+	// validator changed.
+	ReasonPIIRedacted = "PIIRedacted"
+	// ReasonPIIFlagged (Normal event): a run stored files in which a Flag validator matched.
+	ReasonPIIFlagged = "PIIFlagged"
 	// ReasonInvalidResponse: the endpoint answered something that is not S3 (a web page, an
 	// empty body).
 	ReasonInvalidResponse = "InvalidResponse"

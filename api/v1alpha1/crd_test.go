@@ -194,6 +194,34 @@ func TestS3SourceValidation(t *testing.T) {
 		{"CA bundle without endpoint", func(s *v1.S3SourceSpec) { s.CASecretRef = &v1.LocalObjectReference{Name: "ca"} }, "caSecretRef needs endpoint"},
 		{"endpoint without scheme", func(s *v1.S3SourceSpec) { s.Endpoint = "minio:9000" }, "spec.endpoint"},
 		{"unknown invalid-record policy", func(s *v1.S3SourceSpec) { s.OnInvalidRecord = "Ignore" }, "spec.onInvalidRecord"},
+		{"valid validators", func(s *v1.S3SourceSpec) {
+			s.Validators = []v1.Validator{{Type: v1.ValidatorEmail, Action: v1.ValidatorReject}, {Type: v1.ValidatorPhoneNumber, Action: v1.ValidatorRedact, Regions: []string{"US", "DE"}},
+				{Type: v1.ValidatorPaymentCard, Action: v1.ValidatorFlag}, {Name: "employee-id", Type: v1.ValidatorRegex, Pattern: `\bEMP-[0-9]{6}\b`},
+				{Name: "ticket", Type: v1.ValidatorRegex, Pattern: `T-[0-9]+`}}
+		}, ""},
+		{"validator regex without pattern", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex}} }, "pattern is required for type Regex"},
+		{"validator pattern on email", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorEmail, Pattern: "x"}} }, "pattern is required for type Regex and not allowed"},
+		{"validator invalid regexp", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: "(a"}} }, "missing closing )"},
+		{"validator pattern matching empty", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: "a*"}} }, "pattern must be an RE2 regular expression (Go regexp syntax) that does not match the empty string"},
+		{"validator pattern too long", func(s *v1.S3SourceSpec) {
+			s.Validators = []v1.Validator{{Type: v1.ValidatorRegex, Pattern: strings.Repeat("a", 257)}}
+		}, "spec.validators[0].pattern"},
+		{"validator unknown type", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: "SSN"}} }, "spec.validators[0].type"},
+		{"validator unknown action", func(s *v1.S3SourceSpec) { s.Validators = []v1.Validator{{Type: v1.ValidatorEmail, Action: "Drop"}} }, "spec.validators[0].action"},
+		{"validator regions on card", func(s *v1.S3SourceSpec) {
+			s.Validators = []v1.Validator{{Type: v1.ValidatorPaymentCard, Regions: []string{"US"}}}
+		}, "regions are only for type PhoneNumber"},
+		{"validator bad region", func(s *v1.S3SourceSpec) {
+			s.Validators = []v1.Validator{{Type: v1.ValidatorPhoneNumber, Regions: []string{"usa"}}}
+		}, "spec.validators[0].regions[0]"},
+		{"validators with the same default name", func(s *v1.S3SourceSpec) {
+			s.Validators = []v1.Validator{{Type: v1.ValidatorEmail}, {Type: v1.ValidatorEmail, Action: v1.ValidatorFlag}}
+		}, "validators need distinct names"},
+		{"too many validators", func(s *v1.S3SourceSpec) {
+			for i := range 17 {
+				s.Validators = append(s.Validators, v1.Validator{Name: fmt.Sprintf("v%d", i), Type: v1.ValidatorEmail})
+			}
+		}, "spec.validators"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -135,6 +135,89 @@ type S3SourceSpec struct {
 	// DryRun validates files and reports the result without storing any conversation.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+
+	// Validators look for personal data in each record's free text (messages[].content
+	// and every string value inside user_data; identifiers, timestamps and logs are not
+	// scanned) and Reject, Redact or Flag what they find. They run in list order, each on
+	// the text as redacted by those before it. A changed list applies to new, updated and
+	// failed files; files already ingested are not re-read.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : w.type) == (has(v.name) ? v.name : v.type)).size() == 1)",message="validators need distinct names: give a name to each of two validators of the same type"
+	Validators []Validator `json:"validators,omitempty"`
+}
+
+// ValidatorType is the kind of personal data a validator detects.
+// +kubebuilder:validation:Enum=Email;PhoneNumber;PaymentCard;Regex
+type ValidatorType string
+
+const (
+	// ValidatorEmail detects e-mail addresses (confirmed with Go's net/mail parser).
+	ValidatorEmail ValidatorType = "Email"
+	// ValidatorPhoneNumber detects phone numbers in international format (+CC ...), and
+	// national numbers of the validator's regions (confirmed with libphonenumber).
+	ValidatorPhoneNumber ValidatorType = "PhoneNumber"
+	// ValidatorPaymentCard detects payment card numbers (issuer prefix, length, Luhn).
+	ValidatorPaymentCard ValidatorType = "PaymentCard"
+	// ValidatorRegex detects the matches of the validator's pattern.
+	ValidatorRegex ValidatorType = "Regex"
+)
+
+// ValidatorAction is what a validator does with a record in which it found a match.
+// +kubebuilder:validation:Enum=Reject;Redact;Flag
+type ValidatorAction string
+
+const (
+	// ValidatorReject makes the record invalid: spec.onInvalidRecord decides what happens
+	// to its file, and the error names the validator and the field, never the text.
+	ValidatorReject ValidatorAction = "Reject"
+	// ValidatorRedact replaces each match by [REDACTED:<name>] before the record is
+	// stored; de-duplication compares the redacted record.
+	ValidatorRedact ValidatorAction = "Redact"
+	// ValidatorFlag stores the record unchanged and counts it in status.pii and metrics.
+	ValidatorFlag ValidatorAction = "Flag"
+)
+
+// Validator is one PII check.
+// +kubebuilder:validation:XValidation:rule="self.type == 'Regex' ? has(self.pattern) : !has(self.pattern)",message="pattern is required for type Regex and not allowed for other types"
+// +kubebuilder:validation:XValidation:rule="self.type == 'PhoneNumber' || !has(self.regions)",message="regions are only for type PhoneNumber"
+// +kubebuilder:validation:XValidation:rule="!has(self.pattern) || !self.pattern.substring(0, 0).matches(self.pattern)",message="pattern must be an RE2 regular expression (Go regexp syntax) that does not match the empty string"
+type Validator struct {
+	// Name identifies the validator in errors, status, metrics and the redaction token
+	// [REDACTED:<name>]. Default: email, phone, card or regex, after the type.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name,omitempty"`
+
+	// Type is Email, PhoneNumber, PaymentCard or Regex.
+	// +required
+	Type ValidatorType `json:"type"`
+
+	// Action is Reject, Redact or Flag.
+	// +optional
+	// +kubebuilder:default=Reject
+	Action ValidatorAction `json:"action,omitempty"`
+
+	// Pattern is the Regex validator's regular expression, in RE2 syntax (Go's regexp:
+	// no backreferences or lookaround; matching is linear in the text). It must not match
+	// the empty string. An invalid pattern is refused at admission or, if it got in, stalls
+	// the source with reason InvalidValidators.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Pattern string `json:"pattern,omitempty"`
+
+	// Regions are ISO 3166-1 alpha-2 codes (e.g. US, DE) whose national-format numbers a
+	// PhoneNumber validator also detects, when written with a separator ("(415) 555-2671",
+	// "030 901820"; a bare run of digits is taken for an order number). Without regions
+	// only numbers in international format (+1 415 555 2671) are detected: a national
+	// number is ambiguous without its country.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:Pattern=`^[A-Z]{2}$`
+	// +listType=set
+	Regions []string `json:"regions,omitempty"`
 }
 
 // LocalObjectReference names an object in the same namespace.
@@ -226,6 +309,18 @@ type FileError struct {
 	Time metav1.Time `json:"time"`
 }
 
+// PIICount is what one validator found over the source's lifetime.
+type PIICount struct {
+	// Validator is the validator's name.
+	Validator string `json:"validator"`
+	// Action is the validator's action when the matches were counted.
+	Action ValidatorAction `json:"action"`
+	// Records is how many records the validator matched (rejected, redacted or flagged).
+	Records int64 `json:"records"`
+	// Matches is how many matches it found in them.
+	Matches int64 `json:"matches"`
+}
+
 // MaxRecentFileErrors bounds status.recentFileErrors.
 const MaxRecentFileErrors = 10
 
@@ -280,6 +375,15 @@ type S3SourceStatus struct {
 	// tenant. The role's trust policy should require it (sts:ExternalId).
 	// +optional
 	ExternalID string `json:"externalID,omitempty"`
+
+	// PII counts, per validator in spec.validators, the records its matches rejected,
+	// redacted or flagged over the source's lifetime (a validator removed from the spec
+	// is dropped). Files a run redacted or flagged also raise a Normal event.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=validator
+	PII []PIICount `json:"pii,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

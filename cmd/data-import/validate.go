@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/store"
@@ -24,7 +25,16 @@ type validateFlags struct {
 	agents string
 	name   string
 	quiet  bool
+	// validators and regexes are --validators and the repeated --regex.
+	validators string
+	regexes    []string
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // report is the --output json document.
 type report struct {
@@ -43,6 +53,11 @@ func runValidate(ctx context.Context, e *env, args []string) int {
 	fs.StringVar(&f.agents, "agents", "", "comma-separated agent_id allow-list (empty: any agent)")
 	fs.StringVar(&f.name, "name", "", "file name for stdin (its extension picks the format); default: sniffed")
 	fs.BoolVar(&f.quiet, "quiet", false, "do not list the (agent_id, conversation_id) pairs")
+	fs.StringVar(&f.validators, "validators", "", "PII validators as the operator runs them, comma-separated TYPE:ACTION[:REGIONS] items:\n"+
+		"TYPE email, phone, card; ACTION reject, redact, flag; REGIONS for phone, e.g. US+DE\n"+
+		"(e.g. email:reject,phone:redact:US,card:flag)")
+	fs.Var((*stringList)(&f.regexes), "regex", "a Regex validator NAME:ACTION:PATTERN (repeatable; the pattern may hold ':' and ','),\n"+
+		"e.g. employee-id:reject:\\bEMP-[0-9]{6}\\b")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: data-import validate [flags] FILE|DIR|- ...")
 		fmt.Fprintln(e.stderr, "Validates files with the operator's readers, limits and rules (nothing is written).")
@@ -61,6 +76,14 @@ func runValidate(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	opts := ingest.Options{DryRun: true, Policy: ingest.InvalidRecordPolicy(f.policy)}
+	cfgs, err := parseValidators(f.validators, f.regexes)
+	if err == nil {
+		opts.Validators, err = ingest.CompileValidators(cfgs)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "data-import validate: %v\n", err)
+		return exitUsage
+	}
 	if list := splitList(f.agents); len(list) > 0 {
 		opts.Agents = map[string]struct{}{}
 		for _, a := range list {
@@ -217,6 +240,15 @@ func printResult(w io.Writer, res *ingest.Result, quiet bool) {
 	if res.MoreErrors > 0 {
 		fmt.Fprintf(w, "        ... and %d more errors\n", res.MoreErrors)
 	}
+	for _, c := range res.PII {
+		fmt.Fprintf(w, "        pii: validator %s (%s, action %s): %d match(es) in %d record(s)\n", c.Validator, c.Type, c.Action, c.Matches, c.Records)
+	}
+	for _, f := range res.PIIFindings {
+		fmt.Fprintf(w, "        %s\n", f.Error())
+	}
+	if res.MorePIIFindings > 0 {
+		fmt.Fprintf(w, "        ... and %d more PII findings\n", res.MorePIIFindings)
+	}
 	for _, ig := range res.Ignored {
 		fmt.Fprintf(w, "        ignored entry %s\n", ig)
 	}
@@ -226,4 +258,58 @@ func printResult(w io.Writer, res *ingest.Result, quiet bool) {
 	for _, p := range res.Pairs {
 		fmt.Fprintf(w, "        would write agent_id=%q conversation_id=%q\n", p.AgentID, p.ConversationID)
 	}
+}
+
+// validatorTypes are the --validators type names (the CRD's names work too).
+var validatorTypes = map[string]ingest.PIIType{
+	"email": ingest.PIIEmail, "phone": ingest.PIIPhone, "phonenumber": ingest.PIIPhone,
+	"card": ingest.PIICard, "paymentcard": ingest.PIICard,
+}
+
+var validatorActions = map[string]ingest.PIIAction{"reject": ingest.ActionReject, "redact": ingest.ActionRedact, "flag": ingest.ActionFlag}
+
+// parseValidators reads --validators (TYPE:ACTION[:REGIONS], comma-separated) and each
+// --regex (NAME:ACTION:PATTERN) into the configuration an S3Source's spec.validators
+// maps to, in that order.
+func parseValidators(list string, regexes []string) ([]ingest.ValidatorConfig, error) {
+	var out []ingest.ValidatorConfig
+	action := func(item, a string) (ingest.PIIAction, error) {
+		act, ok := validatorActions[strings.ToLower(a)]
+		if !ok {
+			return "", fmt.Errorf("%q: action %q (want reject, redact or flag)", item, a)
+		}
+		return act, nil
+	}
+	for _, item := range splitList(list) {
+		parts := strings.Split(item, ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("--validators item %q: want TYPE:ACTION[:REGIONS]", item)
+		}
+		typ, ok := validatorTypes[strings.ToLower(parts[0])]
+		if !ok {
+			return nil, fmt.Errorf("--validators item %q: type %q (want email, phone or card; use --regex for a pattern)", item, parts[0])
+		}
+		act, err := action(item, parts[1])
+		if err != nil {
+			return nil, fmt.Errorf("--validators item %w", err)
+		}
+		cfg := ingest.ValidatorConfig{Type: typ, Action: act}
+		if len(parts) == 3 {
+			cfg.Regions = strings.Split(parts[2], "+")
+		}
+		out = append(out, cfg)
+	}
+	for _, item := range regexes {
+		name, rest, ok1 := strings.Cut(item, ":")
+		a, pattern, ok2 := strings.Cut(rest, ":")
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("--regex %q: want NAME:ACTION:PATTERN", item)
+		}
+		act, err := action(item, a)
+		if err != nil {
+			return nil, fmt.Errorf("--regex %w", err)
+		}
+		out = append(out, ingest.ValidatorConfig{Name: name, Type: ingest.PIIRegex, Action: act, Pattern: pattern})
+	}
+	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,8 @@ type Job struct {
 	// held against and charged to the quota: they happened.
 	DryRun bool
 	Agents map[string]struct{}
+	// Validators are the source's compiled PII validators (nil: none).
+	Validators *ingest.Validators
 	// RecheckFailed re-processes files that failed validation although unchanged, because
 	// the rules changed (agent allow-list, invalid-record policy).
 	RecheckFailed bool
@@ -60,6 +63,12 @@ type Result struct {
 	NewlyFailed      int64
 	NewlyDeferred    int64
 	Conversations    store.RecordCounts
+	// PII sums, per validator that matched in this run's downloads, what it found (one
+	// entry per validator, in the configured order).
+	PII []ingest.PIICount
+	// FilesRedacted and FilesFlagged count this run's ingested files in which a Redact
+	// or a Flag validator matched.
+	FilesRedacted, FilesFlagged int64
 	// RecentErrors are the source's newest failed files from the ledger, newest first.
 	RecentErrors []store.FileRecord
 }
@@ -159,6 +168,10 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	} else if res.Err == nil {
 		res.Err = fmt.Errorf("listing failed files: %w", err)
 	}
+	// Files finish in any order; report validators in the order they are configured.
+	slices.SortStableFunc(res.PII, func(a, b ingest.PIICount) int {
+		return job.Validators.Order(a.Validator) - job.Validators.Order(b.Validator)
+	})
 	res.Finished = r.Now()
 	return res
 }
@@ -364,7 +377,7 @@ func (r *run) download(ctx context.Context, w work) {
 	}
 	defer spooled.Close()
 	out, err := r.engine.Process(ctx, r.ref(obj), spooled, ingest.Options{
-		Policy: r.job.Policy, DryRun: r.job.DryRun, Agents: r.job.Agents,
+		Policy: r.job.Policy, DryRun: r.job.DryRun, Agents: r.job.Agents, Validators: r.job.Validators,
 		ReservationID: id, Reservation: reservation, Attempts: w.attempts, Now: r.Now(),
 	})
 	if err != nil {
@@ -394,7 +407,36 @@ func (r *run) download(ctx context.Context, w work) {
 			res.NewlyFailed++
 			res.DownloadedFailed++
 		}
+		res.addPII(out)
 	})
+}
+
+// addPII folds one file's PII counts into the run's.
+func (res *Result) addPII(out ingest.Result) {
+	var redacted, flagged bool
+	for _, c := range out.PII {
+		if out.State != store.FileIngested && c.Action != ingest.ActionReject {
+			// Nothing of a failed file was stored: it redacted or flagged nothing.
+			continue
+		}
+		if out.State == store.FileIngested {
+			redacted = redacted || c.Action == ingest.ActionRedact
+			flagged = flagged || c.Action == ingest.ActionFlag
+		}
+		i := slices.IndexFunc(res.PII, func(p ingest.PIICount) bool { return p.Validator == c.Validator })
+		if i < 0 {
+			res.PII = append(res.PII, c)
+			continue
+		}
+		res.PII[i].Matches += c.Matches
+		res.PII[i].Records += c.Records
+	}
+	if redacted {
+		res.FilesRedacted++
+	}
+	if flagged {
+		res.FilesFlagged++
+	}
 }
 
 // spool downloads the object to a temporary file before it is parsed. The store holds its

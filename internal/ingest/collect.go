@@ -15,15 +15,20 @@ type collector struct {
 	opts Options
 	lim  Limits
 
-	p   parser
-	v   validator
+	p parser
+	v validator
+	// pii applies the source's PII validators (nil when none are configured).
+	pii *piiScanner
 	h   hasher
 	rec record
 
-	errs     []RecordError
-	more     int
-	fatalErr *fileError
-	counts   store.RecordCounts
+	errs []RecordError
+	more int
+	// findings locate Redact and Flag matches, capped like errs.
+	findings     []RecordError
+	moreFindings int
+	fatalErr     *fileError
+	counts       store.RecordCounts
 	// sink receives the valid records of a file being committed (nil in a dry run).
 	sink *pipe
 	// A dry run lists the distinct identities instead, and counts in-file duplicates as
@@ -50,6 +55,9 @@ func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits, 
 	}
 	c.p.maxDepth = lim.MaxDepth
 	c.v.agents = opts.Agents
+	if opts.Validators.Len() > 0 {
+		c.pii = newPIIScanner(opts.Validators, lim.MaxDepth)
+	}
 	return c
 }
 
@@ -64,6 +72,9 @@ func (c *collector) addError(at where, path, problem string) {
 	if len(c.errs) >= MaxErrorsPerFile {
 		c.more++
 		return
+	}
+	if c.pii != nil {
+		path, problem = c.opts.Validators.Scrub(path), c.opts.Validators.Scrub(problem)
 	}
 	c.errs = append(c.errs, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index, Path: path, Problem: problem})
 }
@@ -90,6 +101,26 @@ func (c *collector) record(src []byte, at where) error {
 			c.addError(at, fe.path, fe.problem)
 		}
 		return nil
+	}
+	if c.pii != nil {
+		// After validation, before hashing: a redacted record is what is hashed, stored
+		// and compared for de-duplication.
+		red, ok := c.pii.scan(&c.rec)
+		if !ok {
+			c.invalid()
+			for _, fe := range c.pii.errs {
+				c.addError(at, fe.path, fe.problem)
+			}
+			return nil
+		}
+		c.rec = *red
+		for _, fe := range c.pii.finds {
+			if len(c.findings) >= MaxErrorsPerFile {
+				c.moreFindings++
+				continue
+			}
+			c.findings = append(c.findings, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index, Path: fe.path, Problem: fe.problem})
+		}
 	}
 	hash, ok := c.h.sum(&c.rec)
 	if !ok {
@@ -162,6 +193,10 @@ func (c *collector) fatal(fe *fileError) {
 func (c *collector) finish(res *Result) {
 	res.Errors, res.MoreErrors, res.Ignored = c.errs, c.more, c.ignored
 	res.Counts.Valid, res.Counts.Invalid = c.counts.Valid, c.counts.Invalid
+	if c.pii != nil {
+		res.PII = c.pii.fileCounts()
+		res.PIIFindings, res.MorePIIFindings = c.findings, c.moreFindings
+	}
 	loc := c.ref.Key
 	switch {
 	case c.fatalErr != nil:
@@ -201,6 +236,9 @@ func (c *collector) finish(res *Result) {
 	}
 	if len(c.ignored) > 0 {
 		res.Message += fmt.Sprintf(", %d archive entries ignored", len(c.ignored))
+	}
+	if pii := SummarizePII(res.PII); pii != "" {
+		res.Message += "; " + pii
 	}
 }
 

@@ -15,7 +15,10 @@ package ingest
 //  3. Each record is parsed once by a strict parser that also compacts it: the compacted
 //     bytes are the stored Raw (unknown fields kept), validated against the seed's format
 //     (see validate.go: required fields, Roles, the CSAT range, timestamps in RFC 3339 with
-//     a zone) and hashed in canonical form (see hash.go) for ContentHash.
+//     a zone; a field listed in missing_info.fields must not be present in user_data),
+//     then, when Options.Validators is set, scanned for personal data (see pii.go: Reject
+//     makes the record invalid, Redact rewrites it, Flag counts it), and the record as it
+//     will be stored is hashed in canonical form (see hash.go) for ContentHash.
 //  4. Records with the same (agent_id, conversation_id) in one file are left to the store,
 //     which decides each record against the row it holds at that moment, rows written by
 //     earlier records of the same file included (store.RecordOutcome): the newest copy wins, as

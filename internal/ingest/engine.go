@@ -36,6 +36,8 @@ type Options struct {
 	DryRun bool
 	// Agents, when non-nil, is the allow-list of agent_id values ("the agent exists").
 	Agents map[string]struct{}
+	// Validators are the PII validators to apply (nil: none); see pii.go.
+	Validators *Validators
 	// ReservationID and Reservation are passed to CommitFile: the quota held for this
 	// download becomes usage in the same transaction as the file's data (or, for a
 	// failed file, as its ledger row).
@@ -109,6 +111,14 @@ type Result struct {
 	// Errors are the first MaxErrorsPerFile problems; MoreErrors counts the rest.
 	Errors     []RecordError `json:"errors,omitempty"`
 	MoreErrors int           `json:"more_errors,omitempty"`
+	// PII counts, per validator that matched, what the PII validators found (records
+	// rejected, redacted or flagged). A failed file's counts cover the records read.
+	PII []PIICount `json:"pii,omitempty"`
+	// PIIFindings locate the first MaxErrorsPerFile Redact and Flag matches (record and
+	// JSON path, validator, count; never the text); MorePIIFindings counts the rest.
+	// Reject matches are in Errors.
+	PIIFindings     []RecordError `json:"pii_findings,omitempty"`
+	MorePIIFindings int           `json:"more_pii_findings,omitempty"`
 	// Ignored lists archive entries not processed, each with why.
 	Ignored []string `json:"ignored,omitempty"`
 	// Pairs are, in a dry run, the distinct identities that would be written. A commit

@@ -120,7 +120,7 @@ func (v *validator) validate(r *record) bool {
 		v.typeErr("", "", 0, "a JSON object holding one conversation")
 		return false
 	}
-	var convID, agentID, ts, msgs int32 = -1, -1, -1, -1
+	var convID, agentID, ts, msgs, missing, user int32 = -1, -1, -1, -1, -1, -1
 	r.each(0, func(k, val int32) bool {
 		switch string(r.key(k)) {
 		case "conversation_id":
@@ -139,11 +139,14 @@ func (v *validator) validate(r *record) bool {
 			v.csat("", "csat_score", val)
 		case "missing_info":
 			v.missingInfo("", "missing_info", val)
+			missing = val
 		case "user_data":
 			v.userData("", "user_data", val)
+			user = val
 		}
 		return true
 	})
+	v.withheld(missing, user)
 	v.info.conversationID = v.id("", "conversation_id", convID, true)
 	v.info.agentID = v.id("", "agent_id", agentID, true)
 	if v.info.agentID != "" && v.agents != nil {
@@ -258,6 +261,82 @@ func (v *validator) missingInfo(prefix, key string, i int32) {
 		}
 		return true
 	})
+}
+
+// withheld checks that no field the record lists in missing_info.fields is present with
+// a value in user_data: a record that says a field was withheld and still carries it
+// contradicts itself. A listed name is looked up as a top-level key of user_data first
+// ("phone_number", or a key that itself holds dots), then as a dotted path through
+// nested objects ("contact.phone" is user_data.contact.phone). A value is anything but
+// null, a blank string, an empty array or an empty object. The error names the path,
+// never the value.
+func (v *validator) withheld(missing, user int32) {
+	r := v.r
+	if missing < 0 || user < 0 || r.tape[missing].kind != kObj || r.tape[user].kind != kObj {
+		return
+	}
+	r.each(missing, func(k, fields int32) bool {
+		if string(r.key(k)) != "fields" || r.tape[fields].kind != kArr {
+			return true
+		}
+		r.each(fields, func(_, f int32) bool {
+			if r.tape[f].kind != kStr {
+				return true
+			}
+			name := r.str(f)
+			if val := lookupField(r, user, name); val >= 0 && hasValue(r, val) {
+				v.addf("user_data", shorten(name), "listed in missing_info.fields but present (remove the value, or the field from missing_info.fields)")
+			}
+			return true
+		})
+		return true
+	})
+}
+
+// lookupField finds name in object obj: as a key, else as a dotted path of keys.
+func lookupField(r *record, obj int32, name string) int32 {
+	if name == "" {
+		return -1
+	}
+	if val := memberOf(r, obj, name); val >= 0 || !strings.Contains(name, ".") {
+		return val
+	}
+	cur := obj
+	for part := range strings.SplitSeq(name, ".") {
+		if r.tape[cur].kind != kObj {
+			return -1
+		}
+		if cur = memberOf(r, cur, part); cur < 0 {
+			return -1
+		}
+	}
+	return cur
+}
+
+// memberOf returns the value of key in object obj, or -1.
+func memberOf(r *record, obj int32, key string) int32 {
+	found := int32(-1)
+	r.each(obj, func(k, val int32) bool {
+		if string(r.key(k)) == key {
+			found = val
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+func hasValue(r *record, i int32) bool {
+	n := r.tape[i]
+	switch n.kind {
+	case kNull:
+		return false
+	case kStr:
+		return strings.TrimSpace(r.str(i)) != ""
+	case kArr, kObj:
+		return n.next > i+1
+	}
+	return true
 }
 
 func (v *validator) stringArray(prefix, key string, i int32) {
