@@ -361,7 +361,7 @@ func TestChartOptions(t *testing.T) {
 // pruneProtection are the annotations that make Argo CD and Flux leave an object in place
 // when the Application or Kustomization that applied it is deleted or stops listing it.
 var pruneProtection = map[string]string{
-	"argocd.argoproj.io/sync-options":   "Prune=false",
+	"argocd.argoproj.io/sync-options":   "Prune=false,Delete=false",
 	"kustomize.toolkit.fluxcd.io/prune": "disabled",
 }
 

@@ -395,7 +395,7 @@ type S3SourceStatus struct {
 // +kubebuilder:subresource:status
 // Removing the operator from Argo CD or Flux must not delete the CRDs, and with them every
 // tenant's objects: both tools leave an object with these annotations in place when pruning.
-// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false"
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false,Delete=false"
 // +kubebuilder:metadata:annotations="kustomize.toolkit.fluxcd.io/prune=disabled"
 // +kubebuilder:resource:shortName=s3src,categories={dataimport,all}
 // +kubebuilder:printcolumn:name="Bucket",type=string,JSONPath=`.spec.bucket`

@@ -56,6 +56,9 @@ func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits, 
 	c.p.maxDepth = lim.MaxDepth
 	c.v.agents = opts.Agents
 	if opts.Validators.Len() > 0 {
+		c.v.scrub = opts.Validators.Scrub
+	}
+	if opts.Validators.Len() > 0 {
 		c.pii = newPIIScanner(opts.Validators, lim.MaxDepth)
 	}
 	return c
@@ -105,6 +108,7 @@ func (c *collector) record(src []byte, at where) error {
 	if c.pii != nil {
 		// After validation, before hashing: a redacted record is what is hashed, stored
 		// and compared for de-duplication.
+		c.pii.errPaths, c.pii.findPaths = MaxErrorsPerFile-len(c.errs), MaxErrorsPerFile-len(c.findings)
 		red, ok := c.pii.scan(&c.rec)
 		if !ok {
 			c.invalid()
@@ -119,7 +123,9 @@ func (c *collector) record(src []byte, at where) error {
 				c.moreFindings++
 				continue
 			}
-			c.findings = append(c.findings, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index, Path: fe.path, Problem: fe.problem})
+			// A path names keys, and a key can be personal data too.
+			c.findings = append(c.findings, RecordError{Key: c.ref.Key, Entry: at.entry, Line: at.line, Index: at.index,
+				Path: c.opts.Validators.Scrub(fe.path), Problem: fe.problem})
 		}
 	}
 	hash, ok := c.h.sum(&c.rec)

@@ -69,8 +69,13 @@ const (
 
 // Bounds of a validator set, the same as the CRD's.
 const (
-	MaxValidators       = 16
-	MaxPatternLength    = 256
+	MaxValidators    = 16
+	MaxPatternLength = 256
+	// MaxPatternProgram bounds a pattern's compiled size: RE2 runs in time linear in the
+	// text but proportional to the program, and a short pattern can compile large
+	// (`\pL{1000}` is 1,000 instructions), which would make a scan of a 50 MB file take
+	// minutes on the shared worker. Everyday patterns compile to well under 200.
+	MaxPatternProgram   = 2000
 	MaxRegionsPerPhone  = 8
 	maxValidatorNameLen = 63
 )
@@ -203,6 +208,9 @@ func CompileValidators(cfgs []ValidatorConfig) (*Validators, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: the pattern is not a valid RE2 regular expression: %w", ErrInvalidValidator, where, err)
 			}
+			if n := programSize(c.Pattern); n > MaxPatternProgram {
+				return nil, fmt.Errorf("%w: %s: the pattern compiles to %d instructions (at most %d): use smaller repeat counts", ErrInvalidValidator, where, n, MaxPatternProgram)
+			}
 			if re.MatchString("") {
 				// It would match between every two characters.
 				return nil, fmt.Errorf("%w: %s: the pattern matches the empty string (want a pattern that needs at least one character)", ErrInvalidValidator, where)
@@ -216,6 +224,19 @@ func CompileValidators(cfgs []ValidatorConfig) (*Validators, error) {
 		vs.list = append(vs.list, v)
 	}
 	return vs, nil
+}
+
+// programSize is the number of instructions pattern compiles to (it compiled already).
+func programSize(pattern string) int {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0
+	}
+	return len(prog.Inst)
 }
 
 // requiredLiteral returns the longest case-sensitive literal that is a top-level part of
@@ -626,8 +647,22 @@ type piiScanner struct {
 	errs   []fieldError
 	// finds are the current record's Redact and Flag matches, located like errs.
 	finds []fieldError
-	out   []byte
-	p     parser
+	// errPaths and findPaths are how many more errs and finds get a path: the file keeps
+	// only MaxErrorsPerFile of each, and locating a node walks the record from its root,
+	// so locating every match of a record with many would cost the square of its size.
+	errPaths, findPaths int
+	out                 []byte
+	p                   parser
+}
+
+// located returns node i's path while *budget lasts, else "" (a match the file does not
+// keep the location of).
+func located(r *record, i int32, budget *int) string {
+	if *budget <= 0 {
+		return ""
+	}
+	*budget--
+	return r.pathTo(i)
 }
 
 func newPIIScanner(vs *Validators, maxDepth int) *piiScanner {
@@ -737,14 +772,14 @@ func (s *piiScanner) text(r *record, i int32) {
 		switch v.action {
 		case ActionReject:
 			// Name the validator and where, never what matched.
-			s.errs = append(s.errs, fieldError{path: r.pathTo(i),
+			s.errs = append(s.errs, fieldError{path: located(r, i, &s.errPaths),
 				problem: fmt.Sprintf("matched validator %s (%s, action Reject) %d time(s); the matched text is not shown", v.name, v.typ, len(s.spans))})
 		case ActionRedact:
 			cur = redact(cur, s.spans, v.token)
 			changed = true
-			s.finds = append(s.finds, fieldError{path: r.pathTo(i), problem: fmt.Sprintf("validator %s (%s, action Redact) redacted %d match(es)", v.name, v.typ, len(s.spans))})
+			s.finds = append(s.finds, fieldError{path: located(r, i, &s.findPaths), problem: fmt.Sprintf("validator %s (%s, action Redact) redacted %d match(es)", v.name, v.typ, len(s.spans))})
 		case ActionFlag:
-			s.finds = append(s.finds, fieldError{path: r.pathTo(i), problem: fmt.Sprintf("validator %s (%s, action Flag) flagged %d match(es)", v.name, v.typ, len(s.spans))})
+			s.finds = append(s.finds, fieldError{path: located(r, i, &s.findPaths), problem: fmt.Sprintf("validator %s (%s, action Flag) flagged %d match(es)", v.name, v.typ, len(s.spans))})
 		}
 	}
 	if changed {

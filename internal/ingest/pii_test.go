@@ -151,6 +151,8 @@ func TestCompileValidators(t *testing.T) {
 		{"empty match", []ValidatorConfig{{Type: PIIRegex, Action: ActionReject, Pattern: "a*"}}, "matches the empty string"},
 		{"no pattern", []ValidatorConfig{{Type: PIIRegex, Action: ActionReject}}, "needs a pattern"},
 		{"long pattern", []ValidatorConfig{{Type: PIIRegex, Action: ActionReject, Pattern: strings.Repeat("a", MaxPatternLength+1)}}, "at most 256"},
+		{"short but costly pattern", []ValidatorConfig{{Type: PIIRegex, Action: ActionReject, Pattern: strings.Repeat(`\pL{1000}`, 6)}}, "instructions (at most 2000)"},
+		{"everyday pattern", []ValidatorConfig{{Type: PIIRegex, Action: ActionReject, Pattern: `\b(?:ACC|acc)-[0-9]{6,10}\b`}}, ""},
 		{"pattern on email", []ValidatorConfig{{Type: PIIEmail, Action: ActionReject, Pattern: "x"}}, "only for type Regex"},
 		{"bad action", []ValidatorConfig{{Type: PIIEmail, Action: "Drop"}}, `action "Drop"`},
 		{"bad type", []ValidatorConfig{{Type: "SSN", Action: ActionFlag}}, `type "SSN"`},
@@ -460,5 +462,15 @@ func TestPIIScrubsErrors(t *testing.T) {
 				t.Errorf("errors %q, want %q among them", got, tt.want)
 			}
 		})
+	}
+	// A value long enough to be shortened is scrubbed before it is cut: cut first, the
+	// address would lose its domain, escape the detector and still show its local part.
+	long := seedConv(t, func(m map[string]any) {
+		msg(m, 0)["role"] = strings.Repeat("x", 50) + " jane.doe@example.com"
+	})
+	for _, e := range errorStrings(processLine(t, long, Options{Validators: vs})) {
+		if strings.Contains(e, "jane.doe") {
+			t.Errorf("error %q shows part of the address", e)
+		}
 	}
 }

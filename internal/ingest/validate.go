@@ -47,6 +47,26 @@ type validator struct {
 	agents map[string]struct{}
 	errs   []fieldError
 	info   recordInfo
+	// scrub, when the source has PII validators, redacts what they detect in a value an
+	// error quotes. It runs before the value is shortened: a cut value could hide a match
+	// from the detectors and still show most of it.
+	scrub func(string) string
+}
+
+// shorten is the package's shorten of s, scrubbed first.
+func (v *validator) shorten(s string) string {
+	if v.scrub != nil {
+		s = v.scrub(s)
+	}
+	return shorten(s)
+}
+
+// quoteShort is the package's quoteShort of s, scrubbed first.
+func (v *validator) quoteShort(s string) string {
+	if v.scrub != nil {
+		s = v.scrub(s)
+	}
+	return quoteShort(s)
 }
 
 // addf records a problem at prefix.key; paths are joined only when there is an error,
@@ -65,9 +85,9 @@ func (v *validator) describe(i int32) string {
 	n := v.r.tape[i]
 	switch n.kind {
 	case kStr:
-		return quoteShort(v.r.str(i))
+		return v.quoteShort(v.r.str(i))
 	case kNum:
-		return "number " + shorten(string(v.r.bytes(i)))
+		return "number " + v.shorten(string(v.r.bytes(i)))
 	case kTrue, kFalse:
 		return "boolean " + n.kind.String()
 	case kNull:
@@ -151,7 +171,7 @@ func (v *validator) validate(r *record) bool {
 	v.info.agentID = v.id("", "agent_id", agentID, true)
 	if v.info.agentID != "" && v.agents != nil {
 		if _, ok := v.agents[v.info.agentID]; !ok {
-			v.addf("", "agent_id", "%s is not a known agent (not in the agent allow-list)", quoteShort(v.info.agentID))
+			v.addf("", "agent_id", "%s is not a known agent (not in the agent allow-list)", v.quoteShort(v.info.agentID))
 		}
 	}
 	if ts < 0 {
@@ -207,15 +227,15 @@ func (v *validator) timestamp(prefix, key string, i int32) (time.Time, bool) {
 	if err == nil {
 		// Stores keep times in UTC; an offset must not carry a year past 9999 or before 0.
 		if y := t.UTC().Year(); y < 0 || y > 9999 {
-			v.addf(prefix, key, "%s is outside years 0000-9999 in UTC", quoteShort(s))
+			v.addf(prefix, key, "%s is outside years 0000-9999 in UTC", v.quoteShort(s))
 			return time.Time{}, false
 		}
 		return t, true
 	}
 	if _, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
-		v.addf(prefix, key, "%s has no time zone (want e.g. 2025-01-15T14:30:00Z or 2025-01-15T14:30:00+01:00)", quoteShort(s))
+		v.addf(prefix, key, "%s has no time zone (want e.g. 2025-01-15T14:30:00Z or 2025-01-15T14:30:00+01:00)", v.quoteShort(s))
 	} else {
-		v.addf(prefix, key, "%s is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)", quoteShort(s))
+		v.addf(prefix, key, "%s is not an ISO-8601 timestamp (want e.g. 2025-01-15T14:30:00Z)", v.quoteShort(s))
 	}
 	return time.Time{}, false
 }
@@ -241,7 +261,7 @@ func (v *validator) csat(prefix, key string, i int32) {
 	}
 	f, err := strconv.ParseFloat(string(v.r.bytes(i)), 64)
 	if err != nil || f < MinCSAT || f > MaxCSAT {
-		v.addf(prefix, key, "%s is out of range (want a number from %d to %d)", shorten(string(v.r.bytes(i))), MinCSAT, MaxCSAT)
+		v.addf(prefix, key, "%s is out of range (want a number from %d to %d)", v.shorten(string(v.r.bytes(i))), MinCSAT, MaxCSAT)
 	}
 }
 
@@ -275,6 +295,11 @@ func (v *validator) withheld(missing, user int32) {
 	if missing < 0 || user < 0 || r.tape[missing].kind != kObj || r.tape[user].kind != kObj {
 		return
 	}
+	// Keys are indexed once per object, and each listed name is looked up once: a record
+	// listing n names against an object of n keys costs O(n), not O(n²) (records may be
+	// megabytes, and a file's store transaction may be open while it is checked).
+	ix := keyIndex{r: r}
+	seen := map[string]bool{}
 	r.each(missing, func(k, fields int32) bool {
 		if string(r.key(k)) != "fields" || r.tape[fields].kind != kArr {
 			return true
@@ -284,8 +309,12 @@ func (v *validator) withheld(missing, user int32) {
 				return true
 			}
 			name := r.str(f)
-			if val := lookupField(r, user, name); val >= 0 && hasValue(r, val) {
-				v.addf("user_data", shorten(name), "listed in missing_info.fields but present (remove the value, or the field from missing_info.fields)")
+			if seen[name] {
+				return true
+			}
+			seen[name] = true
+			if val := ix.lookup(user, name); val >= 0 && hasValue(r, val) {
+				v.addf("user_data", v.shorten(name), "listed in missing_info.fields but present (remove the value, or the field from missing_info.fields)")
 			}
 			return true
 		})
@@ -293,37 +322,53 @@ func (v *validator) withheld(missing, user int32) {
 	})
 }
 
-// lookupField finds name in object obj: as a key, else as a dotted path of keys.
-func lookupField(r *record, obj int32, name string) int32 {
+// keyIndex finds members of a record's objects by key, indexing each object's keys on
+// first use. The first of duplicate keys wins, as a linear search would find it.
+type keyIndex struct {
+	r     *record
+	byObj map[int32]map[string]int32
+}
+
+// lookup finds name in object obj: as a key, else as a dotted path of keys.
+func (ix *keyIndex) lookup(obj int32, name string) int32 {
 	if name == "" {
 		return -1
 	}
-	if val := memberOf(r, obj, name); val >= 0 || !strings.Contains(name, ".") {
+	if val := ix.member(obj, name); val >= 0 || !strings.Contains(name, ".") {
 		return val
 	}
 	cur := obj
 	for part := range strings.SplitSeq(name, ".") {
-		if r.tape[cur].kind != kObj {
+		if ix.r.tape[cur].kind != kObj {
 			return -1
 		}
-		if cur = memberOf(r, cur, part); cur < 0 {
+		if cur = ix.member(cur, part); cur < 0 {
 			return -1
 		}
 	}
 	return cur
 }
 
-// memberOf returns the value of key in object obj, or -1.
-func memberOf(r *record, obj int32, key string) int32 {
-	found := int32(-1)
-	r.each(obj, func(k, val int32) bool {
-		if string(r.key(k)) == key {
-			found = val
-			return false
+// member returns the value of key in object obj, or -1.
+func (ix *keyIndex) member(obj int32, key string) int32 {
+	keys, ok := ix.byObj[obj]
+	if !ok {
+		keys = map[string]int32{}
+		ix.r.each(obj, func(k, val int32) bool {
+			if _, dup := keys[string(ix.r.key(k))]; !dup {
+				keys[string(ix.r.key(k))] = val
+			}
+			return true
+		})
+		if ix.byObj == nil {
+			ix.byObj = map[int32]map[string]int32{}
 		}
-		return true
-	})
-	return found
+		ix.byObj[obj] = keys
+	}
+	if val, ok := keys[key]; ok {
+		return val
+	}
+	return -1
 }
 
 func hasValue(r *record, i int32) bool {
@@ -426,7 +471,7 @@ func (v *validator) role(prefix, key string, i int32) {
 			return
 		}
 	}
-	v.addf(prefix, key, "%s is not an allowed role (want %s)", quoteShort(v.r.str(i)), want)
+	v.addf(prefix, key, "%s is not an allowed role (want %s)", v.quoteShort(v.r.str(i)), want)
 }
 
 func (v *validator) messageConversation(prefix, key string, i int32) {
@@ -436,7 +481,7 @@ func (v *validator) messageConversation(prefix, key string, i int32) {
 	// Messages are checked after the conversation's own fields, so its id is known here.
 	parent := v.info.conversationID
 	if parent != "" && string(v.r.key(i)) != parent {
-		v.addf(prefix, key, "%s differs from the conversation's %s (want the same conversation_id, or none)", quoteShort(v.r.str(i)), quoteShort(parent))
+		v.addf(prefix, key, "%s differs from the conversation's %s (want the same conversation_id, or none)", v.quoteShort(v.r.str(i)), v.quoteShort(parent))
 	}
 }
 
