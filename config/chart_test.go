@@ -258,6 +258,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"misspelt key", []string{"store.typ=postgres"}, "additional properties 'typ' not allowed"},
 		{"misspelt flag value", []string{"extraArgs[0]=leader-elect"}, "/extraArgs/0"},
 		{"PDB on the single SQLite replica", []string{"podDisruptionBudget.enabled=true"}, "a node drain would hang"},
+		{"ServiceMonitor that cannot verify TLS", []string{"metrics.secure=true", "metrics.serviceMonitor.enabled=true"}, "needs the serving CA to verify"},
 		{"PDB as large as the replicas", []string{"store.type=postgres", "replicaCount=1", "podDisruptionBudget.enabled=true"}, "no replica could ever be evicted"},
 	}
 	for _, tt := range tests {
