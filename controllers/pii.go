@@ -53,7 +53,11 @@ func foldPII(prev []v1.PIICount, specs []v1.Validator, run []ingest.PIICount) []
 		if i := slices.IndexFunc(prev, func(p v1.PIICount) bool { return p.Validator == name }); i >= 0 && prev[i].Action == c.Action {
 			c.Records, c.Matches = prev[i].Records, prev[i].Matches
 		}
-		if i := slices.IndexFunc(run, func(p ingest.PIICount) bool { return p.Validator == name }); i >= 0 {
+		// A run started before the spec changed counted under the old action: it is not
+		// this validator's count any more.
+		if i := slices.IndexFunc(run, func(p ingest.PIICount) bool {
+			return p.Validator == name && v1.ValidatorAction(p.Action) == c.Action
+		}); i >= 0 {
 			c.Records += run[i].Records
 			c.Matches += run[i].Matches
 		}

@@ -32,6 +32,9 @@ func TestPIIFoldStatus(t *testing.T) {
 			prev: []v1.PIICount{{Validator: "email", Action: v1.ValidatorFlag, Records: 5, Matches: 5}},
 			run:  []ingest.PIICount{{Validator: "email", Action: ingest.ActionReject, Records: 1, Matches: 1}},
 			want: []v1.PIICount{{Validator: "email", Action: v1.ValidatorReject, Records: 1, Matches: 1}}},
+		{name: "a run under the old action does not count for the new one", specs: []v1.Validator{{Type: v1.ValidatorEmail, Action: v1.ValidatorReject}},
+			run:  []ingest.PIICount{{Validator: "email", Action: ingest.ActionFlag, Records: 2, Matches: 2}},
+			want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

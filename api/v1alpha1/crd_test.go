@@ -217,6 +217,9 @@ func TestS3SourceValidation(t *testing.T) {
 		{"validators with the same default name", func(s *v1.S3SourceSpec) {
 			s.Validators = []v1.Validator{{Type: v1.ValidatorEmail}, {Type: v1.ValidatorEmail, Action: v1.ValidatorFlag}}
 		}, "validators need distinct names"},
+		{"a name equal to another validator's default name", func(s *v1.S3SourceSpec) {
+			s.Validators = []v1.Validator{{Type: v1.ValidatorEmail}, {Name: "email", Type: v1.ValidatorPhoneNumber}}
+		}, "validators need distinct names"},
 		{"too many validators", func(s *v1.S3SourceSpec) {
 			for i := range 17 {
 				s.Validators = append(s.Validators, v1.Validator{Name: fmt.Sprintf("v%d", i), Type: v1.ValidatorEmail})

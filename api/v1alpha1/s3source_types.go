@@ -143,7 +143,7 @@ type S3SourceSpec struct {
 	// failed files; files already ingested are not re-read.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : w.type) == (has(v.name) ? v.name : v.type)).size() == 1)",message="validators need distinct names: give a name to each of two validators of the same type"
+	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[w.type]) == (has(v.name) ? v.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[v.type])).size() == 1)",message="validators need distinct names (an unnamed validator is named email, phone, card or regex after its type): give a name to each of two validators of the same type"
 	Validators []Validator `json:"validators,omitempty"`
 }
 
