@@ -251,6 +251,12 @@ func (c *collector) readTarGz(b *body) error {
 	for entries := 0; ; entries++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			// The tar end marker is not the end of the gzip stream: read on to its
+			// trailer, so a truncated or corrupt archive (CRC, length) fails even when
+			// its entries looked complete. capReader bounds what this inflates.
+			if _, err := io.Copy(io.Discard, tbr); err != nil {
+				return c.archiveErr(err, "", b)
+			}
 			return nil
 		}
 		if err != nil {

@@ -314,7 +314,15 @@ func (c *collector) array(w *window, entry string) error {
 		}
 		switch w.buf[w.off] {
 		case ',':
+			commaLine := w.line + 1
 			w.advance(1)
+			// `[{...},]` is a syntax error at the comma, not an extra empty record.
+			if ok, err := w.skipWS(); err != nil {
+				return err
+			} else if ok && w.buf[w.off] == ']' {
+				return failf(ReasonMalformed, "line %d: trailing ',' after element %d of the top-level array (JSON allows none: remove it)",
+					commaLine, idx)
+			}
 		case ']':
 			w.advance(1)
 			return nil

@@ -82,3 +82,16 @@ func makeTarGz(t testing.TB, entries ...entry) []byte {
 	}
 	return gzipBytes(t, buf.Bytes())
 }
+
+// withoutLast returns b without its last n bytes (a truncated upload).
+func withoutLast(b []byte, n int) []byte { return b[:len(b)-n] }
+
+// flipByte returns a copy of b with the byte at i (from the end when negative) inverted.
+func flipByte(b []byte, i int) []byte {
+	out := append([]byte(nil), b...)
+	if i < 0 {
+		i += len(out)
+	}
+	out[i] ^= 0xff
+	return out
+}
