@@ -12,7 +12,7 @@
 --   Healthy     Ready=True
 --
 -- Keep this file the single copy: argocd-cm-patch.yaml embeds it verbatim, and
--- internal/health checks that the two are identical.
+-- internal/testsupport/health checks that the two are identical.
 
 local function findCondition(conditions, conditionType)
   if conditions == nil then

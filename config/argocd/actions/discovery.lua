@@ -2,7 +2,7 @@
 --
 -- Argo CD runs it with the live object in the global `obj` and expects a table of
 -- action name -> { disabled = bool }. Each action's script is <name>.lua beside this one;
--- argocd-cm-patch.yaml embeds them verbatim (internal/health checks it).
+-- argocd-cm-patch.yaml embeds them verbatim (internal/testsupport/health checks it).
 --   refresh  ask for a discovery now (not while the source is disabled: nothing would run)
 --   disable  pause ingestion (spec.disabled: true)
 --   enable   resume it

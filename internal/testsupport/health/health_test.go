@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/health"
+	"github.com/avon-ai/data-import-operator/internal/testsupport/health"
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 )
 
@@ -198,7 +198,7 @@ func TestEvaluateRejects(t *testing.T) {
 }
 
 // argocd-cm-patch.yaml must carry health.lua verbatim under each kind's key.
-// Regenerate it with: go test ./internal/health -run TestArgoCDConfigMapPatch -update
+// Regenerate it with: go test ./internal/testsupport/health -run TestArgoCDConfigMapPatch -update
 func TestArgoCDConfigMapPatch(t *testing.T) {
 	const rel = "config/argocd/argocd-cm-patch.yaml"
 	lua := script(t)
@@ -220,7 +220,7 @@ func TestArgoCDConfigMapPatch(t *testing.T) {
 	}
 	for _, key := range cmKeys {
 		if cm.Data[key] != lua {
-			t.Errorf("%s: data[%s] differs from config/argocd/health.lua; run: go test ./internal/health -run TestArgoCDConfigMapPatch -update", rel, key)
+			t.Errorf("%s: data[%s] differs from config/argocd/health.lua; run: go test ./internal/testsupport/health -run TestArgoCDConfigMapPatch -update", rel, key)
 		}
 	}
 	// The actions value is YAML in a string: each script must be its file, verbatim.
@@ -238,7 +238,7 @@ func TestArgoCDConfigMapPatch(t *testing.T) {
 	for _, d := range actions.Definitions {
 		names = append(names, d.Name)
 		if d.Action != actionScript(t, d.Name) {
-			t.Errorf("%s: action %s differs from config/argocd/actions/%s.lua; run: go test ./internal/health -run TestArgoCDConfigMapPatch -update", rel, d.Name, d.Name)
+			t.Errorf("%s: action %s differs from config/argocd/actions/%s.lua; run: go test ./internal/testsupport/health -run TestArgoCDConfigMapPatch -update", rel, d.Name, d.Name)
 		}
 	}
 	if actions.Discovery != actionScript(t, "discovery") || !slices.Equal(names, actionNames) {
@@ -255,7 +255,7 @@ func renderPatch(lua, actions string) string {
 	var b strings.Builder
 	b.WriteString(`# Argo CD health checks for S3Source and IngestionQuota, and the S3Source actions refresh,
 # disable and enable. GENERATED from health.lua and actions/*.lua by
-#   go test ./internal/health -run TestArgoCDConfigMapPatch -update
+#   go test ./internal/testsupport/health -run TestArgoCDConfigMapPatch -update
 # (edit the .lua files, then regenerate; the test fails while they differ).
 #
 # Merge it into Argo CD's argocd-cm, e.g. as a strategic-merge patch in the kustomization that
