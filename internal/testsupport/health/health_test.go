@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/testsupport/health"
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
+	"github.com/avon-ai/data-import-operator/internal/testsupport/health"
 )
 
 var update = flag.Bool("update", false, "rewrite config/argocd/argocd-cm-patch.yaml from config/argocd/health.lua")
