@@ -131,10 +131,7 @@ func (r *S3SourceReconciler) stepIdentity(ctx context.Context, s *sourceScope) (
 		if err := r.Get(ctx, client.ObjectKey{Name: src.Namespace}, &ns); err != nil {
 			return 0, fmt.Errorf("reading namespace %s: %w", src.Namespace, err)
 		}
-		allowed := r.Identity.OperatorIdentityNamespaces
-		if allowed == nil {
-			allowed = labels.Nothing() // not set up: allow no namespace
-		}
+		allowed := r.Identity.OperatorIdentityNamespaces // never nil: SetupWithManager defaults it
 		if !allowed.Matches(labels.Set(ns.Labels)) {
 			s.identity = id // resolved: no external ID
 			if s.running {

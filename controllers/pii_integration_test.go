@@ -12,8 +12,6 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
-	"github.com/avon-ai/data-import-operator/internal/store/postgres"
-	pgtest "github.com/avon-ai/data-import-operator/internal/testsupport/postgres"
 
 	storeapi "github.com/avon-ai/data-import-operator/internal/store"
 )
@@ -148,18 +146,7 @@ func TestPIIValidatorsOnSQLite(t *testing.T) {
 
 func TestPIIValidatorsOnPostgreSQL(t *testing.T) {
 	const ns = "postgres"
-	ctx := context.Background()
-	pg, err := postgres.Open(ctx, pgtest.Start(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	stop, err := startManager(ctx, pg, []string{ns}, suiteCeilings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	piiScenario(t, pg, ns, "pii-postgres", "pii-postgres")
+	piiScenario(t, postgresManager(t, ns), ns, "pii-postgres", "pii-postgres")
 }
 
 // A validator the CRD cannot check (a region libphonenumber does not know) stalls the

@@ -11,21 +11,30 @@ import (
 	pgtest "github.com/avon-ai/data-import-operator/internal/testsupport/postgres"
 )
 
-// The happy path with the PostgreSQL store: a second manager, watching its own namespace,
-// writes to a real PostgreSQL server.
-func TestHappyPathOnPostgreSQL(t *testing.T) {
-	const ns, name, bkt = "postgres", "on-postgres", "postgres"
+// postgresManager starts a real PostgreSQL server and a second manager, watching only ns,
+// that stores there; both stop when the test ends.
+func postgresManager(t *testing.T, ns string) *postgres.Store {
+	t.Helper()
 	ctx := context.Background()
 	pg, err := postgres.Open(ctx, pgtest.Start(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pg.Close()
+	t.Cleanup(func() { _ = pg.Close() })
 	stop, err := startManager(ctx, pg, []string{ns}, suiteCeilings)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	t.Cleanup(stop)
+	return pg
+}
+
+// The happy path with the PostgreSQL store: a second manager, watching its own namespace,
+// writes to a real PostgreSQL server.
+func TestHappyPathOnPostgreSQL(t *testing.T) {
+	const ns, name, bkt = "postgres", "on-postgres", "postgres"
+	ctx := context.Background()
+	pg := postgresManager(t, ns)
 
 	createBucket(t, bkt)
 	a := jsonArray(t, conversation("pg-agent", "pg-1", "2025-01-15T14:30:00Z", "hello"), conversation("pg-agent", "pg-2", "2025-01-15T14:31:00Z", "there"))

@@ -216,19 +216,9 @@ func portOf(u *url.URL) (uint16, error) {
 func (p *EndpointPolicy) checkEndpoints(cfg Config) ([]netip.AddrPort, error) {
 	var (
 		exempt     []netip.AddrPort
-		endpoints  = []string{cfg.Endpoint}
 		operatorID = cfg.operatorIdentity()
 	)
-	if cfg.AssumeRole != nil {
-		endpoints = append(endpoints, cfg.AssumeRole.STSEndpoint)
-	}
-	if cfg.WebIdentity != nil {
-		endpoints = append(endpoints, cfg.WebIdentity.STSEndpoint)
-	}
-	for _, e := range endpoints {
-		if e == "" {
-			continue
-		}
+	for _, e := range cfg.customEndpoints() {
 		u, err := url.Parse(e)
 		if err != nil {
 			return nil, notAllowed(err)

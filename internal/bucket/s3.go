@@ -250,8 +250,33 @@ func validate(cfg *Config) error {
 }
 
 // customEndpoint reports whether cfg talks to anything but AWS's own endpoints.
-func customEndpoint(cfg Config) bool {
-	return cfg.Endpoint != "" || (cfg.AssumeRole != nil && cfg.AssumeRole.STSEndpoint != "")
+func customEndpoint(cfg Config) bool { return len(cfg.customEndpoints()) > 0 }
+
+// customEndpoints are the endpoints other than AWS's that cfg sends requests to: the S3
+// endpoint and the STS endpoints of AssumeRole and WebIdentity. The policy checks each of
+// them, and their answers are opaque.
+func (cfg Config) customEndpoints() []string {
+	var out []string
+	for _, e := range []string{cfg.Endpoint, stsEndpointOf(cfg.AssumeRole), stsEndpointOfWeb(cfg.WebIdentity)} {
+		if e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func stsEndpointOf(ar *AssumeRole) string {
+	if ar == nil {
+		return ""
+	}
+	return ar.STSEndpoint
+}
+
+func stsEndpointOfWeb(wi *WebIdentity) string {
+	if wi == nil {
+		return ""
+	}
+	return wi.STSEndpoint
 }
 
 // newHTTPClient is the standard transport trusting, for TLS, only the CA bundle if one is

@@ -57,8 +57,6 @@ func newCollector(ctx context.Context, ref ObjectRef, opts Options, lim Limits, 
 	c.v.agents = opts.Agents
 	if opts.Validators.Len() > 0 {
 		c.v.scrub = opts.Validators.Scrub
-	}
-	if opts.Validators.Len() > 0 {
 		c.pii = newPIIScanner(opts.Validators, lim.MaxDepth)
 	}
 	return c

@@ -40,18 +40,14 @@ func EvaluateJSON(script string, objJSON []byte) (Status, error) {
 
 // Evaluate runs script with obj as the global `obj` and returns the status it reports.
 func Evaluate(script string, obj map[string]any) (Status, error) {
-	L, cancel, err := newState(obj)
+	val, done, err := runScript(script, "health", obj)
 	if err != nil {
 		return Status{}, err
 	}
-	defer L.Close()
-	defer cancel()
-	if err := L.DoString(script); err != nil {
-		return Status{}, fmt.Errorf("running the health script: %w", err)
-	}
-	ret, ok := L.Get(-1).(*lua.LTable)
+	defer done()
+	ret, ok := val.(*lua.LTable)
 	if !ok {
-		return Status{}, fmt.Errorf("the health script returned %s, expected a table with status and message", L.Get(-1).Type())
+		return Status{}, fmt.Errorf("the health script returned %s, expected a table with status and message", val.Type())
 	}
 	var st Status
 	for field, dst := range map[string]*string{"status": &st.Status, "message": &st.Message} {
@@ -67,6 +63,24 @@ func Evaluate(script string, obj map[string]any) (Status, error) {
 		return Status{}, fmt.Errorf("the health script returned status %q, expected one of Healthy, Progressing, Degraded, Suspended, Missing, Unknown", st.Status)
 	}
 	return st, nil
+}
+
+// runScript runs script in a fresh state (newState) and returns the value it returned;
+// call done once that value has been read.
+func runScript(script, what string, obj map[string]any) (val lua.LValue, done func(), err error) {
+	L, cancel, err := newState(obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() {
+		cancel()
+		L.Close()
+	}
+	if err := L.DoString(script); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("running the %s script: %w", what, err)
+	}
+	return L.Get(-1), done, nil
 }
 
 // newState is a Lua state as Argo CD prepares one for a health or action script: only the
@@ -110,18 +124,14 @@ type Action struct {
 
 // Discover runs an Argo CD discovery.lua against obj and returns the actions it offers.
 func Discover(script string, obj map[string]any) (map[string]Action, error) {
-	L, cancel, err := newState(obj)
+	val, done, err := runScript(script, "discovery", obj)
 	if err != nil {
 		return nil, err
 	}
-	defer L.Close()
-	defer cancel()
-	if err := L.DoString(script); err != nil {
-		return nil, fmt.Errorf("running the discovery script: %w", err)
-	}
-	ret, ok := L.Get(-1).(*lua.LTable)
+	defer done()
+	ret, ok := val.(*lua.LTable)
 	if !ok {
-		return nil, fmt.Errorf("the discovery script returned %s, expected a table of actions", L.Get(-1).Type())
+		return nil, fmt.Errorf("the discovery script returned %s, expected a table of actions", val.Type())
 	}
 	actions := map[string]Action{}
 	var bad error
@@ -139,18 +149,14 @@ func Discover(script string, obj map[string]any) (map[string]Action, error) {
 // RunAction runs an Argo CD action.lua against obj and returns the object it returns,
 // which Argo CD then patches into the cluster.
 func RunAction(script string, obj map[string]any) (map[string]any, error) {
-	L, cancel, err := newState(obj)
+	val, done, err := runScript(script, "action", obj)
 	if err != nil {
 		return nil, err
 	}
-	defer L.Close()
-	defer cancel()
-	if err := L.DoString(script); err != nil {
-		return nil, fmt.Errorf("running the action script: %w", err)
-	}
-	ret, ok := fromLua(L.Get(-1)).(map[string]any)
+	defer done()
+	ret, ok := fromLua(val).(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("the action script returned %s, expected the object", L.Get(-1).Type())
+		return nil, fmt.Errorf("the action script returned %s, expected the object", val.Type())
 	}
 	return ret, nil
 }
