@@ -235,7 +235,7 @@ var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
 func (r *S3SourceReconciler) bucketConfig(ctx context.Context, src *v1.S3Source, id *identity) (bucket.Config, error) {
 	cfg := bucket.Config{
 		Bucket: src.Spec.Bucket, Region: src.Spec.Region, Endpoint: src.Spec.Endpoint,
-		ForcePathStyle: src.Spec.ForcePathStyle, Policy: r.endpointPolicy,
+		ForcePathStyle: src.Spec.ForcePathStyle, Policy: r.endpointPolicy, Transports: r.transports,
 	}
 	if src.Spec.Timeout != nil {
 		cfg.Timeout = src.Spec.Timeout.Duration

@@ -54,6 +54,9 @@ type S3SourceReconciler struct {
 
 	runs           *runTracker
 	endpointPolicy *bucket.EndpointPolicy
+	// transports share connections between sources that reach the same endpoint with the
+	// same credentials, so idle connections do not grow with the number of sources.
+	transports *bucket.TransportPool
 }
 
 // SourceOptions are the manager's knobs for discovery.
@@ -99,6 +102,7 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		return err
 	}
 	r.endpointPolicy = opts.EndpointPolicy
+	r.transports = bucket.NewTransportPool()
 	if r.endpointPolicy == nil {
 		r.endpointPolicy = &bucket.EndpointPolicy{}
 	}

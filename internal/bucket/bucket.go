@@ -102,6 +102,10 @@ type Config struct {
 	// WrapTransport, when set, wraps the HTTP transport (after TLS is configured), e.g. with
 	// a CountingTransport in tests.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Transports, when set, shares HTTP transports (and their idle connections) with the
+	// other clients built from the same pool for the same endpoint, credentials and trust.
+	// Nil gives the client a transport of its own.
+	Transports *TransportPool
 }
 
 // Defaults for Config. Five attempts with backoff capped at 20 s ride out a burst of

@@ -286,6 +286,30 @@ func stsEndpointOfWeb(wi *WebIdentity) string {
 // proxy, which would then reach any address on our behalf. AWS endpoints keep the
 // environment's proxy; the proxy's address is then what the guard checks.
 func newHTTPClient(cfg Config, exempt []netip.AddrPort) (*http.Client, error) {
+	build := func() (*http.Transport, error) { return newTransport(cfg, exempt) }
+	var tr *http.Transport
+	var err error
+	if cfg.Transports != nil {
+		tr, err = cfg.Transports.get(transportKey(cfg, exempt), build)
+	} else {
+		tr, err = build()
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rt http.RoundTripper = tr
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(rt)
+	}
+	c := &http.Client{Transport: rt}
+	if cfg.Policy != nil {
+		c.CheckRedirect = checkRedirect(customEndpoint(cfg))
+	}
+	return c, nil
+}
+
+// newTransport builds the transport newHTTPClient describes.
+func newTransport(cfg Config, exempt []netip.AddrPort) (*http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.Policy != nil {
 		// The same timeouts as http.DefaultTransport's dialer.
@@ -295,8 +319,8 @@ func newHTTPClient(cfg Config, exempt []netip.AddrPort) (*http.Client, error) {
 			tr.Proxy = nil
 		}
 	}
-	// Files of one source are downloaded in parallel from one host.
-	tr.MaxIdleConnsPerHost = 32
+	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	tr.IdleConnTimeout = TransportIdleTimeout
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {
 	case len(cfg.CABundle) > 0:
@@ -313,15 +337,7 @@ func newHTTPClient(cfg Config, exempt []netip.AddrPort) (*http.Client, error) {
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
-	var rt http.RoundTripper = tr
-	if cfg.WrapTransport != nil {
-		rt = cfg.WrapTransport(rt)
-	}
-	c := &http.Client{Transport: rt}
-	if cfg.Policy != nil {
-		c.CheckRedirect = checkRedirect(customEndpoint(cfg))
-	}
-	return c, nil
+	return tr, nil
 }
 
 // checkRedirect keeps redirects from taking a request where the allow-list did not: the
