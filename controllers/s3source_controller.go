@@ -118,7 +118,9 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.S3Source{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&v1.IngestionQuota{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfQuota)).
+		// A quota's usage changes with every file; only a spec change or new room (see
+		// quotaWakeupOf) wakes its sources, and new room only those with deferred files.
+		Watches(&v1.IngestionQuota{}, r.quotaHandler()).
 		// A namespace's labels decide whether its sources may use the operator's identity.
 		// Secrets and ServiceAccounts are not watched: see IdentityOptions.ReferenceRecheck.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfNamespace),
@@ -127,10 +129,6 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("s3source").
 		Complete(r)
-}
-
-func (r *S3SourceReconciler) sourcesOfQuota(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return s.Spec.QuotaRef == obj.GetName() })
 }
 
 func (r *S3SourceReconciler) sourcesOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {

@@ -193,8 +193,8 @@ func (in *IngestionQuotaStatus) DeepCopyInto(out *IngestionQuotaStatus) {
 		x := (*in).DeepCopy()
 		*out = &x
 	}
-	if in.Sources != nil {
-		in, out := &in.Sources, &out.Sources
+	if in.TopSources != nil {
+		in, out := &in.TopSources, &out.TopSources
 		*out = make([]SourceUsage, len(*in))
 		copy(*out, *in)
 	}
