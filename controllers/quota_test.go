@@ -91,7 +91,9 @@ func TestQuotaWakeupOf(t *testing.T) {
 	}{
 		{"usage grew", base(func(q *v1.IngestionQuota) { q.Status.UsedBytes, q.Status.RemainingBytes = 20, 80 }), wakeNone},
 		{"conditions only", base(func(q *v1.IngestionQuota) { q.Status.Usage = "other text" }), wakeNone},
-		{"window reset", base(func(q *v1.IngestionQuota) { q.Status.Window, q.Status.UsedBytes, q.Status.RemainingBytes = "2026-03-11", 0, 100 }), wakeDeferred},
+		{"window reset", base(func(q *v1.IngestionQuota) {
+			q.Status.Window, q.Status.UsedBytes, q.Status.RemainingBytes = "2026-03-11", 0, 100
+		}), wakeDeferred},
 		{"room appeared", base(func(q *v1.IngestionQuota) { q.Status.RemainingBytes = 95 }), wakeDeferred},
 		{"spec changed", base(func(q *v1.IngestionQuota) { q.Generation = 2 }), wakeAll},
 	}
