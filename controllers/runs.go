@@ -7,7 +7,12 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
@@ -199,4 +204,29 @@ func (t *runTracker) stop(ctx context.Context, key types.NamespacedName) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// runResultPriority is the queue priority of the reconcile that folds a finished run:
+// above every informer event (0, or handler.LowPriority for the initial list).
+const runResultPriority = 100
+
+// runResultHandler enqueues the source of a finished run at runResultPriority.
+type runResultHandler struct{}
+
+var _ handler.EventHandler = runResultHandler{}
+
+func (runResultHandler) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (runResultHandler) Update(context.Context, event.UpdateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (runResultHandler) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (runResultHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(runResultPriority)}, req)
+		return
+	}
+	q.Add(req)
 }

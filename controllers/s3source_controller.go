@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,7 +126,9 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		// Secrets and ServiceAccounts are not watched: see IdentityOptions.ReferenceRecheck.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfNamespace),
 			builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WatchesRawSource(source.Channel(r.runs.events, &handler.EnqueueRequestForObject{})).
+		// A finished run jumps the queue: its result reaches status within seconds even
+		// while thousands of sources wait (e.g. the initial pass after a restart).
+		WatchesRawSource(source.Channel(r.runs.events, runResultHandler{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("s3source").
 		Complete(r)
@@ -316,6 +319,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
 		r.Metrics.observeRun(src, s.result)
+		r.Metrics.StatusLag.Observe(max(0, r.Clock.Since(s.result.Finished).Seconds()))
 		r.emitRunEvents(src, s, before)
 	}
 	if s.failure != nil && !s.failure.stalled {
@@ -325,7 +329,8 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		requeue = lowestRequeue(requeue, r.Identity.ReferenceRecheck)
 	}
 
-	return ctrl.Result{RequeueAfter: requeue}, stepErr
+	// A timer set while folding a result must not keep the result's high priority.
+	return ctrl.Result{RequeueAfter: requeue, Priority: ptr.To(0)}, stepErr
 }
 
 // stopTimeout bounds how long a reconcile waits for a cancelled run to roll back its
