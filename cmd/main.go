@@ -47,6 +47,8 @@ func run() error {
 		identity                             controllers.IdentityOptions
 		identitySelector                     string
 		endpoints                            netFlags
+		apiQPS                               float64
+		apiBurst                             int
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -56,6 +58,8 @@ func run() error {
 		"so scrapers can verify the server with its CA. Empty: a self-signed certificate generated at start.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica runs discoveries (needed with more than one replica; PostgreSQL store only).")
+	flag.Float64Var(&apiQPS, "kube-api-qps", 50, "Requests per second to the API server, sustained (client-side rate limit).")
+	flag.IntVar(&apiBurst, "kube-api-burst", 300, "Requests to the API server in a burst above --kube-api-qps.")
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
@@ -117,6 +121,9 @@ func run() error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	restCfg := ctrl.GetConfigOrDie()
+	// client-go's default (20/s, burst 30) is a floor of 25 min for the ~3 status writes
+	// each of 10,000 sources makes to converge.
+	restCfg.QPS, restCfg.Burst = float32(apiQPS), apiBurst
 	if opts.EndpointPolicy, err = endpoints.policy(ctx, restCfg.Host, os.Getenv("KUBERNETES_SERVICE_HOST")); err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 type options struct {
@@ -43,6 +46,7 @@ func main() {
 	flag.StringVar(&o.managerFlags, "manager-flags", "", "extra manager flags, space separated")
 	flag.Parse()
 
+	ctrllog.SetLogger(logr.Discard())
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "data-import-scale-")
 	if err != nil {
