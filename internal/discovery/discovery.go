@@ -282,7 +282,7 @@ func (r *run) settled(prev store.FileRecord) bool {
 	switch {
 	case prev.State == store.FileDeferred:
 		return false
-	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
+	case prev.State == store.FileFailed && (prev.Reason == ingest.ReasonDownloadFailed || prev.Reason == ingest.ReasonStoreRejected):
 		return false
 	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
 		return prev.Size > r.job.Quota.MaxFileSize
@@ -383,7 +383,15 @@ func (r *run) download(ctx context.Context, w work) {
 	if err != nil {
 		// Nothing was committed: the transaction rolled back with the reservation in it.
 		release()
-		if ctx.Err() == nil {
+		var ce *ingest.CommitError
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, store.ErrRejected):
+			r.storeRejected(cleanup, obj, err, w.attempts)
+		case errors.As(err, &ce):
+			// The store is unavailable: the run fails and is retried; the file is not to blame.
+			r.fail(fmt.Errorf("committing %s: %w", obj.Key, err))
+		default:
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
 		return
@@ -477,6 +485,16 @@ func (r *run) downloadFailed(ctx context.Context, obj bucket.Object, err error, 
 	reason := ingest.ReasonDownloadFailed
 	msg := fmt.Sprintf("%s: download failed, retried at the next discovery: %s", r.location(obj.Key), safeMessage(err))
 	if rerr := r.record(ctx, obj, store.FileFailed, reason, msg, attempts); rerr != nil {
+		r.fail(rerr)
+	}
+}
+
+// storeRejected records a file the store refused to write: a value the database cannot
+// hold got past validation. The message quotes the store's error (which names no
+// credential) so the value can be found.
+func (r *run) storeRejected(ctx context.Context, obj bucket.Object, err error, attempts int) {
+	msg := fmt.Sprintf("%s: the store refused the file's records: %s", r.location(obj.Key), err)
+	if rerr := r.record(ctx, obj, store.FileFailed, ingest.ReasonStoreRejected, msg, attempts); rerr != nil {
 		r.fail(rerr)
 	}
 }
