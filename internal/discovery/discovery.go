@@ -41,6 +41,9 @@ type Job struct {
 	// RecheckFailed re-processes files that failed validation although unchanged, because
 	// the rules changed (agent allow-list, invalid-record policy).
 	RecheckFailed bool
+	// RetryParked processes parked files again, their attempts counted from zero: a user
+	// asked for this run (the refresh annotation).
+	RetryParked bool
 }
 
 // Result is what one run learned. Err is set when the listing itself failed (the bucket
@@ -76,6 +79,11 @@ type Result struct {
 // MaxRecentErrors bounds Result.RecentErrors.
 const MaxRecentErrors = 10
 
+// DefaultMaxFileAttempts is how many attempts to process one version of a file may fail
+// for a reason retrying does not fix (the store refused it, or the manager died while
+// processing it) before the file is parked.
+const DefaultMaxFileAttempts = 3
+
 // Runner runs discoveries. One Runner serves every source of a manager; FileSlots bounds
 // the downloads in flight across all of them, because each holds up to one object's
 // bytes (ZIPs spool to disk) and a store transaction.
@@ -85,7 +93,17 @@ type Runner struct {
 	Now    func() time.Time
 	// PerRun is the most downloads one run has in flight.
 	PerRun int
-	slots  chan struct{}
+	// MaxFileAttempts parks a file after this many failed attempts (0 means
+	// DefaultMaxFileAttempts); see BeginAttempt in package store.
+	MaxFileAttempts int
+	slots           chan struct{}
+}
+
+func (r *Runner) maxAttempts() int {
+	if r.MaxFileAttempts > 0 {
+		return r.MaxFileAttempts
+	}
+	return DefaultMaxFileAttempts
 }
 
 // NewRunner returns a Runner with at most files downloads in flight in total and perRun
@@ -179,6 +197,8 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 type work struct {
 	obj      bucket.Object
 	attempts int
+	// prev is the object's ledger row (Key empty when it has none).
+	prev store.FileRecord
 }
 
 type run struct {
@@ -268,7 +288,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 		return r.record(ctx, obj, store.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
 	}
 	select {
-	case queue <- work{obj: obj, attempts: attempts}:
+	case queue <- work{obj: obj, attempts: attempts, prev: prev}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -286,6 +306,9 @@ func (r *run) settled(prev store.FileRecord) bool {
 		return false
 	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
 		return prev.Size > r.job.Quota.MaxFileSize
+	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonParked:
+		// A new version (another ETag) is never settled; this one waits for a user.
+		return !r.job.RetryParked
 	case prev.State == store.FileFailed && r.job.RecheckFailed:
 		return false
 	}
@@ -326,6 +349,35 @@ func (r *run) download(ctx context.Context, w work) {
 		return
 	}
 	defer func() { <-r.slots }()
+	cleanup := context.WithoutCancel(ctx)
+
+	// The attempt is counted before anything can go wrong, so a file that kills the
+	// process while it is processed is parked after MaxFileAttempts restarts instead of
+	// killing every one. A dry run writes nothing, so it counts nothing.
+	tries := 0
+	if !r.job.DryRun {
+		fresh := w.prev.Reason == ingest.ReasonParked && w.prev.ETag == obj.ETag && r.job.RetryParked
+		n, err := r.Store.BeginAttempt(ctx, r.job.Source, obj.Key, obj.ETag, fresh)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(fmt.Errorf("counting an attempt of %s: %w", obj.Key, err))
+			}
+			return
+		}
+		tries = n
+		if tries > r.maxAttempts() {
+			r.park(cleanup, obj, w, tries-1, "each attempt stopped before it finished: the manager stopped or crashed while processing the file (e.g. out of memory)")
+			return
+		}
+	}
+	// forgive takes back the attempt when it failed for a reason that is not the file's.
+	forgive := func() {
+		if tries > 0 {
+			if err := r.Store.EndAttempt(cleanup, r.job.Source, obj.Key, store.AttemptForgiven); err != nil {
+				r.fail(fmt.Errorf("ending an attempt of %s: %w", obj.Key, err))
+			}
+		}
+	}
 
 	// The window is taken per download: a run across midnight charges each file to the
 	// day it was downloaded on.
@@ -339,17 +391,20 @@ func (r *run) download(ctx context.Context, w work) {
 			_, resetsAt := r.job.Quota.Window(r.Now())
 			msg := fmt.Sprintf("%s: %s does not fit in what is left of today's %s quota (IngestionQuota %s); it will be ingested after the reset at %s",
 				r.location(obj.Key), quota.FormatBytes(obj.Size), quota.FormatBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
+			forgive()
 			if err := r.record(ctx, obj, store.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
 				r.fail(err)
 			}
 			return
 		}
 		if err != nil {
-			r.fail(fmt.Errorf("reserving quota for %s: %w", obj.Key, err))
+			forgive()
+			if ctx.Err() == nil {
+				r.fail(fmt.Errorf("reserving quota for %s: %w", obj.Key, err))
+			}
 			return
 		}
 	}
-	cleanup := context.WithoutCancel(ctx)
 	release := func() {
 		if id != 0 {
 			if err := r.Store.Release(cleanup, id); err != nil {
@@ -361,6 +416,7 @@ func (r *run) download(ctx context.Context, w work) {
 	body, _, err := r.client.Open(ctx, obj.Key, bucket.IfMatch(obj.ETag))
 	if err != nil {
 		release()
+		forgive()
 		if ctx.Err() == nil {
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
@@ -370,6 +426,7 @@ func (r *run) download(ctx context.Context, w work) {
 	body.Close()
 	if err != nil {
 		release()
+		forgive()
 		if ctx.Err() == nil {
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
@@ -386,12 +443,20 @@ func (r *run) download(ctx context.Context, w work) {
 		var ce *ingest.CommitError
 		switch {
 		case ctx.Err() != nil:
+			forgive()
 		case errors.Is(err, store.ErrRejected):
-			r.storeRejected(cleanup, obj, err, w.attempts)
+			// The file's content: the attempt counts.
+			if tries >= r.maxAttempts() {
+				r.park(cleanup, obj, w, tries, fmt.Sprintf("the store refused the file's records: %s", err))
+			} else {
+				r.storeRejected(cleanup, obj, err, w.attempts)
+			}
 		case errors.As(err, &ce):
 			// The store is unavailable: the run fails and is retried; the file is not to blame.
+			forgive()
 			r.fail(fmt.Errorf("committing %s: %w", obj.Key, err))
 		default:
+			forgive()
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
 		return
@@ -488,6 +553,20 @@ func (r *run) downloadFailed(ctx context.Context, obj bucket.Object, err error, 
 		r.fail(rerr)
 	}
 }
+
+// park records a file that failed attempts times in a row for reasons retrying does not
+// fix: it is not downloaded again until its ETag changes or a user asks (RetryParked).
+func (r *run) park(ctx context.Context, obj bucket.Object, w work, attempts int, last string) {
+	msg := fmt.Sprintf("%s: parked after %d failed attempts to process this version; %s. It is not downloaded again until the object changes (a new ETag) or a refresh is requested (the %s annotation)",
+		r.location(obj.Key), attempts, last, refreshAnnotation)
+	if rerr := r.record(ctx, obj, store.FileFailed, ingest.ReasonParked, msg, w.attempts); rerr != nil {
+		r.fail(rerr)
+	}
+}
+
+// refreshAnnotation is the S3Source annotation that asks for a run (api/v1alpha1's
+// RefreshAnnotation; this package imports nothing of Kubernetes).
+const refreshAnnotation = "dataimport.avon.ai/refresh-requested-at"
 
 // storeRejected records a file the store refused to write: a value the database cannot
 // hold got past validation. The message quotes the store's error (which names no
