@@ -30,6 +30,11 @@ package ingest
 //     the valid records commit and the invalid are counted. No valid record at all is
 //     NoValidRecords. Syntax errors inside one record (a JSONL line, an array element)
 //     make that record invalid. Invalid UTF-8 anywhere fails the file (InvalidEncoding).
+//     Both stores accept exactly the same records: a string (key or value) holding
+//     \u0000 or a lone UTF-16 surrogate escape, or an agent_id or conversation_id over
+//     MaxIDBytes, makes its record invalid with its path, because PostgreSQL cannot hold
+//     it where SQLite would (TestBothStoresAcceptTheSameRecords runs one hostile corpus
+//     through both).
 //  6. Unless Options.DryRun, the file is committed while it is read: a goroutine parses
 //     and validates, and sends the valid records in batches of 256 through a channel of
 //     two batches to store.Store.CommitFile, whose transaction writes them (a lookup and a
