@@ -319,7 +319,7 @@ func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileSta
 	now := r.Now()
 	row := store.FileRecord{
 		Source: r.job.Source, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
-		State: state, Reason: reason, Message: msg, Attempts: attempts, FirstSeen: now, UpdatedAt: now,
+		State: state, Reason: reason, Message: ingest.Shorten(msg, ingest.MaxMessageRunes), Attempts: attempts, FirstSeen: now, UpdatedAt: now,
 	}
 	if !r.job.DryRun {
 		if err := r.Store.RecordFile(ctx, row); err != nil {

@@ -78,7 +78,7 @@ func (e RecordError) Location() string {
 	b.WriteString(e.Key)
 	if e.Entry != "" {
 		b.WriteString("!")
-		b.WriteString(e.Entry)
+		b.WriteString(Shorten(e.Entry, maxNameRunes))
 	}
 	if e.Line > 0 {
 		b.WriteString(":")
@@ -94,7 +94,7 @@ func (e RecordError) Error() string {
 	if e.Path == "" {
 		return e.Location() + ": " + e.Problem
 	}
-	return e.Location() + ": " + e.Path + ": " + e.Problem
+	return e.Location() + ": " + Shorten(e.Path, maxNameRunes) + ": " + e.Problem
 }
 
 // Result is the outcome of one file. Bad content is a Result with State FileFailed, never
@@ -337,6 +337,7 @@ func conclude(c *collector, b *body, err error, res *Result) error {
 		return err
 	}
 	c.finish(res)
+	res.Message = Shorten(res.Message, MaxMessageRunes)
 	return nil
 }
 
@@ -347,7 +348,7 @@ func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) store.FileR
 	}
 	return store.FileRecord{
 		Source: ref.Source, Key: ref.Key, ETag: ref.ETag, Size: ref.Size, LastModified: ref.LastModified,
-		State: res.State, Reason: res.Reason, Message: res.Message, Counts: res.Counts,
+		State: res.State, Reason: res.Reason, Message: Shorten(res.Message, MaxMessageRunes), Counts: res.Counts,
 		Bytes: res.Bytes, Attempts: opts.Attempts, FirstSeen: now, UpdatedAt: now,
 	}
 }
