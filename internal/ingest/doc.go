@@ -54,8 +54,8 @@ package ingest
 // error only when the body cannot be read, the store fails, or the context ends.
 //
 // Memory: the readers hold one record; a commit holds at most a few batches of records
-// (the one being filled, the channel's two, the store's), whatever the file's size, and
-// nothing per identity; a dry run keeps the identities seen (Result.Pairs). The price of
+// (the one being filled, the channel's two, the store's), each at most 256 records and
+// about 4 MB, so MaxQueuedRecordBytes whatever the file's size, and nothing per identity; a dry run keeps the identities seen (Result.Pairs). The price of
 // streaming is that the store's write transaction stays open while the rest of the file
 // is read: SQLite's single writer (and PostgreSQL's commit lock) is held for that time,
 // from the first full batch on, so other commits wait for a slow download.
