@@ -97,6 +97,61 @@ type Runner struct {
 	// DefaultMaxFileAttempts); see BeginAttempt in package store.
 	MaxFileAttempts int
 	slots           chan struct{}
+
+	// unreleased are reservations whose Release failed: their bytes count against the
+	// quota until a Release succeeds, so every run tries them again first.
+	releaseMu  sync.Mutex
+	unreleased map[int64]struct{}
+}
+
+// A failed Release holds the reservation's bytes against the quota for the rest of the
+// day, so it is tried again at once releaseRetries times, waiting releaseBackoff and
+// then twice as long each time; if it still fails, every later run tries again.
+const (
+	releaseRetries = 3
+	releaseBackoff = 50 * time.Millisecond
+)
+
+// release drops reservation id, retrying; a reservation it could not drop is kept for
+// the next run.
+func (r *Runner) release(ctx context.Context, id int64) error {
+	wait := releaseBackoff
+	err := r.Store.Release(ctx, id)
+	for i := 0; err != nil && i < releaseRetries; i++ {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait *= 2
+		err = r.Store.Release(ctx, id)
+	}
+	if err != nil {
+		r.releaseMu.Lock()
+		if r.unreleased == nil {
+			r.unreleased = map[int64]struct{}{}
+		}
+		r.unreleased[id] = struct{}{}
+		r.releaseMu.Unlock()
+	}
+	return err
+}
+
+// releaseLeftovers tries again the Releases that failed in earlier runs.
+func (r *Runner) releaseLeftovers(ctx context.Context) {
+	r.releaseMu.Lock()
+	ids := make([]int64, 0, len(r.unreleased))
+	for id := range r.unreleased {
+		ids = append(ids, id)
+	}
+	r.releaseMu.Unlock()
+	for _, id := range ids {
+		if r.Store.Release(ctx, id) == nil {
+			r.releaseMu.Lock()
+			delete(r.unreleased, id)
+			r.releaseMu.Unlock()
+		}
+	}
 }
 
 func (r *Runner) maxAttempts() int {
@@ -122,6 +177,7 @@ func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, f
 // download it started has committed or rolled back.
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
 	res := &Result{Started: r.Now()}
+	r.releaseLeftovers(ctx)
 	// The engine refuses bodies over the quota's file size, not a fixed default, so a
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
@@ -407,8 +463,8 @@ func (r *run) download(ctx context.Context, w work) {
 	}
 	release := func() {
 		if id != 0 {
-			if err := r.Store.Release(cleanup, id); err != nil {
-				r.fail(fmt.Errorf("releasing quota for %s: %w", obj.Key, err))
+			if err := r.Runner.release(cleanup, id); err != nil {
+				r.fail(fmt.Errorf("releasing quota for %s (retried at the next run): %w", obj.Key, err))
 			}
 		}
 	}
