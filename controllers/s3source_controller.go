@@ -562,7 +562,7 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		// A file still committing would write ledger rows after they were removed.
 		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
 	}
-	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
+	if err := errors.Join(r.Store.DeleteSource(ctx, key.String()), r.Store.DeleteSource(ctx, discovery.DryRunLedger(key.String()))); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}
 	r.Metrics.forget(src)

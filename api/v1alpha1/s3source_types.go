@@ -133,6 +133,9 @@ type S3SourceSpec struct {
 	OnInvalidRecord InvalidRecordPolicy `json:"onInvalidRecord,omitempty"`
 
 	// DryRun validates files and reports the result without storing any conversation.
+	// Dry-run results are kept apart from the real ledger: a file unchanged since the last
+	// dry run is not downloaded (or charged) again, status counts and recentFileErrors
+	// describe the dry run, and turning dryRun off processes every file for real.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 

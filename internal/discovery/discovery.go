@@ -32,8 +32,11 @@ type Job struct {
 	Prefix string
 	Quota  quota.Quota
 	Policy ingest.InvalidRecordPolicy
-	// DryRun validates without storing conversations or ledger rows. Downloads are still
-	// held against and charged to the quota: they happened.
+	// DryRun validates without storing conversations. Its results go to a ledger of their
+	// own (DryRunLedger), apart from the real one: an unchanged file is not downloaded
+	// (and charged) again at every dry run, the counts and recent errors describe the dry
+	// run's results, and a real run still processes everything. Downloads are held
+	// against and charged to the quota: they happened.
 	DryRun bool
 	Agents map[string]struct{}
 	// Validators are the source's compiled PII validators (nil: none).
@@ -75,6 +78,10 @@ type Result struct {
 	// RecentErrors are the source's newest failed files from the ledger, newest first.
 	RecentErrors []store.FileRecord
 }
+
+// DryRunLedger is the ledger source that holds the dry-run results of source: its rows
+// never stand for files a real run processed. Deleting a source deletes both.
+func DryRunLedger(source string) string { return source + "#dry-run" }
 
 // MaxRecentErrors bounds Result.RecentErrors.
 const MaxRecentErrors = 10
@@ -233,11 +240,11 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	// ledger: fixing the prefix would download and charge everything again.
 	if res.Err == nil && res.Listed > 0 {
 		// Objects gone from the bucket leave the ledger once a full listing proves it.
-		if _, err := r.Store.PruneFiles(ctx, job.Source, run.keep, res.Started); err != nil {
+		if _, err := r.Store.PruneFiles(ctx, run.ledger(), run.keep, res.Started); err != nil {
 			res.Err = fmt.Errorf("pruning the ledger: %w", err)
 		}
 	}
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
 		res.Err = fmt.Errorf("listing failed files: %w", err)
@@ -296,6 +303,14 @@ func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
 
 func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }
 
+// ledger is the source of the ledger rows this run reads and writes.
+func (r *run) ledger() string {
+	if r.job.DryRun {
+		return DryRunLedger(r.job.Source)
+	}
+	return r.job.Source
+}
+
 // classifyPage looks up a listed page in the ledger with one query and classifies each
 // object.
 func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan<- work) error {
@@ -303,7 +318,7 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 	for i, obj := range page {
 		keys[i] = obj.Key
 	}
-	ledger, err := r.Store.LookupFiles(ctx, r.job.Source, keys)
+	ledger, err := r.Store.LookupFiles(ctx, r.ledger(), keys)
 	if err != nil {
 		return fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err)
 	}
@@ -334,6 +349,10 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 		out, err := r.engine.Process(ctx, r.ref(obj), strings.NewReader(""), ingest.Options{DryRun: r.job.DryRun, Attempts: attempts, Now: r.Now()})
 		if err != nil {
 			return err
+		}
+		if r.job.DryRun {
+			// The engine wrote nothing: the row goes to the dry-run ledger.
+			return r.record(ctx, obj, out.State, out.Reason, out.Message, attempts)
 		}
 		r.tally(func(res *Result) { countState(res, out.State) })
 		return nil
@@ -374,13 +393,11 @@ func (r *run) settled(prev store.FileRecord) bool {
 func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileState, reason, msg string, attempts int) error {
 	now := r.Now()
 	row := store.FileRecord{
-		Source: r.job.Source, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
+		Source: r.ledger(), Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
 		State: state, Reason: reason, Message: ingest.Shorten(msg, ingest.MaxMessageRunes), Attempts: attempts, FirstSeen: now, UpdatedAt: now,
 	}
-	if !r.job.DryRun {
-		if err := r.Store.RecordFile(ctx, row); err != nil {
-			return fmt.Errorf("recording %s: %w", obj.Key, err)
-		}
+	if err := r.Store.RecordFile(ctx, row); err != nil {
+		return fmt.Errorf("recording %s: %w", obj.Key, err)
 	}
 	r.tally(func(res *Result) {
 		countState(res, state)
@@ -518,9 +535,19 @@ func (r *run) download(ctx context.Context, w work) {
 		return
 	}
 	if r.job.DryRun {
-		// Nothing was committed, so the hold on the quota becomes usage here.
+		// Nothing was committed, so the hold on the quota becomes usage here, and the
+		// result goes to the dry-run ledger.
 		if err := r.Store.ChargeReservation(cleanup, id); err != nil {
 			r.fail(fmt.Errorf("charging quota for %s: %w", obj.Key, err))
+		}
+		now := r.Now()
+		row := store.FileRecord{
+			Source: r.ledger(), Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
+			State: out.State, Reason: out.Reason, Message: ingest.Shorten(out.Message, ingest.MaxMessageRunes), Counts: out.Counts,
+			Bytes: out.Bytes, Attempts: w.attempts, FirstSeen: now, UpdatedAt: now,
+		}
+		if err := r.Store.RecordFile(cleanup, row); err != nil {
+			r.fail(fmt.Errorf("recording the dry run of %s: %w", obj.Key, err))
 		}
 	}
 	r.tally(func(res *Result) {
