@@ -79,6 +79,24 @@ type Result struct {
 	RecentErrors []store.FileRecord
 }
 
+// ErrStore marks a Result.Err caused by the store (unreachable, failing), not by the
+// bucket: the run is retried and no file is blamed. Test with errors.Is.
+var ErrStore = errors.New("the store failed")
+
+// storeFailed marks err as the store's (see ErrStore); its message is err's.
+func storeFailed(err error) error {
+	if err == nil || errors.Is(err, ErrStore) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return storeError{err}
+}
+
+type storeError struct{ err error }
+
+func (e storeError) Error() string        { return e.err.Error() }
+func (e storeError) Unwrap() error        { return e.err }
+func (e storeError) Is(target error) bool { return target == ErrStore }
+
 // DryRunLedger is the ledger source that holds the dry-run results of source: its rows
 // never stand for files a real run processed. Deleting a source deletes both.
 func DryRunLedger(source string) string { return source + "#dry-run" }
@@ -241,13 +259,13 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	if res.Err == nil && res.Listed > 0 {
 		// Objects gone from the bucket leave the ledger once a full listing proves it.
 		if _, err := r.Store.PruneFiles(ctx, run.ledger(), run.keep, res.Started); err != nil {
-			res.Err = fmt.Errorf("pruning the ledger: %w", err)
+			res.Err = storeFailed(fmt.Errorf("pruning the ledger: %w", err))
 		}
 	}
 	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
-		res.Err = fmt.Errorf("listing failed files: %w", err)
+		res.Err = storeFailed(fmt.Errorf("listing failed files: %w", err))
 	}
 	// Files finish in any order; report validators in the order they are configured.
 	slices.SortStableFunc(res.PII, func(a, b ingest.PIICount) int {
@@ -287,7 +305,7 @@ func (r *run) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.firstErr == nil {
-		r.firstErr = err
+		r.firstErr = storeFailed(err)
 	}
 }
 
@@ -320,7 +338,7 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 	}
 	ledger, err := r.Store.LookupFiles(ctx, r.ledger(), keys)
 	if err != nil {
-		return fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err)
+		return storeFailed(fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err))
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]
@@ -348,7 +366,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 		// The engine writes the ignored row, naming the extension; nothing is downloaded.
 		out, err := r.engine.Process(ctx, r.ref(obj), strings.NewReader(""), ingest.Options{DryRun: r.job.DryRun, Attempts: attempts, Now: r.Now()})
 		if err != nil {
-			return err
+			return storeFailed(err) // nothing was read: only the store can fail
 		}
 		if r.job.DryRun {
 			// The engine wrote nothing: the row goes to the dry-run ledger.
@@ -397,7 +415,7 @@ func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileSta
 		State: state, Reason: reason, Message: ingest.Shorten(msg, ingest.MaxMessageRunes), Attempts: attempts, FirstSeen: now, UpdatedAt: now,
 	}
 	if err := r.Store.RecordFile(ctx, row); err != nil {
-		return fmt.Errorf("recording %s: %w", obj.Key, err)
+		return storeFailed(fmt.Errorf("recording %s: %w", obj.Key, err))
 	}
 	r.tally(func(res *Result) {
 		countState(res, state)

@@ -62,8 +62,8 @@ func TestStoreErrorIsNotDownloadFailed(t *testing.T) {
 			fake := &commitFails{Store: f.store, err: tt.err}
 			f.runner = discovery.NewRunner(fake, ingest.New(fake), f.runner.Now, 1, 1)
 			res := f.runner.Run(context.Background(), f.client, f.job)
-			if (res.Err != nil) != tt.wantRunErr {
-				t.Fatalf("run error %v, want error: %v", res.Err, tt.wantRunErr)
+			if (res.Err != nil) != tt.wantRunErr || tt.wantRunErr && !errors.Is(res.Err, discovery.ErrStore) {
+				t.Fatalf("run error %v, want a store error: %v", res.Err, tt.wantRunErr)
 			}
 			rows, err := f.store.ListFiles(context.Background(), f.job.Source, "", 0)
 			if err != nil {
