@@ -444,7 +444,7 @@ func (r *run) download(ctx context.Context, w work) {
 
 	// The attempt is counted before anything can go wrong, so a file that kills the
 	// process while it is processed is parked after MaxFileAttempts restarts instead of
-	// killing every one. A dry run writes nothing, so it counts nothing.
+	// killing every one. A dry run commits nothing, so it counts nothing.
 	tries := 0
 	if !r.job.DryRun {
 		fresh := w.prev.Reason == ingest.ReasonParked && w.prev.ETag == obj.ETag && r.job.RetryParked
