@@ -60,6 +60,8 @@ func hostileCorpus() []struct{ key, body string } {
 		{"ok.json", hostileRecord("ok-1", nil)},
 		{"ok-surrogate-pair.json", hostileRecord("ok-2", map[string]string{"messages": `[{"message_id":"m1","role":"customer","content":"\ud83d\ude00","timestamp":"2025-01-15T14:30:00Z"}]`})},
 		{"ok-huge-key.json", hostileRecord("ok-3", map[string]string{"user_data": `{"` + huge + `":1}`})},
+		{"ok-numbers-and-separators.json", hostileRecord("ok-5", map[string]string{"user_data": `{"n":1e400,"z":-0.0,"big":123456789012345678901234567890,"s":"\u2028\u2029\ufeff\uffff"}`})},
+		{"ok-deep.json", hostileRecord("ok-6", map[string]string{"user_data": strings.Repeat(`{"a":`, 60) + `1` + strings.Repeat(`}`, 60)})},
 		{"nul-content.json", hostileRecord("h-1", map[string]string{"messages": `[{"message_id":"m1","role":"customer","content":"a\u0000b","timestamp":"2025-01-15T14:30:00Z"}]`})},
 		{"nul-agent.json", hostileRecord("h-2", map[string]string{"agent_id": `"agent\u0000"`})},
 		{"nul-conversation.json", hostileRecord("h-3", map[string]string{"conversation_id": `"h-3\u0000"`})},
@@ -165,8 +167,8 @@ func TestBothStoresAcceptTheSameRecords(t *testing.T) {
 			t.Errorf("ledger %s: sqlite %+v\npostgres %+v", a.Key, a, b)
 		}
 	}
-	if len(convs[0]) != 4 || len(convs[0]) != len(convs[1]) {
-		t.Fatalf("conversations: sqlite %d, postgres %d, want 4", len(convs[0]), len(convs[1]))
+	if len(convs[0]) != 6 || len(convs[0]) != len(convs[1]) {
+		t.Fatalf("conversations: sqlite %d, postgres %d, want 6", len(convs[0]), len(convs[1]))
 	}
 	for i := range convs[0] {
 		a, b := convs[0][i], convs[1][i]
