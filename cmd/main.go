@@ -25,6 +25,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
+	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/backend"
 )
@@ -63,6 +64,8 @@ func run() error {
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
+	flag.IntVar(&opts.MaxFileAttempts, "max-file-attempts", discovery.DefaultMaxFileAttempts, "Attempts to process one version of a file that may fail for a reason retrying does not fix "+
+		"(the store refused it, or the manager died while processing it) before the file is parked; a refresh or a new version retries it.")
 	flag.StringVar(&opts.SpoolDir, "spool-dir", os.TempDir(), "Directory downloads are spooled to while they are parsed. "+
 		"It must have --concurrent-files × 2 × --max-file-size free (a ZIP archive is copied once more), or the manager refuses to start.")
 	flag.Var(maxDailyLimit, "max-daily-limit", "Ceiling of every IngestionQuota's dailyLimit, a decimal `quantity` (10G = 10,000,000,000 bytes). "+

@@ -284,6 +284,7 @@ var everythingValues = []string{
 	"--set", "networkPolicy.enabled=true",
 	"--set", "limits.concurrentSources=8",
 	"--set", "limits.filesPerSource=3",
+	"--set", "limits.maxFileAttempts=5",
 	"--set", "network.allowedEndpoints=https://*.s3.storage.example\\,http://10.96.12.34:9000",
 	"--set", "network.operatorIdentityEndpoints=https://s3.storage.example",
 	"--set", "network.allowedCIDRs=10.96.12.34/32",

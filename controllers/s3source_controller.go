@@ -72,6 +72,9 @@ type SourceOptions struct {
 	// temporary directory. It needs ConcurrentFiles × SpoolCopiesPerDownload × the
 	// largest effective maxFileSize free.
 	SpoolDir string
+	// MaxFileAttempts parks a file after this many attempts that failed for a reason
+	// retrying does not fix (0 means discovery.DefaultMaxFileAttempts).
+	MaxFileAttempts int
 	// EndpointPolicy is where sources may make the operator connect (the manager's
 	// --allowed-endpoints, --operator-identity-endpoints, --allowed-cidrs, --denied-cidrs and
 	// the API server's addresses). Nil is the strictest policy: AWS only.
@@ -110,6 +113,7 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	engine := ingest.New(r.Store)
 	engine.TempDir = opts.SpoolDir
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
+	runner.MaxFileAttempts = opts.MaxFileAttempts
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
@@ -457,6 +461,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		// New validation rules (agent allow-list, policy, validators) apply to files
 		// already failed.
 		RecheckFailed: !s.specActedOn(),
+		RetryParked:   handled != "", // a user asked for this run
 	}
 	if r.runs.start(src, client, job, handled) {
 		s.running, s.started = true, true
@@ -564,7 +569,7 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		// A file still committing would write ledger rows after they were removed.
 		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
 	}
-	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
+	if err := errors.Join(r.Store.DeleteSource(ctx, key.String()), r.Store.DeleteSource(ctx, discovery.DryRunLedger(key.String()))); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}
 	r.Metrics.forget(src)

@@ -133,6 +133,9 @@ type S3SourceSpec struct {
 	OnInvalidRecord InvalidRecordPolicy `json:"onInvalidRecord,omitempty"`
 
 	// DryRun validates files and reports the result without storing any conversation.
+	// Dry-run results are kept apart from the real ledger: a file unchanged since the last
+	// dry run is not downloaded (or charged) again, status counts and recentFileErrors
+	// describe the dry run, and turning dryRun off processes every file for real.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
@@ -300,10 +303,14 @@ type FileCounts struct {
 // FileError describes one failed object.
 type FileError struct {
 	// Key of the object.
+	// +kubebuilder:validation:MaxLength=1024
 	Key string `json:"key"`
-	// Reason is a stable CamelCase code, e.g. InvalidRecords, FileTooLarge.
+	// Reason is a stable CamelCase code, e.g. InvalidRecords, FileTooLarge, Parked.
+	// +kubebuilder:validation:MaxLength=64
 	Reason string `json:"reason"`
-	// Message says what is wrong, where (line, entry, field) and what was expected.
+	// Message says what is wrong, where (line, entry, field) and what was expected; a
+	// longer one is cut, the cut marked with "…".
+	// +kubebuilder:validation:MaxLength=4096
 	Message string `json:"message"`
 	// Time the error was recorded.
 	Time metav1.Time `json:"time"`
@@ -323,6 +330,16 @@ type PIICount struct {
 
 // MaxRecentFileErrors bounds status.recentFileErrors.
 const MaxRecentFileErrors = 10
+
+// Bounds of one FileError, in characters: a file's contents must never make a status
+// patch exceed the API server's request size (ten errors at these bounds are about 50 kB).
+// The operator truncates longer values, marking the cut with "…".
+const (
+	// MaxFileErrorKeyLength is S3's longest object key (1024 bytes).
+	MaxFileErrorKeyLength = 1024
+	// MaxFileErrorMessageLength bounds FileError.Message.
+	MaxFileErrorMessageLength = 4096
+)
 
 // S3SourceStatus is what the operator observed.
 type S3SourceStatus struct {

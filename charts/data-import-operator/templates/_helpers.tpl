@@ -83,6 +83,9 @@ control-plane: controller-manager
 {{- with .Values.limits.filesPerSource }}
 - {{ printf "--files-per-source=%v" . | quote }}
 {{- end }}
+{{- with .Values.limits.maxFileAttempts }}
+- {{ printf "--max-file-attempts=%v" . | quote }}
+{{- end }}
 {{- with .Values.network.allowedEndpoints }}
 - {{ printf "--allowed-endpoints=%v" . | quote }}
 {{- end }}
