@@ -86,6 +86,18 @@ const (
 // namespace labels, so only the admin lets a namespace use the operator's own identity.
 const OperatorIdentityLabel = "dataimport.avon.ai/operator-identity"
 
+// ReasonInvalidEventsSecret: spec.events.secretRef's Secret has no usable token.
+const ReasonInvalidEventsSecret = "InvalidEventsSecret"
+
+// Event reasons of the webhook receiver.
+const (
+	// ReasonEventsReceived (Normal event): a run triggered by webhook events processed files.
+	ReasonEventsReceived = "EventsReceived"
+	// ReasonSubscriptionConfirmation (Warning event): an SNS topic asked to confirm an HTTPS
+	// subscription the operator did not confirm itself.
+	ReasonSubscriptionConfirmation = "SubscriptionConfirmation"
+)
+
 // RefreshAnnotation asks for a discovery now. Any new value counts; the cooldown of the
 // source's IngestionQuota throttles it:
 //
