@@ -94,7 +94,10 @@ func TestHandler(t *testing.T) {
 	var mismatches []string
 	h := &receiver.Handler{
 		Registry: reg, MaxBody: 4096, Requests: receiver.NewRequestsCounter(),
-		Enqueue:  func(source string, keys []string) error { queued = append(queued, source+":"+strings.Join(keys, ",")); return nil },
+		Enqueue: func(source string, keys []string) error {
+			queued = append(queued, source+":"+strings.Join(keys, ","))
+			return nil
+		},
 		Mismatch: func(source string) { mismatches = append(mismatches, source) },
 		Confirm:  func(context.Context, string, receiver.Confirmation) {},
 	}
