@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/receiver"
 )
 
 // Metrics are exported on the controller-runtime registry (the manager's /metrics).
@@ -23,6 +24,8 @@ type Metrics struct {
 	QuotaUsed         *prometheus.GaugeVec
 	QuotaLimit        *prometheus.GaugeVec
 	PIIMatches        *prometheus.CounterVec
+	// WebhookRequests counts requests to the webhook receiver by result.
+	WebhookRequests *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: the
@@ -57,6 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PIIMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dataimport_pii_matches_total",
 			Help: "Personal data found by a source's validators in processed files, by validator name and action (Reject, Redact, Flag)."},
 			append(src, "validator", "action")),
+		WebhookRequests: receiver.NewRequestsCounter(),
 	}
 	register := func(c prometheus.Collector) prometheus.Collector {
 		if err := reg.Register(c); err != nil {
@@ -78,6 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.QuotaUsed = register(m.QuotaUsed).(*prometheus.GaugeVec)
 	m.QuotaLimit = register(m.QuotaLimit).(*prometheus.GaugeVec)
 	m.PIIMatches = register(m.PIIMatches).(*prometheus.CounterVec)
+	m.WebhookRequests = register(m.WebhookRequests).(*prometheus.CounterVec)
 	return m
 }
 

@@ -54,6 +54,7 @@ type S3SourceReconciler struct {
 
 	runs           *runTracker
 	endpointPolicy *bucket.EndpointPolicy
+	events         *eventQueue
 }
 
 // SourceOptions are the manager's knobs for discovery.
@@ -72,6 +73,8 @@ type SourceOptions struct {
 	// --allowed-endpoints, --operator-identity-endpoints, --allowed-cidrs, --denied-cidrs and
 	// the API server's addresses). Nil is the strictest policy: AWS only.
 	EndpointPolicy *bucket.EndpointPolicy
+	// Receiver is the webhook receiver of spec.events.
+	Receiver ReceiverOptions
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
@@ -110,6 +113,9 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		r.APIReader = mgr.GetAPIReader()
 	}
 	if err := mgr.Add(r.runs); err != nil {
+		return err
+	}
+	if err := r.setupReceiver(mgr, opts.Receiver); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -185,6 +191,8 @@ type sourceScope struct {
 	identity *identity
 	// validators are spec.validators compiled by stepValidators (nil: none).
 	validators *ingest.Validators
+	// events is the webhook receiver's state (nil: spec.events unset).
+	events *eventsState
 }
 
 // handledRefresh is the refresh value last acted on, from status or this process.
@@ -198,7 +206,7 @@ func (s *sourceScope) handledRefresh() string {
 // lastDiscovery is when the latest run finished: a run folded now, this process's memory
 // of its last run, or status.
 func (s *sourceScope) lastDiscovery() time.Time {
-	if s.result != nil {
+	if s.result != nil && !s.result.Targeted {
 		return statusTime(s.result.Finished)
 	}
 	last := statusTime(s.memo.lastFinished)
@@ -222,7 +230,7 @@ func (s *sourceScope) staleStatus() bool {
 // failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
 func (s *sourceScope) failuresAfterFold() int32 {
 	switch {
-	case s.result == nil:
+	case s.result == nil || s.result.Targeted: // an event run is no discovery
 		return s.src.Status.ConsecutiveFailures
 	case s.result.Err != nil:
 		return s.src.Status.ConsecutiveFailures + 1
@@ -253,6 +261,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
 			defer cancel()
 			r.runs.stop(stopCtx, req.NamespacedName)
+			r.events.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -276,11 +285,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	var stepErr error
 	for _, step := range []func(context.Context, *sourceScope) (time.Duration, error){
 		r.stepResolveQuota,
+		r.stepEvents,
 		r.stepUsage,
 		r.stepDisabled,
 		r.stepValidators,
 		r.stepIdentity,
 		r.stepStartRunIfDue,
+		r.stepStartEventRun,
 	} {
 		after, err := step(ctx, s)
 		requeue = lowestRequeue(requeue, after)
@@ -313,8 +324,12 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Counted once: a failed patch above returns before this, and the result is
 		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
-		r.Metrics.observeRun(src, s.result)
-		r.emitRunEvents(src, s, before)
+		if s.result.Targeted {
+			r.foldedEventRun(src, s)
+		} else {
+			r.Metrics.observeRun(src, s.result)
+			r.emitRunEvents(src, s, before)
+		}
 	}
 	if s.failure != nil && !s.failure.stalled {
 		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
@@ -557,6 +572,7 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		// A file still committing would write ledger rows after they were removed.
 		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
 	}
+	r.events.forget(key)
 	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}

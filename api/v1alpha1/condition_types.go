@@ -18,6 +18,9 @@ const (
 	// ceilings allow and the ceiling applies instead (see status.effectiveDailyLimit and
 	// status.effectiveMaxFileSize).
 	ConditionLimitsCapped = "LimitsCapped"
+	// ConditionEventsReady is True when spec.events is set and the source's webhook
+	// receiver accepts events at status.webhookPath.
+	ConditionEventsReady = "EventsReady"
 )
 
 // Condition reasons. They are stable API: alerts and runbooks key on them.
@@ -86,8 +89,15 @@ const (
 // namespace labels, so only the admin lets a namespace use the operator's own identity.
 const OperatorIdentityLabel = "dataimport.avon.ai/operator-identity"
 
-// ReasonInvalidEventsSecret: spec.events.secretRef's Secret has no usable token.
-const ReasonInvalidEventsSecret = "InvalidEventsSecret"
+// Reasons of EventsReady.
+const (
+	// ReasonInvalidEventsSecret: spec.events.secretRef's Secret is missing or has no usable token.
+	ReasonInvalidEventsSecret = "InvalidEventsSecret"
+	// ReasonReceiverListening: the receiver accepts events at status.webhookPath.
+	ReasonReceiverListening = "ReceiverListening"
+	// ReasonReceiverDisabled: the manager runs no receiver (--receiver-bind-address=0).
+	ReasonReceiverDisabled = "ReceiverDisabled"
+)
 
 // Event reasons of the webhook receiver.
 const (

@@ -137,6 +137,9 @@ type Handler struct {
 	Confirm func(ctx context.Context, source string, c Confirmation)
 	// Requests counts requests by result (nil: not counted).
 	Requests *prometheus.CounterVec
+	// Ready reports whether this process acts on events (it leads); others answer 503 so
+	// the sender retries (nil: always ready).
+	Ready func() bool
 	// MaxBody bounds a body (0: DefaultMaxBody).
 	MaxBody int64
 	Log     logr.Logger
@@ -165,6 +168,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // serve decides one request. The order matters: nothing about a body is read before the
 // token matched, so an unauthenticated caller learns only 404 or 401.
 func (h *Handler) serve(req *http.Request) (result string, code int, msg string) {
+	if h.Ready != nil && !h.Ready() {
+		return ResultUnavailable, http.StatusServiceUnavailable, "this replica does not lead; retry"
+	}
 	e, ok := h.Registry.lookup(req.URL.Path)
 	if !ok {
 		return ResultNotFound, http.StatusNotFound, "no receiver at this path"
