@@ -71,7 +71,9 @@ func createEventsSecret(t *testing.T, ns, name, token string) {
 }
 
 func withEvents(secret string) func(*v1.S3SourceSpec) {
-	return func(spec *v1.S3SourceSpec) { spec.Events = &v1.Events{SecretRef: v1.LocalObjectReference{Name: secret}} }
+	return func(spec *v1.S3SourceSpec) {
+		spec.Events = &v1.Events{SecretRef: v1.LocalObjectReference{Name: secret}}
+	}
 }
 
 // waitEventsReady waits for the receiver to listen for the source and returns its path.
@@ -191,7 +193,9 @@ func TestEventsFromMinIOWebhook(t *testing.T) {
 	otherPath := waitEventsReady(t, eventsOtherNS, "src")
 
 	heads := ct.Count(bucket.OpHeadObject)
-	requests := func(result string) float64 { return testutil.ToFloat64(metrics.WebhookRequests.WithLabelValues(result)) }
+	requests := func(result string) float64 {
+		return testutil.ToFloat64(metrics.WebhookRequests.WithLabelValues(result))
+	}
 	for _, tc := range []struct {
 		name, path, token string
 		body              []byte
