@@ -121,6 +121,9 @@ func (q *eventQueue) wake(key types.NamespacedName) {
 
 // take hands a reconcile the queued keys (or the overflow) and clears them.
 func (q *eventQueue) take(key types.NamespacedName) (keys []string, overflow bool) {
+	if q == nil {
+		return nil, false
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	p := q.pending[key]
@@ -156,6 +159,9 @@ func (q *eventQueue) requeue(key types.NamespacedName, keys []string, overflow b
 
 // forget drops a deleted source's registration and queue.
 func (q *eventQueue) forget(key types.NamespacedName) {
+	if q == nil {
+		return // a reconciler built without SetupWithManager (unit tests)
+	}
 	q.registry.Remove(key.String())
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -202,8 +208,8 @@ func (r *S3SourceReconciler) stepEvents(ctx context.Context, s *sourceScope) (ti
 		r.events.forget(s.key)
 		return 0, nil
 	}
-	if !r.events.enabled {
-		r.events.registry.Remove(s.key.String())
+	if r.events == nil || !r.events.enabled {
+		r.events.forget(s.key)
 		s.events = &eventsState{reason: v1.ReasonReceiverDisabled,
 			message: "the operator runs no webhook receiver (--receiver-bind-address=0): ask the platform admin to enable it; scheduled discoveries still run"}
 		return 0, nil
