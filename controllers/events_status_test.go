@@ -53,7 +53,7 @@ func TestComputeSourceStatusEvents(t *testing.T) {
 			want: map[string]wantCondition{v1.ConditionEventsReady: {metav1.ConditionFalse, v1.ReasonInvalidEventsSecret}, v1.ConditionReady: {metav1.ConditionTrue, v1.ReasonSucceeded}}},
 		{name: "event run adds to the totals", spec: withEvents, prev: discovered, events: listening,
 			result: &discovery.Result{Targeted: true, Finished: now, Listed: 3, Ingested: 2, Failed: 1, Downloaded: 3, DownloadedFailed: 1},
-			want: map[string]wantCondition{v1.ConditionReady: {metav1.ConditionTrue, v1.ReasonSucceeded}, v1.ConditionFilesHealthy: {metav1.ConditionFalse, v1.ReasonFilesFailed}},
+			want:   map[string]wantCondition{v1.ConditionReady: {metav1.ConditionTrue, v1.ReasonSucceeded}, v1.ConditionFilesHealthy: {metav1.ConditionFalse, v1.ReasonFilesFailed}},
 			check: func(t *testing.T, st v1.S3SourceStatus) {
 				if *st.Files != (v1.FileCounts{Discovered: 5, Ingested: 4, Failed: 1}) {
 					t.Errorf("files %+v", *st.Files)
