@@ -33,6 +33,8 @@ const (
 	burstToken              = "burst-token-0123456789abcdef"
 	otherToken              = "other-token-0123456789abcdef"
 	webhookTarget           = "DIO"
+	// The benchmark's source has a target of its own (events_bench_test.go).
+	benchSource, benchToken, benchTarget = "bench", "bench-token-0123456789abcdef", "DIOB"
 )
 
 var (
@@ -52,7 +54,8 @@ func listenReceiver() ([]string, error) {
 	if webhookQueueDir, err = os.MkdirTemp("", "minio-webhook-queue-"); err != nil {
 		return nil, err
 	}
-	return minio.WebhookEnv(webhookTarget, receiverURL+receiver.WebhookPath(burstToken, burstSource, eventsNS), burstToken, filepath.Join(webhookQueueDir, "q")), nil
+	return append(minio.WebhookEnv(webhookTarget, receiverURL+receiver.WebhookPath(burstToken, burstSource, eventsNS), burstToken, filepath.Join(webhookQueueDir, "q")),
+		minio.WebhookEnv(benchTarget, receiverURL+receiver.WebhookPath(benchToken, benchSource, eventsNS), benchToken, filepath.Join(webhookQueueDir, "qb"))...), nil
 }
 
 // takeReceiverListener gives the listener to the suite's main manager only.

@@ -179,7 +179,7 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 		// MinIO checks that a webhook target is up with a HEAD; any answer will do.
 		return ResultMethodNotAllowed, http.StatusMethodNotAllowed, "use POST"
 	}
-	token, ok := bearer(req.Header.Get("Authorization"))
+	token, ok := credential(req)
 	if !ok {
 		return ResultUnauthorized, http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"
 	}
@@ -237,9 +237,14 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 	return ResultAccepted, http.StatusAccepted, "queued"
 }
 
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-func bearer(header string) (string, bool) {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+// credential returns the token of an "Authorization: Bearer <token>" header, or the
+// password of Basic authentication: SNS HTTPS subscriptions can only send the latter
+// (https://user:<token>@host/hook/...); the user name is ignored.
+func credential(req *http.Request) (string, bool) {
+	if _, password, ok := req.BasicAuth(); ok {
+		return password, password != ""
+	}
+	scheme, token, ok := strings.Cut(strings.TrimSpace(req.Header.Get("Authorization")), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false
 	}

@@ -2,6 +2,7 @@ package receiver_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -111,7 +112,8 @@ func TestHandler(t *testing.T) {
 		{name: "accepted", path: pathA, auth: "Bearer token-of-tenant-a-0123", body: minioEvent, code: 202, result: "accepted", queued: "a/src:conversations/a b,c.json"},
 		{name: "unknown path", path: "/hook/0000", auth: "Bearer token-of-tenant-a-0123", body: minioEvent, code: 404, result: "not_found"},
 		{name: "no token", path: pathA, body: minioEvent, code: 401, result: "unauthorized"},
-		{name: "basic auth", path: pathA, auth: "Basic dG9rZW4=", body: minioEvent, code: 401, result: "unauthorized"},
+		{name: "basic auth, wrong password", path: pathA, auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("sns:token")), body: minioEvent, code: 401, result: "unauthorized", mismatch: "a/src"},
+		{name: "basic auth with the token as password (SNS)", path: pathA, auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("sns:token-of-tenant-a-0123")), body: minioEvent, code: 202, result: "accepted", queued: "a/src:conversations/a b,c.json"},
 		{name: "wrong token", path: pathA, auth: "Bearer nope", body: minioEvent, code: 401, result: "unauthorized", mismatch: "a/src"},
 		{name: "another tenant's token", path: pathA, auth: "Bearer token-of-tenant-b-0123", body: minioEvent, code: 401, result: "unauthorized", mismatch: "a/src"},
 		{name: "other tenant's own path", path: pathB, auth: "Bearer token-of-tenant-b-0123", body: minioEvent, code: 202, result: "accepted", queued: "b/src:conversations/a b,c.json"},
