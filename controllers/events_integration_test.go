@@ -55,7 +55,8 @@ func listenReceiver() ([]string, error) {
 		return nil, err
 	}
 	return append(minio.WebhookEnv(webhookTarget, receiverURL+receiver.WebhookPath(burstToken, burstSource, eventsNS), burstToken, filepath.Join(webhookQueueDir, "q")),
-		minio.WebhookEnv(benchTarget, receiverURL+receiver.WebhookPath(benchToken, benchSource, eventsNS), benchToken, filepath.Join(webhookQueueDir, "qb"))...), nil
+		// No queue directory: MinIO posts at once instead of on its store's 3 s replay tick.
+		minio.WebhookEnv(benchTarget, receiverURL+receiver.WebhookPath(benchToken, benchSource, eventsNS), benchToken, "")...), nil
 }
 
 // takeReceiverListener gives the listener to the suite's main manager only.

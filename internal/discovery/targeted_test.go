@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/quota"
@@ -79,4 +80,33 @@ func TestRunKeys(t *testing.T) {
 type resultView struct {
 	listed, ingested, failed, downloaded, unchanged int64
 	lists, heads, gets                              int
+}
+
+// The quota applies to event-named keys as to listed ones: what does not fit is deferred,
+// not downloaded, and a later event for it after the reset ingests it.
+func TestRunKeysHonoursTheQuota(t *testing.T) {
+	const bkt = "targeted-quota"
+	if err := s3.CreateBucket(bkt); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var size int64
+	for i := range 2 {
+		key := fmt.Sprintf("c/%d.json", i)
+		body := conversationFile("agent-1", fmt.Sprintf("conv-%d", i))
+		if _, err := s3.Put(bkt, key, body); err != nil {
+			t.Fatal(err)
+		}
+		keys, size = append(keys, key), int64(len(body))
+	}
+	f := newFixture(t, bkt, "c/", quota.Quota{Key: "ns/small", DailyLimit: size + size/2, MaxFileSize: size + size/2, Location: time.UTC})
+	res := f.runner.RunKeys(context.Background(), f.client, f.job, keys)
+	if res.Err != nil || res.Ingested != 1 || res.Deferred != 1 || res.Downloaded != 1 || res.NewlyDeferred != 1 {
+		t.Fatalf("first run: %+v", res)
+	}
+	f.now = f.now.Add(24 * time.Hour)
+	res = f.runner.RunKeys(context.Background(), f.client, f.job, keys)
+	if res.Err != nil || res.Ingested != 1 || res.Deferred != -1 || res.Downloaded != 1 || res.Unchanged != 1 {
+		t.Fatalf("after the reset: %+v", res)
+	}
 }

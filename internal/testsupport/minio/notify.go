@@ -11,16 +11,21 @@ import (
 
 // WebhookEnv configures a webhook notification target named id at start (pass it in
 // Options.Env): MinIO posts each event of a bucket configured with WebhookARN(id) to
-// endpoint with "Authorization: Bearer <token>", keeping undelivered events in queueDir
-// and retrying them (events are not lost while the endpoint is down).
+// endpoint with "Authorization: Bearer <token>". With a queueDir, undelivered events are
+// kept there and retried (none is lost while the endpoint is down), but every event then
+// waits for MinIO's store replay, which runs every 3 s; without one, events are posted at
+// once and dropped when the endpoint does not take them.
 func WebhookEnv(id, endpoint, token, queueDir string) []string {
 	id = strings.ToUpper(id)
-	return []string{
+	env := []string{
 		"MINIO_NOTIFY_WEBHOOK_ENABLE_" + id + "=on",
 		"MINIO_NOTIFY_WEBHOOK_ENDPOINT_" + id + "=" + endpoint,
 		"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_" + id + "=" + token,
-		"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_" + id + "=" + queueDir,
 	}
+	if queueDir != "" {
+		env = append(env, "MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_"+id+"="+queueDir)
+	}
+	return env
 }
 
 // WebhookARN is the ARN a bucket notification configuration names the target id by.
