@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
@@ -241,5 +242,62 @@ func TestEventsFromMinIOWebhook(t *testing.T) {
 	}
 	if got := ct.Count(bucket.OpListObjectsV2); got != lists {
 		t.Fatalf("%d ListObjectsV2 requests after the initial discovery, want 0", got-lists)
+	}
+}
+
+// A source whose events Secret is missing says so in EventsReady and still discovers; once
+// the Secret exists it listens. After the tenant rotates the token, a request with the new
+// token on the old path is refused but makes the source re-read its Secret (no watch on
+// Secrets), after which the new path takes events and the old one is gone.
+func TestEventsSecretAndTokenRotation(t *testing.T) {
+	const ns, name, bkt, prefix = eventsOtherNS, "rotating", "events-rotating", "c/"
+	createBucket(t, bkt)
+	put(t, bkt, prefix+"a.json", jsonArray(t, conversation("agent-1", "rot-a", "2026-03-10T08:00:00Z", "hi")))
+	newSource(t, ns, name, bkt, prefix, withEvents("rotating-events"))
+	src := waitRun(t, ns, name, time.Time{})
+	if c := condition(src, v1.ConditionEventsReady); c.Status != metav1.ConditionFalse || c.Reason != v1.ReasonInvalidEventsSecret || src.Status.WebhookPath != "" {
+		t.Fatalf("without the Secret: EventsReady %+v, webhookPath %q", c, src.Status.WebhookPath)
+	}
+	if src.Status.Files == nil || src.Status.Files.Ingested != 1 {
+		t.Fatalf("the discovery did not run without the events Secret: %+v", src.Status.Files)
+	}
+
+	const oldToken, newToken = "rotating-token-one-0123456789", "rotating-token-two-0123456789"
+	createEventsSecret(t, ns, "rotating-events", oldToken)
+	poke(t, ns, name)
+	oldPath := waitEventsReady(t, ns, name)
+	put(t, bkt, prefix+"b.json", jsonArray(t, conversation("agent-1", "rot-b", "2026-03-10T08:00:00Z", "hi")))
+	if code := postEvent(t, oldPath, oldToken, minioEvent(bkt, prefix+"b.json")); code != http.StatusAccepted {
+		t.Fatalf("old token answered %d", code)
+	}
+	waitHeads(t, ns, name, bkt, 1)
+
+	secret := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "rotating-events"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	secret.Data = map[string][]byte{v1.EventsTokenKey: []byte(newToken)}
+	if err := k8s.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if code := postEvent(t, oldPath, newToken, minioEvent(bkt, prefix+"b.json")); code != http.StatusUnauthorized {
+		t.Fatalf("new token on the old path answered %d, want 401", code)
+	}
+	newPath := receiver.WebhookPath(newToken, name, ns)
+	eventually(t, "the new path in status", func() error {
+		if got := getSource(t, ns, name).Status.WebhookPath; got != newPath {
+			return fmt.Errorf("webhookPath %q", got)
+		}
+		return nil
+	})
+	if code := postEvent(t, oldPath, oldToken, minioEvent(bkt, prefix+"b.json")); code != http.StatusNotFound {
+		t.Fatalf("the old path answered %d after the rotation, want 404", code)
+	}
+	if code := postEvent(t, newPath, newToken, minioEvent(bkt, prefix+"b.json")); code != http.StatusAccepted {
+		t.Fatalf("the new path answered %d", code)
+	}
+	waitHeads(t, ns, name, bkt, 2)
+	if got := getSource(t, ns, name).Status.Files; got == nil || got.Ingested != 2 {
+		t.Fatalf("files %+v, want 2 ingested", got)
 	}
 }
