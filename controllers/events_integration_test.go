@@ -3,13 +3,16 @@ package controllers_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,5 +302,69 @@ func TestEventsSecretAndTokenRotation(t *testing.T) {
 	waitHeads(t, ns, name, bkt, 2)
 	if got := getSource(t, ns, name).Status.Files; got == nil || got.Ingested != 2 {
 		t.Fatalf("files %+v, want 2 ingested", got)
+	}
+}
+
+// AWS's shapes reach the same path: an EventBridge "Object Created" event and an SNS
+// notification wrapping an S3 event (with the token as SNS's Basic password) each get their
+// object ingested. An SNS subscription confirmation is answered but its SubscribeURL, a URL
+// the request chose, is not fetched (no host allowed): a Warning event names the topic, not
+// the URL.
+func TestEventsFromAWSShapes(t *testing.T) {
+	const ns, name, bkt, prefix, token = eventsOtherNS, "aws-shapes", "events-aws", "c/", "aws-shapes-token-0123456789"
+	createBucket(t, bkt)
+	createEventsSecret(t, ns, "aws-shapes-events", token)
+	newSource(t, ns, name, bkt, prefix, withEvents("aws-shapes-events"))
+	waitRun(t, ns, name, time.Time{})
+	path := waitEventsReady(t, ns, name)
+
+	put(t, bkt, prefix+"eb.json", jsonArray(t, conversation("agent-1", "aws-eb", "2026-03-10T08:00:00Z", "hi")))
+	eb := fmt.Sprintf(`{"version":"0","detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":%q},"object":{"key":%q,"size":1,"etag":"x"}}}`, bkt, prefix+"eb.json")
+	if code := postEvent(t, path, token, []byte(eb)); code != http.StatusAccepted {
+		t.Fatalf("EventBridge event answered %d", code)
+	}
+	waitHeads(t, ns, name, bkt, 1)
+
+	put(t, bkt, prefix+"sns.json", jsonArray(t, conversation("agent-1", "aws-sns", "2026-03-10T08:00:00Z", "hi")))
+	inner := fmt.Sprintf(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":%q}}}]}`, bkt, prefix+"sns.json")
+	sns, err := json.Marshal(map[string]string{"Type": "Notification", "TopicArn": "arn:aws:sns:eu-west-1:123456789012:uploads", "Message": inner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, receiverURL+path, bytes.NewReader(sns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("sns", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("SNS notification answered %d", resp.StatusCode)
+	}
+	waitHeads(t, ns, name, bkt, 2)
+	if f := getSource(t, ns, name).Status.Files; f == nil || f.Ingested != 2 {
+		t.Fatalf("files %+v, want both ingested", f)
+	}
+
+	var fetched atomic.Int32
+	target := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { fetched.Add(1) }))
+	defer target.Close()
+	subscribeURL := target.URL + "/?Action=ConfirmSubscription&Token=confirmation-secret-token"
+	confirm, err := json.Marshal(map[string]string{"Type": "SubscriptionConfirmation", "TopicArn": "arn:aws:sns:eu-west-1:123456789012:uploads", "SubscribeURL": subscribeURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := postEvent(t, path, token, confirm); code != http.StatusOK {
+		t.Fatalf("confirmation answered %d", code)
+	}
+	ev := waitEvent(t, ns, name, v1.ReasonSubscriptionConfirmation, "arn:aws:sns:eu-west-1:123456789012:uploads")
+	if strings.Contains(ev.Note, "confirmation-secret-token") || strings.Contains(ev.Note, target.URL) || ev.Type != corev1.EventTypeWarning {
+		t.Fatalf("event %s: %s", ev.Type, ev.Note)
+	}
+	if n := fetched.Load(); n != 0 {
+		t.Fatalf("the SubscribeURL was fetched %d times", n)
 	}
 }

@@ -55,3 +55,23 @@ func TestEventQueue(t *testing.T) {
 		t.Fatalf("%d wakes after the refresh interval, want one more", wakes())
 	}
 }
+
+func TestHostAllowed(t *testing.T) {
+	allowed := []string{"sns.eu-west-1.amazonaws.com", "*.amazonaws.com.cn"}
+	for host, want := range map[string]bool{
+		"sns.eu-west-1.amazonaws.com":     true,
+		"SNS.EU-WEST-1.AMAZONAWS.COM":     true,
+		"sns.us-east-1.amazonaws.com":     false,
+		"sns.cn-north-1.amazonaws.com.cn": true,
+		"amazonaws.com.cn":                false,
+		"evil-amazonaws.com.cn":           false,
+		"169.254.169.254":                 false,
+	} {
+		if got := hostAllowed(host, allowed); got != want {
+			t.Errorf("hostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if hostAllowed("sns.eu-west-1.amazonaws.com", nil) {
+		t.Error("no allowed host must allow none")
+	}
+}
