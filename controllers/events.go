@@ -400,7 +400,9 @@ func (r *S3SourceReconciler) confirmSubscription(ctx context.Context, source str
 		if err != nil {
 			return
 		}
-		resp, err := http.DefaultClient.Do(req)
+		// No redirects: an allowed host must not send the operator elsewhere.
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := noRedirect.Do(req)
 		if err != nil {
 			// The error holds the URL; only say that it failed.
 			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonSubscriptionConfirmation, "Receive",
