@@ -50,6 +50,7 @@ func run() error {
 		endpoints                            netFlags
 		apiQPS                               float64
 		apiBurst                             int
+		snsConfirmHosts                      string
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -76,6 +77,9 @@ func run() error {
 		"Label selector of the namespaces whose S3Sources may use the operator's own identity (credentials.provider Default, with or without assumeRole). Other namespaces must use a ServiceAccount or Secret. Only admins can label namespaces. Empty: no namespace.")
 	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
 	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
+	flag.StringVar(&opts.Receiver.Address, "receiver-bind-address", ":9292", "Address of the S3 event webhook receiver (S3Source spec.events); 0 disables it.")
+	flag.StringVar(&snsConfirmHosts, "receiver-sns-confirm-hosts", "", "Comma-separated hosts (exact, or *.suffix) whose SNS SubscribeURL the receiver fetches to confirm a subscription, "+
+		"e.g. sns.eu-west-1.amazonaws.com. Empty: confirmations are only reported in an event.")
 	endpoints.bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -93,6 +97,11 @@ func run() error {
 		return err
 	}
 	identity.OperatorIdentityNamespaces = sel
+	for _, h := range strings.Split(snsConfirmHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			opts.Receiver.SNSConfirmHosts = append(opts.Receiver.SNSConfirmHosts, h)
+		}
+	}
 
 	if dsn == "" {
 		if err := os.MkdirAll(dataDir, 0o750); err != nil {
@@ -159,6 +168,7 @@ func run() error {
 	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
 		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String(),
 		"allowedEndpoints", endpoints.allowedEndpoints, "operatorIdentityEndpoints", endpoints.operatorIdentityEndpoints,
+		"receiverBindAddress", opts.Receiver.Address,
 		"allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
 	return mgr.Start(ctx)
 }

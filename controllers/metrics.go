@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/receiver"
 )
 
 // Metrics are exported on the controller-runtime registry (the manager's /metrics).
@@ -26,6 +27,8 @@ type Metrics struct {
 	// StatusLag is how long a finished run waited before its result was in status: the
 	// time results spend queued behind other work (one series, not one per source).
 	StatusLag prometheus.Histogram
+	// WebhookRequests counts requests to the webhook receiver by result.
+	WebhookRequests *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: the
@@ -63,6 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StatusLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dataimport_status_lag_seconds",
 			Help:    "Time from the end of a discovery run to its result written to the S3Source's status.",
 			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}),
+		WebhookRequests: receiver.NewRequestsCounter(),
 	}
 	register := func(c prometheus.Collector) prometheus.Collector {
 		if err := reg.Register(c); err != nil {
@@ -85,6 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.QuotaLimit = register(m.QuotaLimit).(*prometheus.GaugeVec)
 	m.PIIMatches = register(m.PIIMatches).(*prometheus.CounterVec)
 	m.StatusLag = register(m.StatusLag).(prometheus.Histogram)
+	m.WebhookRequests = register(m.WebhookRequests).(*prometheus.CounterVec)
 	return m
 }
 

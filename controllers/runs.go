@@ -139,6 +139,26 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		m.handledRefresh = refresh
 	}
 	t.memos[key] = m
+	t.launch(src, func(ctx context.Context) *discovery.Result { return t.runner.Run(ctx, client, job) })
+	return true
+}
+
+// startKeys begins a run of event-named keys unless a run is in flight; it reports
+// whether it started one. It leaves the memo alone: it is no discovery of the prefix.
+func (t *runTracker) startKeys(src *v1.S3Source, client bucket.Client, job discovery.Job, keys []string) bool {
+	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.running[key]; ok {
+		return false
+	}
+	t.launch(src, func(ctx context.Context) *discovery.Result { return t.runner.RunKeys(ctx, client, job, keys) })
+	return true
+}
+
+// launch runs do in its own goroutine as the source's one run; t.mu is held.
+func (t *runTracker) launch(src *v1.S3Source, do func(context.Context) *discovery.Result) {
+	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	ctx, cancel := context.WithCancel(t.base)
 	r := &activeRun{cancel: cancel, done: make(chan struct{})}
 	t.running[key] = r
@@ -155,7 +175,7 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		}
 		select {
 		case t.sources <- struct{}{}:
-			res = t.runner.Run(ctx, client, job)
+			res = do(ctx)
 			<-t.sources
 		case <-ctx.Done():
 		}
@@ -163,9 +183,11 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		delete(t.running, key)
 		if res != nil && ctx.Err() == nil {
 			t.finished[key] = res
-			m := t.memos[key]
-			m.lastFinished = res.Finished
-			t.memos[key] = m
+			if !res.Targeted {
+				m := t.memos[key]
+				m.lastFinished = res.Finished
+				t.memos[key] = m
+			}
 		}
 		t.mu.Unlock()
 		select {
@@ -173,7 +195,6 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		case <-ctx.Done(): // shutting down or deleted: nobody folds this run
 		}
 	}()
-	return true
 }
 
 // ack forgets a finished run once status holding it was written, so a failed patch

@@ -55,6 +55,7 @@ type S3SourceReconciler struct {
 
 	runs           *runTracker
 	endpointPolicy *bucket.EndpointPolicy
+	events         *eventQueue
 	// transports share connections between sources that reach the same endpoint with the
 	// same credentials, so idle connections do not grow with the number of sources.
 	transports *bucket.TransportPool
@@ -79,6 +80,8 @@ type SourceOptions struct {
 	// --allowed-endpoints, --operator-identity-endpoints, --allowed-cidrs, --denied-cidrs and
 	// the API server's addresses). Nil is the strictest policy: AWS only.
 	EndpointPolicy *bucket.EndpointPolicy
+	// Receiver is the webhook receiver of spec.events.
+	Receiver ReceiverOptions
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
@@ -119,6 +122,9 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		r.APIReader = mgr.GetAPIReader()
 	}
 	if err := mgr.Add(r.runs); err != nil {
+		return err
+	}
+	if err := r.setupReceiver(mgr, opts.Receiver); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -194,6 +200,8 @@ type sourceScope struct {
 	identity *identity
 	// validators are spec.validators compiled by stepValidators (nil: none).
 	validators *ingest.Validators
+	// events is the webhook receiver's state (nil: spec.events unset).
+	events *eventsState
 }
 
 // handledRefresh is the refresh value last acted on, from status or this process.
@@ -207,7 +215,7 @@ func (s *sourceScope) handledRefresh() string {
 // lastDiscovery is when the latest run finished: a run folded now, this process's memory
 // of its last run, or status.
 func (s *sourceScope) lastDiscovery() time.Time {
-	if s.result != nil {
+	if s.result != nil && !s.result.Targeted {
 		return statusTime(s.result.Finished)
 	}
 	last := statusTime(s.memo.lastFinished)
@@ -231,7 +239,7 @@ func (s *sourceScope) staleStatus() bool {
 // failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
 func (s *sourceScope) failuresAfterFold() int32 {
 	switch {
-	case s.result == nil:
+	case s.result == nil || s.result.Targeted: // an event run is no discovery
 		return s.src.Status.ConsecutiveFailures
 	case s.result.Err != nil:
 		return s.src.Status.ConsecutiveFailures + 1
@@ -262,6 +270,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
 			defer cancel()
 			r.runs.stop(stopCtx, req.NamespacedName)
+			r.events.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -285,11 +294,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	var stepErr error
 	for _, step := range []func(context.Context, *sourceScope) (time.Duration, error){
 		r.stepResolveQuota,
+		r.stepEvents,
 		r.stepUsage,
 		r.stepDisabled,
 		r.stepValidators,
 		r.stepIdentity,
 		r.stepStartRunIfDue,
+		r.stepStartEventRun,
 	} {
 		after, err := step(ctx, s)
 		requeue = lowestRequeue(requeue, after)
@@ -322,9 +333,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Counted once: a failed patch above returns before this, and the result is
 		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
-		r.Metrics.observeRun(src, s.result)
 		r.Metrics.StatusLag.Observe(max(0, r.Clock.Since(s.result.Finished).Seconds()))
-		r.emitRunEvents(src, s, before)
+		if s.result.Targeted {
+			r.foldedEventRun(src, s)
+		} else {
+			r.Metrics.observeRun(src, s.result)
+			r.emitRunEvents(src, s, before)
+		}
 	}
 	if s.failure != nil && !s.failure.stalled {
 		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
@@ -569,6 +584,7 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		// A file still committing would write ledger rows after they were removed.
 		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
 	}
+	r.events.forget(key)
 	if err := errors.Join(r.Store.DeleteSource(ctx, key.String()), r.Store.DeleteSource(ctx, discovery.DryRunLedger(key.String()))); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}

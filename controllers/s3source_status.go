@@ -39,6 +39,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 	if s.identity != nil {
 		st.ExternalID = s.identity.externalID
 	}
+	foldEvents(&st, s, set)
 	if s.started || src.Spec.Disabled || (s.failure != nil && s.failure.stalled) {
 		st.ObservedGeneration = src.Generation
 	}
@@ -46,7 +47,9 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		st.BytesIngestedToday = s.bytesToday
 	}
 
-	if res := s.result; res != nil {
+	if res := s.result; res != nil && res.Targeted {
+		foldEventRun(&st, s, set)
+	} else if res != nil {
 		finished := metav1.NewTime(statusTime(res.Finished))
 		st.LastDiscoveryTime = &finished
 		if res.Err != nil {
@@ -112,7 +115,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		return st
 	}
 
-	if res := s.result; res != nil {
+	if res := s.result; res != nil && !res.Targeted {
 		if res.Err != nil {
 			f := runFailure(src, res)
 			set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)

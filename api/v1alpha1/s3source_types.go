@@ -148,7 +148,27 @@ type S3SourceSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[w.type]) == (has(v.name) ? v.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[v.type])).size() == 1)",message="validators need distinct names (an unnamed validator is named email, phone, card or regex after its type): give a name to each of two validators of the same type"
 	Validators []Validator `json:"validators,omitempty"`
+
+	// Events turns on the source's webhook receiver: S3 event notifications (MinIO or
+	// Ceph webhook targets, AWS EventBridge API destinations, SNS HTTPS subscriptions)
+	// sent to status.webhookPath with the token as a Bearer token get the objects they
+	// name processed within seconds, without listing the prefix. Scheduled discoveries
+	// still run.
+	// +optional
+	Events *Events `json:"events,omitempty"`
 }
+
+// Events configure a source's webhook receiver.
+type Events struct {
+	// SecretRef names a Secret in the source's namespace whose "token" key is the
+	// receiver's token (at least 16 bytes). The webhook path is derived from it, and every
+	// request must also carry it (Authorization: Bearer <token>).
+	// +required
+	SecretRef LocalObjectReference `json:"secretRef"`
+}
+
+// EventsTokenKey is the key of the token in spec.events.secretRef's Secret.
+const EventsTokenKey = "token"
 
 // ValidatorType is the kind of personal data a validator detects.
 // +kubebuilder:validation:Enum=Email;PhoneNumber;PaymentCard;Regex
@@ -401,6 +421,16 @@ type S3SourceStatus struct {
 	// +listType=map
 	// +listMapKey=validator
 	PII []PIICount `json:"pii,omitempty"`
+
+	// WebhookPath is where the source's receiver listens, /hook/<sha256 of token, name and
+	// namespace> on the operator's receiver address, when spec.events is set. It changes
+	// when the token does.
+	// +optional
+	WebhookPath string `json:"webhookPath,omitempty"`
+
+	// LastEventTime is when the last run triggered by webhook events finished.
+	// +optional
+	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

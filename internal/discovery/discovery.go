@@ -77,6 +77,9 @@ type Result struct {
 	FilesRedacted, FilesFlagged int64
 	// RecentErrors are the source's newest failed files from the ledger, newest first.
 	RecentErrors []store.FileRecord
+	// Targeted marks a run of named keys (RunKeys): Listed and the state counts are then
+	// changes to the source's totals, not totals.
+	Targeted bool
 }
 
 // ErrStore marks a Result.Err caused by the store (unreachable, failing), not by the

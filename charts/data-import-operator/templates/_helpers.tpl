@@ -77,6 +77,14 @@ control-plane: controller-manager
 - --concurrent-files={{ .Values.limits.concurrentFiles }}
 - --max-file-size={{ .Values.limits.maxFileSize }}
 - --max-daily-limit={{ .Values.limits.maxDailyLimit }}
+{{- if .Values.receiver.enabled }}
+- --receiver-bind-address=:{{ .Values.receiver.port }}
+{{- with .Values.receiver.snsConfirmHosts }}
+- {{ printf "--receiver-sns-confirm-hosts=%v" . | quote }}
+{{- end }}
+{{- else }}
+- --receiver-bind-address=0
+{{- end }}
 {{- with .Values.limits.concurrentSources }}
 - {{ printf "--concurrent-sources=%v" . | quote }}
 {{- end }}
