@@ -103,7 +103,11 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		r.endpointPolicy = &bucket.EndpointPolicy{}
 	}
 	engine := ingest.New(r.Store)
-	engine.TempDir = opts.SpoolDir
+	spool, err := discovery.SpoolDir(opts.SpoolDir)
+	if err != nil {
+		return err
+	}
+	engine.TempDir = spool
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
 	if r.APIReader == nil {
