@@ -85,8 +85,9 @@ type Runner struct {
 	Engine *ingest.Engine
 	Now    func() time.Time
 	// PerRun is the most downloads one run has in flight.
-	PerRun int
-	slots  chan struct{}
+	PerRun  int
+	slots   chan struct{}
+	pending pendingReleases
 }
 
 // NewRunner returns a Runner with at most files downloads in flight in total and perRun
@@ -105,6 +106,7 @@ func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, f
 // download it started has committed or rolled back.
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
 	res := &Result{Started: r.Now()}
+	r.pending.retry(ctx, r.Store)
 	// The engine refuses bodies over the quota's file size, not a fixed default, so a
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
@@ -354,6 +356,7 @@ func (r *run) download(ctx context.Context, w work) {
 	release := func() {
 		if id != 0 {
 			if err := r.Store.Release(cleanup, id); err != nil {
+				r.pending.add(id)
 				r.fail(fmt.Errorf("releasing quota for %s: %w", obj.Key, err))
 			}
 		}
