@@ -1,0 +1,367 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/failpoint"
+	"github.com/avon-ai/data-import-operator/internal/store"
+	"github.com/avon-ai/data-import-operator/internal/store/backend"
+	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
+)
+
+// scenario is one fault: a manager armed at a failpoint, and what the suite does once
+// the manager holds there.
+type scenario struct {
+	name    string
+	backend string // "sqlite" or "postgres"
+	// point and match arm the failpoint; an empty point is the fault-free run.
+	point, match string
+	fault        func(t *testing.T, r *rig)
+}
+
+// rig is one scenario's store, spool directory and manager.
+type rig struct {
+	dsn, spool, log string
+	mgr             *manager
+	fp              *armed
+	// since is when the import may settle: after the restart or the retry.
+	since   time.Time
+	refresh string
+	days    map[string]bool
+}
+
+func TestFaultInjection(t *testing.T) {
+	bySQLite := []scenario{
+		{name: "manager killed during downloads", backend: "sqlite", point: failpoint.Download, fault: killManager},
+		{name: "manager killed during a commit (SQLite WAL recovery)", backend: "sqlite", point: failpoint.Commit, match: bigKey, fault: killManager},
+		{name: "manager killed between commit and status patch", backend: "sqlite", point: failpoint.RunFinished, fault: killManager},
+		{name: "MinIO killed during a download", backend: "sqlite", point: failpoint.Download, match: bigKey, fault: killMinIO},
+	}
+	byPostgres := []scenario{
+		{name: "PostgreSQL stopped during a commit", backend: "postgres", point: failpoint.Commit, match: bigKey, fault: crashPostgres},
+		{name: "manager killed during a commit", backend: "postgres", point: failpoint.Commit, match: bigKey, fault: killManager},
+	}
+	var faults, mismatches int
+	report := func(t *testing.T, bad []string) {
+		t.Helper()
+		for _, b := range bad {
+			t.Error(b)
+		}
+		mismatches += len(bad)
+	}
+
+	var sqliteBase, pgBase *snapshot
+	t.Run("fault-free/sqlite", func(t *testing.T) {
+		sqliteBase = runScenario(t, scenario{backend: "sqlite"})
+		report(t, sqliteBase.invariants())
+	})
+	if sqliteBase == nil {
+		t.Fatal("the fault-free SQLite run did not complete")
+	}
+	for _, sc := range bySQLite {
+		t.Run("sqlite/"+sc.name, func(t *testing.T) {
+			got := runScenario(t, sc)
+			faults++
+			report(t, diff(sqliteBase, got))
+		})
+	}
+	t.Run("fault-free/postgres", func(t *testing.T) {
+		pgBase = runScenario(t, scenario{backend: "postgres"})
+		// Both stores hold the same import.
+		report(t, diff(sqliteBase, pgBase))
+	})
+	if pgBase == nil {
+		t.Fatal("the fault-free PostgreSQL run did not complete")
+	}
+	for _, sc := range byPostgres {
+		t.Run("postgres/"+sc.name, func(t *testing.T) {
+			got := runScenario(t, sc)
+			faults++
+			report(t, diff(pgBase, got))
+		})
+	}
+	line := fmt.Sprintf("faults injected: %d, files: %d, conversations: %d, mismatches: %d",
+		faults, len(w.objects), len(sqliteBase.conversations), mismatches)
+	t.Log(line)
+	fmt.Println(line)
+}
+
+var scenarios int
+
+// runScenario imports the corpus into a fresh store, injecting sc's fault, waits until
+// the import settled and returns what it left.
+func runScenario(t *testing.T, sc scenario) *snapshot {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	scenarios++
+	dir := t.TempDir()
+	r := &rig{spool: filepath.Join(dir, "spool"), log: filepath.Join(dir, "manager.log"), days: map[string]bool{today(): true}}
+	if err := os.Mkdir(r.spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	switch sc.backend {
+	case "sqlite":
+		r.dsn = "sqlite://" + filepath.Join(dir, "store.db")
+	case "postgres":
+		var err error
+		if r.dsn, err = w.pg.CreateDurableDatabase(ctx, "scenario_"+strconv.Itoa(scenarios)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := w.manager
+	if sc.point != "" {
+		bin = w.faulty
+		r.fp = &armed{point: sc.point, match: sc.match, dir: filepath.Join(dir, "failpoints")}
+		if err := os.Mkdir(r.fp.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mgr = startManager(t, bin, r.dsn, r.spool, r.log, r.fp)
+	defer func() {
+		// The manager removes the ledger and the finalizer; the next scenario starts clean.
+		deleteSource(ctx, t, r)
+		r.mgr.stop(t)
+	}()
+	r.since = time.Now()
+	createSource(ctx, t)
+	if sc.point != "" {
+		detail := waitHit(ctx, t, r)
+		t.Logf("the manager holds at failpoint %s (%s)", sc.point, detail)
+		sc.fault(t, r)
+	}
+	src := settle(ctx, t, r)
+	r.days[today()] = true
+	snap, err := takeSnapshot(ctx, r.dsn, spoolDirOf(r.spool), sortedKeys(r.days), src)
+	if err != nil {
+		t.Fatalf("reading what the import left: %v", err)
+	}
+	return snap
+}
+
+func createSource(ctx context.Context, t *testing.T) {
+	t.Helper()
+	src := &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sourceName}, Spec: v1.S3SourceSpec{
+		Bucket: bucketName, Prefix: prefix, Region: minio.Region, Endpoint: w.s3.Endpoint, ForcePathStyle: true,
+		QuotaRef:    quotaName,
+		Credentials: &v1.Credentials{Provider: v1.CredentialsSecret, SecretRef: &v1.LocalObjectReference{Name: "s3-credentials"}},
+	}}
+	if err := w.kube.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteSource deletes the S3Source and waits until the manager let it go; a manager
+// that cannot (the scenario failed) has the finalizer removed for it.
+func deleteSource(ctx context.Context, t *testing.T, r *rig) {
+	key := client.ObjectKey{Namespace: namespace, Name: sourceName}
+	src := &v1.S3Source{}
+	if err := w.kube.Get(ctx, key, src); apierrors.IsNotFound(err) {
+		return
+	}
+	_ = w.kube.Delete(context.Background(), src)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := w.kube.Get(context.Background(), key, src); apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Errorf("the manager did not remove the deleted S3Source's finalizer within 30s:\n%s", tail(r.log))
+	src.Finalizers = nil
+	_ = w.kube.Update(context.Background(), src)
+}
+
+// waitHit waits until the manager holds at the armed failpoint and returns its detail.
+func waitHit(ctx context.Context, t *testing.T, r *rig) string {
+	t.Helper()
+	hit := filepath.Join(r.fp.dir, failpoint.HitFile(r.fp.point))
+	for {
+		if b, err := os.ReadFile(hit); err == nil {
+			return string(b)
+		}
+		select {
+		case <-r.mgr.done:
+			t.Fatalf("the manager exited before failpoint %s:\n%s", r.fp.point, tail(r.log))
+		case <-ctx.Done():
+			t.Fatalf("the manager never reached failpoint %s:\n%s", r.fp.point, tail(r.log))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// release lets the manager go on from the failpoint.
+func release(t *testing.T, r *rig) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(r.fp.dir, failpoint.ReleaseFile(r.fp.point)), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// killManager kills the manager held at the failpoint with SIGKILL and starts the
+// production build on the same store and spool directory.
+func killManager(t *testing.T, r *rig) {
+	r.mgr.kill()
+	left := spoolFiles(t, r)
+	if r.fp.point == failpoint.Download && len(left) == 0 {
+		t.Errorf("the manager was killed during a download, but the spool directory holds no partial download")
+	}
+	t.Logf("killed with SIGKILL; the spool directory holds %v", left)
+	r.since = time.Now()
+	r.mgr = startManager(t, w.manager, r.dsn, r.spool, r.log, nil)
+}
+
+// killMinIO kills MinIO during a download, lets the run fail the files it was reading,
+// restarts MinIO on the same data and port and asks for a discovery.
+func killMinIO(t *testing.T, r *rig) {
+	w.s3.Kill()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = w.s3.Restart() // later scenarios need it
+		}
+	}()
+	release(t, r)
+	// The run ends once every file is committed or failed: status shows it.
+	src := waitSource(t, r, "the run interrupted by the outage to finish", func(src *v1.S3Source) bool {
+		return src.Status.LastDiscoveryTime != nil
+	})
+	row := ledgerRow(t, r, bigKey)
+	if row.State != store.FileFailed || row.Reason != "DownloadFailed" {
+		t.Errorf("after MinIO was killed during its download, %s is %s/%s (%s), want failed/DownloadFailed: the kill did not interrupt the download",
+			bigKey, row.State, row.Reason, row.Message)
+	}
+	t.Logf("MinIO killed: the run finished with %+v; %s: %s", src.Status.Files, bigKey, row.Message)
+	if err := w.s3.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	// Failed downloads are retried at the next discovery, an interval away: ask for it.
+	requestRefresh(t, r)
+}
+
+// crashPostgres stops PostgreSQL in immediate mode while the manager is inside a commit,
+// lets the commit fail, restarts PostgreSQL on the same data and asks for a discovery.
+func crashPostgres(t *testing.T, r *rig) {
+	w.pg.Crash()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = w.pg.Restart(context.Background())
+		}
+	}()
+	release(t, r)
+	waitSource(t, r, "the run to fail on the store", func(src *v1.S3Source) bool {
+		return meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady)
+	})
+	if err := w.pg.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	requestRefresh(t, r)
+}
+
+func requestRefresh(t *testing.T, r *rig) {
+	t.Helper()
+	r.since = time.Now()
+	r.refresh = strconv.FormatInt(r.since.UnixNano(), 10)
+	src := &v1.S3Source{}
+	if err := w.kube.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: sourceName}, src); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(src.DeepCopy())
+	if src.Annotations == nil {
+		src.Annotations = map[string]string{}
+	}
+	src.Annotations[v1.RefreshAnnotation] = r.refresh
+	if err := w.kube.Patch(context.Background(), src, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settle waits until a discovery after r.since finished with every object of the
+// corpus in a final state: no download left to retry, no run in flight.
+func settle(ctx context.Context, t *testing.T, r *rig) *v1.S3Source {
+	t.Helper()
+	since := metav1.NewTime(r.since.Truncate(time.Second))
+	return waitSource(t, r, "the import to settle", func(src *v1.S3Source) bool {
+		st := src.Status
+		f := st.Files
+		if st.LastDiscoveryTime == nil || st.LastDiscoveryTime.Before(&since) || f == nil ||
+			!meta.IsStatusConditionTrue(st.Conditions, v1.ConditionReady) ||
+			meta.IsStatusConditionTrue(st.Conditions, v1.ConditionReconciling) ||
+			(r.refresh != "" && st.LastHandledRefresh != r.refresh) ||
+			f.Discovered != int64(len(w.objects)) || f.Deferred != 0 || f.Ingested+f.Failed+f.Ignored != f.Discovered {
+			return false
+		}
+		for _, e := range st.RecentFileErrors {
+			if e.Reason == "DownloadFailed" {
+				return false // retried by the next discovery
+			}
+		}
+		return true
+	})
+}
+
+// waitSource polls the S3Source until done, for at most two minutes.
+func waitSource(t *testing.T, r *rig, what string, done func(*v1.S3Source) bool) *v1.S3Source {
+	t.Helper()
+	key := client.ObjectKey{Namespace: namespace, Name: sourceName}
+	deadline := time.Now().Add(2 * time.Minute)
+	src := &v1.S3Source{}
+	for {
+		if err := w.kube.Get(context.Background(), key, src); err != nil {
+			t.Fatal(err)
+		}
+		if done(src) {
+			return src
+		}
+		select {
+		case <-r.mgr.done:
+			t.Fatalf("the manager exited while waiting for %s:\n%s", what, tail(r.log))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 2m for %s; status: %+v\n%s", what, src.Status, tail(r.log))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func ledgerRow(t *testing.T, r *rig, key string) store.FileRecord {
+	t.Helper()
+	st, err := backend.Open(context.Background(), r.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	row, ok, err := st.LookupFile(context.Background(), namespace+"/"+sourceName, key)
+	if err != nil || !ok {
+		t.Fatalf("ledger row of %s: found %v, %v", key, ok, err)
+	}
+	return row
+}
+
+func spoolFiles(t *testing.T, r *rig) []string {
+	t.Helper()
+	entries, err := os.ReadDir(spoolDirOf(r.spool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
