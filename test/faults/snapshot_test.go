@@ -35,6 +35,9 @@ type snapshot struct {
 	// integrity is SQLite's integrity_check ("ok"), empty for PostgreSQL.
 	integrity string
 	status    v1.FileCounts
+	// statusConversations is status.conversationsIngested: not compared, see
+	// TestFaultInjection.
+	statusConversations int64
 }
 
 type dumper interface {
@@ -94,6 +97,7 @@ func takeSnapshot(ctx context.Context, dsn, spoolDir string, days []string, src 
 	if src.Status.Files != nil {
 		s.status = *src.Status.Files
 	}
+	s.statusConversations = src.Status.ConversationsIngested
 	return s, nil
 }
 
