@@ -135,3 +135,17 @@ func tarGzOf(files map[string][]byte) []byte {
 	_ = gz.Close()
 	return buf.Bytes()
 }
+
+// lateObjects are uploaded after a first discovery, for the scenario killed during a
+// later one. Their conversations are their own, so the corpus's outcome does not change.
+func lateObjects() []object {
+	var objs []object
+	for f := range 3 {
+		var convs []map[string]any
+		for j := range 20 {
+			convs = append(convs, conversation(fmt.Sprintf("agent-%d", j%3), fmt.Sprintf("late-%d-%02d", f, j), base, "uploaded later"))
+		}
+		objs = append(objs, object{fmt.Sprintf("%slate-%d.jsonl", prefix, f), jsonLines(convs)})
+	}
+	return objs
+}
