@@ -59,7 +59,7 @@ func run() error {
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
-	flag.StringVar(&opts.SpoolDir, "spool-dir", os.TempDir(), "Directory downloads are spooled to while they are parsed, in its data-import-spool subdirectory (what a killed manager left there is removed at start). "+
+	flag.StringVar(&opts.SpoolDir, "spool-dir", os.TempDir(), "Directory downloads are spooled to while they are parsed. "+
 		"It must have --concurrent-files × 2 × --max-file-size free (a ZIP archive is copied once more), or the manager refuses to start.")
 	flag.Var(maxDailyLimit, "max-daily-limit", "Ceiling of every IngestionQuota's dailyLimit, a decimal `quantity` (10G = 10,000,000,000 bytes). "+
 		"A quota asking for more gets this; tenants cannot raise it.")

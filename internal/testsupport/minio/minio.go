@@ -58,10 +58,6 @@ type Server struct {
 	s3    *s3.Client
 	admin *madmin.AdminClient
 	once  sync.Once
-	// args and env start the server again on the same data directory and port (Restart).
-	bin          string
-	args, env    []string
-	readyTimeout time.Duration
 }
 
 // Start starts a server for one test and stops it when the test ends. It fails the test if
@@ -118,6 +114,7 @@ func start(bin string, opts Options) (*Server, error) {
 		RootUser:     "root" + randomHex(8),
 		RootPassword: randomHex(20),
 		dir:          dir,
+		exit:         make(chan struct{}),
 	}
 	if s.log, err = os.Create(filepath.Join(dir, "minio.log")); err != nil {
 		_ = os.RemoveAll(dir)
@@ -134,50 +131,39 @@ func start(bin string, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.bin, s.readyTimeout = bin, opts.ReadyTimeout
-	s.args = []string{"server", "--quiet", "--anonymous",
-		"--address", "127.0.0.1:" + strconv.Itoa(port),
-		"--console-address", "127.0.0.1:" + strconv.Itoa(consolePort),
+	s.cmd = exec.Command(bin, "server", "--quiet", "--anonymous",
+		"--address", "127.0.0.1:"+strconv.Itoa(port),
+		"--console-address", "127.0.0.1:"+strconv.Itoa(consolePort),
 		"--certs-dir", certsDir,
-		filepath.Join(dir, "data")}
-	s.env = append(os.Environ(),
+		filepath.Join(dir, "data"))
+	s.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+s.RootUser,
 		"MINIO_ROOT_PASSWORD="+s.RootPassword,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 		"MINIO_REGION="+Region,
 	)
-	s.env = append(s.env, opts.Env...)
-	if err := s.launch(); err != nil {
+	s.cmd.Env = append(s.cmd.Env, opts.Env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	setParentDeathSignal(s.cmd)
+	if err := s.cmd.Start(); err != nil {
+		s.cleanup()
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	go func() {
+		_ = s.cmd.Wait()
+		close(s.exit)
+	}()
+	if err := s.waitReady(opts.ReadyTimeout); err != nil {
+		logTail := s.logTail()
 		s.Stop()
-		return nil, err
+		return nil, fmt.Errorf("%w\nMinIO log:\n%s", err, logTail)
 	}
 	if err := s.connect(); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
-}
-
-// launch starts the server process and waits until it is ready.
-func (s *Server) launch() error {
-	s.cmd = exec.Command(s.bin, s.args...)
-	s.cmd.Env = s.env
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	setParentDeathSignal(s.cmd)
-	s.exit = make(chan struct{})
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", s.bin, err)
-	}
-	cmd, exit := s.cmd, s.exit
-	go func() {
-		_ = cmd.Wait()
-		close(exit)
-	}()
-	if err := s.waitReady(s.readyTimeout); err != nil {
-		return fmt.Errorf("%w\nMinIO log:\n%s", err, s.logTail())
-	}
-	return nil
 }
 
 // Kill kills the server with SIGKILL, as a crash would, and waits until it is gone. Its
@@ -187,14 +173,30 @@ func (s *Server) Kill() {
 	<-s.exit
 }
 
-// Restart starts a killed server again on the same data directory, port and credentials.
+// Restart starts a killed server again with the same command line: the same data
+// directory, port and credentials.
 func (s *Server) Restart() error {
 	select {
 	case <-s.exit:
 	default:
 		return errors.New("MinIO is still running: Kill it first")
 	}
-	return s.launch()
+	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = s.cmd.Env, s.log, s.log
+	setParentDeathSignal(cmd)
+	exit := make(chan struct{})
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("restarting MinIO: %w", err)
+	}
+	s.cmd, s.exit = cmd, exit
+	go func() {
+		_ = cmd.Wait()
+		close(exit)
+	}()
+	if err := s.waitReady(time.Minute); err != nil {
+		return fmt.Errorf("%w\nMinIO log:\n%s", err, s.logTail())
+	}
+	return nil
 }
 
 func (s *Server) waitReady(timeout time.Duration) error {
