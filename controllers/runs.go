@@ -12,11 +12,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/failpoint"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -90,11 +92,19 @@ func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSource
 // Start is a manager Runnable: runs get the manager's context, and on shutdown Start
 // waits until every in-flight file has committed or rolled back.
 func (t *runTracker) Start(ctx context.Context) error {
-	// Only the leader downloads, so reservations left in the store were held by a leader
-	// that is gone: a download that never committed. Dropping them here, not at process
-	// start, never touches the holds of a leader still running.
+	// Only the leader downloads, so what a previous leader left behind belongs to a
+	// process that is gone: reservations of downloads that never committed, and their
+	// spool files. Dropping them here, not at process start, never touches the holds of
+	// a leader still running.
 	if err := t.store.ReleaseAll(ctx); err != nil {
 		return fmt.Errorf("releasing stale quota reservations: %w", err)
+	}
+	removed, err := discovery.CleanSpool(t.runner.Engine.TempDir)
+	if err != nil {
+		return err
+	}
+	if removed > 0 {
+		log.FromContext(ctx).Info("removed the spool files of a killed process", "files", removed, "dir", t.runner.Engine.TempDir)
 	}
 	t.readyOnce.Do(func() { close(t.ready) })
 	<-ctx.Done()
@@ -177,6 +187,7 @@ func (t *runTracker) launch(src *v1.S3Source, do func(context.Context) *discover
 		case t.sources <- struct{}{}:
 			res = do(ctx)
 			<-t.sources
+			failpoint.Inject(failpoint.RunFinished, key.String())
 		case <-ctx.Done():
 		}
 		t.mu.Lock()

@@ -114,7 +114,11 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		r.endpointPolicy = &bucket.EndpointPolicy{}
 	}
 	engine := ingest.New(r.Store)
-	engine.TempDir = opts.SpoolDir
+	spool, err := discovery.SpoolDir(opts.SpoolDir)
+	if err != nil {
+		return err
+	}
+	engine.TempDir = spool
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
 	runner.MaxFileAttempts = opts.MaxFileAttempts
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
