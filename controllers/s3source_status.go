@@ -20,6 +20,19 @@ import (
 // previous status and what this reconcile read and did. It is pure, so its table test
 // covers every state.
 func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStatus {
+	st := computeSourceConditions(s, prev)
+	if st.Files == nil {
+		// Counts read 0, not blank, before the first listing.
+		st.Files = &v1.FileCounts{}
+	}
+	st.State = sourceState(s.src.Spec.Disabled, st.Conditions)
+	st.Summary = sourceSummary(st, s.src.Spec.Disabled)
+	return st
+}
+
+// computeSourceConditions is computeSourceStatus without the fields derived from its result
+// (state, summary).
+func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStatus {
 	st := *prev.DeepCopy()
 	src := s.src
 	now := metav1.NewTime(statusTime(s.now))
@@ -29,11 +42,17 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		})
 	}
 
-	st.State = "Enabled"
-	if src.Spec.Disabled {
-		st.State = "Disabled"
+	if s.ackRefresh != "" {
+		st.LastHandledRefresh = s.ackRefresh
 	}
-	st.LastHandledRefresh = s.refreshHandled
+	if s.ackReconcileAt != "" {
+		st.LastHandledReconcileAt = s.ackReconcileAt
+	}
+	if s.started {
+		started := metav1.NewTime(statusTime(s.now))
+		st.LastDiscoveryStartTime = &started
+		st.LastDiscoveryReason = s.startedWhy
+	}
 	if s.identity != nil {
 		st.ExternalID = s.identity.externalID
 	}
@@ -47,10 +66,21 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 	if res := s.result; res != nil {
 		finished := metav1.NewTime(statusTime(res.Finished))
 		st.LastDiscoveryTime = &finished
+		// A request counts as handled once the run that handles it finished: a run cut
+		// short by a crash leaves it pending, and the next process runs it.
+		if s.trigger.refresh != "" {
+			st.LastHandledRefresh = s.trigger.refresh
+		}
+		if s.trigger.reconcileAt != "" {
+			st.LastHandledReconcileAt = s.trigger.reconcileAt
+		}
 		if res.Err != nil {
 			st.ConsecutiveFailures++
 		} else {
 			st.ConsecutiveFailures = 0
+			if s.trigger.validationHash != "" {
+				st.ValidationHash = s.trigger.validationHash
+			}
 			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
 			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
 			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
@@ -147,8 +177,14 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 
 	switch {
 	case s.running:
-		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning,
-			fmt.Sprintf("discovering s3://%s/%s", src.Spec.Bucket, src.Spec.Prefix))
+		msg := fmt.Sprintf("discovering s3://%s/%s", src.Spec.Bucket, src.Spec.Prefix)
+		if st.LastDiscoveryReason != "" {
+			msg += " (" + st.LastDiscoveryReason + ")"
+		}
+		if st.LastDiscoveryStartTime != nil {
+			msg += " since " + st.LastDiscoveryStartTime.UTC().Format(time.RFC3339)
+		}
+		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning, msg)
 		if meta.FindStatusCondition(st.Conditions, v1.ConditionReady) == nil {
 			set(v1.ConditionReady, metav1.ConditionUnknown, v1.ReasonProgressing, "the first discovery is running")
 		}
@@ -207,4 +243,62 @@ func runCounts(res *discovery.Result) string {
 	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
 		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,
 		res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)
+}
+
+// sourceState is status.state: Disabled, Stalled (only a change helps), Failing (retried
+// with backoff) or Enabled.
+func sourceState(disabled bool, conds []metav1.Condition) string {
+	switch {
+	case disabled:
+		return v1.StateDisabled
+	case meta.IsStatusConditionTrue(conds, v1.ConditionStalled):
+		return v1.StateStalled
+	case meta.IsStatusConditionFalse(conds, v1.ConditionReady):
+		return v1.StateFailing
+	}
+	return v1.StateEnabled
+}
+
+// maxSummary bounds status.summary (the CRD's maxLength).
+const maxSummary = 64
+
+// sourceSummary is the short phrase of `kubectl get -o wide`; the conditions hold the
+// details.
+func sourceSummary(st v1.S3SourceStatus, disabled bool) string {
+	ready := meta.FindStatusCondition(st.Conditions, v1.ConditionReady)
+	rec := meta.FindStatusCondition(st.Conditions, v1.ConditionReconciling)
+	var out string
+	switch {
+	case disabled:
+		out = "Disabled"
+	case meta.IsStatusConditionTrue(st.Conditions, v1.ConditionStalled):
+		out = "Stalled: " + meta.FindStatusCondition(st.Conditions, v1.ConditionStalled).Reason
+	case rec != nil && rec.Status == metav1.ConditionTrue && rec.Reason == v1.ReasonDiscoveryRunning:
+		out = "Discovering"
+		if st.LastDiscoveryReason != "" {
+			out += " (" + st.LastDiscoveryReason + ")"
+		}
+	case ready != nil && ready.Status == metav1.ConditionFalse:
+		out = "Failing: " + ready.Reason + ", retrying"
+	case ready != nil && ready.Reason == v1.ReasonNoObjectsFound:
+		out = "No objects found"
+	case st.Files != nil && ready != nil && ready.Status == metav1.ConditionTrue:
+		f := st.Files
+		out = fmt.Sprintf("%d/%d ingested", f.Ingested, f.Discovered-f.Ignored)
+		if f.Failed > 0 {
+			out += fmt.Sprintf(", %d failed", f.Failed)
+		}
+		if f.Deferred > 0 {
+			out += fmt.Sprintf(", %d deferred", f.Deferred)
+		}
+		if rec != nil && rec.Reason == v1.ReasonRefreshThrottled {
+			out += ", refresh waits"
+		}
+	default:
+		out = "Pending"
+	}
+	if r := []rune(out); len(r) > maxSummary {
+		out = string(r[:maxSummary-1]) + "…"
+	}
+	return out
 }
