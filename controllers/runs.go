@@ -67,7 +67,7 @@ type runMemo struct {
 // runTrigger is why a run started and which requests it handles; status records the
 // requests as handled only once the run finished.
 type runTrigger struct {
-	reason              string
+	reason               string
 	refresh, reconcileAt string
 	// validationHash identifies the validation settings the run checks files against.
 	validationHash string

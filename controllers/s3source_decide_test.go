@@ -79,7 +79,11 @@ func TestDecideRun(t *testing.T) {
 			status: func(st *v1.S3SourceStatus) { idle(st); st.LastDiscoveryTime = at(-20 * time.Second) }, throttled: "r1", wait: 40 * time.Second},
 		{name: "a refresh on a new source runs with the first discovery", annotations: map[string]string{v1.RefreshAnnotation: "r1"}, why: v1.TriggerFirstDiscovery, refresh: "r1"},
 		{name: "a spec change within the cooldown does not use the refresh up", annotations: map[string]string{v1.RefreshAnnotation: "r1"},
-			status: func(st *v1.S3SourceStatus) { idle(st); st.ObservedGeneration = 2; st.LastDiscoveryTime = at(-20 * time.Second) },
+			status: func(st *v1.S3SourceStatus) {
+				idle(st)
+				st.ObservedGeneration = 2
+				st.LastDiscoveryTime = at(-20 * time.Second)
+			},
 			why: v1.TriggerSpecChanged, throttled: "r1", wait: 40 * time.Second},
 		{name: "the first success after a failure starts nothing more, even in the same second", annotations: map[string]string{v1.RefreshAnnotation: "r1"},
 			status: func(st *v1.S3SourceStatus) {
