@@ -58,6 +58,10 @@ type runMemo struct {
 	// the one announced as queued behind a run in flight.
 	throttledRefresh string
 	queuedRefresh    string
+	// stepFailedSinceRun is set when a step failed (Ready=False without a failed run) after
+	// the last run this process started: its passing now is a recovery, even within the
+	// second of that run.
+	stepFailedSinceRun bool
 	// quotaRaised is set when the source's quota allowed more while files were deferred.
 	quotaRaised bool
 	// stalledReason is the Stalled reason last announced by an event.
@@ -162,6 +166,7 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	m.startedGeneration = src.Generation
 	m.started = true
 	m.quotaRaised = false
+	m.stepFailedSinceRun = false
 	if trig.refresh != "" {
 		m.handledRefresh = trig.refresh
 	}

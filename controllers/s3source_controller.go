@@ -287,6 +287,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	var sf *stepFailure
 	if errors.As(stepErr, &sf) {
 		s.failure, stepErr = sf, nil
+		r.runs.remember(s.key, func(m *runMemo) { m.stepFailedSinceRun = true })
 	}
 
 	src.Status = computeSourceStatus(s, *before)

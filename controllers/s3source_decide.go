@@ -64,7 +64,15 @@ func (s *sourceScope) recovered(last time.Time) bool {
 		return false
 	}
 	c := meta.FindStatusCondition(s.src.Status.Conditions, v1.ConditionReady)
-	return c != nil && c.Status == metav1.ConditionFalse && c.LastTransitionTime.After(statusTime(last))
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return false
+	}
+	// Status keeps whole seconds: within the second of the last run, only this process's
+	// memory tells a failure after the run from a stale read of one before it. A process
+	// that ran nothing yet has no stale status of its own runs.
+	since := c.LastTransitionTime.Time
+	last = statusTime(last)
+	return s.memo.stepFailedSinceRun || since.After(last) || (!s.memo.started && since.Equal(last))
 }
 
 // deferred is the number of files the last run deferred for the quota.
