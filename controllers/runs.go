@@ -72,6 +72,7 @@ type runMemo struct {
 // requests as handled only once the run finished.
 type runTrigger struct {
 	reason               string
+	started              time.Time
 	refresh, reconcileAt string
 	// validationHash identifies the validation settings the run checks files against.
 	validationHash string
@@ -88,12 +89,17 @@ type runSnapshot struct {
 	result  *discovery.Result
 	trigger runTrigger
 	running bool
-	memo    runMemo
+	// inFlight is the trigger of the run in flight, so every reconcile while it runs
+	// writes the same start to status, even when the patch of the one that started it
+	// failed.
+	inFlight runTrigger
+	memo     runMemo
 }
 
 type activeRun struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	trigger runTrigger
 }
 
 func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSources int) *runTracker {
@@ -139,9 +145,13 @@ func (t *runTracker) NeedLeaderElection() bool { return true }
 func (t *runTracker) snapshot(key types.NamespacedName) runSnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, running := t.running[key]
+	r, running := t.running[key]
 	f := t.finished[key]
-	return runSnapshot{result: f.result, trigger: f.trigger, running: running, memo: t.memos[key]}
+	snap := runSnapshot{result: f.result, trigger: f.trigger, running: running, memo: t.memos[key]}
+	if running {
+		snap.inFlight = r.trigger
+	}
+	return snap
 }
 
 // remember updates a source's memo.
@@ -175,7 +185,7 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	}
 	t.memos[key] = m
 	ctx, cancel := context.WithCancel(t.base)
-	r := &activeRun{cancel: cancel, done: make(chan struct{})}
+	r := &activeRun{cancel: cancel, done: make(chan struct{}), trigger: trig}
 	t.running[key] = r
 	t.wg.Add(1)
 	notify := src.DeepCopy()

@@ -13,12 +13,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -113,7 +115,7 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.S3Source{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&v1.IngestionQuota{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfQuota)).
+		Watches(&v1.IngestionQuota{}, r.quotaHandler()).
 		// A namespace's labels decide whether its sources may use the operator's identity.
 		// Secrets and ServiceAccounts are not watched: see IdentityOptions.ReferenceRecheck.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfNamespace),
@@ -124,8 +126,41 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		Complete(r)
 }
 
-func (r *S3SourceReconciler) sourcesOfQuota(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return s.Spec.QuotaRef == obj.GetName() })
+// quotaHandler wakes the sources of a quota when its limits may have changed: the quota
+// was created or deleted, or its spec changed. A change of the quota's status (its usage,
+// written after every run of any of its sources) wakes nobody: sources requeue at the
+// reset themselves. A spec change marks the sources with deferred files, so they run
+// at once if the limit now leaves room ("quota raised").
+func (r *S3SourceReconciler) quotaHandler() handler.Funcs {
+	enqueue := func(ctx context.Context, obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], specChanged bool) {
+		for _, req := range r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return quotaNameOf(s) == obj.GetName() }) {
+			if specChanged {
+				r.runs.remember(req.NamespacedName, func(m *runMemo) { m.quotaRaised = true })
+			}
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q, true)
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+				enqueue(ctx, e.ObjectNew, q, true)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q, true)
+		},
+	}
+}
+
+// quotaNameOf is the IngestionQuota a source uses.
+func quotaNameOf(s *v1.S3Source) string {
+	if s.Spec.QuotaRef == "" {
+		return v1.DefaultQuotaName
+	}
+	return s.Spec.QuotaRef
 }
 
 func (r *S3SourceReconciler) sourcesOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
@@ -170,9 +205,9 @@ type sourceScope struct {
 	// trigger is why the folded run started and which requests it handled.
 	trigger runTrigger
 	// running is true when a run is in flight after this reconcile; started when this
-	// reconcile started it (the spec was acted on), for startedWhy.
+	// reconcile started it (the spec was acted on); inFlight is why it started.
 	running, started bool
-	startedWhy       string
+	inFlight         runTrigger
 	// ackRefresh and ackReconcileAt are requests acknowledged without a run (disabled).
 	ackRefresh, ackReconcileAt string
 	// refreshThrottled is a pending refresh and when it may run.
@@ -183,6 +218,8 @@ type sourceScope struct {
 	// bytesToday is what this source charged in the quota's current window; usedToday
 	// what all sources of the quota charged.
 	bytesToday, usedToday int64
+	// usageRead is true once stepUsage read them.
+	usageRead bool
 	// memo is what this process decided last, newer than a stale cached status.
 	memo runMemo
 	// identity is who the source acts as; nil until stepIdentity resolved it.
@@ -262,7 +299,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	snap := r.runs.snapshot(req.NamespacedName)
-	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: snap.memo, result: snap.result, trigger: snap.trigger, running: snap.running}
+	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: snap.memo, result: snap.result, trigger: snap.trigger, running: snap.running, inFlight: snap.inFlight}
 	before := src.Status.DeepCopy()
 	var requeue time.Duration
 	var stepErr error
@@ -393,7 +430,7 @@ func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (tim
 	if err != nil {
 		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
 	}
-	s.bytesToday, s.usedToday = perSource[s.key.String()], total
+	s.bytesToday, s.usedToday, s.usageRead = perSource[s.key.String()], total, true
 	return 0, nil
 }
 
@@ -447,7 +484,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		RecheckFailed: d.recheckFailed,
 	}
 	if r.runs.start(src, client, job, d.trigger) {
-		s.running, s.started, s.startedWhy = true, true, d.trigger.reason
+		s.running, s.started, s.inFlight = true, true, d.trigger
 		log.FromContext(ctx).Info("discovery started", "reason", d.trigger.reason, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix,
 			"recheckFailed", d.recheckFailed, "refresh", d.trigger.refresh, "reconcileAt", d.trigger.reconcileAt)
 	}
@@ -582,7 +619,7 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 	}
 	if res.NewlyDeferred > 0 {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonQuotaExceeded, "Ingest",
-			"%d file(s) deferred: today's quota of IngestionQuota %s is used up; they are ingested after the reset", res.NewlyDeferred, s.quota.Key)
+			"%d file(s) deferred: they do not fit in what is left of today's quota of IngestionQuota %s; they are ingested after the reset, or as soon as the limit is raised", res.NewlyDeferred, s.quota.Key)
 	}
 	r.emitPIIEvents(src, res)
 }

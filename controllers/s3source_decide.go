@@ -146,7 +146,7 @@ func decideRun(s *sourceScope) runDecision {
 			return d
 		}
 	}
-	d.trigger.reason = why
+	d.trigger.reason, d.trigger.started = why, s.now
 	d.trigger.validationHash = validationHash(&src.Spec)
 	if prev := src.Status.ValidationHash; prev != "" {
 		d.recheckFailed = prev != d.trigger.validationHash

@@ -48,10 +48,18 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 	if s.ackReconcileAt != "" {
 		st.LastHandledReconcileAt = s.ackReconcileAt
 	}
-	if s.started {
-		started := metav1.NewTime(statusTime(s.now))
+	// The start of the run in flight, or of the run folded now: written by every reconcile
+	// that knows it, so a failed patch loses nothing.
+	recordStart := func(trig runTrigger) {
+		started := metav1.NewTime(statusTime(trig.started))
 		st.LastDiscoveryStartTime = &started
-		st.LastDiscoveryReason = s.startedWhy
+		st.LastDiscoveryReason = trig.reason
+	}
+	if s.result != nil && s.trigger.reason != "" {
+		recordStart(s.trigger)
+	}
+	if s.running && s.inFlight.reason != "" {
+		recordStart(s.inFlight)
 	}
 	if s.identity != nil {
 		st.ExternalID = s.identity.externalID
@@ -103,19 +111,23 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 		st.NextDiscoveryTime = &next
 	}
 
-	if s.quota.Key != "" {
-		deferredMsg := ""
-		if st.Files != nil && st.Files.Deferred > 0 {
-			_, resetsAt := s.quota.Window(s.now)
-			deferredMsg = fmt.Sprintf("%d file(s) wait for the daily quota to reset at %s; ", st.Files.Deferred, resetsAt.UTC().Format(time.RFC3339))
-			set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded, deferredMsg+s.quota.describe())
-		} else {
-			reason := v1.ReasonQuotaAvailable
-			if s.quota.Missing {
-				reason = v1.ReasonDefaultQuota
-			}
-			set(v1.ConditionQuotaAvailable, metav1.ConditionTrue, reason, s.quota.describe())
+	if s.quota.Key != "" && s.usageRead {
+		// The same function of the quota's limit and usage as the IngestionQuota's own
+		// condition: the two never contradict each other.
+		_, resetsAt := s.quota.Window(s.now)
+		status, reason, msg := quotaAvailability(s.quota.DailyLimit, s.usedToday, resetsAt)
+		if status == metav1.ConditionTrue && s.quota.Missing {
+			reason = v1.ReasonDefaultQuota
 		}
+		if st.Files != nil && st.Files.Deferred > 0 {
+			if status == metav1.ConditionTrue {
+				msg += fmt.Sprintf("; %d file(s) deferred by the last discovery did not fit: they are ingested after the reset at %s, or sooner when the limit is raised",
+					st.Files.Deferred, resetsAt.UTC().Format(time.RFC3339))
+			} else {
+				msg += fmt.Sprintf("; %d file(s) deferred: they are ingested after the reset, or as soon as the limit is raised", st.Files.Deferred)
+			}
+		}
+		set(v1.ConditionQuotaAvailable, status, reason, msg+"; "+s.quota.describe())
 	}
 
 	// A failure that a retry may fix keeps Reconciling=True (kstatus: InProgress) with

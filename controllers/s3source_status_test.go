@@ -98,8 +98,18 @@ func TestComputeSourceStatus(t *testing.T) {
 		},
 		{
 			name:  "deferred by quota",
-			scope: func(s *sourceScope) { s.result = deferred },
+			scope: func(s *sourceScope) { s.result = deferred; s.usedToday = 500_000_000 },
 			want:  map[string]wantCondition{v1.ConditionQuotaAvailable: {metav1.ConditionFalse, v1.ReasonQuotaExceeded}},
+		},
+		{
+			name:  "deferred, but bytes are left: QuotaAvailable agrees with the quota",
+			scope: func(s *sourceScope) { s.result = deferred; s.usedToday = 400_000_000 },
+			want:  map[string]wantCondition{v1.ConditionQuotaAvailable: {metav1.ConditionTrue, v1.ReasonQuotaAvailable}},
+			check: func(t *testing.T, st v1.S3SourceStatus) {
+				if c := findCondition(st.Conditions, v1.ConditionQuotaAvailable); !strings.Contains(c.Message, "1 file(s) deferred by the last discovery did not fit") {
+					t.Errorf("QuotaAvailable message %q", c.Message)
+				}
+			},
 		},
 		{
 			name:  "missing quota uses defaults",
@@ -219,7 +229,7 @@ func TestComputeSourceStatus(t *testing.T) {
 			prev := tt.prev
 			prev.ObservedGeneration = 2
 			src.Status = prev
-			s := &sourceScope{src: src, now: now, quota: quota}
+			s := &sourceScope{src: src, now: now, quota: quota, usageRead: true}
 			if tt.scope != nil {
 				tt.scope(s)
 			}
