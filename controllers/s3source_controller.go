@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -346,6 +347,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.Metrics.observeRun(src, s.result)
 		r.emitRunEvents(src, s, before)
 	}
+	r.announceStall(src, s, before)
 	if s.failure != nil && !s.failure.stalled {
 		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
 	}
@@ -608,6 +610,11 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 			// leaves: the Ready and Stalled conditions, no event.
 			return
 		}
+		if f.stalled && (stalledWith(before.Conditions, f.reason) || s.memo.stalledReason == f.reason) {
+			// A stalled source retried on its backoff failing the same way again: it said
+			// so when it stalled, not once per retry.
+			return
+		}
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", f.message)
 		return
 	}
@@ -622,4 +629,32 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 			"%d file(s) deferred: they do not fit in what is left of today's quota of IngestionQuota %s; they are ingested after the reset, or as soon as the limit is raised", res.NewlyDeferred, s.quota.Key)
 	}
 	r.emitPIIEvents(src, res)
+}
+
+// stalledWith reports whether conds hold Stalled=True with reason.
+func stalledWith(conds []metav1.Condition, reason string) bool {
+	c := meta.FindStatusCondition(conds, v1.ConditionStalled)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reason
+}
+
+// announceStall records one Warning event when a step stalls the source (a Secret, the
+// quota, the validators...), not one per re-check. A run that stalls says so with its
+// DiscoveryFailed event; an endpoint refused leaves no event at all (see emitRunEvents).
+func (r *S3SourceReconciler) announceStall(src *v1.S3Source, s *sourceScope, before *v1.S3SourceStatus) {
+	c := meta.FindStatusCondition(src.Status.Conditions, v1.ConditionStalled)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		// A retry in flight lifts Stalled for a while; only a recovery ends the stall.
+		if s.memo.stalledReason != "" && meta.IsStatusConditionTrue(src.Status.Conditions, v1.ConditionReady) {
+			r.runs.remember(s.key, func(m *runMemo) { m.stalledReason = "" })
+		}
+		return
+	}
+	if stalledWith(before.Conditions, c.Reason) || s.memo.stalledReason == c.Reason {
+		return
+	}
+	r.runs.remember(s.key, func(m *runMemo) { m.stalledReason = c.Reason })
+	if s.result != nil || c.Reason == v1.ReasonEndpointNotAllowed || c.Reason == v1.ReasonOperatorIdentityEndpointNotAllowed {
+		return
+	}
+	r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonSourceStalled, "Stall", "%s", c.Message)
 }
