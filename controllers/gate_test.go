@@ -18,6 +18,28 @@ type gateSet struct {
 type gate struct {
 	open    chan struct{}
 	waiting chan struct{} // receives one value per held request
+	mu      sync.Mutex
+	pass    int // requests let through before the gate holds
+}
+
+// letThrough reports whether a request passes the closed gate, using up one pass.
+func (gt *gate) letThrough() bool {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	if gt.pass > 0 {
+		gt.pass--
+		return true
+	}
+	return false
+}
+
+// closeAfter is close, letting the first n downloads through.
+func (g *gateSet) closeAfter(bkt string, n int) *gate {
+	gt := g.close(bkt)
+	gt.mu.Lock()
+	gt.pass = n
+	gt.mu.Unlock()
+	return gt
 }
 
 var downloadGates = &gateSet{gates: map[string]*gate{}}
@@ -49,7 +71,7 @@ func (g *gateSet) of(bkt string) *gate {
 
 func (g *gateSet) wrap(bkt string, next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		if gt := g.of(bkt); gt != nil && bucket.Operation(req) == bucket.OpGetObject {
+		if gt := g.of(bkt); gt != nil && bucket.Operation(req) == bucket.OpGetObject && !gt.letThrough() {
 			gt.waiting <- struct{}{}
 			select {
 			case <-gt.open:

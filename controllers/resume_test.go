@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
+	storeapi "github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // ownManager starts a manager of its own for ns (created if missing), on the suite's
@@ -110,5 +111,50 @@ func TestInterruptedDiscoveryResumesAfterRestart(t *testing.T) {
 	storedContent(t, ns, "agent-r", "res-3")
 	if n := ct.Count(bucket.OpListObjectsV2); n != 1 {
 		t.Errorf("%d listings after the restart, want the one resumed discovery", n)
+	}
+}
+
+// Issue #9: the lifetime counters agree with the ledger after a crash: the files a killed
+// run committed are counted (the store keeps the totals in each commit's transaction), and
+// nothing is counted twice when the next manager resumes the run.
+func TestLifetimeCountersSurviveACrash(t *testing.T) {
+	const ns, name, bkt = "resume-counts", "killed", "resume-counts"
+	stopA := ownManager(t, ns)
+	createBucket(t, bkt)
+	for i := range 4 {
+		put(t, bkt, fmt.Sprintf("in/f-%d.json", i), jsonArray(t,
+			conversation("agent-c", convID("lc", 2*i), "2025-01-15T14:30:00Z", "a"), conversation("agent-c", convID("lc", 2*i+1), "2025-01-15T14:30:00Z", "b")))
+	}
+	gt := downloadGates.closeAfter(bkt, 2) // two files commit, then the run hangs
+	start := clk.Now()
+	newSource(t, ns, name, bkt, "in/", nil)
+	select {
+	case <-gt.waiting:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no download reached the gate")
+	}
+	eventually(t, "two files committed by the run in flight", func() error {
+		rows, err := store.ListFiles(context.Background(), ns+"/"+name, storeapi.FileIngested, 10)
+		if err != nil || len(rows) != 2 {
+			return fmt.Errorf("%d ingested rows (%v)", len(rows), err)
+		}
+		return nil
+	})
+	stopA()
+	downloadGates.release(bkt)
+
+	ownManager(t, ns)
+	src := waitRun(t, ns, name, start)
+	wantFiles(t, src, v1.FileCounts{Discovered: 4, Ingested: 4})
+	rows, err := store.ListFiles(context.Background(), ns+"/"+name, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ledger int64
+	for _, r := range rows {
+		ledger += r.Counts.New + r.Counts.Updated
+	}
+	if ledger != 8 || src.Status.ConversationsIngested != ledger {
+		t.Errorf("conversationsIngested = %d, ledger new+updated = %d; want both 8", src.Status.ConversationsIngested, ledger)
 	}
 }

@@ -221,6 +221,9 @@ type sourceScope struct {
 	bytesToday, usedToday int64
 	// usageRead is true once stepUsage read them.
 	usageRead bool
+	// totals are the source's lifetime counters in the store; nil for a store that keeps
+	// none.
+	totals *store.SourceTotals
 	// memo is what this process decided last, newer than a stale cached status.
 	memo runMemo
 	// identity is who the source acts as; nil until stepIdentity resolved it.
@@ -433,6 +436,15 @@ func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (tim
 		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
 	}
 	s.bytesToday, s.usedToday, s.usageRead = perSource[s.key.String()], total, true
+	// Lifetime counters come from the store, which keeps them in each file commit's
+	// transaction: they agree with the ledger after a crash, and show a run's progress.
+	if tr, ok := r.Store.(store.TotalsReader); ok {
+		t, err := tr.SourceTotals(ctx, s.key.String())
+		if err != nil {
+			return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading the source's totals: " + err.Error()}
+		}
+		s.totals = &t
+	}
 	return 0, nil
 }
 

@@ -70,6 +70,9 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 	if s.failure == nil || s.failure.reason != v1.ReasonStoreError {
 		st.BytesIngestedToday = s.bytesToday
 	}
+	if s.totals != nil {
+		st.ConversationsIngested = s.totals.Conversations
+	}
 
 	if res := s.result; res != nil {
 		finished := metav1.NewTime(statusTime(res.Finished))
@@ -90,7 +93,9 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 				st.ValidationHash = s.trigger.validationHash
 			}
 			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
-			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			if s.totals == nil {
+				st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			}
 			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
 			for _, f := range res.RecentErrors {

@@ -391,7 +391,8 @@ type S3SourceStatus struct {
 	Files *FileCounts `json:"files,omitempty"`
 
 	// ConversationsIngested is the number of conversations this source has stored (new or
-	// updated), over its lifetime.
+	// updated), over its lifetime. The store keeps it in the same transaction as each file
+	// commit, so it agrees with the ledger after a crash and grows while a run is in flight.
 	// +optional
 	ConversationsIngested int64 `json:"conversationsIngested,omitempty"`
 
