@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +95,12 @@ func TestKubectlWideIsReadable(t *testing.T) {
 	if n := len(events(t, ns, "denied", "DiscoveryFailed")); n != 1 {
 		t.Errorf("%d DiscoveryFailed events for one stall retried once, want 1", n)
 	}
+	// The hint names what the README's bucket-policy template puts in its s3:prefix
+	// condition for this prefix.
+	wantCondition := readmePolicyPrefix(t, "private/")
+	if msg := condition(src, v1.ConditionReady).Message; !strings.Contains(msg, "s3:prefix") || !strings.Contains(msg, `"`+wantCondition+`"`) {
+		t.Errorf("AccessDenied hint %q does not name the README policy's s3:prefix value %q", msg, wantCondition)
+	}
 	row = wideRow(t, ns, "denied")
 	if row["State"] != v1.StateStalled || row["Status"] != "Stalled: AccessDenied" {
 		t.Errorf("kubectl -o wide row %v", row)
@@ -105,4 +113,19 @@ func TestKubectlWideIsReadable(t *testing.T) {
 	if row = wideRow(t, ns, "fine"); row["State"] != v1.StateEnabled || row["Status"] != "1/1 ingested" || row["Ingested"] != "1" {
 		t.Errorf("kubectl -o wide row %v", row)
 	}
+}
+
+// readmePolicyPrefix is the s3:prefix value the README's bucket-policy template asks for,
+// for a source whose spec.prefix is prefix ("conversations/" gives "conversations/*").
+func readmePolicyPrefix(t *testing.T, prefix string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`"s3:prefix": \["([^"]+)"\]`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no bucket policy with an s3:prefix condition")
+	}
+	return strings.ReplaceAll(string(m[1]), "<YOUR_PREFIX>/", prefix)
 }

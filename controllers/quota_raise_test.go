@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 )
 
@@ -45,11 +47,9 @@ func TestQuotaRaiseLetsDeferredFilesIn(t *testing.T) {
 	agree(metav1.ConditionTrue) // half a file left: deferred files did not fit, bytes remain
 
 	// The admin raises the limit: no poke, no clock step.
-	q := getQuota(t, ns, "tight")
-	q.Spec.DailyLimit = resource.NewQuantity(int64(10*size), resource.DecimalSI)
-	if err := k8s.Update(context.Background(), q); err != nil {
-		t.Fatal(err)
-	}
+	patchQuota(t, ns, "tight", func(q *v1.IngestionQuotaSpec) {
+		q.DailyLimit = resource.NewQuantity(int64(10*size), resource.DecimalSI)
+	})
 	src = waitRun(t, ns, name, start)
 	eventually(t, "the deferred files ingested", func() error {
 		src = getSource(t, ns, name)
@@ -61,12 +61,10 @@ func TestQuotaRaiseLetsDeferredFilesIn(t *testing.T) {
 	waitEvent(t, ns, name, v1.ReasonQuotaExceeded, "or as soon as the limit is raised")
 
 	// Lowered below what was used today: nothing more, and it reads as such.
-	q = getQuota(t, ns, "tight")
-	q.Spec.DailyLimit = resource.NewQuantity(int64(size), resource.DecimalSI)
-	q.Spec.MaxFileSize = resource.NewQuantity(int64(size), resource.DecimalSI)
-	if err := k8s.Update(context.Background(), q); err != nil {
-		t.Fatal(err)
-	}
+	patchQuota(t, ns, "tight", func(q *v1.IngestionQuotaSpec) {
+		q.DailyLimit = resource.NewQuantity(int64(size), resource.DecimalSI)
+		q.MaxFileSize = resource.NewQuantity(int64(size), resource.DecimalSI)
+	})
 	agree(metav1.ConditionFalse)
 	usage := getQuota(t, ns, "tight").Status.Usage
 	if !strings.HasPrefix(usage, "limit lowered to ") || !strings.Contains(usage, "already used today, nothing more until the reset at") {
@@ -84,4 +82,16 @@ func condOf(conds []metav1.Condition, typ string) metav1.Condition {
 		}
 	}
 	return metav1.Condition{Type: typ, Status: "Absent"}
+}
+
+// patchQuota changes a quota's spec with a merge patch: its controller writes its status
+// meanwhile, and an update from a stale read would conflict.
+func patchQuota(t *testing.T, ns, name string, mutate func(*v1.IngestionQuotaSpec)) {
+	t.Helper()
+	q := getQuota(t, ns, name)
+	patch := client.MergeFrom(q.DeepCopy())
+	mutate(&q.Spec)
+	if err := k8s.Patch(context.Background(), q, patch); err != nil {
+		t.Fatal(err)
+	}
 }
