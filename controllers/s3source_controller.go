@@ -130,8 +130,9 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 // quotaHandler wakes the sources of a quota when its limits may have changed: the quota
 // was created or deleted, or its spec changed. A change of the quota's status (its usage,
 // written after every run of any of its sources) wakes nobody: sources requeue at the
-// reset themselves. A spec change marks the sources with deferred files, so they run
-// at once if the limit now leaves room ("quota raised").
+// reset themselves. A spec change or a deletion (the defaults then apply) marks the
+// sources, so one with deferred files runs at once if the limit now leaves room
+// ("quota raised", see decideRun).
 func (r *S3SourceReconciler) quotaHandler() handler.Funcs {
 	enqueue := func(ctx context.Context, obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], specChanged bool) {
 		for _, req := range r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return quotaNameOf(s) == obj.GetName() }) {
@@ -143,7 +144,8 @@ func (r *S3SourceReconciler) quotaHandler() handler.Funcs {
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, e.Object, q, true)
+			// Every quota is "created" when the manager starts: not a reason to run.
+			enqueue(ctx, e.Object, q, false)
 		},
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
