@@ -62,7 +62,9 @@ type Result struct {
 	BytesDownloaded  int64
 	NewlyFailed      int64
 	NewlyDeferred    int64
-	Conversations    store.RecordCounts
+	// Pruned ledger rows: objects this listing proved gone from the bucket.
+	Pruned        int64
+	Conversations store.RecordCounts
 	// PII sums, per validator that matched in this run's downloads, what it found (one
 	// entry per validator, in the configured order).
 	PII []ingest.PIICount
@@ -108,7 +110,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
 	engine.Limits.MaxFileBytes = job.Quota.MaxFileSize
-	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, keep: map[string]struct{}{}}
+	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, prune: true}
 
 	work := make(chan work)
 	var wg sync.WaitGroup
@@ -156,11 +158,11 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 
 	res.Err = errors.Join(listErr, run.storeErr())
 	// An empty listing (a prefix typo, a bucket emptied by mistake) must not forget the
-	// ledger: fixing the prefix would download and charge everything again.
-	if res.Err == nil && res.Listed > 0 {
-		// Objects gone from the bucket leave the ledger once a full listing proves it.
-		if _, err := r.Store.PruneFiles(ctx, job.Source, run.keep, res.Started); err != nil {
-			res.Err = fmt.Errorf("pruning the ledger: %w", err)
+	// ledger: fixing the prefix would download and charge everything again. So the rows
+	// after the last listed key go only after a listing that saw objects and completed.
+	if res.Err == nil && run.seen > 0 && run.prune {
+		if err := run.pruneRange(ctx, run.last, ""); err != nil {
+			res.Err = err
 		}
 	}
 	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
@@ -188,8 +190,14 @@ type run struct {
 	res    *Result
 	client bucket.Client
 
+	// The listing's position, read and written only by the goroutine that classifies
+	// pages: last is the greatest key listed so far and seen counts the objects listed.
+	// prune is cleared when the listing turns out not to be in key order.
+	last  string
+	seen  int64
+	prune bool
+
 	mu       sync.Mutex
-	keep     map[string]struct{}
 	firstErr error
 }
 
@@ -220,16 +228,37 @@ func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
 
 func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }
 
-// classifyPage looks up a listed page in the ledger with one query and classifies each
-// object.
+// classifyPage reads the ledger rows of a listed page's key range, classifies each
+// listed object, and prunes the rows of the range that were not listed: objects gone
+// from the bucket. S3 lists keys in byte order, so page after page the ranges
+// (previous page's last key, this page's last key] cover the whole key space, and a
+// discovery holds one page and its rows, never every key of the prefix. In the steady
+// state the range read costs what the lookup of the page's keys would.
 func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan<- work) error {
-	keys := make([]string, len(page))
-	for i, obj := range page {
-		keys[i] = obj.Key
+	after, through := r.last, page[len(page)-1].Key
+	if !inKeyOrder(page, after) {
+		// Not S3's order (a non-conforming server): nothing can be proved gone.
+		r.prune = false
 	}
-	ledger, err := r.Store.LookupFiles(ctx, r.job.Source, keys)
+	r.last = max(r.last, through)
+	for _, obj := range page {
+		if !strings.HasSuffix(obj.Key, "/") {
+			r.seen++
+		}
+	}
+	var ledger map[string]store.FileRecord
+	var err error
+	if r.prune {
+		ledger, err = r.ledgerRange(ctx, page, after, through)
+	} else {
+		keys := make([]string, len(page))
+		for i, obj := range page {
+			keys[i] = obj.Key
+		}
+		ledger, err = r.Store.LookupFiles(ctx, r.job.Source, keys)
+	}
 	if err != nil {
-		return fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err)
+		return fmt.Errorf("looking up %d listed objects in the ledger: %w", len(page), err)
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]
@@ -240,13 +269,85 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 	return nil
 }
 
+// inKeyOrder says whether page is strictly ascending and after after.
+func inKeyOrder(page []bucket.Object, after string) bool {
+	prev := after // keys are never empty, so "" sorts before the first
+	for _, obj := range page {
+		if obj.Key <= prev {
+			return false
+		}
+		prev = obj.Key
+	}
+	return true
+}
+
+// rangeBatch bounds the ledger rows read at once: a page's rows, plus those of objects
+// deleted from the bucket between two listed keys (any number), read in batches.
+const rangeBatch = 2 * bucket.PageSize
+
+// ledgerRange returns the ledger rows of the listed page, read by its key range
+// (after, through], and deletes the range's rows that were not listed.
+func (r *run) ledgerRange(ctx context.Context, page []bucket.Object, after, through string) (map[string]store.FileRecord, error) {
+	listed := make(map[string]struct{}, len(page))
+	for _, obj := range page {
+		listed[obj.Key] = struct{}{}
+	}
+	ledger := make(map[string]store.FileRecord, len(page))
+	err := r.scanRange(ctx, after, through, func(rows []store.FileRecord) []string {
+		var gone []string
+		for _, f := range rows {
+			if _, ok := listed[f.Key]; ok {
+				ledger[f.Key] = f
+			} else {
+				gone = append(gone, f.Key)
+			}
+		}
+		return gone
+	})
+	return ledger, err
+}
+
+// pruneRange deletes every ledger row in (after, through] (through "": to the end).
+func (r *run) pruneRange(ctx context.Context, after, through string) error {
+	return r.scanRange(ctx, after, through, func(rows []store.FileRecord) []string {
+		gone := make([]string, len(rows))
+		for i, f := range rows {
+			gone[i] = f.Key
+		}
+		return gone
+	})
+}
+
+// scanRange reads the ledger rows of (after, through] in batches and deletes the keys
+// each batch's fn returns. Rows written since the run started are never deleted (the
+// store's age guard): a concurrent targeted run may have just recorded them.
+func (r *run) scanRange(ctx context.Context, after, through string, fn func([]store.FileRecord) []string) error {
+	for {
+		rows, err := r.Store.RangeFiles(ctx, r.job.Source, after, through, rangeBatch)
+		if err != nil {
+			return err
+		}
+		if gone := fn(rows); len(gone) > 0 {
+			n, err := r.Store.DeleteFiles(ctx, r.job.Source, gone, r.res.Started)
+			if err != nil {
+				return fmt.Errorf("pruning the ledger: %w", err)
+			}
+			r.tally(func(res *Result) { res.Pruned += int64(n) })
+		}
+		if len(rows) < rangeBatch {
+			return nil
+		}
+		after = rows[len(rows)-1].Key
+	}
+}
+
 // classify decides what one listed object needs: nothing (unchanged), a ledger row
 // (ignored, too large, deferred) or a download. Only downloads leave this goroutine.
 func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRecord, found bool, queue chan<- work) error {
 	if strings.HasSuffix(obj.Key, "/") {
 		return nil // a folder marker, not a file
 	}
-	r.tally(func(res *Result) { res.Listed++; r.keep[obj.Key] = struct{}{} })
+	r.tally(func(res *Result) { res.Listed++ })
 
 	if found && prev.ETag == obj.ETag && prev.Size == obj.Size && r.settled(prev) {
 		r.tally(func(res *Result) { res.Unchanged++; countState(res, prev.State) })

@@ -176,9 +176,15 @@ type Store interface {
 	CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error)
 	// DeleteSource removes a source's ledger rows; conversations stay.
 	DeleteSource(ctx context.Context, source string) error
-	// PruneFiles drops ledger rows of a source whose keys are not in keep and were
-	// updated before olderThan (objects gone from the bucket).
-	PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error)
+	// RangeFiles returns, in key order, up to limit ledger rows of a source whose keys
+	// sort after after and, unless through is "", not after through (limit <= 0: no
+	// limit). Keys compare bytewise (UTF-8 byte order), the order in which S3 lists them,
+	// so the rows of a listed page's key range are read with one indexed range scan.
+	RangeFiles(ctx context.Context, source, after, through string, limit int) ([]FileRecord, error)
+	// DeleteFiles removes the ledger rows of a source with these keys that were updated
+	// before olderThan (objects gone from the bucket), and returns how many it removed.
+	// The age guard keeps rows written after the listing that proved them gone began.
+	DeleteFiles(ctx context.Context, source string, keys []string, olderThan time.Time) (int, error)
 
 	// Reserve atomically holds bytes of a quota's day if used+reserved+bytes <= limit,
 	// else returns ErrQuotaExceeded. Concurrent callers never exceed the limit together.

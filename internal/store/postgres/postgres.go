@@ -281,18 +281,41 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 	}))
 }
 
-// PruneFiles deletes the ledger rows of source whose key is not in keep and whose row
-// was last updated before olderThan: objects that left the bucket. The age guard keeps
-// rows written after the listing that produced keep began.
-func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error) {
-	keys := make([]string, 0, len(keep))
-	for k := range keep {
-		keys = append(keys, k)
+// RangeFiles returns the rows of source with after < key <= through (through "": no
+// upper bound), in key order: a range scan of the primary key. The key column is
+// COLLATE "C", so PostgreSQL compares it byte by byte, which is S3's listing order
+// (a linguistic collation would put "a-b" after "a/c").
+func (s *Store) RangeFiles(ctx context.Context, source, after, through string, limit int) ([]store.FileRecord, error) {
+	q := `SELECT ` + fileColumns + ` FROM files WHERE source = $1 AND key > $2`
+	args := []any{source, after}
+	if through != "" {
+		q += ` AND key <= $3`
+		args = append(args, through)
+	}
+	q += ` ORDER BY key`
+	if limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: range of files of %s: %w", source, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.FileRecord, error) { return scanFile(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: range of files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// DeleteFiles deletes the rows of source with keys updated before olderThan.
+func (s *Store) DeleteFiles(ctx context.Context, source string, keys []string, olderThan time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
 	}
 	var n int64
-	err := s.write(ctx, "prune files of "+source, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1 AND updated_at < $2
-			AND NOT (key = ANY ($3::text[]))`, source, olderThan, keys)
+	err := s.write(ctx, "delete files of "+source, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1 AND updated_at < $2 AND key = ANY ($3::text[])`,
+			source, olderThan, keys)
 		n = tag.RowsAffected()
 		return err
 	})

@@ -317,51 +317,71 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 	}))
 }
 
-// PruneFiles deletes the ledger rows of source whose key is not in keep and whose row
-// was last updated before olderThan: objects that left the bucket. The age guard keeps
-// rows written after the listing that produced keep began.
-func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error) {
-	if err := checkTime("olderThan", olderThan); err != nil {
-		return 0, fmt.Errorf("sqlite: prune files of %s: %w", source, err)
+// RangeFiles returns the rows of source with after < key <= through (through "": no
+// upper bound), in key order: a range scan of the primary key. SQLite compares TEXT
+// with BINARY, byte by byte, which is S3's listing order.
+func (s *Store) RangeFiles(ctx context.Context, source, after, through string, limit int) ([]store.FileRecord, error) {
+	q := `SELECT ` + fileColumns + ` FROM files WHERE source = ? AND key > ?`
+	args := []any{source, after}
+	if through != "" {
+		q += ` AND key <= ?`
+		args = append(args, through)
 	}
-	n := 0
-	err := s.write(ctx, "prune files of "+source, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT key FROM files WHERE source = ? AND updated_at < ?`, source, fmtTime(olderThan))
+	q += ` ORDER BY key`
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: range of files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	var out []store.FileRecord
+	for rows.Next() {
+		f, err := scanFile(rows)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("sqlite: range of files of %s: %w", source, err)
 		}
-		var gone []string
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: range of files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// DeleteFiles deletes the rows of source with keys updated before olderThan, in one
+// write transaction.
+func (s *Store) DeleteFiles(ctx context.Context, source string, keys []string, olderThan time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if err := checkTime("olderThan", olderThan); err != nil {
+		return 0, fmt.Errorf("sqlite: delete files of %s: %w", source, err)
+	}
+	var n int64
+	err := s.write(ctx, "delete files of "+source, func(tx *sql.Tx) error {
+		return chunked(len(keys), func(lo, hi int) error {
+			args := make([]any, 0, hi-lo+2)
+			args = append(args, source, fmtTime(olderThan))
+			for _, k := range keys[lo:hi] {
+				args = append(args, k)
+			}
+			res, err := tx.ExecContext(ctx, `DELETE FROM files WHERE source = ? AND updated_at < ? AND key IN (?`+
+				strings.Repeat(`,?`, hi-lo-1)+`)`, args...)
+			if err != nil {
 				return err
 			}
-			if _, ok := keep[k]; !ok {
-				gone = append(gone, k)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			d, err := res.RowsAffected()
+			n += d
 			return err
-		}
-		del, err := tx.PrepareContext(ctx, `DELETE FROM files WHERE source = ? AND key = ?`)
-		if err != nil {
-			return err
-		}
-		defer del.Close()
-		for _, k := range gone {
-			if _, err := del.ExecContext(ctx, source, k); err != nil {
-				return err
-			}
-		}
-		n = len(gone)
-		return nil
+		})
 	})
 	if err != nil {
 		return 0, wrap(err)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // ---- conversations ----
