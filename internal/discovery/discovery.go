@@ -41,6 +41,8 @@ type Job struct {
 	// RecheckFailed re-processes files that failed validation although unchanged, because
 	// the rules changed (agent allow-list, invalid-record policy).
 	RecheckFailed bool
+	// Listing says whether discoveries list the whole prefix or only what is new.
+	Listing Listing
 }
 
 // Result is what one run learned. Err is set when the listing itself failed (the bucket
@@ -63,7 +65,9 @@ type Result struct {
 	NewlyFailed      int64
 	NewlyDeferred    int64
 	// Pruned ledger rows: objects this listing proved gone from the bucket.
-	Pruned        int64
+	Pruned int64
+	// Listing is how this run listed the prefix.
+	Listing       ListingResult
 	Conversations store.RecordCounts
 	// PII sums, per validator that matched in this run's downloads, what it found (one
 	// entry per validator, in the configured order).
@@ -110,7 +114,16 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
 	engine.Limits.MaxFileBytes = job.Quota.MaxFileSize
-	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, prune: true}
+	scope := listingScope(job)
+	prevState, found, err := r.Store.ListingState(ctx, job.Source)
+	if err != nil {
+		res.Err = fmt.Errorf("reading the listing state: %w", err)
+		res.Finished = r.Now()
+		return res
+	}
+	plan := planListing(job.Listing, prevState, found, scope, res.Started, job.DryRun || job.RecheckFailed)
+	// An incremental listing sees only part of the key space: it proves nothing gone.
+	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, prune: !plan.incremental, ordered: true, last: plan.startAfter}
 
 	work := make(chan work)
 	var wg sync.WaitGroup
@@ -148,7 +161,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 		case <-listCtx.Done():
 			return listCtx.Err()
 		}
-	})
+	}, bucket.StartAfter(plan.startAfter))
 	close(pages)
 	if err := <-classified; err != nil {
 		listErr = err // the listing only stopped because of it
@@ -164,6 +177,13 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 		if err := run.pruneRange(ctx, run.last, ""); err != nil {
 			res.Err = err
 		}
+	}
+	res.Listing = ListingResult{Mode: ModeFull, Listed: res.Listed, LastFull: prevState.LastFull}
+	if plan.incremental {
+		res.Listing.Mode, res.Listing.StartAfter = ModeIncremental, plan.startAfter
+	}
+	if res.Err == nil {
+		res.Err = run.finishListing(ctx, plan, scope)
 	}
 	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
@@ -192,13 +212,18 @@ type run struct {
 
 	// The listing's position, read and written only by the goroutine that classifies
 	// pages: last is the greatest key listed so far and seen counts the objects listed.
-	// prune is cleared when the listing turns out not to be in key order.
-	last  string
-	seen  int64
-	prune bool
+	// prune is false for an incremental listing, and cleared with ordered when the
+	// listing turns out not to be in key order.
+	last    string
+	seen    int64
+	prune   bool
+	ordered bool
 
 	mu       sync.Mutex
 	firstErr error
+	// unsettled is the smallest key this run left to be retried (deferred, download
+	// failed): the next incremental listing must start before it.
+	unsettled string
 }
 
 func (r *run) tally(f func(*Result)) {
@@ -237,8 +262,9 @@ func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" 
 func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan<- work) error {
 	after, through := r.last, page[len(page)-1].Key
 	if !inKeyOrder(page, after) {
-		// Not S3's order (a non-conforming server): nothing can be proved gone.
-		r.prune = false
+		// Not S3's order (a non-conforming server): nothing can be proved gone, and no
+		// mark can say where to start listing.
+		r.prune, r.ordered = false, false
 	}
 	r.last = max(r.last, through)
 	for _, obj := range page {
@@ -405,6 +431,9 @@ func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileSta
 		}
 	}
 	r.tally(func(res *Result) {
+		if !r.settled(row) && (r.unsettled == "" || obj.Key < r.unsettled) {
+			r.unsettled = obj.Key
+		}
 		countState(res, state)
 		switch state {
 		case store.FileFailed:

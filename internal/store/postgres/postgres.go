@@ -22,6 +22,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -276,6 +277,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1`, source); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM listing_state WHERE source = $1`, source); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM reservations WHERE source = $1`, source)
 		return err
 	}))
@@ -323,6 +327,63 @@ func (s *Store) DeleteFiles(ctx context.Context, source string, keys []string, o
 		return 0, wrap(err)
 	}
 	return int(n), nil
+}
+
+// CountFiles counts a source's ledger rows by state (the files_source_state index).
+func (s *Store) CountFiles(ctx context.Context, source string) (map[store.FileState]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state, COUNT(*) FROM files WHERE source = $1 GROUP BY state`, source)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: count files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	out := map[store.FileState]int64{}
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("postgres: count files of %s: %w", source, err)
+		}
+		out[store.FileState(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: count files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// ListingState reads a source's listing state.
+func (s *Store) ListingState(ctx context.Context, source string) (store.ListingState, bool, error) {
+	var st store.ListingState
+	var marks string
+	err := s.pool.QueryRow(ctx, `SELECT scope, last_full, marks::text FROM listing_state WHERE source = $1`, source).Scan(&st.Scope, &st.LastFull, &marks)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ListingState{}, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(marks), &st.Marks)
+	}
+	if err != nil {
+		return store.ListingState{}, false, fmt.Errorf("postgres: listing state of %s: %w", source, err)
+	}
+	st.LastFull = st.LastFull.UTC()
+	return st, true, nil
+}
+
+// SaveListingState replaces a source's listing state.
+func (s *Store) SaveListingState(ctx context.Context, source string, st store.ListingState) error {
+	if st.Marks == nil {
+		st.Marks = []store.ListingMark{}
+	}
+	marks, err := json.Marshal(st.Marks)
+	if err != nil {
+		return fmt.Errorf("postgres: save listing state of %s: %w", source, err)
+	}
+	return wrap(s.write(ctx, "save listing state of "+source, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO listing_state (source, scope, last_full, marks) VALUES ($1, $2, $3, $4::json)
+			ON CONFLICT (source) DO UPDATE SET scope = excluded.scope, last_full = excluded.last_full, marks = excluded.marks`,
+			source, st.Scope, st.LastFull, string(marks))
+		return err
+	}))
 }
 
 // ---- conversations ----

@@ -17,6 +17,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -312,6 +313,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM files WHERE source = ?`, source); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM listing_state WHERE source = ?`, source); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE source = ?`, source)
 		return err
 	}))
@@ -382,6 +386,73 @@ func (s *Store) DeleteFiles(ctx context.Context, source string, keys []string, o
 		return 0, wrap(err)
 	}
 	return int(n), nil
+}
+
+// CountFiles counts a source's ledger rows by state (the files_source_state index).
+func (s *Store) CountFiles(ctx context.Context, source string) (map[store.FileState]int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM files WHERE source = ? GROUP BY state`, source)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: count files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	out := map[store.FileState]int64{}
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: count files of %s: %w", source, err)
+		}
+		out[store.FileState(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: count files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// ListingState reads a source's listing state.
+func (s *Store) ListingState(ctx context.Context, source string) (store.ListingState, bool, error) {
+	var st store.ListingState
+	var last, marks string
+	err := s.r.QueryRowContext(ctx, `SELECT scope, last_full, marks FROM listing_state WHERE source = ?`, source).Scan(&st.Scope, &last, &marks)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ListingState{}, false, nil
+	}
+	if err == nil {
+		st.LastFull, err = parseTime(last)
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(marks), &st.Marks)
+	}
+	if err != nil {
+		return store.ListingState{}, false, fmt.Errorf("sqlite: listing state of %s: %w", source, err)
+	}
+	return st, true, nil
+}
+
+// SaveListingState replaces a source's listing state.
+func (s *Store) SaveListingState(ctx context.Context, source string, st store.ListingState) error {
+	if err := checkTime("lastFull", st.LastFull); err != nil {
+		return fmt.Errorf("sqlite: save listing state of %s: %w", source, err)
+	}
+	marks, err := json.Marshal(nonNil(st.Marks))
+	if err != nil {
+		return fmt.Errorf("sqlite: save listing state of %s: %w", source, err)
+	}
+	return wrap(s.write(ctx, "save listing state of "+source, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO listing_state (source, scope, last_full, marks) VALUES (?, ?, ?, ?)
+			ON CONFLICT (source) DO UPDATE SET scope = excluded.scope, last_full = excluded.last_full, marks = excluded.marks`,
+			source, st.Scope, fmtTime(st.LastFull), string(marks))
+		return err
+	}))
+}
+
+// nonNil encodes no marks as [], not null.
+func nonNil(m []store.ListingMark) []store.ListingMark {
+	if m == nil {
+		return []store.ListingMark{}
+	}
+	return m
 }
 
 // ---- conversations ----

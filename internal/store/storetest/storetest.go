@@ -46,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteSource", testDeleteSource},
 		{"DeleteFiles", testDeleteFiles},
 		{"RangeFiles", testRangeFiles},
+		{"CountFiles", testCountFiles},
+		{"ListingState", testListingState},
 		{"Reserve", testReserve},
 		{"ReserveConcurrent", func(t *testing.T, s store.Store) { ReserveConcurrent(t, s, s) }},
 		{"Charge", testCharge},
@@ -878,6 +880,80 @@ func testRangeFiles(t *testing.T, s store.Store) {
 	}
 	if got := rangeKeys("zz", "", 0); !reflect.DeepEqual(got, after) || len(after) != 3 {
 		t.Fatalf("after zz: %q, want %q", got, after)
+	}
+}
+
+func testCountFiles(t *testing.T, s store.Store) {
+	if got, err := s.CountFiles(ctx, source); err != nil || len(got) != 0 {
+		t.Fatalf("CountFiles of an empty ledger = %v, %v", got, err)
+	}
+	states := []store.FileState{store.FileIngested, store.FileIngested, store.FileFailed, store.FileDeferred, store.FileIgnored, store.FileIngested}
+	for i, st := range states {
+		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: fmt.Sprintf("k%d", i), State: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "k0", State: store.FileFailed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CountFiles(ctx, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[store.FileState]int64{store.FileIngested: 3, store.FileFailed: 1, store.FileDeferred: 1, store.FileIgnored: 1}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("CountFiles = %v, want %v", got, want)
+	}
+}
+
+// testListingState: the state round-trips exactly (mark times to the nanosecond, keys
+// byte for byte), is replaced whole, is per source, and goes with DeleteSource.
+func testListingState(t *testing.T, s store.Store) {
+	if _, found, err := s.ListingState(ctx, source); found || err != nil {
+		t.Fatalf("ListingState before any save: found=%v, %v", found, err)
+	}
+	st := store.ListingState{
+		Scope:    "bucket/conversations/ include=**/*.json",
+		LastFull: day0,
+		Marks: []store.ListingMark{
+			{At: day0, Key: "conversations/2025/01/15/a.json"},
+			{At: day0.Add(time.Hour + 123*time.Nanosecond), Key: "conversations/2025/01/15/日本.json"},
+		},
+	}
+	if err := s.SaveListingState(ctx, source, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveListingState(ctx, "other/src", store.ListingState{Scope: "other", LastFull: day0}); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := s.ListingState(ctx, source)
+	if err != nil || !found {
+		t.Fatalf("ListingState: found=%v, %v", found, err)
+	}
+	if got.Scope != st.Scope || !got.LastFull.Equal(st.LastFull) || len(got.Marks) != 2 {
+		t.Fatalf("ListingState = %+v, want %+v", got, st)
+	}
+	for i := range st.Marks {
+		if !got.Marks[i].At.Equal(st.Marks[i].At) || got.Marks[i].Key != st.Marks[i].Key {
+			t.Fatalf("mark %d = %+v, want %+v", i, got.Marks[i], st.Marks[i])
+		}
+	}
+	// Replaced whole: no marks left over.
+	st2 := store.ListingState{Scope: "s2", LastFull: day0.Add(24 * time.Hour)}
+	if err := s.SaveListingState(ctx, source, st2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.ListingState(ctx, source); err != nil || got.Scope != "s2" || !got.LastFull.Equal(st2.LastFull) || len(got.Marks) != 0 {
+		t.Fatalf("after replace: %+v, %v", got, err)
+	}
+	if err := s.DeleteSource(ctx, source); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.ListingState(ctx, source); found || err != nil {
+		t.Fatalf("ListingState after DeleteSource: found=%v, %v", found, err)
+	}
+	if _, found, err := s.ListingState(ctx, "other/src"); !found || err != nil {
+		t.Fatalf("DeleteSource removed another source's listing state: found=%v, %v", found, err)
 	}
 }
 
