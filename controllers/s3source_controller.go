@@ -450,6 +450,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		// New validation rules (agent allow-list, policy, validators) apply to files
 		// already failed.
 		RecheckFailed: !s.specActedOn(),
+		Listing:       listingOf(src.Spec.Listing),
 	}
 	if r.runs.start(src, client, job, handled) {
 		s.running, s.started = true, true
@@ -459,6 +460,27 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		log.FromContext(ctx).Info("discovery started", "reason", why, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix)
 	}
 	return 0, errStop
+}
+
+// Listing defaults, as the CRD's (an object written before the field existed has none).
+const (
+	defaultFullListingInterval = 24 * time.Hour
+	defaultSafetyWindow        = time.Hour
+)
+
+func listingOf(spec *v1.Listing) discovery.Listing {
+	l := discovery.Listing{FullEvery: defaultFullListingInterval, SafetyWindow: defaultSafetyWindow}
+	if spec == nil {
+		return l
+	}
+	l.Incremental = spec.Mode == v1.ListingIncremental
+	if spec.FullListingInterval != nil {
+		l.FullEvery = spec.FullListingInterval.Duration
+	}
+	if spec.SafetyWindow != nil {
+		l.SafetyWindow = spec.SafetyWindow.Duration
+	}
+	return l
 }
 
 func agentSet(ids []string) map[string]struct{} {

@@ -52,6 +52,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		} else {
 			st.ConsecutiveFailures = 0
 			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
+			st.Listing = listingStatus(res.Listing)
 			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
 			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
@@ -192,6 +193,15 @@ func runChanged(res *discovery.Result, before *v1.S3SourceStatus) bool {
 	}
 	ready := meta.FindStatusCondition(before.Conditions, v1.ConditionReady)
 	return ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != v1.ReasonSucceeded
+}
+
+func listingStatus(l discovery.ListingResult) *v1.ListingStatus {
+	st := &v1.ListingStatus{LastMode: v1.ListingMode(l.Mode), ObjectsListed: l.Listed}
+	if !l.LastFull.IsZero() {
+		t := metav1.NewTime(statusTime(l.LastFull))
+		st.LastFullListingTime = &t
+	}
+	return st
 }
 
 func runSummary(res *discovery.Result) string {

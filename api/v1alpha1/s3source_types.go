@@ -145,6 +145,74 @@ type S3SourceSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[w.type]) == (has(v.name) ? v.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[v.type])).size() == 1)",message="validators need distinct names (an unnamed validator is named email, phone, card or regex after its type): give a name to each of two validators of the same type"
 	Validators []Validator `json:"validators,omitempty"`
+
+	// Listing says how discoveries list the prefix: all of it every time (mode Full, the
+	// default), or only the keys after those already seen (mode Incremental), which is
+	// right only when keys sort in upload order (see Listing).
+	// +optional
+	Listing *Listing `json:"listing,omitempty"`
+}
+
+// ListingMode says how a discovery lists the prefix.
+// +kubebuilder:validation:Enum=Full;Incremental
+type ListingMode string
+
+const (
+	// ListingFull lists every key under the prefix at every discovery.
+	ListingFull ListingMode = "Full"
+	// ListingIncremental lists only the keys after a mark of an earlier discovery
+	// (ListObjectsV2 StartAfter), with a full listing every fullListingInterval.
+	ListingIncremental ListingMode = "Incremental"
+)
+
+// Listing tunes how discoveries list the prefix.
+//
+// Incremental is safe when every new object's key sorts after the keys that existed
+// safetyWindow before it was uploaded: the guide's conversations/YYYY/MM/DD/ layout, or
+// names that start with a UTC timestamp, uploaded within safetyWindow of that time. It
+// is not safe for random or reused names (UUIDs, customer IDs), for objects replaced in
+// place under old keys, or for uploads delayed past the window (a backfill): those are
+// found only by the next full listing. Only full listings drop ledger rows of deleted
+// objects. Changing the bucket, prefix, include, exclude or the quota's maximum file
+// size, a dry run, and a changed validation rule each make the next discovery a full
+// listing.
+type Listing struct {
+	// Mode is Full (every discovery lists the whole prefix) or Incremental.
+	// +optional
+	// +kubebuilder:default=Full
+	Mode ListingMode `json:"mode,omitempty"`
+
+	// FullListingInterval is how long after the last full listing began an Incremental
+	// source lists the whole prefix again, to find late uploads and prune the ledger.
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="fullListingInterval must be at least 1h"
+	FullListingInterval *metav1.Duration `json:"fullListingInterval,omitempty"`
+
+	// SafetyWindow is how late (or out of key order) an upload may be and still be found
+	// by an Incremental discovery: each lists from where a discovery at least this long
+	// ago had got to.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('168h')",message="safetyWindow must be between 0s and 168h"
+	SafetyWindow *metav1.Duration `json:"safetyWindow,omitempty"`
+}
+
+// ListingStatus is how discoveries listed the prefix.
+type ListingStatus struct {
+	// LastMode is how the last discovery listed: Full or Incremental.
+	// +optional
+	LastMode ListingMode `json:"lastMode,omitempty"`
+	// LastFullListingTime is when the last complete full listing began.
+	// +optional
+	LastFullListingTime *metav1.Time `json:"lastFullListingTime,omitempty"`
+	// ObjectsListed is how many objects the last discovery's listing returned (for an
+	// Incremental one, the keys after its start; status.files counts the whole ledger).
+	ObjectsListed int64 `json:"objectsListed"`
 }
 
 // ValidatorType is the kind of personal data a validator detects.
@@ -384,6 +452,10 @@ type S3SourceStatus struct {
 	// +listType=map
 	// +listMapKey=validator
 	PII []PIICount `json:"pii,omitempty"`
+
+	// Listing is how the last discoveries listed the prefix.
+	// +optional
+	Listing *ListingStatus `json:"listing,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional
