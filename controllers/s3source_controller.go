@@ -279,6 +279,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.stepUsage,
 		r.stepDisabled,
 		r.stepValidators,
+		r.stepFilters,
 		r.stepIdentity,
 		r.stepStartRunIfDue,
 	} {
@@ -451,6 +452,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		// already failed.
 		RecheckFailed: !s.specActedOn(),
 		Listing:       listingOf(src.Spec.Listing),
+		Filter:        filterOf(&src.Spec),
 	}
 	if r.runs.start(src, client, job, handled) {
 		s.running, s.started = true, true

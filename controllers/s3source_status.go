@@ -51,8 +51,10 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 			st.ConsecutiveFailures++
 		} else {
 			st.ConsecutiveFailures = 0
-			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
+			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored,
+				Skipped: res.Excluded + res.TooOld}
 			st.Listing = listingStatus(res.Listing)
+			st.ObservedInclude, st.ObservedExclude, st.ObservedMaxFileAge = observedFilter(res.Filter)
 			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
 			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
@@ -133,6 +135,9 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 			reason, msg := v1.ReasonSucceeded, runSummary(res)
 			if res.Listed == 0 {
 				reason, msg = v1.ReasonNoObjectsFound, bucket.NoObjectsMessage(src.Spec.Bucket, src.Spec.Prefix)
+				if skipped := res.Excluded + res.TooOld; skipped > 0 {
+					msg = fmt.Sprintf("all %d object(s) under s3://%s/%s were skipped by spec.include, spec.exclude or spec.maxFileAge", skipped, src.Spec.Bucket, src.Spec.Prefix)
+				}
 			}
 			set(v1.ConditionReady, metav1.ConditionTrue, reason, msg)
 			if res.Failed > 0 {

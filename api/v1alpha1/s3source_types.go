@@ -146,6 +146,37 @@ type S3SourceSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[w.type]) == (has(v.name) ? v.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[v.type])).size() == 1)",message="validators need distinct names (an unnamed validator is named email, phone, card or regex after its type): give a name to each of two validators of the same type"
 	Validators []Validator `json:"validators,omitempty"`
 
+	// Include, when set, limits discovery to keys that match at least one of these glob
+	// patterns, matched against the key relative to spec.prefix (doublestar syntax: '*'
+	// within one folder level, '**' across levels and also none, '?', '[a-z]',
+	// '{json,jsonl}'), e.g. "**/*.json" or "2026/**". A pattern that is not a valid glob
+	// stalls the source with reason InvalidFilters.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	Include []string `json:"include,omitempty"`
+
+	// Exclude skips keys that match any of these glob patterns (same syntax as include,
+	// applied after it), e.g. "**/tmp/**". Skipped objects are never downloaded and count
+	// in status.files.skipped.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	Exclude []string `json:"exclude,omitempty"`
+
+	// MaxFileAge skips objects last modified longer ago than this when a discovery
+	// begins, e.g. "720h" (30 days): they are not downloaded and count in
+	// status.files.skipped. An object already ingested keeps counting as ingested.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="maxFileAge must be at least 1m"
+	MaxFileAge *metav1.Duration `json:"maxFileAge,omitempty"`
+
 	// Listing says how discoveries list the prefix: all of it every time (mode Full, the
 	// default), or only the keys after those already seen (mode Incremental), which is
 	// right only when keys sort in upload order (see Listing).
@@ -363,6 +394,12 @@ type FileCounts struct {
 	Deferred int64 `json:"deferred"`
 	// Ignored objects with an unsupported extension.
 	Ignored int64 `json:"ignored"`
+	// Skipped objects the last listing left alone: excluded by spec.include or
+	// spec.exclude, or last modified before spec.maxFileAge. Never downloaded, and not
+	// counted in discovered. (For an Incremental listing, those among the keys it
+	// listed.)
+	// +optional
+	Skipped int64 `json:"skipped"`
 }
 
 // FileError describes one failed object.
@@ -456,6 +493,20 @@ type S3SourceStatus struct {
 	// Listing is how the last discoveries listed the prefix.
 	// +optional
 	Listing *ListingStatus `json:"listing,omitempty"`
+
+	// ObservedInclude is spec.include as the last discovery applied it.
+	// +optional
+	// +listType=atomic
+	ObservedInclude []string `json:"observedInclude,omitempty"`
+
+	// ObservedExclude is spec.exclude as the last discovery applied it.
+	// +optional
+	// +listType=atomic
+	ObservedExclude []string `json:"observedExclude,omitempty"`
+
+	// ObservedMaxFileAge is spec.maxFileAge as the last discovery applied it.
+	// +optional
+	ObservedMaxFileAge *metav1.Duration `json:"observedMaxFileAge,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

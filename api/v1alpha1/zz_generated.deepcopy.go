@@ -378,6 +378,21 @@ func (in *S3SourceSpec) DeepCopyInto(out *S3SourceSpec) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.Include != nil {
+		in, out := &in.Include, &out.Include
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.Exclude != nil {
+		in, out := &in.Exclude, &out.Exclude
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.MaxFileAge != nil {
+		in, out := &in.MaxFileAge, &out.MaxFileAge
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Listing != nil {
 		in, out := &in.Listing, &out.Listing
 		*out = new(Listing)
@@ -427,6 +442,21 @@ func (in *S3SourceStatus) DeepCopyInto(out *S3SourceStatus) {
 		in, out := &in.Listing, &out.Listing
 		*out = new(ListingStatus)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.ObservedInclude != nil {
+		in, out := &in.ObservedInclude, &out.ObservedInclude
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.ObservedExclude != nil {
+		in, out := &in.ObservedExclude, &out.ObservedExclude
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.ObservedMaxFileAge != nil {
+		in, out := &in.ObservedMaxFileAge, &out.ObservedMaxFileAge
+		*out = new(v1.Duration)
+		**out = **in
 	}
 	if in.RecentFileErrors != nil {
 		in, out := &in.RecentFileErrors, &out.RecentFileErrors

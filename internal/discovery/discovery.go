@@ -43,6 +43,8 @@ type Job struct {
 	RecheckFailed bool
 	// Listing says whether discoveries list the whole prefix or only what is new.
 	Listing Listing
+	// Filter selects the listed objects to consider (include/exclude globs, age).
+	Filter Filter
 }
 
 // Result is what one run learned. Err is set when the listing itself failed (the bucket
@@ -67,7 +69,12 @@ type Result struct {
 	// Pruned ledger rows: objects this listing proved gone from the bucket.
 	Pruned int64
 	// Listing is how this run listed the prefix.
-	Listing       ListingResult
+	Listing ListingResult
+	// Excluded objects did not pass the filter's globs; TooOld were last modified before
+	// its MaxFileAge. Neither is downloaded nor counted in Listed or the states.
+	Excluded, TooOld int64
+	// Filter is the filter this run applied.
+	Filter        Filter
 	Conversations store.RecordCounts
 	// PII sums, per validator that matched in this run's downloads, what it found (one
 	// entry per validator, in the configured order).
@@ -109,7 +116,7 @@ func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, f
 // Run lists the job's prefix and processes what is new or updated. It returns when every
 // download it started has committed or rolled back.
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
-	res := &Result{Started: r.Now()}
+	res := &Result{Started: r.Now(), Filter: job.Filter}
 	// The engine refuses bodies over the quota's file size, not a fixed default, so a
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
@@ -288,6 +295,9 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]
+		if r.skip(obj, prev, found) {
+			continue
+		}
 		if err := r.classify(ctx, obj, prev, found, queue); err != nil {
 			return err
 		}

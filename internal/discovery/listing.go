@@ -117,7 +117,7 @@ func nextListingState(p listingPlan, scope string, started time.Time, mark strin
 // file size limit proves nothing about this one. It is a hash: the store keeps it short.
 func listingScope(job Job) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%q %q %d", job.Bucket, job.Prefix, job.Quota.MaxFileSize)
+	fmt.Fprintf(h, "%q %q %d %q %q %d", job.Bucket, job.Prefix, job.Quota.MaxFileSize, job.Filter.Include, job.Filter.Exclude, job.Filter.MaxFileAge)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
