@@ -384,3 +384,39 @@ func BenchmarkIncrementalVsFull(b *testing.B) {
 	b.ReportMetric(float64(incr.wall)/float64(only.wall), "incr/newonly-wall")
 	b.ReportMetric(float64(incr.lists+incr.gets)/float64(only.lists+only.gets), "incr/newonly-requests")
 }
+
+// BenchmarkFullDiscoveryMemory: a full discovery of the cached history with nothing
+// new, for its peak Go heap in use: it must not grow with the number of keys (run it
+// with DISCOVERY_BENCH_HISTORY=100000 and =1000000 and compare full-peak-heap-MB).
+//
+//	DISCOVERY_BENCH_HISTORY=300000 go test -run '^$' -bench FullDiscoveryMemory -benchtime 1x -timeout 120m ./internal/discovery/
+func BenchmarkFullDiscoveryMemory(b *testing.B) {
+	n := historyObjects()
+	srv, ledger := startHistory(b, n)
+	st, err := sqlite.Open(context.Background(), ledger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	ct := &bucket.CountingTransport{}
+	client := benchClient(b, srv, ct)
+	now := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
+	runner := discovery.NewRunner(st, ingest.New(st), func() time.Time { return now }, 4, 4)
+	q := quota.Quota{Key: "ns/default", DailyLimit: math.MaxInt64 / 2, MaxFileSize: 50_000_000, Location: time.UTC}
+	job := discovery.Job{Namespace: "ns", Source: "ns/history", Bucket: historyBucket, Prefix: historyPrefix, Quota: q, Policy: ingest.SkipFile}
+	var full measured
+	b.ResetTimer()
+	for range b.N {
+		m := measure(b, runner, client, ct, job, func(res *discovery.Result) error {
+			if res.Listed != int64(n) || res.Downloaded != 0 {
+				return fmt.Errorf("full discovery")
+			}
+			return nil
+		})
+		full.wall += m.wall
+		full.peakHeapMB = max(full.peakHeapMB, m.peakHeapMB)
+	}
+	b.ReportMetric(float64(n), "history-objects")
+	b.ReportMetric(float64(full.wall.Milliseconds())/float64(b.N), "full-ms/op")
+	b.ReportMetric(full.peakHeapMB, "full-peak-heap-MB")
+}
