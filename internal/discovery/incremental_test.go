@@ -131,3 +131,36 @@ func TestIncrementalKeepsUnsettledFiles(t *testing.T) {
 		t.Fatalf("deferred key %s", deferred)
 	}
 }
+
+// The listing state changes only when a run completes: a run that fails (or is killed)
+// part-way leaves the previous marks, so the next run starts no later than before.
+func TestListingStateOnlyAfterACompletedRun(t *testing.T) {
+	const bkt = "incremental-crash"
+	if err := s3.CreateBucket(bkt); err != nil {
+		t.Fatal(err)
+	}
+	put(t, bkt, "a", "b")
+	f := newFixture(t, bkt, "c/", quota.Quota{})
+	f.job.Listing = discovery.Listing{Incremental: true, FullEvery: 24 * time.Hour, SafetyWindow: time.Hour}
+	f.run(t)
+	before, found, err := f.store.ListingState(context.Background(), f.job.Source)
+	if err != nil || !found || len(before.Marks) != 1 || before.Marks[0].Key != dayKey("b") {
+		t.Fatalf("state after the first run: %+v, %v, %v", before, found, err)
+	}
+
+	put(t, bkt, "c")
+	f.now = f.now.Add(2 * time.Hour)
+	res := f.runner.Run(context.Background(), &failAfterPages{Client: f.client, pages: 0}, f.job)
+	if res.Err == nil || res.Listing.Mode != discovery.ModeIncremental {
+		t.Fatalf("failed run: %+v", res)
+	}
+	after, _, err := f.store.ListingState(context.Background(), f.job.Source)
+	if err != nil || len(after.Marks) != 1 || after.Marks[0] != before.Marks[0] || !after.LastFull.Equal(before.LastFull) {
+		t.Fatalf("a failed run changed the listing state: %+v, want %+v", after, before)
+	}
+	// The next run starts where the failed one did and finds c.
+	res = f.run(t)
+	if res.Listing.StartAfter != dayKey("b") || res.Downloaded != 1 {
+		t.Fatalf("run after the failure: %+v", res)
+	}
+}
