@@ -281,6 +281,7 @@ func (r *S3SourceReconciler) eventJob(s *sourceScope) discovery.Job {
 		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
+		Filter: filterOf(&src.Spec),
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // a stalled S3 read at shutdown. An in-process fake: only the tracker is under test.
 type blockingBucket struct{ opened chan struct{} }
 
-func (b *blockingBucket) List(_ context.Context, _ string, fn func([]bucket.Object) error) error {
+func (b *blockingBucket) List(_ context.Context, _ string, fn func([]bucket.Object) error, _ ...bucket.ListOption) error {
 	return fn([]bucket.Object{{Key: "p/a.json", ETag: "e", Size: 10, LastModified: time.Now()}})
 }
 

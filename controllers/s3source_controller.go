@@ -308,6 +308,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.stepUsage,
 		r.stepDisabled,
 		r.stepValidators,
+		r.stepFilters,
 		r.stepIdentity,
 		r.stepStartRunIfDue,
 		r.stepStartEventRun,
@@ -501,6 +502,8 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		RecheckFailed: d.recheckFailed,
 		// A user asked for this run: parked files get another chance.
 		RetryParked: d.trigger.refresh != "" || d.trigger.reconcileAt != "",
+		Listing:     listingOf(src.Spec.Listing),
+		Filter:      filterOf(&src.Spec),
 	}
 	if r.runs.start(src, client, job, d.trigger) {
 		s.running, s.started, s.inFlight = true, true, d.trigger
@@ -508,6 +511,27 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 			"recheckFailed", d.recheckFailed, "refresh", d.trigger.refresh, "reconcileAt", d.trigger.reconcileAt)
 	}
 	return 0, errStop
+}
+
+// Listing defaults, as the CRD's (an object written before the field existed has none).
+const (
+	defaultFullListingInterval = 24 * time.Hour
+	defaultSafetyWindow        = time.Hour
+)
+
+func listingOf(spec *v1.Listing) discovery.Listing {
+	l := discovery.Listing{FullEvery: defaultFullListingInterval, SafetyWindow: defaultSafetyWindow}
+	if spec == nil {
+		return l
+	}
+	l.Incremental = spec.Mode == v1.ListingIncremental
+	if spec.FullListingInterval != nil {
+		l.FullEvery = spec.FullListingInterval.Duration
+	}
+	if spec.SafetyWindow != nil {
+		l.SafetyWindow = spec.SafetyWindow.Duration
+	}
+	return l
 }
 
 func agentSet(ids []string) map[string]struct{} {

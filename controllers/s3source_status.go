@@ -97,7 +97,10 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 			if s.trigger.validationHash != "" {
 				st.ValidationHash = s.trigger.validationHash
 			}
-			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
+			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored,
+				Skipped: res.Excluded + res.TooOld}
+			st.Listing = listingStatus(res.Listing)
+			st.ObservedInclude, st.ObservedExclude, st.ObservedMaxFileAge = observedFilter(res.Filter)
 			if s.totals == nil {
 				st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
 			}
@@ -184,6 +187,9 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 			reason, msg := v1.ReasonSucceeded, runSummary(res)
 			if res.Listed == 0 {
 				reason, msg = v1.ReasonNoObjectsFound, bucket.NoObjectsMessage(src.Spec.Bucket, src.Spec.Prefix)
+				if skipped := res.Excluded + res.TooOld; skipped > 0 {
+					msg = fmt.Sprintf("all %d object(s) under s3://%s/%s were skipped by spec.include, spec.exclude or spec.maxFileAge", skipped, src.Spec.Bucket, src.Spec.Prefix)
+				}
 			}
 			set(v1.ConditionReady, metav1.ConditionTrue, reason, msg)
 			if res.Failed > 0 {
@@ -250,6 +256,15 @@ func runChanged(res *discovery.Result, before *v1.S3SourceStatus) bool {
 	}
 	ready := meta.FindStatusCondition(before.Conditions, v1.ConditionReady)
 	return ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != v1.ReasonSucceeded
+}
+
+func listingStatus(l discovery.ListingResult) *v1.ListingStatus {
+	st := &v1.ListingStatus{LastMode: v1.ListingMode(l.Mode), ObjectsListed: l.Listed}
+	if !l.LastFull.IsZero() {
+		t := metav1.NewTime(statusTime(l.LastFull))
+		st.LastFullListingTime = &t
+	}
+	return st
 }
 
 func runSummary(res *discovery.Result) string {

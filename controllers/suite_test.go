@@ -55,7 +55,7 @@ var (
 )
 
 // Each test works in its own namespace; the main manager watches these.
-var suiteNamespaces = []string{"formats", "fanout", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota", "tenant-endpoint-a", "tenant-endpoint-b",
+var suiteNamespaces = []string{"formats", "fanout", "incremental", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota", "tenant-endpoint-a", "tenant-endpoint-b",
 	identityDenied, identityAllowed, identityOther, identitySA, eventsNS, eventsOtherNS}
 
 // suiteCeilings are the main manager's ceilings: the manager's defaults, as deployed.

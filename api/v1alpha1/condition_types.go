@@ -85,6 +85,9 @@ const (
 	// ReasonInvalidValidators (Stalled): spec.validators cannot be compiled (a pattern that
 	// is not RE2, a region libphonenumber does not know); the message names the validator.
 	ReasonInvalidValidators = "InvalidValidators"
+	// ReasonInvalidFilters (Stalled): a pattern of spec.include or spec.exclude is not a
+	// valid glob; the message names it.
+	ReasonInvalidFilters = "InvalidFilters"
 	// ReasonPIIRedacted (Normal event): a run stored files whose records a Redact
 	// validator changed.
 	ReasonPIIRedacted = "PIIRedacted"

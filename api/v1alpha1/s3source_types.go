@@ -156,6 +156,105 @@ type S3SourceSpec struct {
 	// still run.
 	// +optional
 	Events *Events `json:"events,omitempty"`
+
+	// Include, when set, limits discovery to keys that match at least one of these glob
+	// patterns, matched against the key relative to spec.prefix (doublestar syntax: '*'
+	// within one folder level, '**' across levels and also none, '?', '[a-z]',
+	// '{json,jsonl}'), e.g. "**/*.json" or "2026/**". A pattern that is not a valid glob
+	// stalls the source with reason InvalidFilters.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	Include []string `json:"include,omitempty"`
+
+	// Exclude skips keys that match any of these glob patterns (same syntax as include,
+	// applied after it), e.g. "**/tmp/**". Skipped objects are never downloaded and count
+	// in status.files.skipped.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	Exclude []string `json:"exclude,omitempty"`
+
+	// MaxFileAge skips objects last modified longer ago than this when a discovery
+	// begins, e.g. "720h" (30 days): they are not downloaded and count in
+	// status.files.skipped. An object already ingested keeps counting as ingested.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="maxFileAge must be at least 1m"
+	MaxFileAge *metav1.Duration `json:"maxFileAge,omitempty"`
+
+	// Listing says how discoveries list the prefix: all of it every time (mode Full, the
+	// default), or only the keys after those already seen (mode Incremental), which is
+	// right only when keys sort in upload order (see Listing).
+	// +optional
+	Listing *Listing `json:"listing,omitempty"`
+}
+
+// ListingMode says how a discovery lists the prefix.
+// +kubebuilder:validation:Enum=Full;Incremental
+type ListingMode string
+
+const (
+	// ListingFull lists every key under the prefix at every discovery.
+	ListingFull ListingMode = "Full"
+	// ListingIncremental lists only the keys after a mark of an earlier discovery
+	// (ListObjectsV2 StartAfter), with a full listing every fullListingInterval.
+	ListingIncremental ListingMode = "Incremental"
+)
+
+// Listing tunes how discoveries list the prefix.
+//
+// Incremental is safe when every new object's key sorts after the keys that existed
+// safetyWindow before it was uploaded: the guide's conversations/YYYY/MM/DD/ layout, or
+// names that start with a UTC timestamp, uploaded within safetyWindow of that time. It
+// is not safe for random or reused names (UUIDs, customer IDs), for objects replaced in
+// place under old keys, or for uploads delayed past the window (a backfill): those are
+// found only by the next full listing. Only full listings drop ledger rows of deleted
+// objects. Changing the bucket, prefix, include, exclude or the quota's maximum file
+// size, a dry run, and a changed validation rule each make the next discovery a full
+// listing.
+type Listing struct {
+	// Mode is Full (every discovery lists the whole prefix) or Incremental.
+	// +optional
+	// +kubebuilder:default=Full
+	Mode ListingMode `json:"mode,omitempty"`
+
+	// FullListingInterval is how long after the last full listing began an Incremental
+	// source lists the whole prefix again, to find late uploads and prune the ledger.
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="fullListingInterval must be at least 1h"
+	FullListingInterval *metav1.Duration `json:"fullListingInterval,omitempty"`
+
+	// SafetyWindow is how late (or out of key order) an upload may be and still be found
+	// by an Incremental discovery: each lists from where a discovery at least this long
+	// ago had got to.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('168h')",message="safetyWindow must be between 0s and 168h"
+	SafetyWindow *metav1.Duration `json:"safetyWindow,omitempty"`
+}
+
+// ListingStatus is how discoveries listed the prefix.
+type ListingStatus struct {
+	// LastMode is how the last discovery listed: Full or Incremental.
+	// +optional
+	LastMode ListingMode `json:"lastMode,omitempty"`
+	// LastFullListingTime is when the last complete full listing began.
+	// +optional
+	LastFullListingTime *metav1.Time `json:"lastFullListingTime,omitempty"`
+	// ObjectsListed is how many objects the last discovery's listing returned (for an
+	// Incremental one, the keys after its start; status.files counts the whole ledger).
+	ObjectsListed int64 `json:"objectsListed"`
 }
 
 // Events configure a source's webhook receiver.
@@ -318,6 +417,12 @@ type FileCounts struct {
 	Deferred int64 `json:"deferred"`
 	// Ignored objects with an unsupported extension.
 	Ignored int64 `json:"ignored"`
+	// Skipped objects the last listing left alone: excluded by spec.include or
+	// spec.exclude, or last modified before spec.maxFileAge. Never downloaded, and not
+	// counted in discovered. (For an Incremental listing, those among the keys it
+	// listed.)
+	// +optional
+	Skipped int64 `json:"skipped"`
 }
 
 // FileError describes one failed object.
@@ -466,6 +571,24 @@ type S3SourceStatus struct {
 	// LastEventTime is when the last run triggered by webhook events finished.
 	// +optional
 	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
+
+	// Listing is how the last discoveries listed the prefix.
+	// +optional
+	Listing *ListingStatus `json:"listing,omitempty"`
+
+	// ObservedInclude is spec.include as the last discovery applied it.
+	// +optional
+	// +listType=atomic
+	ObservedInclude []string `json:"observedInclude,omitempty"`
+
+	// ObservedExclude is spec.exclude as the last discovery applied it.
+	// +optional
+	// +listType=atomic
+	ObservedExclude []string `json:"observedExclude,omitempty"`
+
+	// ObservedMaxFileAge is spec.maxFileAge as the last discovery applied it.
+	// +optional
+	ObservedMaxFileAge *metav1.Duration `json:"observedMaxFileAge,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

@@ -33,8 +33,9 @@ type Client interface {
 	// one ListObjectsV2 request (up to PageSize objects) per page, so the whole listing is
 	// never in memory. fn is not called for an empty page, so a prefix that matches
 	// nothing makes no call (see NoObjectsMessage). The page slice is fn's to keep. An error from fn stops the listing
-	// and is returned as is; every other failure is a *Error.
-	List(ctx context.Context, prefix string, fn func(page []Object) error) error
+	// and is returned as is; every other failure is a *Error. With StartAfter the listing
+	// begins after a key.
+	List(ctx context.Context, prefix string, fn func(page []Object) error, opts ...ListOption) error
 
 	// Open starts a GetObject of key and returns its body as a stream with the object's
 	// ETag, size and last-modified time. The caller must Close the body. With IfMatch the
@@ -46,6 +47,20 @@ type Client interface {
 
 // PageSize is the number of keys requested per ListObjectsV2 call (S3's maximum).
 const PageSize = 1000
+
+// ListOption adjusts one List call.
+type ListOption func(*listOptions)
+
+type listOptions struct {
+	startAfter string
+}
+
+// StartAfter makes List return only keys after key in S3's key order (UTF-8 byte
+// order), with ListObjectsV2's StartAfter: an incremental listing of a prefix whose keys
+// sort by time. An empty key lists from the start.
+func StartAfter(key string) ListOption {
+	return func(o *listOptions) { o.startAfter = key }
+}
 
 // OpenOption adjusts one Open call.
 type OpenOption func(*openOptions)

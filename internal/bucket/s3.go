@@ -387,14 +387,22 @@ func (t taggedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error
 }
 
 // List implements Client with ListObjectsV2, PageSize keys per request.
-func (c *S3) List(ctx context.Context, prefix string, fn func(page []Object) error) error {
+func (c *S3) List(ctx context.Context, prefix string, fn func(page []Object) error, opts ...ListOption) error {
+	var o listOptions
+	for _, fn := range opts {
+		fn(&o)
+	}
 	op := c.op
 	op.name, op.path = opListing, prefix
-	p := s3.NewListObjectsV2Paginator(c.client, &s3.ListObjectsV2Input{
+	in := &s3.ListObjectsV2Input{
 		Bucket:  aws.String(c.op.bucket),
 		Prefix:  aws.String(prefix),
 		MaxKeys: aws.Int32(PageSize),
-	})
+	}
+	if o.startAfter != "" {
+		in.StartAfter = aws.String(o.startAfter)
+	}
+	p := s3.NewListObjectsV2Paginator(c.client, in)
 	for p.HasMorePages() {
 		out, err := c.nextPage(ctx, p)
 		if err != nil {

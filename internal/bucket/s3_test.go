@@ -59,6 +59,42 @@ func TestListPagesThroughMinIO(t *testing.T) {
 	}
 }
 
+// StartAfter lists only the keys after the given one, in as many requests as they need.
+func TestListStartAfter(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		after     string
+		wantFirst string
+		wantN     int
+		wantLists int
+	}{
+		{"last 700", fmt.Sprintf("%s%07d.json", manyPrefix, 1799), fmt.Sprintf("%s%07d.json", manyPrefix, 1800), 700, 1},
+		{"between keys", manyPrefix + "0001799", fmt.Sprintf("%s%07d.json", manyPrefix, 1799), 701, 1},
+		{"before the prefix", "a", fmt.Sprintf("%s%07d.json", manyPrefix, 0), manyObjects, 3},
+		{"after everything", manyPrefix + "z", "", 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ct := newClient(t, rootConfig())
+			var objs []bucket.Object
+			err := c.List(ctx, manyPrefix, func(page []bucket.Object) error {
+				objs = append(objs, page...)
+				return nil
+			}, bucket.StartAfter(tc.after))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(objs) != tc.wantN || (tc.wantN > 0 && objs[0].Key != tc.wantFirst) {
+				t.Fatalf("listed %d objects, want %d from %s", len(objs), tc.wantN, tc.wantFirst)
+			}
+			if got := ct.Count(bucket.OpListObjectsV2); got != tc.wantLists {
+				t.Errorf("ListObjectsV2 requests = %d, want %d", got, tc.wantLists)
+			}
+		})
+	}
+}
+
 func TestListStopsOnCallbackError(t *testing.T) {
 	c, ct := newClient(t, rootConfig())
 	stop := errors.New("stop")

@@ -48,6 +48,10 @@ type Job struct {
 	// RetryParked processes parked files again, their attempts counted from zero: a user
 	// asked for this run (the refresh annotation).
 	RetryParked bool
+	// Listing says whether discoveries list the whole prefix or only what is new.
+	Listing Listing
+	// Filter selects the listed objects to consider (include/exclude globs, age).
+	Filter Filter
 }
 
 // Result is what one run learned. Err is set when the listing itself failed (the bucket
@@ -69,7 +73,16 @@ type Result struct {
 	BytesDownloaded  int64
 	NewlyFailed      int64
 	NewlyDeferred    int64
-	Conversations    store.RecordCounts
+	// Pruned ledger rows: objects this listing proved gone from the bucket.
+	Pruned int64
+	// Listing is how this run listed the prefix.
+	Listing ListingResult
+	// Excluded objects did not pass the filter's globs; TooOld were last modified before
+	// its MaxFileAge. Neither is downloaded nor counted in Listed or the states.
+	Excluded, TooOld int64
+	// Filter is the filter this run applied.
+	Filter        Filter
+	Conversations store.RecordCounts
 	// PII sums, per validator that matched in this run's downloads, what it found (one
 	// entry per validator, in the configured order).
 	PII []ingest.PIICount
@@ -205,13 +218,22 @@ func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, f
 // Run lists the job's prefix and processes what is new or updated. It returns when every
 // download it started has committed or rolled back.
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
-	res := &Result{Started: r.Now()}
+	res := &Result{Started: r.Now(), Filter: job.Filter}
 	r.releaseLeftovers(ctx)
 	// The engine refuses bodies over the quota's file size, not a fixed default, so a
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
 	engine.Limits.MaxFileBytes = job.Quota.MaxFileSize
-	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, keep: map[string]struct{}{}}
+	scope := listingScope(job)
+	prevState, found, err := r.Store.ListingState(ctx, job.Source)
+	if err != nil {
+		res.Err = storeFailed(fmt.Errorf("reading the listing state: %w", err))
+		res.Finished = r.Now()
+		return res
+	}
+	plan := planListing(job.Listing, prevState, found, scope, res.Started, job.DryRun || job.RecheckFailed)
+	// An incremental listing sees only part of the key space: it proves nothing gone.
+	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, prune: !plan.incremental, ordered: true, last: plan.startAfter}
 
 	work := make(chan work)
 	var wg sync.WaitGroup
@@ -249,7 +271,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 		case <-listCtx.Done():
 			return listCtx.Err()
 		}
-	})
+	}, bucket.StartAfter(plan.startAfter))
 	close(pages)
 	if err := <-classified; err != nil {
 		listErr = err // the listing only stopped because of it
@@ -259,11 +281,20 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 
 	res.Err = errors.Join(listErr, run.storeErr())
 	// An empty listing (a prefix typo, a bucket emptied by mistake) must not forget the
-	// ledger: fixing the prefix would download and charge everything again.
-	if res.Err == nil && res.Listed > 0 {
-		// Objects gone from the bucket leave the ledger once a full listing proves it.
-		if _, err := r.Store.PruneFiles(ctx, run.ledger(), run.keep, res.Started); err != nil {
-			res.Err = storeFailed(fmt.Errorf("pruning the ledger: %w", err))
+	// ledger: fixing the prefix would download and charge everything again. So the rows
+	// after the last listed key go only after a listing that saw objects and completed.
+	if res.Err == nil && run.seen > 0 && run.prune {
+		if err := run.pruneRange(ctx, run.last, ""); err != nil {
+			res.Err = storeFailed(err)
+		}
+	}
+	res.Listing = ListingResult{Mode: ModeFull, Listed: res.Listed, LastFull: prevState.LastFull}
+	if plan.incremental {
+		res.Listing.Mode, res.Listing.StartAfter = ModeIncremental, plan.startAfter
+	}
+	if res.Err == nil {
+		if err := run.finishListing(ctx, plan, scope); err != nil {
+			res.Err = storeFailed(err)
 		}
 	}
 	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
@@ -293,9 +324,20 @@ type run struct {
 	res    *Result
 	client bucket.Client
 
+	// The listing's position, read and written only by the goroutine that classifies
+	// pages: last is the greatest key listed so far and seen counts the objects listed.
+	// prune is false for an incremental listing, and cleared with ordered when the
+	// listing turns out not to be in key order.
+	last    string
+	seen    int64
+	prune   bool
+	ordered bool
+
 	mu       sync.Mutex
-	keep     map[string]struct{}
 	firstErr error
+	// unsettled is the smallest key this run left to be retried (deferred, download
+	// failed): the next incremental listing must start before it.
+	unsettled string
 }
 
 func (r *run) tally(f func(*Result)) {
@@ -333,24 +375,121 @@ func (r *run) ledger() string {
 	return r.job.Source
 }
 
-// classifyPage looks up a listed page in the ledger with one query and classifies each
-// object.
+// classifyPage reads the ledger rows of a listed page's key range, classifies each
+// listed object, and prunes the rows of the range that were not listed: objects gone
+// from the bucket. S3 lists keys in byte order, so page after page the ranges
+// (previous page's last key, this page's last key] cover the whole key space, and a
+// discovery holds one page and its rows, never every key of the prefix. In the steady
+// state the range read costs what the lookup of the page's keys would.
 func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan<- work) error {
-	keys := make([]string, len(page))
-	for i, obj := range page {
-		keys[i] = obj.Key
+	after, through := r.last, page[len(page)-1].Key
+	if !inKeyOrder(page, after) {
+		// Not S3's order (a non-conforming server): nothing can be proved gone, and no
+		// mark can say where to start listing.
+		r.prune, r.ordered = false, false
 	}
-	ledger, err := r.Store.LookupFiles(ctx, r.ledger(), keys)
+	r.last = max(r.last, through)
+	for _, obj := range page {
+		if !strings.HasSuffix(obj.Key, "/") {
+			r.seen++
+		}
+	}
+	var ledger map[string]store.FileRecord
+	var err error
+	if r.prune {
+		ledger, err = r.ledgerRange(ctx, page, after, through)
+	} else {
+		keys := make([]string, len(page))
+		for i, obj := range page {
+			keys[i] = obj.Key
+		}
+		ledger, err = r.Store.LookupFiles(ctx, r.ledger(), keys)
+	}
 	if err != nil {
-		return storeFailed(fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err))
+		return storeFailed(fmt.Errorf("looking up %d listed objects in the ledger: %w", len(page), err))
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]
+		if r.skip(obj, prev, found) {
+			continue
+		}
 		if err := r.classify(ctx, obj, prev, found, queue); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// inKeyOrder says whether page is strictly ascending and after after.
+func inKeyOrder(page []bucket.Object, after string) bool {
+	prev := after // keys are never empty, so "" sorts before the first
+	for _, obj := range page {
+		if obj.Key <= prev {
+			return false
+		}
+		prev = obj.Key
+	}
+	return true
+}
+
+// rangeBatch bounds the ledger rows read at once: a page's rows, plus those of objects
+// deleted from the bucket between two listed keys (any number), read in batches.
+const rangeBatch = 2 * bucket.PageSize
+
+// ledgerRange returns the ledger rows of the listed page, read by its key range
+// (after, through], and deletes the range's rows that were not listed.
+func (r *run) ledgerRange(ctx context.Context, page []bucket.Object, after, through string) (map[string]store.FileRecord, error) {
+	listed := make(map[string]struct{}, len(page))
+	for _, obj := range page {
+		listed[obj.Key] = struct{}{}
+	}
+	ledger := make(map[string]store.FileRecord, len(page))
+	err := r.scanRange(ctx, after, through, func(rows []store.FileRecord) []string {
+		var gone []string
+		for _, f := range rows {
+			if _, ok := listed[f.Key]; ok {
+				ledger[f.Key] = f
+			} else {
+				gone = append(gone, f.Key)
+			}
+		}
+		return gone
+	})
+	return ledger, err
+}
+
+// pruneRange deletes every ledger row in (after, through] (through "": to the end).
+func (r *run) pruneRange(ctx context.Context, after, through string) error {
+	return r.scanRange(ctx, after, through, func(rows []store.FileRecord) []string {
+		gone := make([]string, len(rows))
+		for i, f := range rows {
+			gone[i] = f.Key
+		}
+		return gone
+	})
+}
+
+// scanRange reads the ledger rows of (after, through] in batches and deletes the keys
+// each batch's fn returns. Rows written since the run started are never deleted (the
+// store's age guard): a concurrent targeted run may have just recorded them.
+func (r *run) scanRange(ctx context.Context, after, through string, fn func([]store.FileRecord) []string) error {
+	for {
+		rows, err := r.Store.RangeFiles(ctx, r.ledger(), after, through, rangeBatch)
+		if err != nil {
+			return err
+		}
+		if gone := fn(rows); len(gone) > 0 {
+			n, err := r.Store.DeleteFiles(ctx, r.ledger(), gone, r.res.Started)
+			if err != nil {
+				return fmt.Errorf("pruning the ledger: %w", err)
+			}
+			r.tally(func(res *Result) { res.Pruned += int64(n) })
+		}
+		if len(rows) < rangeBatch {
+			return nil
+		}
+		after = rows[len(rows)-1].Key
+	}
 }
 
 // classify decides what one listed object needs: nothing (unchanged), a ledger row
@@ -359,7 +498,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 	if strings.HasSuffix(obj.Key, "/") {
 		return nil // a folder marker, not a file
 	}
-	r.tally(func(res *Result) { res.Listed++; r.keep[obj.Key] = struct{}{} })
+	r.tally(func(res *Result) { res.Listed++ })
 
 	if found && prev.ETag == obj.ETag && prev.Size == obj.Size && r.settled(prev) {
 		r.tally(func(res *Result) { res.Unchanged++; countState(res, prev.State) })
@@ -422,6 +561,9 @@ func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileSta
 		return storeFailed(fmt.Errorf("recording %s: %w", obj.Key, err))
 	}
 	r.tally(func(res *Result) {
+		if !r.settled(row) && (r.unsettled == "" || obj.Key < r.unsettled) {
+			r.unsettled = obj.Key
+		}
 		countState(res, state)
 		switch state {
 		case store.FileFailed:

@@ -37,7 +37,7 @@ func (r *Runner) RunKeys(ctx context.Context, client bucket.Client, job Job, key
 	}
 	engine := *r.Engine
 	engine.Limits.MaxFileBytes = job.Quota.MaxFileSize
-	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, keep: map[string]struct{}{}}
+	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client}
 
 	objs, statErr := statKeys(ctx, stater, job.Prefix, keys)
 
@@ -68,7 +68,7 @@ func (r *Runner) RunKeys(ctx context.Context, client bucket.Client, job Job, key
 	res.Failed -= before.Failed
 	res.Deferred -= before.Deferred
 	res.Ignored -= before.Ignored
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
 		res.Err = fmt.Errorf("listing failed files: %w", err)
@@ -87,12 +87,15 @@ func (r *run) classifyKnown(ctx context.Context, page []bucket.Object, queue cha
 	for i, obj := range page {
 		keys[i] = obj.Key
 	}
-	ledger, err := r.Store.LookupFiles(ctx, r.job.Source, keys)
+	ledger, err := r.Store.LookupFiles(ctx, r.ledger(), keys)
 	if err != nil {
 		return fmt.Errorf("looking up %d event-named objects in the ledger: %w", len(keys), err)
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]
+		if r.skip(obj, prev, found) {
+			continue // events name candidates: include, exclude and maxFileAge still decide
+		}
 		if found {
 			before.Listed++
 			countState(before, prev.State)

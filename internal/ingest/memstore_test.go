@@ -140,7 +140,19 @@ func (m *memStore) CommitFile(ctx context.Context, c store.FileCommit) (store.Re
 }
 
 func (m *memStore) DeleteSource(context.Context, string) error { return errors.New("not used") }
-func (m *memStore) PruneFiles(context.Context, string, map[string]struct{}, time.Time) (int, error) {
+func (m *memStore) RangeFiles(context.Context, string, string, string, int) ([]store.FileRecord, error) {
+	return nil, errors.New("not used")
+}
+func (m *memStore) CountFiles(context.Context, string) (map[store.FileState]int64, error) {
+	return nil, errors.New("not used")
+}
+func (m *memStore) ListingState(context.Context, string) (store.ListingState, bool, error) {
+	return store.ListingState{}, false, errors.New("not used")
+}
+func (m *memStore) SaveListingState(context.Context, string, store.ListingState) error {
+	return errors.New("not used")
+}
+func (m *memStore) DeleteFiles(context.Context, string, []string, time.Time) (int, error) {
 	return 0, errors.New("not used")
 }
 func (m *memStore) Reserve(context.Context, store.Reservation) (int64, error) {

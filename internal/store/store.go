@@ -95,6 +95,25 @@ type RecordCounts struct {
 	Unchanged int64
 }
 
+// ListingState is what a source's completed discoveries proved about its prefix, for
+// incremental listing (see package discovery).
+type ListingState struct {
+	// Scope identifies what the runs listed (bucket, prefix, filters); a state of another
+	// scope proves nothing about this one.
+	Scope string
+	// LastFull is when the last complete full listing began.
+	LastFull time.Time
+	// Marks are, oldest first, the marks of recent runs.
+	Marks []ListingMark
+}
+
+// ListingMark says that every object with a key up to and including Key that existed at
+// At was settled (ingested, failed for good or ignored) by the run that began at At.
+type ListingMark struct {
+	At  time.Time `json:"at"`
+	Key string    `json:"key"`
+}
+
 // Reservation is quota held for one download before it starts.
 type Reservation struct {
 	Quota  string // "namespace/name" of the IngestionQuota
@@ -205,11 +224,26 @@ type Store interface {
 	// transaction; it returns the commit's New/Updated/Unchanged counts. It calls neither
 	// Conversations nor Complete after it returned.
 	CommitFile(ctx context.Context, c FileCommit) (RecordCounts, error)
-	// DeleteSource removes a source's ledger rows; conversations stay.
+	// DeleteSource removes a source's ledger rows and listing state; conversations stay.
 	DeleteSource(ctx context.Context, source string) error
-	// PruneFiles drops ledger rows of a source whose keys are not in keep and were
-	// updated before olderThan (objects gone from the bucket).
-	PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error)
+	// RangeFiles returns, in key order, up to limit ledger rows of a source whose keys
+	// sort after after and, unless through is "", not after through (limit <= 0: no
+	// limit). Keys compare bytewise (UTF-8 byte order), the order in which S3 lists them,
+	// so the rows of a listed page's key range are read with one indexed range scan.
+	RangeFiles(ctx context.Context, source, after, through string, limit int) ([]FileRecord, error)
+	// DeleteFiles removes the ledger rows of a source with these keys that were updated
+	// before olderThan (objects gone from the bucket), and returns how many it removed.
+	// The age guard keeps rows written after the listing that proved them gone began.
+	DeleteFiles(ctx context.Context, source string, keys []string, olderThan time.Time) (int, error)
+
+	// CountFiles returns how many ledger rows a source has in each state.
+	CountFiles(ctx context.Context, source string) (map[FileState]int64, error)
+	// ListingState returns where a source's incremental discoveries may start listing;
+	// found is false before the first completed run.
+	ListingState(ctx context.Context, source string) (ListingState, bool, error)
+	// SaveListingState replaces a source's listing state in one write: after a crash
+	// the previous state stands, which only makes the next listing start earlier.
+	SaveListingState(ctx context.Context, source string, st ListingState) error
 
 	// Reserve atomically holds bytes of a quota's day if used+reserved+bytes <= limit,
 	// else returns ErrQuotaExceeded. Concurrent callers never exceed the limit together.

@@ -22,6 +22,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -286,23 +287,49 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM source_totals WHERE source = $1`, source); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM listing_state WHERE source = $1`, source); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM reservations WHERE source = $1`, source)
 		return err
 	}))
 }
 
-// PruneFiles deletes the ledger rows of source whose key is not in keep and whose row
-// was last updated before olderThan: objects that left the bucket. The age guard keeps
-// rows written after the listing that produced keep began.
-func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error) {
-	keys := make([]string, 0, len(keep))
-	for k := range keep {
-		keys = append(keys, k)
+// RangeFiles returns the rows of source with after < key <= through (through "": no
+// upper bound), in key order: a range scan of the primary key. The key column is
+// COLLATE "C", so PostgreSQL compares it byte by byte, which is S3's listing order
+// (a linguistic collation would put "a-b" after "a/c").
+func (s *Store) RangeFiles(ctx context.Context, source, after, through string, limit int) ([]store.FileRecord, error) {
+	q := `SELECT ` + fileColumns + ` FROM files WHERE source = $1 AND key > $2`
+	args := []any{source, after}
+	if through != "" {
+		q += ` AND key <= $3`
+		args = append(args, through)
+	}
+	q += ` ORDER BY key`
+	if limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: range of files of %s: %w", source, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.FileRecord, error) { return scanFile(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: range of files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// DeleteFiles deletes the rows of source with keys updated before olderThan.
+func (s *Store) DeleteFiles(ctx context.Context, source string, keys []string, olderThan time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
 	}
 	var n int64
-	err := s.write(ctx, "prune files of "+source, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1 AND updated_at < $2
-			AND NOT (key = ANY ($3::text[]))`, source, olderThan, keys)
+	err := s.write(ctx, "delete files of "+source, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1 AND updated_at < $2 AND key = ANY ($3::text[])`,
+			source, olderThan, keys)
 		n = tag.RowsAffected()
 		return err
 	})
@@ -337,6 +364,63 @@ func (s *Store) EndAttempt(ctx context.Context, source, key string, outcome stor
 	}
 	return wrap(s.write(ctx, "end attempt "+source+"/"+key, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, q, source, key)
+		return err
+	}))
+}
+
+// CountFiles counts a source's ledger rows by state (the files_source_state index).
+func (s *Store) CountFiles(ctx context.Context, source string) (map[store.FileState]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state, COUNT(*) FROM files WHERE source = $1 GROUP BY state`, source)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: count files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	out := map[store.FileState]int64{}
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("postgres: count files of %s: %w", source, err)
+		}
+		out[store.FileState(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: count files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// ListingState reads a source's listing state.
+func (s *Store) ListingState(ctx context.Context, source string) (store.ListingState, bool, error) {
+	var st store.ListingState
+	var marks string
+	err := s.pool.QueryRow(ctx, `SELECT scope, last_full, marks::text FROM listing_state WHERE source = $1`, source).Scan(&st.Scope, &st.LastFull, &marks)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ListingState{}, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(marks), &st.Marks)
+	}
+	if err != nil {
+		return store.ListingState{}, false, fmt.Errorf("postgres: listing state of %s: %w", source, err)
+	}
+	st.LastFull = st.LastFull.UTC()
+	return st, true, nil
+}
+
+// SaveListingState replaces a source's listing state.
+func (s *Store) SaveListingState(ctx context.Context, source string, st store.ListingState) error {
+	if st.Marks == nil {
+		st.Marks = []store.ListingMark{}
+	}
+	marks, err := json.Marshal(st.Marks)
+	if err != nil {
+		return fmt.Errorf("postgres: save listing state of %s: %w", source, err)
+	}
+	return wrap(s.write(ctx, "save listing state of "+source, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO listing_state (source, scope, last_full, marks) VALUES ($1, $2, $3, $4::json)
+			ON CONFLICT (source) DO UPDATE SET scope = excluded.scope, last_full = excluded.last_full, marks = excluded.marks`,
+			source, st.Scope, st.LastFull, string(marks))
 		return err
 	}))
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -324,56 +325,146 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM source_totals WHERE source = ?`, source); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM listing_state WHERE source = ?`, source); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE source = ?`, source)
 		return err
 	}))
 }
 
-// PruneFiles deletes the ledger rows of source whose key is not in keep and whose row
-// was last updated before olderThan: objects that left the bucket. The age guard keeps
-// rows written after the listing that produced keep began.
-func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]struct{}, olderThan time.Time) (int, error) {
-	if err := checkTime("olderThan", olderThan); err != nil {
-		return 0, fmt.Errorf("sqlite: prune files of %s: %w", source, err)
+// RangeFiles returns the rows of source with after < key <= through (through "": no
+// upper bound), in key order: a range scan of the primary key. SQLite compares TEXT
+// with BINARY, byte by byte, which is S3's listing order.
+func (s *Store) RangeFiles(ctx context.Context, source, after, through string, limit int) ([]store.FileRecord, error) {
+	q := `SELECT ` + fileColumns + ` FROM files WHERE source = ? AND key > ?`
+	args := []any{source, after}
+	if through != "" {
+		q += ` AND key <= ?`
+		args = append(args, through)
 	}
-	n := 0
-	err := s.write(ctx, "prune files of "+source, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT key FROM files WHERE source = ? AND updated_at < ?`, source, fmtTime(olderThan))
+	q += ` ORDER BY key`
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: range of files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	var out []store.FileRecord
+	for rows.Next() {
+		f, err := scanFile(rows)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("sqlite: range of files of %s: %w", source, err)
 		}
-		var gone []string
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: range of files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// DeleteFiles deletes the rows of source with keys updated before olderThan, in one
+// write transaction.
+func (s *Store) DeleteFiles(ctx context.Context, source string, keys []string, olderThan time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if err := checkTime("olderThan", olderThan); err != nil {
+		return 0, fmt.Errorf("sqlite: delete files of %s: %w", source, err)
+	}
+	var n int64
+	err := s.write(ctx, "delete files of "+source, func(tx *sql.Tx) error {
+		return chunked(len(keys), func(lo, hi int) error {
+			args := make([]any, 0, hi-lo+2)
+			args = append(args, source, fmtTime(olderThan))
+			for _, k := range keys[lo:hi] {
+				args = append(args, k)
+			}
+			res, err := tx.ExecContext(ctx, `DELETE FROM files WHERE source = ? AND updated_at < ? AND key IN (?`+
+				strings.Repeat(`,?`, hi-lo-1)+`)`, args...)
+			if err != nil {
 				return err
 			}
-			if _, ok := keep[k]; !ok {
-				gone = append(gone, k)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			d, err := res.RowsAffected()
+			n += d
 			return err
-		}
-		del, err := tx.PrepareContext(ctx, `DELETE FROM files WHERE source = ? AND key = ?`)
-		if err != nil {
-			return err
-		}
-		defer del.Close()
-		for _, k := range gone {
-			if _, err := del.ExecContext(ctx, source, k); err != nil {
-				return err
-			}
-		}
-		n = len(gone)
-		return nil
+		})
 	})
 	if err != nil {
 		return 0, wrap(err)
 	}
-	return n, nil
+	return int(n), nil
+}
+
+// CountFiles counts a source's ledger rows by state (the files_source_state index).
+func (s *Store) CountFiles(ctx context.Context, source string) (map[store.FileState]int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM files WHERE source = ? GROUP BY state`, source)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: count files of %s: %w", source, err)
+	}
+	defer rows.Close()
+	out := map[store.FileState]int64{}
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: count files of %s: %w", source, err)
+		}
+		out[store.FileState(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: count files of %s: %w", source, err)
+	}
+	return out, nil
+}
+
+// ListingState reads a source's listing state.
+func (s *Store) ListingState(ctx context.Context, source string) (store.ListingState, bool, error) {
+	var st store.ListingState
+	var last, marks string
+	err := s.r.QueryRowContext(ctx, `SELECT scope, last_full, marks FROM listing_state WHERE source = ?`, source).Scan(&st.Scope, &last, &marks)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ListingState{}, false, nil
+	}
+	if err == nil {
+		st.LastFull, err = parseTime(last)
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(marks), &st.Marks)
+	}
+	if err != nil {
+		return store.ListingState{}, false, fmt.Errorf("sqlite: listing state of %s: %w", source, err)
+	}
+	return st, true, nil
+}
+
+// SaveListingState replaces a source's listing state.
+func (s *Store) SaveListingState(ctx context.Context, source string, st store.ListingState) error {
+	if err := checkTime("lastFull", st.LastFull); err != nil {
+		return fmt.Errorf("sqlite: save listing state of %s: %w", source, err)
+	}
+	marks, err := json.Marshal(nonNil(st.Marks))
+	if err != nil {
+		return fmt.Errorf("sqlite: save listing state of %s: %w", source, err)
+	}
+	return wrap(s.write(ctx, "save listing state of "+source, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO listing_state (source, scope, last_full, marks) VALUES (?, ?, ?, ?)
+			ON CONFLICT (source) DO UPDATE SET scope = excluded.scope, last_full = excluded.last_full, marks = excluded.marks`,
+			source, st.Scope, fmtTime(st.LastFull), string(marks))
+		return err
+	}))
+}
+
+// nonNil encodes no marks as [], not null.
+func nonNil(m []store.ListingMark) []store.ListingMark {
+	if m == nil {
+		return []store.ListingMark{}
+	}
+	return m
 }
 
 // BeginAttempt counts an attempt to process version etag of source/key.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,7 +44,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListFiles", testListFiles},
 		{"LookupFiles", testLookupFiles},
 		{"DeleteSource", testDeleteSource},
-		{"PruneFiles", testPruneFiles},
+		{"DeleteFiles", testDeleteFiles},
+		{"RangeFiles", testRangeFiles},
+		{"CountFiles", testCountFiles},
+		{"ListingState", testListingState},
 		{"Reserve", testReserve},
 		{"ReserveConcurrent", func(t *testing.T, s store.Store) { ReserveConcurrent(t, s, s) }},
 		{"Charge", testCharge},
@@ -768,17 +772,17 @@ func testDeleteSource(t *testing.T, s store.Store) {
 	}
 }
 
-func testPruneFiles(t *testing.T, s store.Store) {
+func testDeleteFiles(t *testing.T, s store.Store) {
 	cutoff := day0.Add(time.Hour)
 	rows := []struct {
 		key     string
 		updated time.Time
 	}{
-		{"kept-old", day0},                        // listed: stays
-		{"gone-old", day0},                        // not listed, old: pruned
-		{"gone-recent", cutoff.Add(time.Minute)},  // not listed but written after the listing began: stays
+		{"kept-old", day0},                        // not asked for: stays
+		{"gone-old", day0},                        // asked, old: deleted
+		{"gone-recent", cutoff.Add(time.Minute)},  // asked but written after the listing began: stays
 		{"gone-at-cutoff", cutoff},                // not before olderThan: stays
-		{"gone-old-2", day0.Add(-24 * time.Hour)}, // pruned
+		{"gone-old-2", day0.Add(-24 * time.Hour)}, // deleted
 	}
 	for _, r := range rows {
 		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: r.key, State: store.FileIngested, UpdatedAt: r.updated, FirstSeen: day0}); err != nil {
@@ -788,12 +792,12 @@ func testPruneFiles(t *testing.T, s store.Store) {
 	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "gone-old", State: store.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.PruneFiles(ctx, source, map[string]struct{}{"kept-old": {}}, cutoff)
+	n, err := s.DeleteFiles(ctx, source, []string{"gone-old", "gone-recent", "gone-at-cutoff", "gone-old-2", "never-there"}, cutoff)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 2 {
-		t.Errorf("PruneFiles = %d, want 2", n)
+		t.Errorf("DeleteFiles = %d, want 2", n)
 	}
 	got, err := s.ListFiles(ctx, source, "", 0)
 	if err != nil {
@@ -805,10 +809,154 @@ func testPruneFiles(t *testing.T, s store.Store) {
 	}
 	sort.Strings(keys)
 	if want := []string{"gone-at-cutoff", "gone-recent", "kept-old"}; !reflect.DeepEqual(keys, want) {
-		t.Errorf("after prune: %v, want %v", keys, want)
+		t.Errorf("after delete: %v, want %v", keys, want)
 	}
 	if _, ok, _ := s.LookupFile(ctx, "other/src", "gone-old"); !ok {
-		t.Error("PruneFiles removed another source's row")
+		t.Error("DeleteFiles removed another source's row")
+	}
+	if n, err := s.DeleteFiles(ctx, source, nil, cutoff); n != 0 || err != nil {
+		t.Errorf("DeleteFiles(nil) = %d, %v", n, err)
+	}
+	// More keys than one statement of a backend holds.
+	many := make([]string, 1500)
+	for i := range many {
+		many[i] = fmt.Sprintf("many/%05d", i)
+		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: many[i], State: store.FileIngested, UpdatedAt: day0, FirstSeen: day0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.DeleteFiles(ctx, source, many, cutoff); n != len(many) || err != nil {
+		t.Errorf("DeleteFiles(%d keys) = %d, %v", len(many), n, err)
+	}
+}
+
+// testRangeFiles: the ledger reads by key range in S3's listing order, UTF-8 byte order,
+// whatever the database's collation: a linguistic order (en_US) would put "a-b" after
+// "a/c", or "Z" after "a", and a discovery would prune rows it never compared.
+func testRangeFiles(t *testing.T, s store.Store) {
+	keys := []string{"a/c", "a-b", "a.b", "Z", "a", "ab", "a/b/c", "é", "z", "~", "a b", "A", "日本/1", "e\u0301", "0", "a/c/"}
+	for _, k := range keys {
+		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: k, ETag: "e-" + k, State: store.FileIngested}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "b", State: store.FileIngested}); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(keys)
+	sort.Strings(want) // Go compares strings bytewise, as S3 lists keys
+	rangeKeys := func(after, through string, limit int) []string {
+		t.Helper()
+		rows, err := s.RangeFiles(ctx, source, after, through, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := []string{}
+		for _, f := range rows {
+			if f.Source != source || f.ETag != "e-"+f.Key {
+				t.Fatalf("row %+v", f)
+			}
+			out = append(out, f.Key)
+		}
+		return out
+	}
+	if got := rangeKeys("", "", 0); !reflect.DeepEqual(got, want) {
+		t.Fatalf("whole range: %q, want %q", got, want)
+	}
+	for lo := range want {
+		for hi := lo; hi < len(want); hi++ {
+			if got := rangeKeys(want[lo], want[hi], 0); !reflect.DeepEqual(got, want[lo+1:hi+1]) {
+				t.Fatalf("(%q, %q]: %q, want %q", want[lo], want[hi], got, want[lo+1:hi+1])
+			}
+		}
+		if got := rangeKeys(want[lo], "", 2); !reflect.DeepEqual(got, want[lo+1:min(lo+3, len(want))]) {
+			t.Fatalf("(%q, end] limit 2: %q, want %q", want[lo], got, want[lo+1:min(lo+3, len(want))])
+		}
+	}
+	// A bound that is not a stored key: only keys after "zz" in byte order ("~", "é" and
+	// "日本/1").
+	var after []string
+	for _, k := range want {
+		if k > "zz" {
+			after = append(after, k)
+		}
+	}
+	if got := rangeKeys("zz", "", 0); !reflect.DeepEqual(got, after) || len(after) != 3 {
+		t.Fatalf("after zz: %q, want %q", got, after)
+	}
+}
+
+func testCountFiles(t *testing.T, s store.Store) {
+	if got, err := s.CountFiles(ctx, source); err != nil || len(got) != 0 {
+		t.Fatalf("CountFiles of an empty ledger = %v, %v", got, err)
+	}
+	states := []store.FileState{store.FileIngested, store.FileIngested, store.FileFailed, store.FileDeferred, store.FileIgnored, store.FileIngested}
+	for i, st := range states {
+		if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: fmt.Sprintf("k%d", i), State: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordFile(ctx, store.FileRecord{Source: "other/src", Key: "k0", State: store.FileFailed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CountFiles(ctx, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[store.FileState]int64{store.FileIngested: 3, store.FileFailed: 1, store.FileDeferred: 1, store.FileIgnored: 1}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("CountFiles = %v, want %v", got, want)
+	}
+}
+
+// testListingState: the state round-trips exactly (mark times to the nanosecond, keys
+// byte for byte), is replaced whole, is per source, and goes with DeleteSource.
+func testListingState(t *testing.T, s store.Store) {
+	if _, found, err := s.ListingState(ctx, source); found || err != nil {
+		t.Fatalf("ListingState before any save: found=%v, %v", found, err)
+	}
+	st := store.ListingState{
+		Scope:    "bucket/conversations/ include=**/*.json",
+		LastFull: day0,
+		Marks: []store.ListingMark{
+			{At: day0, Key: "conversations/2025/01/15/a.json"},
+			{At: day0.Add(time.Hour + 123*time.Nanosecond), Key: "conversations/2025/01/15/日本.json"},
+		},
+	}
+	if err := s.SaveListingState(ctx, source, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveListingState(ctx, "other/src", store.ListingState{Scope: "other", LastFull: day0}); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := s.ListingState(ctx, source)
+	if err != nil || !found {
+		t.Fatalf("ListingState: found=%v, %v", found, err)
+	}
+	if got.Scope != st.Scope || !got.LastFull.Equal(st.LastFull) || len(got.Marks) != 2 {
+		t.Fatalf("ListingState = %+v, want %+v", got, st)
+	}
+	for i := range st.Marks {
+		if !got.Marks[i].At.Equal(st.Marks[i].At) || got.Marks[i].Key != st.Marks[i].Key {
+			t.Fatalf("mark %d = %+v, want %+v", i, got.Marks[i], st.Marks[i])
+		}
+	}
+	// Replaced whole: no marks left over.
+	st2 := store.ListingState{Scope: "s2", LastFull: day0.Add(24 * time.Hour)}
+	if err := s.SaveListingState(ctx, source, st2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.ListingState(ctx, source); err != nil || got.Scope != "s2" || !got.LastFull.Equal(st2.LastFull) || len(got.Marks) != 0 {
+		t.Fatalf("after replace: %+v, %v", got, err)
+	}
+	if err := s.DeleteSource(ctx, source); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.ListingState(ctx, source); found || err != nil {
+		t.Fatalf("ListingState after DeleteSource: found=%v, %v", found, err)
+	}
+	if _, found, err := s.ListingState(ctx, "other/src"); !found || err != nil {
+		t.Fatalf("DeleteSource removed another source's listing state: found=%v, %v", found, err)
 	}
 }
 

@@ -42,6 +42,11 @@ type Options struct {
 	// TrustedCAs are PEM bundles MinIO trusts as a TLS client (its certs dir's CAs/), e.g.
 	// the CA of an OpenID provider served over HTTPS. MinIO itself still serves plain HTTP.
 	TrustedCAs [][]byte
+	// DataDir, when set, is the object data directory, kept by Stop: a benchmark's
+	// generated objects survive for its next run. Its server must be started with the
+	// same RootUser and RootPassword each time (they then replace the random ones).
+	DataDir                string
+	RootUser, RootPassword string
 }
 
 // Server is a running MinIO with its own data directory and random root credentials.
@@ -116,6 +121,13 @@ func start(bin string, opts Options) (*Server, error) {
 		dir:          dir,
 		exit:         make(chan struct{}),
 	}
+	if opts.RootUser != "" {
+		s.RootUser, s.RootPassword = opts.RootUser, opts.RootPassword
+	}
+	data := filepath.Join(dir, "data")
+	if opts.DataDir != "" {
+		data = opts.DataDir
+	}
 	if s.log, err = os.Create(filepath.Join(dir, "minio.log")); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -135,7 +147,7 @@ func start(bin string, opts Options) (*Server, error) {
 		"--address", "127.0.0.1:"+strconv.Itoa(port),
 		"--console-address", "127.0.0.1:"+strconv.Itoa(consolePort),
 		"--certs-dir", certsDir,
-		filepath.Join(dir, "data"))
+		data)
 	s.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+s.RootUser,
 		"MINIO_ROOT_PASSWORD="+s.RootPassword,
