@@ -538,7 +538,7 @@ func (e *Elector) newLease(name, role string) *coordinationv1.Lease {
 	}}
 }
 
-func (e *Elector) shardName(i int) string     { return e.o.Prefix + "-shard-" + strconv.Itoa(i) }
+func (e *Elector) shardName(i int) string      { return e.o.Prefix + "-shard-" + strconv.Itoa(i) }
 func (e *Elector) memberName(id string) string { return e.o.Prefix + "-member-" + id }
 
 func (e *Elector) shardOf(name string) (int, bool) {
