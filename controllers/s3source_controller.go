@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -51,8 +52,13 @@ type S3SourceReconciler struct {
 	Ceilings Ceilings
 	// Identity is what the admin allows for cloud identities.
 	Identity IdentityOptions
+	// Shards, when set, divides the sources between replicas (internal/shard): this one
+	// reconciles and runs only the sources it owns, without the leader election. Wire
+	// its callbacks to ShardAcquired and ShardReleasing.
+	Shards Sharding
 
 	runs           *runTracker
+	shardEvents    chan event.GenericEvent
 	endpointPolicy *bucket.EndpointPolicy
 	// transports share connections between sources that reach the same endpoint with the
 	// same credentials, so idle connections do not grow with the number of sources.
@@ -110,6 +116,10 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	engine.TempDir = opts.SpoolDir
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
+	ctrlOpts, err := r.setupShards(mgr, controller.Options{MaxConcurrentReconciles: 4})
+	if err != nil {
+		return err
+	}
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
@@ -124,7 +134,8 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfNamespace),
 			builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.runs.events, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WatchesRawSource(source.Channel(r.shardEvents, &handler.EnqueueRequestForObject{})).
+		WithOptions(ctrlOpts).
 		Named("s3source").
 		Complete(r)
 }
@@ -251,6 +262,13 @@ func (f *stepFailure) Error() string { return f.reason + ": " + f.message }
 
 // Reconcile runs the steps in order and writes status once.
 func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if r.Shards != nil && !r.Shards.Owns(req.String()) {
+		// Another replica serves this source; nothing of it may run here.
+		stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
+		defer cancel()
+		r.runs.stop(stopCtx, req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
 	src := &v1.S3Source{}
 	if err := r.Get(ctx, req.NamespacedName, src); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -164,6 +164,12 @@ func New(o Options) (*Elector, error) {
 	return &Elector{o: o, serving: map[int]bool{}, held: map[int]*heldLease{}, seen: map[string]observation{}}, nil
 }
 
+// Wire sets the callbacks after New, for a caller whose handlers need the elector
+// first. Call it before Start.
+func (e *Elector) Wire(onAcquired func(shard int), onReleasing func(ctx context.Context, shard int)) {
+	e.o.OnAcquired, e.o.OnReleasing = onAcquired, onReleasing
+}
+
 // Shards is the number of shards.
 func (e *Elector) Shards() int { return e.o.Shards }
 

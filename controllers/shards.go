@@ -1,0 +1,64 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/shard"
+	"github.com/avon-ai/data-import-operator/internal/store"
+)
+
+// Sharding is a shard elector (internal/shard.Elector), run by the manager.
+type Sharding interface {
+	manager.Runnable
+	// Owns reports whether this replica serves the source "namespace/name".
+	Owns(key string) bool
+	// Shards is the number of shards.
+	Shards() int
+}
+
+// setupShards fences runs when the store can, and in sharded mode runs the elector and
+// the controller on every replica (not only the leader); it returns the controller's
+// options.
+func (r *S3SourceReconciler) setupShards(mgr manager.Manager, opts controller.Options) (controller.Options, error) {
+	r.runs.fencer, _ = r.Store.(store.Fencer)
+	r.shardEvents = make(chan event.GenericEvent, 1024)
+	if r.Shards == nil {
+		return opts, nil
+	}
+	r.runs.owns = func(key types.NamespacedName) bool { return r.Shards.Owns(key.String()) }
+	opts.NeedLeaderElection = ptr.To(false)
+	return opts, mgr.Add(r.Shards)
+}
+
+// ShardAcquired enqueues the sources of a shard this replica now serves.
+func (r *S3SourceReconciler) ShardAcquired(i int) {
+	var list v1.S3SourceList
+	if err := r.List(context.Background(), &list); err != nil {
+		// Their next event or resync reconciles them.
+		log.Log.Error(err, "listing the S3Sources of an acquired shard", "shard", i)
+		return
+	}
+	for k := range list.Items {
+		if src := &list.Items[k]; shard.Of(client.ObjectKeyFromObject(src).String(), r.Shards.Shards()) == i {
+			r.shardEvents <- event.GenericEvent{Object: src}
+		}
+	}
+}
+
+// ShardReleasing stops the runs of a shard this replica no longer serves and waits for
+// them, so the replica taking it over never runs a source this one still runs.
+func (r *S3SourceReconciler) ShardReleasing(ctx context.Context, i int) {
+	ctx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	n := r.Shards.Shards()
+	r.runs.stopWhere(ctx, func(key types.NamespacedName) bool { return shard.Of(key.String(), n) == i })
+}
