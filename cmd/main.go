@@ -139,8 +139,8 @@ func run() error {
 		HealthProbeBindAddress: probeAddr,
 		// Sharded, only the IngestionQuota controller (one writer of quota status) needs a
 		// leader; discoveries are divided by the shard Leases.
-		LeaderElection:         leaderElect || shards > 0,
-		LeaderElectionID:       "data-import-operator.dataimport.avon.ai",
+		LeaderElection:   leaderElect || shards > 0,
+		LeaderElectionID: "data-import-operator.dataimport.avon.ai",
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
