@@ -239,6 +239,11 @@ func (e *Elector) Stop(ctx context.Context) {
 // takes free shards up to its share. Tests call it directly with a fake clock.
 func (e *Elector) Tick(ctx context.Context) error {
 	now := e.o.Clock.Now()
+	// A hung API call must not keep this replica serving past the renew deadline:
+	// a tick ends within a period, and stale shards are dropped first.
+	e.dropStale(ctx, now)
+	ctx, cancel := context.WithTimeout(ctx, e.o.RenewPeriod)
+	defer cancel()
 	memberErr := e.renewMember(ctx, now)
 	var list coordinationv1.LeaseList
 	if err := e.o.Client.List(ctx, &list, client.InNamespace(e.o.Namespace), client.MatchingLabels{LabelGroup: e.o.Prefix}); err != nil {
@@ -365,6 +370,9 @@ func (e *Elector) renew(ctx context.Context, i int, l *coordinationv1.Lease, now
 		if apierrors.IsNotFound(err) {
 			e.lose(ctx, i, "the lease was removed")
 			return nil
+		}
+		if apierrors.IsConflict(err) {
+			return nil // changed since the list (released, or deleted and created again): the next tick sees it
 		}
 		return fmt.Errorf("renewing %s: %w", l.Name, err)
 	}

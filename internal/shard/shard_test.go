@@ -335,3 +335,46 @@ func k8sWithWatch() client.WithWatch {
 	}
 	return c
 }
+
+// An API server that hangs instead of refusing does not keep a replica serving past the
+// renew deadline: a tick gives up within its period, and the next drops stale shards.
+func TestHungAPIServerDoesNotBlockTheDeadline(t *testing.T) {
+	ns := namespace(t, "hung")
+	clk := clocktesting.NewFakeClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	hung := false
+	c := interceptor.NewClient(k8sWithWatch(), interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			mu.Lock()
+			h := hung
+			mu.Unlock()
+			if h {
+				<-ctx.Done() // a connection that never answers
+				return ctx.Err()
+			}
+			return c.List(ctx, list, opts...)
+		},
+	})
+	e, err := shard.New(shard.Options{Client: c, Namespace: ns, Identity: "a", Shards: 2, Clock: clk,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RenewPeriod: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Serving()) != 2 {
+		t.Fatalf("serving %v", e.Serving())
+	}
+	mu.Lock()
+	hung = true
+	mu.Unlock()
+	if err := e.Tick(context.Background()); err == nil {
+		t.Fatal("a tick against a hung API server reported no error")
+	}
+	clk.Step(2 * time.Second)
+	_ = e.Tick(context.Background())
+	if got := e.Serving(); len(got) != 0 {
+		t.Fatalf("still serving %v past the renew deadline with a hung API server", got)
+	}
+}
