@@ -2,10 +2,12 @@ package controllers_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -77,6 +80,11 @@ type recordingStore struct {
 	*postgres.Store
 	replica string
 	log     *runLog
+	// hold, when set, keeps every CommitFile from starting until it is closed, whatever
+	// its context says (a commit already on its way to the server); entered is closed
+	// when the first one waits.
+	hold, entered chan struct{}
+	enterOnce     sync.Once
 }
 
 func (s *recordingStore) TryFence(ctx context.Context, source string) (storeapi.Fence, bool, error) {
@@ -105,6 +113,10 @@ func (s *recordingStore) RecordFile(ctx context.Context, f storeapi.FileRecord) 
 
 func (s *recordingStore) CommitFile(ctx context.Context, c storeapi.FileCommit) (storeapi.RecordCounts, error) {
 	s.log.wrote(s.replica, c.File.Source, "CommitFile")
+	if s.hold != nil {
+		s.enterOnce.Do(func() { close(s.entered) })
+		<-s.hold
+	}
 	return s.Store.CommitFile(ctx, c)
 }
 
@@ -124,6 +136,16 @@ func (f *recordedFence) Release() {
 // rebalances within seconds). The discovery clock stays the suite's fake clock.
 func startShardedManager(ctx context.Context, t *testing.T, st storeapi.Store, ns, leaseNS, id string, shards int) (stop func()) {
 	t.Helper()
+	leases, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startShardedManagerWith(ctx, t, st, ns, leaseNS, id, shards, leases)
+}
+
+// startShardedManagerWith is startShardedManager with the elector's Lease client given.
+func startShardedManagerWith(ctx context.Context, t *testing.T, st storeapi.Store, ns, leaseNS, id string, shards int, leases client.Client) (stop func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:     env.Scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
@@ -136,10 +158,6 @@ func startShardedManager(ctx context.Context, t *testing.T, st storeapi.Store, n
 	src := &controllers.S3SourceReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Clock: clk, Metrics: metrics,
 		Ceilings: suiteCeilings, Identity: controllers.IdentityOptions{STSEndpoint: s3.Endpoint, ReferenceRecheck: time.Second},
-	}
-	leases, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
 	}
 	elector, err := shard.New(shard.Options{
 		Client: leases, Namespace: leaseNS, Identity: id, Shards: shards,
@@ -394,4 +412,145 @@ func ledgerOf(fs []storeapi.FileRecord) string {
 	}
 	sort.Strings(out)
 	return fmt.Sprintf("%d: %s", len(out), strings.Join(out, "; "))
+}
+
+// A replica cut off from the API server with a commit in flight stops serving its shard
+// and the other replica takes it over once the Lease expired, but the commit cannot be
+// interrupted: the source's PostgreSQL fence holds the new owner's run back until the
+// old run ended, and only then does it run.
+func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
+	const ns, leaseNS, bkt, name = "sharded-fence", "sharded-fence-leases", "sharded-fence", "slow"
+	ctx := context.Background()
+	for _, n := range []string{ns, leaseNS} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createBucket(t, bkt)
+	zero := metav1.Duration{}
+	createQuota(t, ns, "default", v1.IngestionQuotaSpec{RefreshCooldown: &zero})
+	dsn := pgtest.Start(t)
+	log := &runLog{holders: map[string]map[string]int{}, runs: map[string]int{}}
+	open := func(id string) *recordingStore {
+		pg, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pg.Close() })
+		return &recordingStore{Store: pg, replica: id, log: log}
+	}
+	stA, stB := open("a"), open("b")
+	stA.hold, stA.entered = make(chan struct{}), make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(stA.hold)
+		}
+	}
+	defer release()
+
+	var mu sync.Mutex
+	cut := false
+	refuse := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if cut {
+			return errors.New("dial tcp: connection refused")
+		}
+		return nil
+	}
+	leasesA := interceptor.NewClient(k8sWithWatch(t), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if err := refuse(); err != nil {
+				return err
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if err := refuse(); err != nil {
+				return err
+			}
+			return c.List(ctx, list, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if err := refuse(); err != nil {
+				return err
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if err := refuse(); err != nil {
+				return err
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	})
+	// One shard: whoever holds it runs the source.
+	stopA := startShardedManagerWith(ctx, t, stA, ns, leaseNS, "a", 1, leasesA)
+	defer stopA()
+	put(t, bkt, name+"/a.jsonl", jsonLines(t, conversation("fence-agent", "f-1", "2025-01-15T14:30:00Z", "held")))
+	newSource(t, ns, name, bkt, name+"/", nil)
+	select {
+	case <-stA.entered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("a never reached its commit")
+	}
+	stopB := startShardedManager(ctx, t, stB, ns, leaseNS, "b", 1)
+	defer stopB()
+
+	mu.Lock()
+	cut = true
+	mu.Unlock()
+	// b takes the shard once a's Lease expired and tries to run; the fence refuses it
+	// while a's commit is still on its way.
+	eventually(t, "b held back by the fence", func() error {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if log.refused == 0 {
+			return errors.New("no fence refused yet")
+		}
+		return nil
+	})
+	log.mu.Lock()
+	early := slices.Clone(log.violations)
+	bRuns := log.runs["b"]
+	log.mu.Unlock()
+	if bRuns != 0 || len(early) != 0 {
+		t.Fatalf("b ran while a's commit was in flight: %d runs, %v", bRuns, early)
+	}
+
+	// a's commit goes (and fails: its run was cancelled); then b runs the source.
+	release()
+	mu.Lock()
+	cut = false
+	mu.Unlock()
+	eventually(t, "b ingested the file", func() error {
+		src := getSource(t, ns, name)
+		if f := src.Status.Files; f == nil || f.Ingested != 1 {
+			return fmt.Errorf("files %+v", src.Status.Files)
+		}
+		return nil
+	})
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for _, v := range log.violations {
+		t.Error(v)
+	}
+	if log.runs["b"] == 0 {
+		t.Errorf("the file was ingested, but not by b: runs %v", log.runs)
+	}
+	if _, ok, err := stB.GetConversation(ctx, ns, "fence-agent", "f-1"); err != nil || !ok {
+		t.Errorf("f-1: found=%v err=%v", ok, err)
+	}
+	t.Logf("runs %v, fences refused %d", log.runs, log.refused)
+}
+
+func k8sWithWatch(t *testing.T) client.WithWatch {
+	t.Helper()
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
