@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	_ "time/tzdata" // IngestionQuota.spec.timeZone works in the image, which has no zoneinfo
 
 	_ "golang.org/x/crypto/x509roots/fallback" // CA roots for S3 and STS over HTTPS: the image has no certificate files
@@ -51,6 +52,7 @@ func run() error {
 		identitySelector                     string
 		endpoints                            netFlags
 		shards                               int
+		shardLease                           time.Duration
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -63,6 +65,8 @@ func run() error {
 	flag.IntVar(&shards, "shards", 0, "Divide the S3Sources between the replicas in this many shards, a coordination.k8s.io Lease each in the manager's namespace: "+
 		"every replica runs the discoveries of the shards it holds, and adding or removing a replica rebalances them. Every replica must use the same number. "+
 		"PostgreSQL store only; it turns on --leader-elect for the IngestionQuota controller. 0: the leader runs every discovery.")
+	flag.DurationVar(&shardLease, "shard-lease-duration", shard.DefaultLeaseDuration, "With --shards: how long a replica that stopped renewing keeps its shards "+
+		"(it stops serving them at two thirds of it and renews every third).")
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
@@ -141,13 +145,15 @@ func run() error {
 		// leader; discoveries are divided by the shard Leases.
 		LeaderElection:   leaderElect || shards > 0,
 		LeaderElectionID: "data-import-operator.dataimport.avon.ai",
+		// The pod's namespace (downward API); empty: the in-cluster default, the same.
+		LeaderElectionNamespace: os.Getenv("POD_NAMESPACE"),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	var elector *shard.Elector
 	if shards > 0 {
-		if elector, err = newElector(restCfg, scheme, shards); err != nil {
+		if elector, err = newElector(restCfg, scheme, shards, shardLease); err != nil {
 			return err
 		}
 	}
@@ -195,7 +201,7 @@ func setup(mgr ctrl.Manager, st store.Store, opts controllers.SourceOptions, cei
 
 // newElector builds the shard elector of this replica; its Lease client is not cached
 // (a cache would watch every Lease of the cluster).
-func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int) (*shard.Elector, error) {
+func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int, lease time.Duration) (*shard.Elector, error) {
 	id, ns, err := podIdentity()
 	if err != nil {
 		return nil, err
@@ -204,7 +210,8 @@ func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int) (*shard.El
 	if err != nil {
 		return nil, fmt.Errorf("sharding: %w", err)
 	}
-	return shard.New(shard.Options{Client: c, Namespace: ns, Identity: id, Shards: shards, Log: ctrl.Log.WithName("shards")})
+	return shard.New(shard.Options{Client: c, Namespace: ns, Identity: id, Shards: shards, Log: ctrl.Log.WithName("shards"),
+		LeaseDuration: lease, RenewDeadline: lease * 2 / 3, RenewPeriod: lease / 3})
 }
 
 // parseIdentitySelector parses --operator-identity-namespace-selector. An empty selector
