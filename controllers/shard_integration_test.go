@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -134,7 +135,7 @@ func (f *recordedFence) Release() {
 // startShardedManager runs one replica: both controllers for ns on st, with a shard
 // elector holding Leases in leaseNS on the real clock (short durations, so a test
 // rebalances within seconds). The discovery clock stays the suite's fake clock.
-func startShardedManager(ctx context.Context, t *testing.T, st storeapi.Store, ns, leaseNS, id string, shards int) (stop func()) {
+func startShardedManager(ctx context.Context, t *testing.T, st storeapi.Store, ns, leaseNS, id string, shards int) *replica {
 	t.Helper()
 	leases, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -143,8 +144,39 @@ func startShardedManager(ctx context.Context, t *testing.T, st storeapi.Store, n
 	return startShardedManagerWith(ctx, t, st, ns, leaseNS, id, shards, leases)
 }
 
+// replica is a running sharded manager: its elector and its own metrics registry.
+type replica struct {
+	stop    func()
+	elector *shard.Elector
+	reg     *prometheus.Registry
+}
+
+// hasSeries reports whether the replica exports the metric for a source.
+func (r *replica) hasSeries(t *testing.T, metric, ns, name string) bool {
+	t.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != metric {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["source"] == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // startShardedManagerWith is startShardedManager with the elector's Lease client given.
-func startShardedManagerWith(ctx context.Context, t *testing.T, st storeapi.Store, ns, leaseNS, id string, shards int, leases client.Client) (stop func()) {
+func startShardedManagerWith(ctx context.Context, t *testing.T, st storeapi.Store, ns, leaseNS, id string, shards int, leases client.Client) *replica {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:     env.Scheme,
@@ -155,8 +187,10 @@ func startShardedManagerWith(ctx context.Context, t *testing.T, st storeapi.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
+	replicaMetrics := controllers.NewMetrics(reg)
 	src := &controllers.S3SourceReconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Clock: clk, Metrics: metrics,
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Clock: clk, Metrics: replicaMetrics,
 		Ceilings: suiteCeilings, Identity: controllers.IdentityOptions{STSEndpoint: s3.Endpoint, ReferenceRecheck: time.Second},
 	}
 	elector, err := shard.New(shard.Options{
@@ -175,18 +209,18 @@ func startShardedManagerWith(ctx context.Context, t *testing.T, st storeapi.Stor
 	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 2, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir(), EndpointPolicy: policy}); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: metrics, Ceilings: suiteCeilings}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: replicaMetrics, Ceilings: suiteCeilings}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(mctx) }()
-	return func() {
+	return &replica{elector: elector, reg: reg, stop: func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("manager %s: %v", id, err)
 		}
-	}
+	}}
 }
 
 // Two replicas on one PostgreSQL share the sources of a namespace while files keep
@@ -223,13 +257,13 @@ func TestShardedReplicasRebalanceDuringUploads(t *testing.T) {
 		return &recordingStore{Store: pg, replica: id, log: log}
 	}
 	stA, stB := open("a"), open("b")
-	stopA := startShardedManager(ctx, t, stA, ns, leaseNS, "a", shards)
-	defer func() { stopA() }()
-	stopB := startShardedManager(ctx, t, stB, ns, leaseNS, "b", shards)
+	repA := startShardedManager(ctx, t, stA, ns, leaseNS, "a", shards)
+	defer func() { repA.stop() }()
+	repB := startShardedManager(ctx, t, stB, ns, leaseNS, "b", shards)
 	bRunning := true
 	defer func() {
 		if bRunning {
-			stopB()
+			repB.stop()
 		}
 	}()
 
@@ -273,10 +307,10 @@ func TestShardedReplicasRebalanceDuringUploads(t *testing.T) {
 		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
 		switch round % 3 {
 		case 0:
-			stopB()
+			repB.stop()
 			bRunning = false
 		case 1:
-			stopB = startShardedManager(ctx, t, stB, ns, leaseNS, "b", shards)
+			repB = startShardedManager(ctx, t, stB, ns, leaseNS, "b", shards)
 			bRunning = true
 		case 2:
 			var leases coordinationv1.LeaseList
@@ -291,7 +325,7 @@ func TestShardedReplicasRebalanceDuringUploads(t *testing.T) {
 		}
 	}
 	if !bRunning {
-		stopB = startShardedManager(ctx, t, stB, ns, leaseNS, "b", shards)
+		repB = startShardedManager(ctx, t, stB, ns, leaseNS, "b", shards)
 		bRunning = true
 	}
 	// One last refresh picks up everything uploaded; wait until every source handled it.
@@ -313,6 +347,19 @@ func TestShardedReplicasRebalanceDuringUploads(t *testing.T) {
 	}
 	stopSampling()
 	<-sampled
+	// Each source's series live on the replica serving it, and only there.
+	const lastSuccess = "dataimport_last_successful_discovery_timestamp_seconds"
+	for _, name := range names {
+		eventually(t, ns+"/"+name+"'s metrics on its owner only", func() error {
+			key := ns + "/" + name
+			for _, r := range []*replica{repA, repB} {
+				if owns, has := r.elector.Owns(key), r.hasSeries(t, lastSuccess, ns, name); owns != has {
+					return fmt.Errorf("replica owning it: %v, exporting %s: %v", owns, lastSuccess, has)
+				}
+			}
+			return nil
+		})
+	}
 
 	// The single-replica reference: the same objects, one manager, SQLite.
 	ref, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ref.db"))
@@ -487,8 +534,8 @@ func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
 		},
 	})
 	// One shard: whoever holds it runs the source.
-	stopA := startShardedManagerWith(ctx, t, stA, ns, leaseNS, "a", 1, leasesA)
-	defer stopA()
+	repA := startShardedManagerWith(ctx, t, stA, ns, leaseNS, "a", 1, leasesA)
+	defer repA.stop()
 	put(t, bkt, name+"/a.jsonl", jsonLines(t, conversation("fence-agent", "f-1", "2025-01-15T14:30:00Z", "held")))
 	newSource(t, ns, name, bkt, name+"/", nil)
 	select {
@@ -496,8 +543,8 @@ func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("a never reached its commit")
 	}
-	stopB := startShardedManager(ctx, t, stB, ns, leaseNS, "b", 1)
-	defer stopB()
+	repB := startShardedManager(ctx, t, stB, ns, leaseNS, "b", 1)
+	defer repB.stop()
 
 	mu.Lock()
 	cut = true

@@ -61,4 +61,16 @@ func (r *S3SourceReconciler) ShardReleasing(ctx context.Context, i int) {
 	defer cancel()
 	n := r.Shards.Shards()
 	r.runs.stopWhere(ctx, func(key types.NamespacedName) bool { return shard.Of(key.String(), n) == i })
+	// A source's series live on the replica serving it: left here they would count twice
+	// in sums over replicas. The new owner restores its last success from status.
+	var list v1.S3SourceList
+	if err := r.List(ctx, &list); err != nil {
+		log.Log.Error(err, "listing the S3Sources of a released shard to drop their metrics", "shard", i)
+		return
+	}
+	for k := range list.Items {
+		if src := &list.Items[k]; shard.Of(client.ObjectKeyFromObject(src).String(), n) == i {
+			r.Metrics.forget(src)
+		}
+	}
 }
