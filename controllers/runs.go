@@ -90,20 +90,16 @@ func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSource
 // Start is a manager Runnable: runs get the manager's context, and on shutdown Start
 // waits until every in-flight file has committed or rolled back.
 func (t *runTracker) Start(ctx context.Context) error {
-	if t.owns != nil {
-		// Sharded: other replicas run discoveries now; a run's fence drops its own
-		// source's stale reservations instead (store.Fencer).
-		t.readyOnce.Do(func() { close(t.ready) })
-		<-ctx.Done()
-		t.shutdown()
-		t.wg.Wait()
-		return nil
-	}
-	// Only the leader downloads, so reservations left in the store were held by a leader
-	// that is gone: a download that never committed. Dropping them here, not at process
-	// start, never touches the holds of a leader still running.
-	if err := t.store.ReleaseAll(ctx); err != nil {
-		return fmt.Errorf("releasing stale quota reservations: %w", err)
+	// With fences (PostgreSQL), the run that takes a source's fence drops that source's
+	// stale reservations, and no other process's live ones (a previous leader or replica
+	// may still be finishing a download). Without (SQLite, one process), only the leader
+	// downloads, so reservations left in the store were held by a leader that is gone: a
+	// download that never committed. Dropping them here, not at process start, never
+	// touches the holds of a leader still running.
+	if t.fencer == nil {
+		if err := t.store.ReleaseAll(ctx); err != nil {
+			return fmt.Errorf("releasing stale quota reservations: %w", err)
+		}
 	}
 	t.readyOnce.Do(func() { close(t.ready) })
 	<-ctx.Done()

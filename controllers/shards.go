@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -33,6 +34,10 @@ func (r *S3SourceReconciler) setupShards(mgr manager.Manager, opts controller.Op
 	r.shardEvents = make(chan event.GenericEvent, 1024)
 	if r.Shards == nil {
 		return opts, nil
+	}
+	if r.runs.fencer == nil {
+		// Without fences two replicas could run one source while a shard moves.
+		return opts, errors.New("sharding needs a store shared by processes with source fences (PostgreSQL)")
 	}
 	r.runs.owns = func(key types.NamespacedName) bool { return r.Shards.Owns(key.String()) }
 	opts.NeedLeaderElection = ptr.To(false)
