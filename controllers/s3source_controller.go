@@ -579,6 +579,11 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		// A file still committing would write ledger rows after they were removed.
 		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
 	}
+	release, err := r.fenceSource(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}

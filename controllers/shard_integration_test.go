@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,6 +116,8 @@ func (s *recordingStore) CommitFile(ctx context.Context, c storeapi.FileCommit) 
 	if s.hold != nil {
 		s.enterOnce.Do(func() { close(s.entered) })
 		<-s.hold
+		// Already on its way to the server: it completes whatever its run's context says.
+		ctx = context.WithoutCancel(ctx)
 	}
 	return s.Store.CommitFile(ctx, c)
 }
@@ -461,12 +462,22 @@ func ledgerOf(fs []storeapi.FileRecord) string {
 	return fmt.Sprintf("%d: %s", len(out), strings.Join(out, "; "))
 }
 
-// A replica cut off from the API server with a commit in flight stops serving its shard
-// and the other replica takes it over once the Lease expired, but the commit cannot be
-// interrupted: the source's PostgreSQL fence holds the new owner's run back until the
-// old run ended, and only then does it run.
-func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
-	const ns, leaseNS, bkt, name = "sharded-fence", "sharded-fence-leases", "sharded-fence", "slow"
+// cutOff is a source whose run on replica a is stuck in a commit already on its way to
+// the server, a cut off from the API server, and replica b started: b takes the shard
+// once a's Lease expired.
+type cutOff struct {
+	ns, name string
+	log      *runLog
+	stB      *recordingStore
+	// finish lets a's commit complete and reconnects a.
+	finish func()
+}
+
+// cutOffReplica sets the scene in namespace ns (and ns-leases), with one shard, and
+// returns once b has taken the shard and tried to run the source: the fence refused it.
+func cutOffReplica(t *testing.T, ns string) *cutOff {
+	t.Helper()
+	leaseNS, bkt, name := ns+"-leases", ns, "slow"
 	ctx := context.Background()
 	for _, n := range []string{ns, leaseNS} {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
@@ -488,14 +499,6 @@ func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
 	}
 	stA, stB := open("a"), open("b")
 	stA.hold, stA.entered = make(chan struct{}), make(chan struct{})
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(stA.hold)
-		}
-	}
-	defer release()
 
 	var mu sync.Mutex
 	cut := false
@@ -535,7 +538,17 @@ func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
 	})
 	// One shard: whoever holds it runs the source.
 	repA := startShardedManagerWith(ctx, t, stA, ns, leaseNS, "a", 1, leasesA)
-	defer repA.stop()
+	t.Cleanup(repA.stop)
+	var once sync.Once
+	finish := func() {
+		once.Do(func() {
+			close(stA.hold)
+			mu.Lock()
+			cut = false
+			mu.Unlock()
+		})
+	}
+	t.Cleanup(finish) // before a stops (cleanups run last first)
 	put(t, bkt, name+"/a.jsonl", jsonLines(t, conversation("fence-agent", "f-1", "2025-01-15T14:30:00Z", "held")))
 	newSource(t, ns, name, bkt, name+"/", nil)
 	select {
@@ -544,13 +557,11 @@ func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
 		t.Fatal("a never reached its commit")
 	}
 	repB := startShardedManager(ctx, t, stB, ns, leaseNS, "b", 1)
-	defer repB.stop()
+	t.Cleanup(repB.stop)
 
 	mu.Lock()
 	cut = true
 	mu.Unlock()
-	// b takes the shard once a's Lease expired and tries to run; the fence refuses it
-	// while a's commit is still on its way.
 	eventually(t, "b held back by the fence", func() error {
 		log.mu.Lock()
 		defer log.mu.Unlock()
@@ -560,37 +571,80 @@ func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
 		return nil
 	})
 	log.mu.Lock()
-	early := slices.Clone(log.violations)
-	bRuns := log.runs["b"]
-	log.mu.Unlock()
-	if bRuns != 0 || len(early) != 0 {
-		t.Fatalf("b ran while a's commit was in flight: %d runs, %v", bRuns, early)
+	defer log.mu.Unlock()
+	if log.runs["b"] != 0 || len(log.violations) != 0 {
+		t.Fatalf("b ran while a's commit was in flight: %d runs, %v", log.runs["b"], log.violations)
 	}
+	return &cutOff{ns: ns, name: name, log: log, stB: stB, finish: finish}
+}
 
-	// a's commit goes (and fails: its run was cancelled); then b runs the source.
-	release()
-	mu.Lock()
-	cut = false
-	mu.Unlock()
-	eventually(t, "b ingested the file", func() error {
-		src := getSource(t, ns, name)
-		if f := src.Status.Files; f == nil || f.Ingested != 1 {
-			return fmt.Errorf("files %+v", src.Status.Files)
+// A replica cut off from the API server with a commit in flight stops serving its shard
+// and the other replica takes it over once the Lease expired, but the commit cannot be
+// interrupted: the source's PostgreSQL fence holds the new owner's run back until the
+// old run ended, and only then does it run.
+func TestFenceHoldsBackTheTakeoverOfACutOffReplica(t *testing.T) {
+	c := cutOffReplica(t, "sharded-fence")
+	// a's commit completes; then b runs the source (and finds the file ingested).
+	c.finish()
+	eventually(t, "b folded the file", func() error {
+		c.log.mu.Lock()
+		bRuns := c.log.runs["b"]
+		c.log.mu.Unlock()
+		src := getSource(t, c.ns, c.name)
+		if f := src.Status.Files; bRuns == 0 || f == nil || f.Ingested != 1 {
+			return fmt.Errorf("b's runs %d, files %+v", bRuns, src.Status.Files)
 		}
 		return nil
 	})
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	for _, v := range log.violations {
+	c.log.mu.Lock()
+	defer c.log.mu.Unlock()
+	for _, v := range c.log.violations {
 		t.Error(v)
 	}
-	if log.runs["b"] == 0 {
-		t.Errorf("the file was ingested, but not by b: runs %v", log.runs)
-	}
-	if _, ok, err := stB.GetConversation(ctx, ns, "fence-agent", "f-1"); err != nil || !ok {
+	if _, ok, err := c.stB.GetConversation(context.Background(), c.ns, "fence-agent", "f-1"); err != nil || !ok {
 		t.Errorf("f-1: found=%v err=%v", ok, err)
 	}
-	t.Logf("runs %v, fences refused %d", log.runs, log.refused)
+	t.Logf("runs %v, fences refused %d", c.log.runs, c.log.refused)
+}
+
+// Deleting the source meanwhile: b, now its owner, removes its ledger only once a's run
+// ended, so a's commit cannot write a ledger row after the ledger was removed.
+func TestDeletionWaitsForTheCutOffReplica(t *testing.T) {
+	c := cutOffReplica(t, "sharded-delete")
+	ctx := context.Background()
+	if err := k8s.Delete(ctx, getSource(t, c.ns, c.name)); err != nil {
+		t.Fatal(err)
+	}
+	c.log.mu.Lock()
+	refused := c.log.refused
+	c.log.mu.Unlock()
+	// b's deletion tries the fence too, and is refused while a's commit is in flight.
+	eventually(t, "b's deletion held back by the fence", func() error {
+		c.log.mu.Lock()
+		defer c.log.mu.Unlock()
+		if c.log.refused <= refused+1 {
+			return fmt.Errorf("refused %d times", c.log.refused)
+		}
+		return nil
+	})
+	if src := getSource(t, c.ns, c.name); len(src.Finalizers) == 0 {
+		t.Fatal("the source's finalizer went while a's commit was in flight")
+	}
+	c.finish()
+	eventually(t, "the source deleted", func() error {
+		src := &v1.S3Source{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: c.name}, src); err == nil {
+			return fmt.Errorf("still there, finalizers %v", src.Finalizers)
+		}
+		return nil
+	})
+	rows, err := c.stB.ListFiles(ctx, c.ns+"/"+c.name, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 0 {
+		t.Errorf("ledger rows left after the deletion: %+v", rows)
+	}
 }
 
 func k8sWithWatch(t *testing.T) client.WithWatch {

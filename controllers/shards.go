@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -78,4 +79,21 @@ func (r *S3SourceReconciler) ShardReleasing(ctx context.Context, i int) {
 			r.Metrics.forget(src)
 		}
 	}
+}
+
+// fenceSource holds the source's fence, when the store has fences, so that no run of it
+// in another process (a replica that served it before, still finishing a commit) writes
+// after what the caller does; it fails while such a run goes on.
+func (r *S3SourceReconciler) fenceSource(ctx context.Context, key types.NamespacedName) (release func(), err error) {
+	if r.runs.fencer == nil {
+		return func() {}, nil
+	}
+	f, ok, err := r.runs.fencer.TryFence(ctx, key.String())
+	if err != nil {
+		return nil, fmt.Errorf("fencing %s: %w", key, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("another replica is still running the discovery of %s; retrying", key)
+	}
+	return f.Release, nil
 }
