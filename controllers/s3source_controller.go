@@ -262,12 +262,12 @@ func (f *stepFailure) Error() string { return f.reason + ": " + f.message }
 
 // Reconcile runs the steps in order and writes status once.
 func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if r.Shards != nil && !r.Shards.Owns(req.String()) {
-		// Another replica serves this source; nothing of it may run here.
-		stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
-		defer cancel()
-		r.runs.stop(stopCtx, req.NamespacedName)
-		return ctrl.Result{}, nil
+	if r.Shards != nil {
+		if !r.Shards.Owns(req.String()) {
+			r.notOwned(ctx, req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		defer r.dropMetricsIfHandedBack(req.NamespacedName)
 	}
 	src := &v1.S3Source{}
 	if err := r.Get(ctx, req.NamespacedName, src); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -96,4 +97,20 @@ func (r *S3SourceReconciler) fenceSource(ctx context.Context, key types.Namespac
 		return nil, fmt.Errorf("another replica is still running the discovery of %s; retrying", key)
 	}
 	return f.Release, nil
+}
+
+// notOwned: another replica serves this source; nothing of it may run here.
+func (r *S3SourceReconciler) notOwned(ctx context.Context, key types.NamespacedName) {
+	stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	r.runs.stop(stopCtx, key)
+}
+
+// dropMetricsIfHandedBack runs at the end of a reconcile of an owned source: when its
+// shard was handed back meanwhile, the series this reconcile set could be set after
+// ShardReleasing dropped them, and must go too.
+func (r *S3SourceReconciler) dropMetricsIfHandedBack(key types.NamespacedName) {
+	if !r.Shards.Owns(key.String()) {
+		r.Metrics.forget(&v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})
+	}
 }

@@ -87,7 +87,8 @@ type Options struct {
 	// (less again) is how often it renews and looks for work.
 	LeaseDuration, RenewDeadline, RenewPeriod time.Duration
 	Clock                                     clock.WithTicker
-	// OnAcquired is called once a shard is served here (Owns is true for its keys).
+	// OnAcquired is called, in a goroutine of its own, once a shard is served here (Owns
+	// is true for its keys): enqueueing thousands of keys must not hold up renewals.
 	OnAcquired func(shard int)
 	// OnReleasing is called once a shard is no longer served (Owns is false for its
 	// keys); it returns when nothing of the shard runs here any more. Only then is the
@@ -335,7 +336,7 @@ func (e *Elector) Tick(ctx context.Context) error {
 		}
 		if ok {
 			active = append(active, i)
-			e.o.OnAcquired(i)
+			go e.o.OnAcquired(i)
 		}
 	}
 	return errors.Join(errs...)

@@ -196,11 +196,18 @@ func TestJoinAndLeaveRebalance(t *testing.T) {
 		t.Errorf("a handed back %v, still holding the Lease when its runs were stopped: %v", a.released, a.heldAtRelease)
 	}
 	a.mu.Unlock()
-	b.mu.Lock()
-	if got := slices.Sorted(slices.Values(b.acquired)); !slices.Equal(got, b.Serving()) {
-		t.Errorf("b was told of %v, serves %v", got, b.Serving())
+	// b is told of its shards in the background.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b.mu.Lock()
+		got := slices.Sorted(slices.Values(b.acquired))
+		b.mu.Unlock()
+		if slices.Equal(got, b.Serving()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b was told of %v, serves %v", got, b.Serving())
+		}
 	}
-	b.mu.Unlock()
 
 	b.Stop(context.Background())
 	if len(b.Serving()) != 0 {
