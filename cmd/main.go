@@ -28,6 +28,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
+	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/shard"
 	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/backend"
@@ -53,6 +54,9 @@ func run() error {
 		endpoints                            netFlags
 		shards                               int
 		shardLease                           time.Duration
+		apiQPS                               float64
+		apiBurst                             int
+		snsConfirmHosts                      string
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -67,9 +71,13 @@ func run() error {
 		"PostgreSQL store only; it turns on --leader-elect for the IngestionQuota controller. 0: the leader runs every discovery.")
 	flag.DurationVar(&shardLease, "shard-lease-duration", shard.DefaultLeaseDuration, "With --shards: how long a replica that stopped renewing keeps its shards "+
 		"(it stops serving them at two thirds of it and renews every third).")
+	flag.Float64Var(&apiQPS, "kube-api-qps", 50, "Requests per second to the API server, sustained (client-side rate limit).")
+	flag.IntVar(&apiBurst, "kube-api-burst", 300, "Requests to the API server in a burst above --kube-api-qps.")
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
 	flag.IntVar(&opts.ConcurrentFiles, "concurrent-files", 4, "Downloads in flight across all sources (each holds at most one file's records in memory).")
 	flag.IntVar(&opts.FilesPerSource, "files-per-source", 2, "Downloads in flight for one source.")
+	flag.IntVar(&opts.MaxFileAttempts, "max-file-attempts", discovery.DefaultMaxFileAttempts, "Attempts to process one version of a file that may fail for a reason retrying does not fix "+
+		"(the store refused it, or the manager died while processing it) before the file is parked; a refresh or a new version retries it.")
 	flag.StringVar(&opts.SpoolDir, "spool-dir", os.TempDir(), "Directory downloads are spooled to while they are parsed. "+
 		"It must have --concurrent-files × 2 × --max-file-size free (a ZIP archive is copied once more), or the manager refuses to start.")
 	flag.Var(maxDailyLimit, "max-daily-limit", "Ceiling of every IngestionQuota's dailyLimit, a decimal `quantity` (10G = 10,000,000,000 bytes). "+
@@ -80,6 +88,9 @@ func run() error {
 		"Label selector of the namespaces whose S3Sources may use the operator's own identity (credentials.provider Default, with or without assumeRole). Other namespaces must use a ServiceAccount or Secret. Only admins can label namespaces. Empty: no namespace.")
 	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
 	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
+	flag.StringVar(&opts.Receiver.Address, "receiver-bind-address", ":9292", "Address of the S3 event webhook receiver (S3Source spec.events); 0 disables it.")
+	flag.StringVar(&snsConfirmHosts, "receiver-sns-confirm-hosts", "", "Comma-separated hosts (exact, or *.suffix) whose SNS SubscribeURL the receiver fetches to confirm a subscription, "+
+		"e.g. sns.eu-west-1.amazonaws.com. Empty: confirmations are only reported in an event.")
 	endpoints.bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -97,6 +108,11 @@ func run() error {
 		return err
 	}
 	identity.OperatorIdentityNamespaces = sel
+	for _, h := range strings.Split(snsConfirmHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			opts.Receiver.SNSConfirmHosts = append(opts.Receiver.SNSConfirmHosts, h)
+		}
+	}
 
 	if dsn == "" {
 		dsn = "sqlite://" + filepath.Join(dataDir, "store.db")
@@ -134,6 +150,9 @@ func run() error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	restCfg := ctrl.GetConfigOrDie()
+	// client-go's default (20/s, burst 30) is a floor of 25 min for the ~3 status writes
+	// each of 10,000 sources makes to converge.
+	restCfg.QPS, restCfg.Burst = float32(apiQPS), apiBurst
 	if opts.EndpointPolicy, err = endpoints.policy(ctx, restCfg.Host, os.Getenv("KUBERNETES_SERVICE_HOST")); err != nil {
 		return err
 	}
@@ -176,7 +195,8 @@ func run() error {
 	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
 		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String(),
 		"allowedEndpoints", endpoints.allowedEndpoints, "operatorIdentityEndpoints", endpoints.operatorIdentityEndpoints,
-		"shards", shards, "allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
+		"receiverBindAddress", opts.Receiver.Address, "shards", shards,
+		"allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
 	return mgr.Start(ctx)
 }
 

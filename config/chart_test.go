@@ -289,6 +289,7 @@ var everythingValues = []string{
 	"--set", "networkPolicy.enabled=true",
 	"--set", "limits.concurrentSources=8",
 	"--set", "limits.filesPerSource=3",
+	"--set", "limits.maxFileAttempts=5",
 	"--set", "network.allowedEndpoints=https://*.s3.storage.example\\,http://10.96.12.34:9000",
 	"--set", "network.operatorIdentityEndpoints=https://s3.storage.example",
 	"--set", "network.allowedCIDRs=10.96.12.34/32",
@@ -297,6 +298,7 @@ var everythingValues = []string{
 	"--set", "identity.stsEndpoint=https://sts.storage.example",
 	"--set", "identity.stsAudience=sts.storage.example",
 	"--set", "extraArgs[0]=--zap-log-level=debug",
+	"--set", "receiver.snsConfirmHosts=sns.eu-west-1.amazonaws.com",
 }
 
 // With every option on, each argument is a manager flag (a typo would crash-loop the pod),
@@ -317,7 +319,8 @@ func TestChartOptions(t *testing.T) {
 	for _, want := range []string{"--concurrent-sources=8", "--files-per-source=3", "--allowed-endpoints=https://*.s3.storage.example,http://10.96.12.34:9000",
 		"--operator-identity-endpoints=https://s3.storage.example", "--allowed-cidrs=10.96.12.34/32", "--denied-cidrs=10.0.0.0/8",
 		"--operator-identity-namespace-selector=dataimport.avon.ai/operator-identity in (allowed)", "--sts-endpoint=https://sts.storage.example",
-		"--sts-audience=sts.storage.example", "--zap-log-level=debug", "--metrics-cert-dir=/etc/data-import/metrics-certs"} {
+		"--sts-audience=sts.storage.example", "--zap-log-level=debug", "--metrics-cert-dir=/etc/data-import/metrics-certs",
+		"--receiver-bind-address=:9292", "--receiver-sns-confirm-hosts=sns.eu-west-1.amazonaws.com"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args %q lack %q", args, want)
 		}
@@ -354,6 +357,13 @@ func TestChartOptions(t *testing.T) {
 	if vol := mountOf(cd.Spec.Template.Spec, cd.Spec.Template.Spec.Containers[0], "/etc/data-import/metrics-certs"); vol == nil || vol.Secret == nil ||
 		vol.Secret.SecretName != "data-import-metrics-server-cert" || !slices.Contains(cd.Spec.Template.Spec.Containers[0].Args, "--metrics-cert-dir=/etc/data-import/metrics-certs") {
 		t.Errorf("metrics.certManager.enabled: the manager does not serve the certificate's Secret: %+v", vol)
+	}
+
+	// Without the receiver the manager listens on no webhook port and no Service exposes one.
+	off := renderChart(t, "--set", "receiver.enabled=false")
+	od := typed[appsv1.Deployment](t, find(off, "Deployment", deployment))
+	if !slices.Contains(od.Spec.Template.Spec.Containers[0].Args, "--receiver-bind-address=0") || find(off, "Service", "data-import-controller-manager-webhook-receiver") != nil {
+		t.Errorf("receiver.enabled=false: args %q, or the receiver Service is still rendered", od.Spec.Template.Spec.Containers[0].Args)
 	}
 
 	pg := renderChart(t, "-f", repoPath(t, chartDir+"/ci/postgres-values.yaml"))

@@ -195,7 +195,7 @@ func TestRenderedObjectsAreValidTypes(t *testing.T) {
 }
 
 // limitArgs are the platform admin's limits both Deployments pass explicitly.
-var limitArgs = []string{"--spool-dir=/tmp", "--concurrent-files=4", "--max-file-size=100M", "--max-daily-limit=10G"}
+var limitArgs = []string{"--spool-dir=/tmp", "--concurrent-files=4", "--max-file-size=100M", "--max-daily-limit=10G", "--receiver-bind-address=:9292"}
 
 func TestManagerDeployment(t *testing.T) {
 	tests := []struct {

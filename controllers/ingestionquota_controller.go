@@ -160,15 +160,7 @@ func computeQuotaStatus(iq *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q r
 	st.Usage = fmt.Sprintf("%s of %s used today", quota.FormatBytes(u.used), quota.FormatBytes(q.DailyLimit))
 	resets := metav1.NewTime(u.resetsAt)
 	st.ResetsAt = &resets
-	st.Sources = nil
-	for key, used := range u.perSource {
-		name := key
-		if i := strings.IndexByte(key, '/'); i >= 0 {
-			name = key[i+1:]
-		}
-		st.Sources = append(st.Sources, v1.SourceUsage{Name: name, UsedBytes: used})
-	}
-	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
+	st.TopSources, st.SourcesCharged = topSources(u.perSource, v1.MaxTopSources)
 	set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded, st.Usage)
 	if st.RemainingBytes == 0 {
 		set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded,
@@ -178,4 +170,34 @@ func computeQuotaStatus(iq *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q r
 			fmt.Sprintf("%s left today", quota.FormatBytes(st.RemainingBytes)))
 	}
 	return st
+}
+
+// topSources are the n sources that used the most, most first (ties by name), and how
+// many sources used anything: status stays the same size whatever the number of sources.
+func topSources(perSource map[string]int64, n int) ([]v1.SourceUsage, int32) {
+	all := make([]v1.SourceUsage, 0, len(perSource))
+	for key, used := range perSource {
+		if used <= 0 {
+			continue
+		}
+		name := key
+		if i := strings.IndexByte(key, '/'); i >= 0 {
+			name = key[i+1:]
+		}
+		all = append(all, v1.SourceUsage{Name: name, UsedBytes: used})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].UsedBytes != all[j].UsedBytes {
+			return all[i].UsedBytes > all[j].UsedBytes
+		}
+		return all[i].Name < all[j].Name
+	})
+	count := int32(len(all))
+	if len(all) > n {
+		all = all[:n]
+	}
+	if len(all) == 0 {
+		all = nil
+	}
+	return all, count
 }

@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,8 +38,8 @@ func TestComputeQuotaStatus(t *testing.T) {
 				if st.Usage != "12.3 MB of 500 MB used today" || st.RemainingBytes != 500_000_000-12_345_678 || st.Window != "2026-03-10" || !st.ResetsAt.Time.Equal(resets) {
 					t.Errorf("status %+v", st)
 				}
-				if len(st.Sources) != 2 || st.Sources[0].Name != "a" || st.Sources[1].UsedBytes != 2_345_678 {
-					t.Errorf("sources %+v, want sorted a, b", st.Sources)
+				if len(st.TopSources) != 2 || st.TopSources[0].Name != "a" || st.TopSources[1].UsedBytes != 2_345_678 || st.SourcesCharged != 2 {
+					t.Errorf("top sources %+v of %d, want a then b of 2", st.TopSources, st.SourcesCharged)
 				}
 			},
 		},
@@ -80,6 +82,60 @@ func TestComputeQuotaStatus(t *testing.T) {
 				tt.check(t, st)
 			}
 		})
+	}
+}
+
+func TestTopSourcesIsBounded(t *testing.T) {
+	tests := []struct {
+		name      string
+		perSource map[string]int64
+		wantNames []string
+		wantCount int32
+	}{
+		{"none", nil, nil, 0},
+		{"zero usage is not charged", map[string]int64{"ns/a": 0}, nil, 0},
+		{"most first, ties by name", map[string]int64{"ns/c": 5, "ns/b": 9, "ns/a": 5}, []string{"b", "a"}, 3},
+		{"cut at the limit", map[string]int64{"ns/a": 1, "ns/b": 2, "ns/c": 3, "ns/d": 4}, []string{"d", "c"}, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			top, count := topSources(tt.perSource, 2)
+			var names []string
+			for _, s := range top {
+				names = append(names, s.Name)
+			}
+			if fmt.Sprint(names) != fmt.Sprint(tt.wantNames) || count != tt.wantCount {
+				t.Errorf("top %v of %d, want %v of %d", names, count, tt.wantNames, tt.wantCount)
+			}
+		})
+	}
+}
+
+// TestQuotaStatusSizeIsBounded: 10,000 sources charging the same quota leave a status of
+// the same size as 10 sources would.
+func TestQuotaStatusSizeIsBounded(t *testing.T) {
+	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
+	q, err := quotaFromSpec("ns/default", v1.IngestionQuotaSpec{}, Ceilings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizeWith := func(n int) int {
+		per := map[string]int64{}
+		for i := range n {
+			per[fmt.Sprintf("ns/source-with-a-long-name-%05d", i)] = int64(1000 + i)
+		}
+		u := &quotaUsage{day: "2026-03-10", resetsAt: now.Add(time.Hour), used: 1, perSource: per}
+		st := computeQuotaStatus(&v1.IngestionQuota{}, v1.IngestionQuotaStatus{}, q, u, nil, now)
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(b)
+	}
+	small, large := sizeWith(10), sizeWith(10_000)
+	t.Logf("status: %d bytes with 10 sources, %d with 10,000", small, large)
+	if large > small+16 || large > 4096 {
+		t.Errorf("status grows with the number of sources: %d bytes at 10, %d at 10,000", small, large)
 	}
 }
 

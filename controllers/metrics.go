@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/receiver"
 )
 
 // Metrics are exported on the controller-runtime registry (the manager's /metrics).
@@ -23,6 +24,11 @@ type Metrics struct {
 	QuotaUsed         *prometheus.GaugeVec
 	QuotaLimit        *prometheus.GaugeVec
 	PIIMatches        *prometheus.CounterVec
+	// StatusLag is how long a finished run waited before its result was in status: the
+	// time results spend queued behind other work (one series, not one per source).
+	StatusLag prometheus.Histogram
+	// WebhookRequests counts requests to the webhook receiver by result.
+	WebhookRequests *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: the
@@ -57,6 +63,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PIIMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dataimport_pii_matches_total",
 			Help: "Personal data found by a source's validators in processed files, by validator name and action (Reject, Redact, Flag)."},
 			append(src, "validator", "action")),
+		StatusLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dataimport_status_lag_seconds",
+			Help:    "Time from the end of a discovery run to its result written to the S3Source's status.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}),
+		WebhookRequests: receiver.NewRequestsCounter(),
 	}
 	register := func(c prometheus.Collector) prometheus.Collector {
 		if err := reg.Register(c); err != nil {
@@ -78,6 +88,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.QuotaUsed = register(m.QuotaUsed).(*prometheus.GaugeVec)
 	m.QuotaLimit = register(m.QuotaLimit).(*prometheus.GaugeVec)
 	m.PIIMatches = register(m.PIIMatches).(*prometheus.CounterVec)
+	m.StatusLag = register(m.StatusLag).(prometheus.Histogram)
+	m.WebhookRequests = register(m.WebhookRequests).(*prometheus.CounterVec)
 	return m
 }
 

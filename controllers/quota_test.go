@@ -73,3 +73,35 @@ func TestQuotaFromSpecAppliesCeilings(t *testing.T) {
 		})
 	}
 }
+
+func TestQuotaWakeupOf(t *testing.T) {
+	base := func(mut func(*v1.IngestionQuota)) *v1.IngestionQuota {
+		q := &v1.IngestionQuota{}
+		q.Generation = 1
+		q.Status = v1.IngestionQuotaStatus{Window: "2026-03-10", UsedBytes: 10, RemainingBytes: 90}
+		if mut != nil {
+			mut(q)
+		}
+		return q
+	}
+	tests := []struct {
+		name string
+		cur  *v1.IngestionQuota
+		want quotaWakeup
+	}{
+		{"usage grew", base(func(q *v1.IngestionQuota) { q.Status.UsedBytes, q.Status.RemainingBytes = 20, 80 }), wakeNone},
+		{"conditions only", base(func(q *v1.IngestionQuota) { q.Status.Usage = "other text" }), wakeNone},
+		{"window reset", base(func(q *v1.IngestionQuota) {
+			q.Status.Window, q.Status.UsedBytes, q.Status.RemainingBytes = "2026-03-11", 0, 100
+		}), wakeDeferred},
+		{"room appeared", base(func(q *v1.IngestionQuota) { q.Status.RemainingBytes = 95 }), wakeDeferred},
+		{"spec changed", base(func(q *v1.IngestionQuota) { q.Generation = 2 }), wakeAll},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := quotaWakeupOf(base(nil), tt.cur); got != tt.want {
+				t.Errorf("wakeup = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -7,7 +7,12 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
@@ -148,6 +153,29 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		m.handledRefresh = refresh
 	}
 	t.memos[key] = m
+	t.launch(src, func(ctx context.Context) *discovery.Result { return t.runner.Run(ctx, client, job) })
+	return true
+}
+
+// startKeys begins a run of event-named keys unless a run is in flight; it reports
+// whether it started one. It leaves the memo alone: it is no discovery of the prefix.
+func (t *runTracker) startKeys(src *v1.S3Source, client bucket.Client, job discovery.Job, keys []string) bool {
+	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.running[key]; ok {
+		return false
+	}
+	if t.owns != nil && !t.owns(key) {
+		return false
+	}
+	t.launch(src, func(ctx context.Context) *discovery.Result { return t.runner.RunKeys(ctx, client, job, keys) })
+	return true
+}
+
+// launch runs do in its own goroutine as the source's one run; t.mu is held.
+func (t *runTracker) launch(src *v1.S3Source, do func(context.Context) *discovery.Result) {
+	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	ctx, cancel := context.WithCancel(t.base)
 	r := &activeRun{cancel: cancel, done: make(chan struct{})}
 	t.running[key] = r
@@ -162,12 +190,12 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		case <-t.ready:
 		case <-ctx.Done():
 		}
-		if release := t.fence(ctx, cancel, job.Source); release != nil {
+		if release := t.fence(ctx, cancel, key.String()); release != nil {
 			defer release()
 		}
 		select {
 		case t.sources <- struct{}{}:
-			res = t.runner.Run(ctx, client, job)
+			res = do(ctx)
 			<-t.sources
 		case <-ctx.Done():
 		}
@@ -175,9 +203,11 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		delete(t.running, key)
 		if res != nil && ctx.Err() == nil {
 			t.finished[key] = res
-			m := t.memos[key]
-			m.lastFinished = res.Finished
-			t.memos[key] = m
+			if !res.Targeted {
+				m := t.memos[key]
+				m.lastFinished = res.Finished
+				t.memos[key] = m
+			}
 		}
 		t.mu.Unlock()
 		select {
@@ -185,7 +215,6 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 		case <-ctx.Done(): // shutting down or deleted: nobody folds this run
 		}
 	}()
-	return true
 }
 
 // ack forgets a finished run once status holding it was written, so a failed patch
@@ -269,4 +298,29 @@ func (t *runTracker) stopWhere(ctx context.Context, match func(types.NamespacedN
 	for _, key := range keys {
 		t.stop(ctx, key)
 	}
+}
+
+// runResultPriority is the queue priority of the reconcile that folds a finished run:
+// above every informer event (0, or handler.LowPriority for the initial list).
+const runResultPriority = 100
+
+// runResultHandler enqueues the source of a finished run at runResultPriority.
+type runResultHandler struct{}
+
+var _ handler.EventHandler = runResultHandler{}
+
+func (runResultHandler) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (runResultHandler) Update(context.Context, event.UpdateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (runResultHandler) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (runResultHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(runResultPriority)}, req)
+		return
+	}
+	q.Add(req)
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,6 +61,7 @@ type S3SourceReconciler struct {
 	runs           *runTracker
 	shardEvents    chan event.GenericEvent
 	endpointPolicy *bucket.EndpointPolicy
+	events         *eventQueue
 	// transports share connections between sources that reach the same endpoint with the
 	// same credentials, so idle connections do not grow with the number of sources.
 	transports *bucket.TransportPool
@@ -77,10 +79,15 @@ type SourceOptions struct {
 	// temporary directory. It needs ConcurrentFiles × SpoolCopiesPerDownload × the
 	// largest effective maxFileSize free.
 	SpoolDir string
+	// MaxFileAttempts parks a file after this many attempts that failed for a reason
+	// retrying does not fix (0 means discovery.DefaultMaxFileAttempts).
+	MaxFileAttempts int
 	// EndpointPolicy is where sources may make the operator connect (the manager's
 	// --allowed-endpoints, --operator-identity-endpoints, --allowed-cidrs, --denied-cidrs and
 	// the API server's addresses). Nil is the strictest policy: AWS only.
 	EndpointPolicy *bucket.EndpointPolicy
+	// Receiver is the webhook receiver of spec.events.
+	Receiver ReceiverOptions
 }
 
 // +kubebuilder:rbac:groups=dataimport.avon.ai,resources=s3sources,verbs=get;list;watch;update;patch
@@ -115,6 +122,7 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	engine := ingest.New(r.Store)
 	engine.TempDir = opts.SpoolDir
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
+	runner.MaxFileAttempts = opts.MaxFileAttempts
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
 	ctrlOpts, err := r.setupShards(mgr, controller.Options{MaxConcurrentReconciles: 4})
 	if err != nil {
@@ -126,22 +134,25 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	if err := mgr.Add(r.runs); err != nil {
 		return err
 	}
+	if err := r.setupReceiver(mgr, opts.Receiver); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.S3Source{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&v1.IngestionQuota{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfQuota)).
+		// A quota's usage changes with every file; only a spec change or new room (see
+		// quotaWakeupOf) wakes its sources, and new room only those with deferred files.
+		Watches(&v1.IngestionQuota{}, r.quotaHandler()).
 		// A namespace's labels decide whether its sources may use the operator's identity.
 		// Secrets and ServiceAccounts are not watched: see IdentityOptions.ReferenceRecheck.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sourcesOfNamespace),
 			builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WatchesRawSource(source.Channel(r.runs.events, &handler.EnqueueRequestForObject{})).
+		// A finished run jumps the queue: its result reaches status within seconds even
+		// while thousands of sources wait (e.g. the initial pass after a restart).
+		WatchesRawSource(source.Channel(r.runs.events, runResultHandler{})).
 		WatchesRawSource(source.Channel(r.shardEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(ctrlOpts).
 		Named("s3source").
 		Complete(r)
-}
-
-func (r *S3SourceReconciler) sourcesOfQuota(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool { return s.Spec.QuotaRef == obj.GetName() })
 }
 
 func (r *S3SourceReconciler) sourcesOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
@@ -200,6 +211,8 @@ type sourceScope struct {
 	identity *identity
 	// validators are spec.validators compiled by stepValidators (nil: none).
 	validators *ingest.Validators
+	// events is the webhook receiver's state (nil: spec.events unset).
+	events *eventsState
 }
 
 // handledRefresh is the refresh value last acted on, from status or this process.
@@ -213,7 +226,7 @@ func (s *sourceScope) handledRefresh() string {
 // lastDiscovery is when the latest run finished: a run folded now, this process's memory
 // of its last run, or status.
 func (s *sourceScope) lastDiscovery() time.Time {
-	if s.result != nil {
+	if s.result != nil && !s.result.Targeted {
 		return statusTime(s.result.Finished)
 	}
 	last := statusTime(s.memo.lastFinished)
@@ -237,7 +250,7 @@ func (s *sourceScope) staleStatus() bool {
 // failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
 func (s *sourceScope) failuresAfterFold() int32 {
 	switch {
-	case s.result == nil:
+	case s.result == nil || s.result.Targeted: // an event run is no discovery
 		return s.src.Status.ConsecutiveFailures
 	case s.result.Err != nil:
 		return s.src.Status.ConsecutiveFailures + 1
@@ -275,6 +288,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
 			defer cancel()
 			r.runs.stop(stopCtx, req.NamespacedName)
+			r.events.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -298,11 +312,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	var stepErr error
 	for _, step := range []func(context.Context, *sourceScope) (time.Duration, error){
 		r.stepResolveQuota,
+		r.stepEvents,
 		r.stepUsage,
 		r.stepDisabled,
 		r.stepValidators,
 		r.stepIdentity,
 		r.stepStartRunIfDue,
+		r.stepStartEventRun,
 	} {
 		after, err := step(ctx, s)
 		requeue = lowestRequeue(requeue, after)
@@ -335,8 +351,13 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Counted once: a failed patch above returns before this, and the result is
 		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
-		r.Metrics.observeRun(src, s.result)
-		r.emitRunEvents(src, s, before)
+		r.Metrics.StatusLag.Observe(max(0, r.Clock.Since(s.result.Finished).Seconds()))
+		if s.result.Targeted {
+			r.foldedEventRun(src, s)
+		} else {
+			r.Metrics.observeRun(src, s.result)
+			r.emitRunEvents(src, s, before)
+		}
 	}
 	if s.failure != nil && !s.failure.stalled {
 		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
@@ -345,7 +366,8 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		requeue = lowestRequeue(requeue, r.Identity.ReferenceRecheck)
 	}
 
-	return ctrl.Result{RequeueAfter: requeue}, stepErr
+	// A timer set while folding a result must not keep the result's high priority.
+	return ctrl.Result{RequeueAfter: requeue, Priority: ptr.To(0)}, stepErr
 }
 
 // stopTimeout bounds how long a reconcile waits for a cancelled run to roll back its
@@ -472,6 +494,7 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		// New validation rules (agent allow-list, policy, validators) apply to files
 		// already failed.
 		RecheckFailed: !s.specActedOn(),
+		RetryParked:   handled != "", // a user asked for this run
 	}
 	if r.runs.start(src, client, job, handled) {
 		s.running, s.started = true, true
@@ -584,7 +607,8 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		return err
 	}
 	defer release()
-	if err := r.Store.DeleteSource(ctx, key.String()); err != nil {
+	r.events.forget(key)
+	if err := errors.Join(r.Store.DeleteSource(ctx, key.String()), r.Store.DeleteSource(ctx, discovery.DryRunLedger(key.String()))); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)
 	}
 	r.Metrics.forget(src)

@@ -146,8 +146,8 @@ func TestIngestsEveryFormatIncrementally(t *testing.T) {
 		if q.Status.UsedBytes != wantBytes || q.Status.RemainingBytes != 500_000_000-wantBytes {
 			return fmt.Errorf("quota status %+v, want used %d", q.Status, wantBytes)
 		}
-		if !strings.HasSuffix(q.Status.Usage, "of 500 MB used today") || len(q.Status.Sources) != 1 || q.Status.Sources[0].UsedBytes != wantBytes {
-			return fmt.Errorf("usage %q, sources %+v", q.Status.Usage, q.Status.Sources)
+		if !strings.HasSuffix(q.Status.Usage, "of 500 MB used today") || len(q.Status.TopSources) != 1 || q.Status.TopSources[0].UsedBytes != wantBytes {
+			return fmt.Errorf("usage %q, top sources %+v", q.Status.Usage, q.Status.TopSources)
 		}
 		wantKstatus(t, q, kstatus.CurrentStatus)
 		return nil

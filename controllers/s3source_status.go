@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // computeSourceStatus is the one place an S3Source's status is decided: from the
@@ -37,6 +39,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 	if s.identity != nil {
 		st.ExternalID = s.identity.externalID
 	}
+	foldEvents(&st, s, set)
 	if s.started || src.Spec.Disabled || (s.failure != nil && s.failure.stalled) {
 		st.ObservedGeneration = src.Generation
 	}
@@ -44,7 +47,9 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		st.BytesIngestedToday = s.bytesToday
 	}
 
-	if res := s.result; res != nil {
+	if res := s.result; res != nil && res.Targeted {
+		foldEventRun(&st, s, set)
+	} else if res != nil {
 		finished := metav1.NewTime(statusTime(res.Finished))
 		st.LastDiscoveryTime = &finished
 		if res.Err != nil {
@@ -56,7 +61,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
 			for _, f := range res.RecentErrors {
-				st.RecentFileErrors = append(st.RecentFileErrors, v1.FileError{Key: f.Key, Reason: f.Reason, Message: f.Message, Time: metav1.NewTime(f.UpdatedAt)})
+				st.RecentFileErrors = append(st.RecentFileErrors, fileError(f))
 			}
 		}
 	}
@@ -110,7 +115,7 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		return st
 	}
 
-	if res := s.result; res != nil {
+	if res := s.result; res != nil && !res.Targeted {
 		if res.Err != nil {
 			f := runFailure(src, res)
 			set(v1.ConditionReady, metav1.ConditionFalse, f.reason, f.message)
@@ -207,4 +212,22 @@ func runCounts(res *discovery.Result) string {
 	return fmt.Sprintf("discovered %d object(s): %d ingested, %d failed, %d deferred, %d ignored; this run downloaded %d (%s), %d conversation(s) new, %d updated, %d unchanged",
 		res.Listed, res.Ingested, res.Failed, res.Deferred, res.Ignored,
 		res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.Conversations.Unchanged)
+}
+
+// fileError is a failed ledger row as status shows it, cut to the CRD's bounds: a row's
+// key and message come from the bucket's files and must never make the status patch too
+// large for the API server.
+func fileError(f store.FileRecord) v1.FileError {
+	return v1.FileError{
+		Key: bounded(f.Key, v1.MaxFileErrorKeyLength), Reason: bounded(f.Reason, 64),
+		Message: bounded(f.Message, v1.MaxFileErrorMessageLength), Time: metav1.NewTime(f.UpdatedAt),
+	}
+}
+
+// bounded escapes control characters in s and cuts it to at most limit characters.
+func bounded(s string, limit int) string {
+	if s = ingest.Shorten(s, limit); utf8.RuneCountInString(s) > limit {
+		s = ingest.Shorten(s, limit-1)
+	}
+	return s
 }

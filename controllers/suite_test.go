@@ -55,8 +55,8 @@ var (
 )
 
 // Each test works in its own namespace; the main manager watches these.
-var suiteNamespaces = []string{"formats", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota", "tenant-endpoint-a", "tenant-endpoint-b",
-	identityDenied, identityAllowed, identityOther, identitySA}
+var suiteNamespaces = []string{"formats", "fanout", "invalid", "disabled", "refresh", "quota", "toolarge", "errors", "deletion", "noop", "policy", "tenant-quota", "tenant-endpoint-a", "tenant-endpoint-b",
+	identityDenied, identityAllowed, identityOther, identitySA, eventsNS, eventsOtherNS}
 
 // suiteCeilings are the main manager's ceilings: the manager's defaults, as deployed.
 var suiteCeilings = controllers.Ceilings{
@@ -99,11 +99,19 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if s3, err = minio.StartServer(minio.Options{TrustedCAs: [][]byte{env.Config.CAData}, Env: []string{
+	// The receiver's port is taken before MinIO starts: MinIO's webhook target points at
+	// the events test's source (events_integration_test.go) from the start.
+	webhookEnv, err := listenReceiver()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(webhookQueueDir)
+	if s3, err = minio.StartServer(minio.Options{TrustedCAs: [][]byte{env.Config.CAData}, Env: append([]string{
 		"MINIO_IDENTITY_OPENID_CONFIG_URL=" + env.Issuer() + ".well-known/openid-configuration",
 		"MINIO_IDENTITY_OPENID_CLIENT_ID=" + controllers.DefaultSTSAudience,
 		"MINIO_IDENTITY_OPENID_CLAIM_NAME=sub",
-	}}); err != nil {
+	}, webhookEnv...)}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -215,7 +223,8 @@ func startManagerWith(ctx context.Context, cfg *rest.Config, st storeapi.Store, 
 	if err != nil {
 		return nil, err
 	}
-	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 4, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir(), EndpointPolicy: policy}); err != nil {
+	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 4, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir(), EndpointPolicy: policy,
+		Receiver: controllers.ReceiverOptions{Listener: takeReceiverListener()}}); err != nil {
 		return nil, err
 	}
 	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: metrics, Ceilings: ceilings}).SetupWithManager(mgr); err != nil {

@@ -18,6 +18,9 @@ const (
 	// ceilings allow and the ceiling applies instead (see status.effectiveDailyLimit and
 	// status.effectiveMaxFileSize).
 	ConditionLimitsCapped = "LimitsCapped"
+	// ConditionEventsReady is True when spec.events is set and the source's webhook
+	// receiver accepts events at status.webhookPath.
+	ConditionEventsReady = "EventsReady"
 )
 
 // Condition reasons. They are stable API: alerts and runbooks key on them.
@@ -85,6 +88,25 @@ const (
 // --operator-identity-namespace-selector matches (value "allowed"): only the admin sets
 // namespace labels, so only the admin lets a namespace use the operator's own identity.
 const OperatorIdentityLabel = "dataimport.avon.ai/operator-identity"
+
+// Reasons of EventsReady.
+const (
+	// ReasonInvalidEventsSecret: spec.events.secretRef's Secret is missing or has no usable token.
+	ReasonInvalidEventsSecret = "InvalidEventsSecret"
+	// ReasonReceiverListening: the receiver accepts events at status.webhookPath.
+	ReasonReceiverListening = "ReceiverListening"
+	// ReasonReceiverDisabled: the manager runs no receiver (--receiver-bind-address=0).
+	ReasonReceiverDisabled = "ReceiverDisabled"
+)
+
+// Event reasons of the webhook receiver.
+const (
+	// ReasonEventsReceived (Normal event): a run triggered by webhook events processed files.
+	ReasonEventsReceived = "EventsReceived"
+	// ReasonSubscriptionConfirmation (Warning event): an SNS topic asked to confirm an HTTPS
+	// subscription the operator did not confirm itself.
+	ReasonSubscriptionConfirmation = "SubscriptionConfirmation"
+)
 
 // RefreshAnnotation asks for a discovery now. Any new value counts; the cooldown of the
 // source's IngestionQuota throttles it:

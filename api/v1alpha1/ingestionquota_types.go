@@ -110,12 +110,22 @@ type IngestionQuotaStatus struct {
 	// +optional
 	EffectiveMaxFileSize *resource.Quantity `json:"effectiveMaxFileSize,omitempty"`
 
-	// Sources are the per-source usage in the window.
+	// TopSources are the sources that used the most of the window, most first (at most
+	// MaxTopSources). Status does not grow with the number of sources: each S3Source shows
+	// its own usage in status.bytesIngestedToday, and the metrics have every source.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Sources []SourceUsage `json:"sources,omitempty"`
+	// +kubebuilder:validation:MaxItems=5
+	TopSources []SourceUsage `json:"topSources,omitempty"`
+
+	// SourcesCharged is how many sources used some of the window.
+	// +optional
+	SourcesCharged int32 `json:"sourcesCharged,omitempty"`
 }
+
+// MaxTopSources bounds status.topSources of an IngestionQuota.
+const MaxTopSources = 5
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

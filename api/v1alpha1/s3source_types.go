@@ -133,6 +133,9 @@ type S3SourceSpec struct {
 	OnInvalidRecord InvalidRecordPolicy `json:"onInvalidRecord,omitempty"`
 
 	// DryRun validates files and reports the result without storing any conversation.
+	// Dry-run results are kept apart from the real ledger: a file unchanged since the last
+	// dry run is not downloaded (or charged) again, status counts and recentFileErrors
+	// describe the dry run, and turning dryRun off processes every file for real.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
@@ -145,7 +148,27 @@ type S3SourceSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(v, self.filter(w, (has(w.name) ? w.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[w.type]) == (has(v.name) ? v.name : {'Email': 'email', 'PhoneNumber': 'phone', 'PaymentCard': 'card', 'Regex': 'regex'}[v.type])).size() == 1)",message="validators need distinct names (an unnamed validator is named email, phone, card or regex after its type): give a name to each of two validators of the same type"
 	Validators []Validator `json:"validators,omitempty"`
+
+	// Events turns on the source's webhook receiver: S3 event notifications (MinIO or
+	// Ceph webhook targets, AWS EventBridge API destinations, SNS HTTPS subscriptions)
+	// sent to status.webhookPath with the token as a Bearer token get the objects they
+	// name processed within seconds, without listing the prefix. Scheduled discoveries
+	// still run.
+	// +optional
+	Events *Events `json:"events,omitempty"`
 }
+
+// Events configure a source's webhook receiver.
+type Events struct {
+	// SecretRef names a Secret in the source's namespace whose "token" key is the
+	// receiver's token (at least 16 bytes). The webhook path is derived from it, and every
+	// request must also carry it (Authorization: Bearer <token>).
+	// +required
+	SecretRef LocalObjectReference `json:"secretRef"`
+}
+
+// EventsTokenKey is the key of the token in spec.events.secretRef's Secret.
+const EventsTokenKey = "token"
 
 // ValidatorType is the kind of personal data a validator detects.
 // +kubebuilder:validation:Enum=Email;PhoneNumber;PaymentCard;Regex
@@ -300,10 +323,14 @@ type FileCounts struct {
 // FileError describes one failed object.
 type FileError struct {
 	// Key of the object.
+	// +kubebuilder:validation:MaxLength=1024
 	Key string `json:"key"`
-	// Reason is a stable CamelCase code, e.g. InvalidRecords, FileTooLarge.
+	// Reason is a stable CamelCase code, e.g. InvalidRecords, FileTooLarge, Parked.
+	// +kubebuilder:validation:MaxLength=64
 	Reason string `json:"reason"`
-	// Message says what is wrong, where (line, entry, field) and what was expected.
+	// Message says what is wrong, where (line, entry, field) and what was expected; a
+	// longer one is cut, the cut marked with "…".
+	// +kubebuilder:validation:MaxLength=4096
 	Message string `json:"message"`
 	// Time the error was recorded.
 	Time metav1.Time `json:"time"`
@@ -323,6 +350,16 @@ type PIICount struct {
 
 // MaxRecentFileErrors bounds status.recentFileErrors.
 const MaxRecentFileErrors = 10
+
+// Bounds of one FileError, in characters: a file's contents must never make a status
+// patch exceed the API server's request size (ten errors at these bounds are about 50 kB).
+// The operator truncates longer values, marking the cut with "…".
+const (
+	// MaxFileErrorKeyLength is S3's longest object key (1024 bytes).
+	MaxFileErrorKeyLength = 1024
+	// MaxFileErrorMessageLength bounds FileError.Message.
+	MaxFileErrorMessageLength = 4096
+)
 
 // S3SourceStatus is what the operator observed.
 type S3SourceStatus struct {
@@ -384,6 +421,16 @@ type S3SourceStatus struct {
 	// +listType=map
 	// +listMapKey=validator
 	PII []PIICount `json:"pii,omitempty"`
+
+	// WebhookPath is where the source's receiver listens, /hook/<sha256 of token, name and
+	// namespace> on the operator's receiver address, when spec.events is set. It changes
+	// when the token does.
+	// +optional
+	WebhookPath string `json:"webhookPath,omitempty"`
+
+	// LastEventTime is when the last run triggered by webhook events finished.
+	// +optional
+	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
 
 	// RecentFileErrors are the newest failed objects, newest first (at most 10).
 	// +optional

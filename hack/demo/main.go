@@ -34,6 +34,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/kube"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
+	"github.com/avon-ai/data-import-operator/internal/testsupport/proc"
 )
 
 // The customer of the demo: namespace, bucket and prefix, and the source's name.
@@ -200,10 +201,10 @@ func (d *demo) startStack(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	var manager string
 	g.Go(func() (err error) {
-		if manager, err = goBuild(gctx, d.root, "manager", "./cmd"); err != nil {
+		if manager, err = proc.GoBuild(gctx, d.root, "manager", "./cmd"); err != nil {
 			return err
 		}
-		d.cli, err = goBuild(gctx, d.root, "data-import", "./cmd/data-import")
+		d.cli, err = proc.GoBuild(gctx, d.root, "data-import", "./cmd/data-import")
 		return err
 	})
 	g.Go(func() (err error) {
@@ -251,11 +252,11 @@ func (d *demo) startTenancy(ctx context.Context) error {
 
 // startManager runs the real operator binary against the local control plane.
 func (d *demo) startManager(ctx context.Context, bin string) error {
-	metrics, err := freeAddr()
+	metrics, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	probes, err := freeAddr()
+	probes, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -269,7 +270,7 @@ func (d *demo) startManager(ctx context.Context, bin string) error {
 	// with a small /tmp; the demo's files are a few KB, so it spools in .demo/spool and asks
 	// for what its quota allows (50M a file, 2 at once: 200M).
 	args = append(args, "--spool-dir", filepath.Join(d.dir, "spool"), "--max-file-size", "50M", "--concurrent-files", "2")
-	p, err := startProcess("the operator", filepath.Join(d.dir, "manager.log"), []string{"KUBECONFIG=" + d.kubeconfig}, bin, args...)
+	p, err := proc.Start("the operator", filepath.Join(d.dir, "manager.log"), []string{"KUBECONFIG=" + d.kubeconfig}, bin, args...)
 	if err != nil {
 		return err
 	}
@@ -277,7 +278,7 @@ func (d *demo) startManager(ctx context.Context, bin string) error {
 	d.say("admin$ KUBECONFIG=.demo/kubeconfig bin/manager %s", strings.Join(args, " "))
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := p.waitHTTP(wctx, "http://"+probes+"/readyz"); err != nil {
+	if err := p.WaitHTTP(wctx, "http://"+probes+"/readyz"); err != nil {
 		return err
 	}
 	d.say("operator ready (log: .demo/manager.log, metrics: http://%s/metrics)", metrics)

@@ -32,8 +32,11 @@ type Job struct {
 	Prefix string
 	Quota  quota.Quota
 	Policy ingest.InvalidRecordPolicy
-	// DryRun validates without storing conversations or ledger rows. Downloads are still
-	// held against and charged to the quota: they happened.
+	// DryRun validates without storing conversations. Its results go to a ledger of their
+	// own (DryRunLedger), apart from the real one: an unchanged file is not downloaded
+	// (and charged) again at every dry run, the counts and recent errors describe the dry
+	// run's results, and a real run still processes everything. Downloads are held
+	// against and charged to the quota: they happened.
 	DryRun bool
 	Agents map[string]struct{}
 	// Validators are the source's compiled PII validators (nil: none).
@@ -41,6 +44,9 @@ type Job struct {
 	// RecheckFailed re-processes files that failed validation although unchanged, because
 	// the rules changed (agent allow-list, invalid-record policy).
 	RecheckFailed bool
+	// RetryParked processes parked files again, their attempts counted from zero: a user
+	// asked for this run (the refresh annotation).
+	RetryParked bool
 }
 
 // Result is what one run learned. Err is set when the listing itself failed (the bucket
@@ -71,10 +77,40 @@ type Result struct {
 	FilesRedacted, FilesFlagged int64
 	// RecentErrors are the source's newest failed files from the ledger, newest first.
 	RecentErrors []store.FileRecord
+	// Targeted marks a run of named keys (RunKeys): Listed and the state counts are then
+	// changes to the source's totals, not totals.
+	Targeted bool
 }
+
+// ErrStore marks a Result.Err caused by the store (unreachable, failing), not by the
+// bucket: the run is retried and no file is blamed. Test with errors.Is.
+var ErrStore = errors.New("the store failed")
+
+// storeFailed marks err as the store's (see ErrStore); its message is err's.
+func storeFailed(err error) error {
+	if err == nil || errors.Is(err, ErrStore) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return storeError{err}
+}
+
+type storeError struct{ err error }
+
+func (e storeError) Error() string        { return e.err.Error() }
+func (e storeError) Unwrap() error        { return e.err }
+func (e storeError) Is(target error) bool { return target == ErrStore }
+
+// DryRunLedger is the ledger source that holds the dry-run results of source: its rows
+// never stand for files a real run processed. Deleting a source deletes both.
+func DryRunLedger(source string) string { return source + "#dry-run" }
 
 // MaxRecentErrors bounds Result.RecentErrors.
 const MaxRecentErrors = 10
+
+// DefaultMaxFileAttempts is how many attempts to process one version of a file may fail
+// for a reason retrying does not fix (the store refused it, or the manager died while
+// processing it) before the file is parked.
+const DefaultMaxFileAttempts = 3
 
 // Runner runs discoveries. One Runner serves every source of a manager; FileSlots bounds
 // the downloads in flight across all of them, because each holds up to one object's
@@ -85,7 +121,72 @@ type Runner struct {
 	Now    func() time.Time
 	// PerRun is the most downloads one run has in flight.
 	PerRun int
-	slots  chan struct{}
+	// MaxFileAttempts parks a file after this many failed attempts (0 means
+	// DefaultMaxFileAttempts); see BeginAttempt in package store.
+	MaxFileAttempts int
+	slots           chan struct{}
+
+	// unreleased are reservations whose Release failed: their bytes count against the
+	// quota until a Release succeeds, so every run tries them again first.
+	releaseMu  sync.Mutex
+	unreleased map[int64]struct{}
+}
+
+// A failed Release holds the reservation's bytes against the quota for the rest of the
+// day, so it is tried again at once releaseRetries times, waiting releaseBackoff and
+// then twice as long each time; if it still fails, every later run tries again.
+const (
+	releaseRetries = 3
+	releaseBackoff = 50 * time.Millisecond
+)
+
+// release drops reservation id, retrying; a reservation it could not drop is kept for
+// the next run.
+func (r *Runner) release(ctx context.Context, id int64) error {
+	wait := releaseBackoff
+	err := r.Store.Release(ctx, id)
+	for i := 0; err != nil && i < releaseRetries; i++ {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait *= 2
+		err = r.Store.Release(ctx, id)
+	}
+	if err != nil {
+		r.releaseMu.Lock()
+		if r.unreleased == nil {
+			r.unreleased = map[int64]struct{}{}
+		}
+		r.unreleased[id] = struct{}{}
+		r.releaseMu.Unlock()
+	}
+	return err
+}
+
+// releaseLeftovers tries again the Releases that failed in earlier runs.
+func (r *Runner) releaseLeftovers(ctx context.Context) {
+	r.releaseMu.Lock()
+	ids := make([]int64, 0, len(r.unreleased))
+	for id := range r.unreleased {
+		ids = append(ids, id)
+	}
+	r.releaseMu.Unlock()
+	for _, id := range ids {
+		if r.Store.Release(ctx, id) == nil {
+			r.releaseMu.Lock()
+			delete(r.unreleased, id)
+			r.releaseMu.Unlock()
+		}
+	}
+}
+
+func (r *Runner) maxAttempts() int {
+	if r.MaxFileAttempts > 0 {
+		return r.MaxFileAttempts
+	}
+	return DefaultMaxFileAttempts
 }
 
 // NewRunner returns a Runner with at most files downloads in flight in total and perRun
@@ -104,6 +205,7 @@ func NewRunner(store store.Store, engine *ingest.Engine, now func() time.Time, f
 // download it started has committed or rolled back.
 func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result {
 	res := &Result{Started: r.Now()}
+	r.releaseLeftovers(ctx)
 	// The engine refuses bodies over the quota's file size, not a fixed default, so a
 	// file the quota allows is never downloaded only to fail as too large.
 	engine := *r.Engine
@@ -159,14 +261,14 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	// ledger: fixing the prefix would download and charge everything again.
 	if res.Err == nil && res.Listed > 0 {
 		// Objects gone from the bucket leave the ledger once a full listing proves it.
-		if _, err := r.Store.PruneFiles(ctx, job.Source, run.keep, res.Started); err != nil {
-			res.Err = fmt.Errorf("pruning the ledger: %w", err)
+		if _, err := r.Store.PruneFiles(ctx, run.ledger(), run.keep, res.Started); err != nil {
+			res.Err = storeFailed(fmt.Errorf("pruning the ledger: %w", err))
 		}
 	}
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), job.Source, store.FileFailed, MaxRecentErrors); err == nil {
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
-		res.Err = fmt.Errorf("listing failed files: %w", err)
+		res.Err = storeFailed(fmt.Errorf("listing failed files: %w", err))
 	}
 	// Files finish in any order; report validators in the order they are configured.
 	slices.SortStableFunc(res.PII, func(a, b ingest.PIICount) int {
@@ -179,6 +281,8 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 type work struct {
 	obj      bucket.Object
 	attempts int
+	// prev is the object's ledger row (Key empty when it has none).
+	prev store.FileRecord
 }
 
 type run struct {
@@ -204,7 +308,7 @@ func (r *run) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.firstErr == nil {
-		r.firstErr = err
+		r.firstErr = storeFailed(err)
 	}
 }
 
@@ -220,6 +324,14 @@ func (r *run) ref(obj bucket.Object) ingest.ObjectRef {
 
 func (r *run) location(key string) string { return "s3://" + r.job.Bucket + "/" + key }
 
+// ledger is the source of the ledger rows this run reads and writes.
+func (r *run) ledger() string {
+	if r.job.DryRun {
+		return DryRunLedger(r.job.Source)
+	}
+	return r.job.Source
+}
+
 // classifyPage looks up a listed page in the ledger with one query and classifies each
 // object.
 func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan<- work) error {
@@ -227,9 +339,9 @@ func (r *run) classifyPage(ctx context.Context, page []bucket.Object, queue chan
 	for i, obj := range page {
 		keys[i] = obj.Key
 	}
-	ledger, err := r.Store.LookupFiles(ctx, r.job.Source, keys)
+	ledger, err := r.Store.LookupFiles(ctx, r.ledger(), keys)
 	if err != nil {
-		return fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err)
+		return storeFailed(fmt.Errorf("looking up %d listed objects in the ledger: %w", len(keys), err))
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]
@@ -257,7 +369,11 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 		// The engine writes the ignored row, naming the extension; nothing is downloaded.
 		out, err := r.engine.Process(ctx, r.ref(obj), strings.NewReader(""), ingest.Options{DryRun: r.job.DryRun, Attempts: attempts, Now: r.Now()})
 		if err != nil {
-			return err
+			return storeFailed(err) // nothing was read: only the store can fail
+		}
+		if r.job.DryRun {
+			// The engine wrote nothing: the row goes to the dry-run ledger.
+			return r.record(ctx, obj, out.State, out.Reason, out.Message, attempts)
 		}
 		r.tally(func(res *Result) { countState(res, out.State) })
 		return nil
@@ -268,7 +384,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 		return r.record(ctx, obj, store.FileFailed, ingest.ReasonFileTooLarge, msg, attempts)
 	}
 	select {
-	case queue <- work{obj: obj, attempts: attempts}:
+	case queue <- work{obj: obj, attempts: attempts, prev: prev}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -282,10 +398,13 @@ func (r *run) settled(prev store.FileRecord) bool {
 	switch {
 	case prev.State == store.FileDeferred:
 		return false
-	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonDownloadFailed:
+	case prev.State == store.FileFailed && (prev.Reason == ingest.ReasonDownloadFailed || prev.Reason == ingest.ReasonStoreRejected):
 		return false
 	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonFileTooLarge:
 		return prev.Size > r.job.Quota.MaxFileSize
+	case prev.State == store.FileFailed && prev.Reason == ingest.ReasonParked:
+		// A new version (another ETag) is never settled; this one waits for a user.
+		return !r.job.RetryParked
 	case prev.State == store.FileFailed && r.job.RecheckFailed:
 		return false
 	}
@@ -295,13 +414,11 @@ func (r *run) settled(prev store.FileRecord) bool {
 func (r *run) record(ctx context.Context, obj bucket.Object, state store.FileState, reason, msg string, attempts int) error {
 	now := r.Now()
 	row := store.FileRecord{
-		Source: r.job.Source, Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
-		State: state, Reason: reason, Message: msg, Attempts: attempts, FirstSeen: now, UpdatedAt: now,
+		Source: r.ledger(), Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
+		State: state, Reason: reason, Message: ingest.Shorten(msg, ingest.MaxMessageRunes), Attempts: attempts, FirstSeen: now, UpdatedAt: now,
 	}
-	if !r.job.DryRun {
-		if err := r.Store.RecordFile(ctx, row); err != nil {
-			return fmt.Errorf("recording %s: %w", obj.Key, err)
-		}
+	if err := r.Store.RecordFile(ctx, row); err != nil {
+		return storeFailed(fmt.Errorf("recording %s: %w", obj.Key, err))
 	}
 	r.tally(func(res *Result) {
 		countState(res, state)
@@ -326,6 +443,35 @@ func (r *run) download(ctx context.Context, w work) {
 		return
 	}
 	defer func() { <-r.slots }()
+	cleanup := context.WithoutCancel(ctx)
+
+	// The attempt is counted before anything can go wrong, so a file that kills the
+	// process while it is processed is parked after MaxFileAttempts restarts instead of
+	// killing every one. A dry run commits nothing, so it counts nothing.
+	tries := 0
+	if !r.job.DryRun {
+		fresh := w.prev.Reason == ingest.ReasonParked && w.prev.ETag == obj.ETag && r.job.RetryParked
+		n, err := r.Store.BeginAttempt(ctx, r.job.Source, obj.Key, obj.ETag, fresh)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(fmt.Errorf("counting an attempt of %s: %w", obj.Key, err))
+			}
+			return
+		}
+		tries = n
+		if tries > r.maxAttempts() {
+			r.park(cleanup, obj, w, tries-1, "each attempt stopped before it finished: the manager stopped or crashed while processing the file (e.g. out of memory)")
+			return
+		}
+	}
+	// forgive takes back the attempt when it failed for a reason that is not the file's.
+	forgive := func() {
+		if tries > 0 {
+			if err := r.Store.EndAttempt(cleanup, r.job.Source, obj.Key, store.AttemptForgiven); err != nil {
+				r.fail(fmt.Errorf("ending an attempt of %s: %w", obj.Key, err))
+			}
+		}
+	}
 
 	// The window is taken per download: a run across midnight charges each file to the
 	// day it was downloaded on.
@@ -339,21 +485,24 @@ func (r *run) download(ctx context.Context, w work) {
 			_, resetsAt := r.job.Quota.Window(r.Now())
 			msg := fmt.Sprintf("%s: %s does not fit in what is left of today's %s quota (IngestionQuota %s); it will be ingested after the reset at %s",
 				r.location(obj.Key), quota.FormatBytes(obj.Size), quota.FormatBytes(r.job.Quota.DailyLimit), r.job.Quota.Key, resetsAt.UTC().Format(time.RFC3339))
+			forgive()
 			if err := r.record(ctx, obj, store.FileDeferred, ingest.ReasonQuotaExceeded, msg, w.attempts-1); err != nil {
 				r.fail(err)
 			}
 			return
 		}
 		if err != nil {
-			r.fail(fmt.Errorf("reserving quota for %s: %w", obj.Key, err))
+			forgive()
+			if ctx.Err() == nil {
+				r.fail(fmt.Errorf("reserving quota for %s: %w", obj.Key, err))
+			}
 			return
 		}
 	}
-	cleanup := context.WithoutCancel(ctx)
 	release := func() {
 		if id != 0 {
-			if err := r.Store.Release(cleanup, id); err != nil {
-				r.fail(fmt.Errorf("releasing quota for %s: %w", obj.Key, err))
+			if err := r.Runner.release(cleanup, id); err != nil {
+				r.fail(fmt.Errorf("releasing quota for %s (retried at the next run): %w", obj.Key, err))
 			}
 		}
 	}
@@ -361,6 +510,7 @@ func (r *run) download(ctx context.Context, w work) {
 	body, _, err := r.client.Open(ctx, obj.Key, bucket.IfMatch(obj.ETag))
 	if err != nil {
 		release()
+		forgive()
 		if ctx.Err() == nil {
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
@@ -370,6 +520,7 @@ func (r *run) download(ctx context.Context, w work) {
 	body.Close()
 	if err != nil {
 		release()
+		forgive()
 		if ctx.Err() == nil {
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
@@ -383,15 +534,41 @@ func (r *run) download(ctx context.Context, w work) {
 	if err != nil {
 		// Nothing was committed: the transaction rolled back with the reservation in it.
 		release()
-		if ctx.Err() == nil {
+		var ce *ingest.CommitError
+		switch {
+		case ctx.Err() != nil:
+			forgive()
+		case errors.Is(err, store.ErrRejected):
+			// The file's content: the attempt counts.
+			if tries >= r.maxAttempts() {
+				r.park(cleanup, obj, w, tries, fmt.Sprintf("the store refused the file's records: %s", err))
+			} else {
+				r.storeRejected(cleanup, obj, err, w.attempts)
+			}
+		case errors.As(err, &ce):
+			// The store is unavailable: the run fails and is retried; the file is not to blame.
+			forgive()
+			r.fail(fmt.Errorf("committing %s: %w", obj.Key, err))
+		default:
+			forgive()
 			r.downloadFailed(cleanup, obj, err, w.attempts)
 		}
 		return
 	}
 	if r.job.DryRun {
-		// Nothing was committed, so the hold on the quota becomes usage here.
+		// Nothing was committed, so the hold on the quota becomes usage here, and the
+		// result goes to the dry-run ledger.
 		if err := r.Store.ChargeReservation(cleanup, id); err != nil {
 			r.fail(fmt.Errorf("charging quota for %s: %w", obj.Key, err))
+		}
+		now := r.Now()
+		row := store.FileRecord{
+			Source: r.ledger(), Key: obj.Key, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified,
+			State: out.State, Reason: out.Reason, Message: ingest.Shorten(out.Message, ingest.MaxMessageRunes), Counts: out.Counts,
+			Bytes: out.Bytes, Attempts: w.attempts, FirstSeen: now, UpdatedAt: now,
+		}
+		if err := r.Store.RecordFile(cleanup, row); err != nil {
+			r.fail(fmt.Errorf("recording the dry run of %s: %w", obj.Key, err))
 		}
 	}
 	r.tally(func(res *Result) {
@@ -477,6 +654,30 @@ func (r *run) downloadFailed(ctx context.Context, obj bucket.Object, err error, 
 	reason := ingest.ReasonDownloadFailed
 	msg := fmt.Sprintf("%s: download failed, retried at the next discovery: %s", r.location(obj.Key), safeMessage(err))
 	if rerr := r.record(ctx, obj, store.FileFailed, reason, msg, attempts); rerr != nil {
+		r.fail(rerr)
+	}
+}
+
+// park records a file that failed attempts times in a row for reasons retrying does not
+// fix: it is not downloaded again until its ETag changes or a user asks (RetryParked).
+func (r *run) park(ctx context.Context, obj bucket.Object, w work, attempts int, last string) {
+	msg := fmt.Sprintf("%s: parked after %d failed attempts to process this version; %s. It is not downloaded again until the object changes (a new ETag) or a refresh is requested (the %s annotation)",
+		r.location(obj.Key), attempts, last, refreshAnnotation)
+	if rerr := r.record(ctx, obj, store.FileFailed, ingest.ReasonParked, msg, w.attempts); rerr != nil {
+		r.fail(rerr)
+	}
+}
+
+// refreshAnnotation is the S3Source annotation that asks for a run (api/v1alpha1's
+// RefreshAnnotation; this package imports nothing of Kubernetes).
+const refreshAnnotation = "dataimport.avon.ai/refresh-requested-at"
+
+// storeRejected records a file the store refused to write: a value the database cannot
+// hold got past validation. The message quotes the store's error (which names no
+// credential) so the value can be found.
+func (r *run) storeRejected(ctx context.Context, obj bucket.Object, err error, attempts int) {
+	msg := fmt.Sprintf("%s: the store refused the file's records: %s", r.location(obj.Key), err)
+	if rerr := r.record(ctx, obj, store.FileFailed, ingest.ReasonStoreRejected, msg, attempts); rerr != nil {
 		r.fail(rerr)
 	}
 }

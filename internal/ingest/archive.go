@@ -146,6 +146,10 @@ func (c *collector) readZip(b *body, tempDir string) error {
 		}
 		return fmt.Errorf("spool zip: %w", err)
 	}
+	// Counted before zip.NewReader, which would allocate every entry first.
+	if zipEntriesOver(f, written, c.lim.MaxArchiveEntries) {
+		return c.tooManyEntries()
+	}
 	zr, err := zip.NewReader(f, written)
 	if err != nil {
 		return failf(ReasonMalformed, "not a readable ZIP archive: %v", err)

@@ -205,7 +205,7 @@ func (c *collector) finish(res *Result) {
 	switch {
 	case c.fatalErr != nil:
 		if c.fatalErr.entry != "" {
-			loc += "!" + c.fatalErr.entry
+			loc += "!" + Shorten(c.fatalErr.entry, maxNameRunes)
 		}
 		res.State, res.Reason, res.Message = store.FileFailed, c.fatalErr.reason, loc+": "+c.fatalErr.msg
 		// The file was not read as records, so it has no record counts.

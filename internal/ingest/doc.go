@@ -30,6 +30,11 @@ package ingest
 //     the valid records commit and the invalid are counted. No valid record at all is
 //     NoValidRecords. Syntax errors inside one record (a JSONL line, an array element)
 //     make that record invalid. Invalid UTF-8 anywhere fails the file (InvalidEncoding).
+//     Both stores accept exactly the same records: a string (key or value) holding
+//     \u0000 or a lone UTF-16 surrogate escape, or an agent_id or conversation_id over
+//     MaxIDBytes, makes its record invalid with its path, because PostgreSQL cannot hold
+//     it where SQLite would (TestBothStoresAcceptTheSameRecords runs one hostile corpus
+//     through both).
 //  6. Unless Options.DryRun, the file is committed while it is read: a goroutine parses
 //     and validates, and sends the valid records in batches of 256 through a channel of
 //     two batches to store.Store.CommitFile, whose transaction writes them (a lookup and a
@@ -49,8 +54,8 @@ package ingest
 // error only when the body cannot be read, the store fails, or the context ends.
 //
 // Memory: the readers hold one record; a commit holds at most a few batches of records
-// (the one being filled, the channel's two, the store's), whatever the file's size, and
-// nothing per identity; a dry run keeps the identities seen (Result.Pairs). The price of
+// (the one being filled, the channel's two, the store's), each at most 256 records and
+// about 4 MB, so MaxQueuedRecordBytes whatever the file's size, and nothing per identity; a dry run keeps the identities seen (Result.Pairs). The price of
 // streaming is that the store's write transaction stays open while the rest of the file
 // is read: SQLite's single writer (and PostgreSQL's commit lock) is held for that time,
 // from the first full batch on, so other commits wait for a slow download.

@@ -78,7 +78,7 @@ func (e RecordError) Location() string {
 	b.WriteString(e.Key)
 	if e.Entry != "" {
 		b.WriteString("!")
-		b.WriteString(e.Entry)
+		b.WriteString(Shorten(e.Entry, maxNameRunes))
 	}
 	if e.Line > 0 {
 		b.WriteString(":")
@@ -94,7 +94,7 @@ func (e RecordError) Error() string {
 	if e.Path == "" {
 		return e.Location() + ": " + e.Problem
 	}
-	return e.Location() + ": " + e.Path + ": " + e.Problem
+	return e.Location() + ": " + Shorten(e.Path, maxNameRunes) + ": " + e.Problem
 }
 
 // Result is the outcome of one file. Bad content is a Result with State FileFailed, never
@@ -143,6 +143,17 @@ func (e *fileError) Error() string { return e.msg }
 func failf(reason, format string, args ...any) *fileError {
 	return &fileError{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
+
+// CommitError is a failure of the store while it committed (or recorded) a file, as
+// opposed to a failure to read the file's body. errors.Is(err, store.ErrRejected) tells
+// whether the file's content caused it.
+type CommitError struct {
+	Key string
+	Err error
+}
+
+func (e *CommitError) Error() string { return "commit " + e.Key + ": " + e.Err.Error() }
+func (e *CommitError) Unwrap() error { return e.Err }
 
 // errTooLarge marks a body longer than MaxFileBytes.
 var errTooLarge = errors.New("file too large")
@@ -201,10 +212,13 @@ func (e *Engine) Process(ctx context.Context, ref ObjectRef, r io.Reader, opts O
 		// Nothing was downloaded, so nothing is charged.
 		if opts.ReservationID != 0 {
 			if err := e.Store.Release(ctx, opts.ReservationID); err != nil {
-				return res, fmt.Errorf("release reservation %d: %w", opts.ReservationID, err)
+				return res, &CommitError{Key: ref.Key, Err: fmt.Errorf("release reservation %d: %w", opts.ReservationID, err)}
 			}
 		}
-		return res, e.Store.RecordFile(ctx, e.ledgerRow(ref, opts, &res))
+		if err := e.Store.RecordFile(ctx, e.ledgerRow(ref, opts, &res)); err != nil {
+			return res, &CommitError{Key: ref.Key, Err: err}
+		}
+		return res, nil
 	}
 	b := &body{r: r, limit: lim.MaxFileBytes}
 	read := func(c *collector) error {
@@ -296,12 +310,12 @@ func (e *Engine) commit(ctx context.Context, ref ObjectRef, opts Options, lim Li
 		res.Counts.New, res.Counts.Updated, res.Counts.Unchanged = counts.New, counts.Updated, counts.Unchanged
 		return res, nil
 	case !errors.Is(err, errFileFailed):
-		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
+		return res, &CommitError{Key: ref.Key, Err: err}
 	}
 	// As before streaming: a failed file records its ledger row and is charged.
 	commit = store.FileCommit{Namespace: ref.Namespace, File: e.ledgerRow(ref, opts, &res), ReservationID: opts.ReservationID, Reservation: opts.Reservation}
 	if _, err := e.Store.CommitFile(ctx, commit); err != nil {
-		return res, fmt.Errorf("commit %s: %w", ref.Key, err)
+		return res, &CommitError{Key: ref.Key, Err: err}
 	}
 	return res, nil
 }
@@ -323,6 +337,7 @@ func conclude(c *collector, b *body, err error, res *Result) error {
 		return err
 	}
 	c.finish(res)
+	res.Message = Shorten(res.Message, MaxMessageRunes)
 	return nil
 }
 
@@ -333,7 +348,7 @@ func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) store.FileR
 	}
 	return store.FileRecord{
 		Source: ref.Source, Key: ref.Key, ETag: ref.ETag, Size: ref.Size, LastModified: ref.LastModified,
-		State: res.State, Reason: res.Reason, Message: res.Message, Counts: res.Counts,
+		State: res.State, Reason: res.Reason, Message: Shorten(res.Message, MaxMessageRunes), Counts: res.Counts,
 		Bytes: res.Bytes, Attempts: opts.Attempts, FirstSeen: now, UpdatedAt: now,
 	}
 }

@@ -168,7 +168,7 @@ func (r *record) pathTo(target int32) string {
 			}
 			if target >= v && target < r.tape[v].next {
 				if isObj {
-					path = join(path, r.str(k))
+					path = join(path, shorten(r.str(k)))
 				} else {
 					path = join(path, index(idx))
 				}

@@ -29,6 +29,15 @@ const (
 // MaxErrorsPerFile is how many record errors a Result lists; the rest are counted.
 const MaxErrorsPerFile = 20
 
+// MaxMessageRunes bounds a ledger row's message, which status.recentFileErrors shows
+// (the CRD allows 4096): what a file holds must never make a status patch too large.
+// Values, keys, archive entry names and JSON paths are shortened where a message quotes
+// them (Shorten); this cuts what is left.
+const MaxMessageRunes = 2048
+
+// maxNameRunes bounds an archive entry name or a JSON path quoted in a message.
+const maxNameRunes = 256
+
 // Limits bound what one file may cost. A zero field takes its default.
 type Limits struct {
 	MaxFileBytes      int64

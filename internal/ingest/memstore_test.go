@@ -154,6 +154,12 @@ func (m *memStore) Release(_ context.Context, id int64) error {
 }
 func (m *memStore) ChargeReservation(context.Context, int64) error { return errors.New("not used") }
 func (m *memStore) ReleaseAll(context.Context) error               { return errors.New("not used") }
+func (m *memStore) BeginAttempt(context.Context, string, string, string, bool) (int, error) {
+	return 0, errors.New("not used")
+}
+func (m *memStore) EndAttempt(context.Context, string, string, store.AttemptOutcome) error {
+	return errors.New("not used")
+}
 func (m *memStore) Usage(context.Context, string, string) (int64, map[string]int64, error) {
 	return 0, nil, errors.New("not used")
 }

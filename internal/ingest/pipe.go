@@ -10,12 +10,22 @@ import (
 // Pipelining: a file being committed is parsed on its own goroutine while the store
 // writes on the caller's, so validation and database inserts overlap on two cores. The
 // records travel in batches (one channel operation per batch, not per record) through
-// a channel of pipeDepth batches, which, with the batch being filled and the store's
-// own batch, is all of the file a commit holds in memory.
+// a channel of pipeDepth batches, which, with the batch being filled and the one the
+// store is taking records from (into its own batch, which shares their bytes), is all of
+// the file a commit holds in memory. A batch is sent at pipeBatch records or once its
+// records reach pipeBatchBytes, so large records do not multiply the bound.
 const (
-	pipeBatch = 256
-	pipeDepth = 2
+	pipeBatch      = 256
+	pipeBatchBytes = 4 << 20
+	pipeDepth      = 2
 )
+
+// MaxQueuedRecordBytes bounds the bytes of one file's records waiting for the store
+// while it is committed (about 49 MB): pipeDepth+2 batches, each under pipeBatchBytes
+// plus the record that filled it (at most DefaultMaxRecordBytes). Typical records (a few
+// kB) keep it at a few MB. The readers add the record being parsed (up to three copies of
+// MaxRecordBytes: the line, the compacted record and its tape).
+const MaxQueuedRecordBytes = (pipeDepth + 2) * (pipeBatchBytes + DefaultMaxRecordBytes)
 
 // errStopped ends a parse whose consumer went away (the store failed or gave up).
 var errStopped = errors.New("ingest: the store stopped reading the file")
@@ -30,9 +40,10 @@ type pipe struct {
 	err    error
 	doomed bool
 
-	batch    []store.Conversation
-	closed   bool
-	stopOnce sync.Once
+	batch      []store.Conversation
+	batchBytes int
+	closed     bool
+	stopOnce   sync.Once
 }
 
 func newPipe() *pipe {
@@ -61,7 +72,8 @@ func (p *pipe) send(c store.Conversation) error {
 		p.batch = make([]store.Conversation, 0, pipeBatch)
 	}
 	p.batch = append(p.batch, c)
-	if len(p.batch) < pipeBatch {
+	p.batchBytes += len(c.Raw)
+	if len(p.batch) < pipeBatch && p.batchBytes < pipeBatchBytes {
 		return nil
 	}
 	return p.flush()
@@ -73,7 +85,7 @@ func (p *pipe) flush() error {
 	}
 	select {
 	case p.out <- p.batch:
-		p.batch = nil
+		p.batch, p.batchBytes = nil, 0
 		return nil
 	case <-p.stop:
 		return errStopped
@@ -85,7 +97,7 @@ func (p *pipe) flush() error {
 func (p *pipe) doom() {
 	if !p.closed {
 		p.doomed = true
-		p.batch = nil
+		p.batch, p.batchBytes = nil, 0
 		p.close()
 	}
 }

@@ -43,4 +43,11 @@ const (
 	ReasonQuotaExceeded     = "QuotaExceeded"
 	ReasonDownloadFailed    = "DownloadFailed"
 	ReasonNoValidRecords    = "NoValidRecords"
+	// ReasonStoreRejected: the store refused to write the file (a value the database
+	// cannot hold that validation let through); retried, then parked.
+	ReasonStoreRejected = "StoreRejected"
+	// ReasonParked: the file failed or stopped the manager too many times in a row for
+	// reasons retrying does not fix; it is not downloaded again until its ETag changes
+	// or a refresh is requested.
+	ReasonParked = "Parked"
 )

@@ -98,19 +98,42 @@ func (v *validator) describe(i int32) string {
 	return "an object"
 }
 
-// maxShown bounds a value quoted in an error message.
+// maxShown bounds, in runes, a value or name quoted in an error message.
 const maxShown = 64
 
-func shorten(s string) string {
-	if len(s) <= maxShown {
+// Shorten makes s, a string from a customer's file or bucket, safe to put in a message:
+// control characters and bytes that are not UTF-8 are escaped as in a Go string literal
+// (so a NUL never reaches a store or the API server), and the result is cut after n
+// runes, "…" marking the cut.
+func Shorten(s string, n int) string {
+	if needsEscape(s) {
+		q := strconv.Quote(s)
+		s = q[1 : len(q)-1]
+	}
+	if len(s) <= n || utf8.RuneCountInString(s) <= n {
 		return s
 	}
-	cut := maxShown
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	runes := 0
+	for i := range s {
+		if runes == n {
+			return s[:i] + "…"
+		}
+		runes++
 	}
-	return s[:cut] + "…"
+	return s
 }
+
+// needsEscape reports whether s holds a control character or a byte that is not UTF-8.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c >= utf8.RuneSelf {
+			return c < utf8.RuneSelf || !utf8.ValidString(s[i:])
+		}
+	}
+	return false
+}
+
+func shorten(s string) string { return Shorten(s, maxShown) }
 
 func quoteShort(s string) string {
 	if len(s) <= maxShown {
@@ -118,6 +141,10 @@ func quoteShort(s string) string {
 	}
 	return strconv.Quote(shorten(s)) + fmt.Sprintf(" (%d bytes)", len(s))
 }
+
+// MaxIDBytes bounds agent_id and conversation_id: a conversation's identity is the
+// primary key of both stores, and PostgreSQL refuses an index row over 2704 bytes.
+const MaxIDBytes = 1024
 
 func join(prefix, field string) string {
 	switch {
@@ -192,7 +219,77 @@ func (v *validator) validate(r *record) bool {
 			return true
 		})
 	}
+	v.storable()
 	return len(v.errs) == 0
+}
+
+// storable checks that every string of the record, keys included, is one both stores
+// hold alike: no U+0000 (PostgreSQL text cannot hold it, and jsonb refuses its escape)
+// and no lone UTF-16 surrogate escape (it encodes no character). Only strings with
+// escapes can hold either, so a valid record costs one pass over its tape.
+func (v *validator) storable() {
+	for i, n := range v.r.tape {
+		if n.kind != kStr || !n.esc {
+			continue
+		}
+		if why := unstorable(v.r.raw[n.start:n.end]); why != "" {
+			v.unstorableAt(int32(i), why)
+		}
+	}
+}
+
+// unstorableAt reports string node i, a key or a value, naming its path.
+func (v *validator) unstorableAt(i int32, why string) {
+	path := v.r.pathTo(i)
+	if v.r.isKey(0, i) {
+		v.addf(path, "", "the key holds %s, which the store cannot hold (rename the key)", why)
+		return
+	}
+	v.addf(path, "", "%s holds %s, which the store cannot hold (remove it)", v.quoteShort(v.r.str(i)), why)
+}
+
+// isKey reports whether node i is an object key inside container c.
+func (r *record) isKey(c, i int32) bool {
+	n := r.tape[c]
+	if (n.kind != kObj && n.kind != kArr) || i <= c || i >= n.next {
+		return false
+	}
+	found := false
+	r.each(c, func(k, val int32) bool {
+		found = k == i || r.isKey(val, i)
+		return !found
+	})
+	return found
+}
+
+// unstorable names what in a string's escaped JSON text no store can hold alike, or "".
+func unstorable(b []byte) string {
+	for j := 0; j+5 < len(b); j++ {
+		if b[j] != '\\' {
+			continue
+		}
+		if b[j+1] != 'u' {
+			j++ // skip the escaped character (it may be a backslash)
+			continue
+		}
+		u, _ := strconv.ParseUint(string(b[j+2:j+6]), 16, 16)
+		switch {
+		case u == 0:
+			return "U+0000 (NUL)"
+		case u >= 0xD800 && u < 0xDC00:
+			if j+11 < len(b)+0 && b[j+6] == '\\' && b[j+7] == 'u' {
+				if lo, _ := strconv.ParseUint(string(b[j+8:j+12]), 16, 16); lo >= 0xDC00 && lo < 0xE000 {
+					j += 11
+					continue
+				}
+			}
+			return fmt.Sprintf("a lone UTF-16 surrogate \\u%04x (want a surrogate pair, or the character itself)", u)
+		case u >= 0xDC00 && u < 0xE000:
+			return fmt.Sprintf("a lone UTF-16 surrogate \\u%04x (want a surrogate pair, or the character itself)", u)
+		}
+		j += 5
+	}
+	return ""
 }
 
 // id checks a required non-empty string field; it returns the value when keep is set
@@ -209,6 +306,12 @@ func (v *validator) id(prefix, key string, i int32, keep bool) string {
 	if len(bytes.TrimSpace(v.r.key(i))) == 0 {
 		v.addf(prefix, key, "%s is blank (want %s)", strconv.Quote(v.r.str(i)), wantID)
 		return ""
+	}
+	if len(v.r.bytes(i)) > MaxIDBytes {
+		if s := v.r.str(i); len(s) > MaxIDBytes {
+			v.addf(prefix, key, "%s is longer than %d bytes (want an identifier of at most %d bytes)", v.quoteShort(s), MaxIDBytes, MaxIDBytes)
+			return ""
+		}
 	}
 	if !keep {
 		return ""

@@ -157,6 +157,37 @@ type FileCommit struct {
 // ErrQuotaExceeded is returned by Reserve when the bytes do not fit in the day's limit.
 var ErrQuotaExceeded = errors.New("daily ingestion quota exceeded")
 
+// ErrRejected marks a store error caused by what was written (a value the database
+// cannot hold: a data exception, a constraint, a size limit), not by the database being
+// unavailable: writing the same content again fails the same way. Test with errors.Is.
+var ErrRejected = errors.New("the store rejected the content")
+
+// Rejected marks err as caused by the content written (see ErrRejected); its message is
+// err's.
+func Rejected(err error) error {
+	if err == nil {
+		return nil
+	}
+	return rejectedError{err}
+}
+
+type rejectedError struct{ err error }
+
+func (e rejectedError) Error() string        { return e.err.Error() }
+func (e rejectedError) Unwrap() error        { return e.err }
+func (e rejectedError) Is(target error) bool { return target == ErrRejected }
+
+// AttemptOutcome is how a processing attempt counted by BeginAttempt ended.
+type AttemptOutcome uint8
+
+const (
+	// AttemptSettled: the file reached an outcome that needs no retry; its count is cleared.
+	AttemptSettled AttemptOutcome = iota
+	// AttemptForgiven: the attempt failed for a reason that is not the file's (a transient
+	// download failure, a shutdown, the store unavailable); it does not count.
+	AttemptForgiven
+)
+
 // Store persists conversations, the file ledger and quota usage.
 // Implementations live in internal/store/...; all must pass the shared suite in
 // internal/store/storetest.
@@ -191,6 +222,17 @@ type Store interface {
 	// ReleaseAll drops every outstanding reservation (at manager start: a crashed
 	// download never committed).
 	ReleaseAll(ctx context.Context) error
+	// BeginAttempt counts one attempt to process version etag of an object, before the
+	// attempt starts, so an attempt that kills the process (out of memory, a crash) still
+	// counts. It returns the attempts of that version counted so far, this one included;
+	// another etag, or fresh, starts again at 1. A CommitFile of the object clears the
+	// count (its outcome is settled); EndAttempt ends an attempt otherwise.
+	BeginAttempt(ctx context.Context, source, key, etag string, fresh bool) (int, error)
+	// EndAttempt ends an attempt that did not commit: AttemptSettled clears the count,
+	// AttemptForgiven takes the attempt back. An attempt that failed because of the file
+	// is not ended: it keeps counting.
+	EndAttempt(ctx context.Context, source, key string, outcome AttemptOutcome) error
+
 	// Usage returns a quota's used bytes for a day, in total and per source.
 	Usage(ctx context.Context, quota, day string) (int64, map[string]int64, error)
 

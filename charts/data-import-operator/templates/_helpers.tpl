@@ -80,6 +80,14 @@ control-plane: controller-manager
 - --concurrent-files={{ .Values.limits.concurrentFiles }}
 - --max-file-size={{ .Values.limits.maxFileSize }}
 - --max-daily-limit={{ .Values.limits.maxDailyLimit }}
+{{- if .Values.receiver.enabled }}
+- --receiver-bind-address=:{{ .Values.receiver.port }}
+{{- with .Values.receiver.snsConfirmHosts }}
+- {{ printf "--receiver-sns-confirm-hosts=%v" . | quote }}
+{{- end }}
+{{- else }}
+- --receiver-bind-address=0
+{{- end }}
 {{- if gt (int .Values.sharding.shards) 0 }}
 - --shards={{ .Values.sharding.shards }}
 {{- end }}
@@ -88,6 +96,9 @@ control-plane: controller-manager
 {{- end }}
 {{- with .Values.limits.filesPerSource }}
 - {{ printf "--files-per-source=%v" . | quote }}
+{{- end }}
+{{- with .Values.limits.maxFileAttempts }}
+- {{ printf "--max-file-attempts=%v" . | quote }}
 {{- end }}
 {{- with .Values.network.allowedEndpoints }}
 - {{ printf "--allowed-endpoints=%v" . | quote }}

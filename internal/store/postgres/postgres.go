@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/avon-ai/data-import-operator/internal/store"
@@ -279,6 +280,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM files WHERE source = $1`, source); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM file_attempts WHERE source = $1`, source); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM reservations WHERE source = $1`, source)
 		return err
 	}))
@@ -303,6 +307,35 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 		return 0, wrap(err)
 	}
 	return int(n), nil
+}
+
+// BeginAttempt counts an attempt to process version etag of source/key.
+func (s *Store) BeginAttempt(ctx context.Context, source, key, etag string, fresh bool) (int, error) {
+	var tries int
+	err := s.write(ctx, "begin attempt "+source+"/"+key, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `INSERT INTO file_attempts (source, key, etag, tries, updated_at)
+			VALUES ($1, $2, $3, 1, now())
+			ON CONFLICT (source, key) DO UPDATE SET
+				tries = CASE WHEN file_attempts.etag = excluded.etag AND NOT $4 THEN file_attempts.tries + 1 ELSE 1 END,
+				etag = excluded.etag, updated_at = excluded.updated_at
+			RETURNING tries`, source, key, etag, fresh).Scan(&tries)
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return tries, nil
+}
+
+// EndAttempt clears (settled) or takes back (forgiven) the last attempt of source/key.
+func (s *Store) EndAttempt(ctx context.Context, source, key string, outcome store.AttemptOutcome) error {
+	q := `DELETE FROM file_attempts WHERE source = $1 AND key = $2`
+	if outcome == store.AttemptForgiven {
+		q = `UPDATE file_attempts SET tries = tries - 1 WHERE source = $1 AND key = $2 AND tries > 0`
+	}
+	return wrap(s.write(ctx, "end attempt "+source+"/"+key, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, q, source, key)
+		return err
+	}))
 }
 
 // ---- conversations ----
@@ -350,8 +383,16 @@ func (t commitTx) Write(ctx context.Context, writes []*store.Conversation) error
 	return writeConversations(ctx, t.tx, writes)
 }
 
+// UpsertFile writes the ledger row of a committed file, whose outcome is settled, so
+// its processing attempts are cleared in the same transaction.
 func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
-	return upsertFile(ctx, t.tx, f)
+	if err := upsertFile(ctx, t.tx, f); err != nil {
+		return err
+	}
+	if _, err := t.tx.Exec(ctx, `DELETE FROM file_attempts WHERE source = $1 AND key = $2`, f.Source, f.Key); err != nil {
+		return fmt.Errorf("clear attempts of %s/%s: %w", f.Source, f.Key, err)
+	}
+	return nil
 }
 
 func (t commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
@@ -586,10 +627,31 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 	return total, per, nil
 }
 
-// wrap prefixes the backend's name.
+// wrap prefixes the backend's name and marks errors the content caused (see
+// store.ErrRejected).
 func wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("postgres: %w", err)
+	err = fmt.Errorf("postgres: %w", err)
+	if rejected(err) {
+		return store.Rejected(err)
+	}
+	return err
+}
+
+// rejected reports whether err was caused by the values written: SQLSTATE classes 22
+// (data exception: NUL in text, invalid JSON, a value out of range), 23 (integrity
+// constraint: a CHECK) and 54 (program limit exceeded: an index row too large). Other
+// errors (connection, shutdown, serialization, disk) are the database's.
+func rejected(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }

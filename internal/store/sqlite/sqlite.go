@@ -139,10 +139,13 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z"
 
 func fmtTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 
+// errOutOfRange marks a time the fixed-width text form cannot hold.
+var errOutOfRange = errors.New("year outside 0000..9999")
+
 // checkTime rejects times the fixed-width text form cannot hold.
 func checkTime(field string, t time.Time) error {
 	if y := t.UTC().Year(); y < 0 || y > 9999 {
-		return fmt.Errorf("%s %s: year outside 0000..9999", field, t.Format(time.RFC3339Nano))
+		return fmt.Errorf("%s %s: %w", field, t.Format(time.RFC3339Nano), errOutOfRange)
 	}
 	return nil
 }
@@ -312,6 +315,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM files WHERE source = ?`, source); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM file_attempts WHERE source = ?`, source); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE source = ?`, source)
 		return err
 	}))
@@ -362,6 +368,35 @@ func (s *Store) PruneFiles(ctx context.Context, source string, keep map[string]s
 		return 0, wrap(err)
 	}
 	return n, nil
+}
+
+// BeginAttempt counts an attempt to process version etag of source/key.
+func (s *Store) BeginAttempt(ctx context.Context, source, key, etag string, fresh bool) (int, error) {
+	var tries int
+	err := s.write(ctx, "begin attempt "+source+"/"+key, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO file_attempts (source, key, etag, tries, updated_at)
+			VALUES (?, ?, ?, 1, ?)
+			ON CONFLICT (source, key) DO UPDATE SET
+				tries = CASE WHEN file_attempts.etag = excluded.etag AND NOT ? THEN file_attempts.tries + 1 ELSE 1 END,
+				etag = excluded.etag, updated_at = excluded.updated_at
+			RETURNING tries`, source, key, etag, fmtTime(time.Now()), fresh).Scan(&tries)
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return tries, nil
+}
+
+// EndAttempt clears (settled) or takes back (forgiven) the last attempt of source/key.
+func (s *Store) EndAttempt(ctx context.Context, source, key string, outcome store.AttemptOutcome) error {
+	q := `DELETE FROM file_attempts WHERE source = ? AND key = ?`
+	if outcome == store.AttemptForgiven {
+		q = `UPDATE file_attempts SET tries = tries - 1 WHERE source = ? AND key = ? AND tries > 0`
+	}
+	return wrap(s.write(ctx, "end attempt "+source+"/"+key, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, q, source, key)
+		return err
+	}))
 }
 
 // ---- conversations ----
@@ -415,8 +450,16 @@ func (t *commitTx) Write(ctx context.Context, writes []*store.Conversation) erro
 	return t.writeConversations(ctx, writes)
 }
 
+// UpsertFile writes the ledger row of a committed file, whose outcome is settled, so
+// its processing attempts are cleared in the same transaction.
 func (t *commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
-	return upsertFile(ctx, t.tx, f)
+	if err := upsertFile(ctx, t.tx, f); err != nil {
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM file_attempts WHERE source = ? AND key = ?`, f.Source, f.Key); err != nil {
+		return fmt.Errorf("clear attempts of %s/%s: %w", f.Source, f.Key, err)
+	}
+	return nil
 }
 
 func (t *commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
@@ -682,10 +725,39 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 	return total, per, nil
 }
 
-// wrap prefixes the backend's name.
+// wrap prefixes the backend's name and marks errors the content caused (see
+// store.ErrRejected).
 func wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("sqlite: %w", err)
+	err = fmt.Errorf("sqlite: %w", err)
+	if rejected(err) {
+		return store.Rejected(err)
+	}
+	return err
+}
+
+// SQLite's primary result codes for errors the written values cause.
+const (
+	codeTooBig     = 18 // SQLITE_TOOBIG: a string or blob over the length limit
+	codeConstraint = 19 // SQLITE_CONSTRAINT: a CHECK, NOT NULL or key violation
+	codeMismatch   = 20 // SQLITE_MISMATCH: a datatype mismatch
+)
+
+// rejected reports whether err was caused by the values written, not by the database
+// (busy, I/O, disk full): writing them again fails the same way.
+func rejected(err error) bool {
+	if errors.Is(err, errOutOfRange) {
+		return true
+	}
+	var se interface{ Code() int }
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case codeTooBig, codeConstraint, codeMismatch:
+		return true
+	}
+	return false
 }

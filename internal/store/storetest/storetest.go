@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Namespaces", testNamespaces},
 		{"NamespacesNeverCross", testNamespacesNeverCross},
 		{"CommitNamespace", testCommitNamespace},
+		{"Attempts", testAttempts},
+		{"Rejected", testRejected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

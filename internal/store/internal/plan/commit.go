@@ -26,6 +26,11 @@ type Tx interface {
 // overhead dominates single-row statements, and a commit holds at most one batch.
 const BatchSize = 256
 
+// BatchBytes bounds the records of one batch too: a batch is written once its records
+// hold this many bytes, so a file of large records (up to the engine's 8 MB each) keeps
+// a few of them in memory, not BatchSize.
+const BatchBytes = 4 << 20
+
 // Commit is CommitFile: it consumes c.Conversations in batches of BatchSize, each looked
 // up, decided by Build and written in the transaction, then writes the ledger row with
 // the computed New/Updated/Unchanged counts and charges the reservation. Any error,
@@ -57,6 +62,7 @@ func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c stor
 func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *Tx, c store.FileCommit) (store.RecordCounts, error) {
 	var n store.RecordCounts
 	batch := make([]store.Conversation, 0, BatchSize)
+	batchBytes := 0
 	flush := func() error {
 		if *txp == nil {
 			tx, err := begin(ctx)
@@ -77,7 +83,7 @@ func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *T
 			return err
 		}
 		n.New, n.Updated, n.Unchanged = n.New+p.Counts.New, n.Updated+p.Counts.Updated, n.Unchanged+p.Counts.Unchanged
-		batch = batch[:0]
+		batch, batchBytes = batch[:0], 0
 		return nil
 	}
 	if c.Conversations != nil {
@@ -87,7 +93,7 @@ func commit(ctx context.Context, begin func(context.Context) (Tx, error), txp *T
 				return false
 			}
 			batch = append(batch, conv)
-			if len(batch) == BatchSize {
+			if batchBytes += len(conv.Raw); len(batch) == BatchSize || batchBytes >= BatchBytes {
 				flushErr = flush()
 			}
 			return flushErr == nil

@@ -1,10 +1,10 @@
 //go:build !linux
 
-package main
+package proc
 
 import "syscall"
 
-// childAttrs: own process group, so Ctrl-C reaches the demo only.
+// childAttrs: own process group, so Ctrl-C reaches the parent only.
 func childAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

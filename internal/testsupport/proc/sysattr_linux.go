@@ -1,8 +1,8 @@
-package main
+package proc
 
 import "syscall"
 
-// childAttrs: own process group (Ctrl-C reaches the demo only), SIGTERM if the demo dies.
+// childAttrs: own process group (Ctrl-C reaches the parent only), SIGTERM if the parent dies.
 func childAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }

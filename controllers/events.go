@@ -1,0 +1,495 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/quota"
+	"github.com/avon-ai/data-import-operator/internal/receiver"
+)
+
+// ReceiverOptions are the manager's knobs for the webhook receiver.
+type ReceiverOptions struct {
+	// Address the receiver listens on, e.g. ":9292"; "" or "0" runs no receiver.
+	Address string
+	// Listener, when set, is used instead of Address (tests pick a free port first).
+	Listener net.Listener
+	// SNSConfirmHosts are the hosts whose SNS SubscribeURL the operator fetches to confirm
+	// a subscription, e.g. "sns.eu-west-1.amazonaws.com" or "*.amazonaws.com"; any other
+	// confirmation is only reported in an event. Empty: none (the operator makes no
+	// request a webhook body asks for).
+	SNSConfirmHosts []string
+	// MaxPendingKeys bounds the keys queued per source while a run is in flight; past it
+	// the queue is dropped for one full discovery (0: DefaultMaxPendingKeys).
+	MaxPendingKeys int
+}
+
+// DefaultMaxPendingKeys bounds a source's queued event keys: 10,000 keys are about 1 MB
+// of memory and 10 listing pages' worth of HeadObject requests.
+const DefaultMaxPendingKeys = 10_000
+
+// mismatchRefresh is how often a wrong token on a source's path may make the source
+// re-read its events Secret (the token may have been rotated).
+const mismatchRefresh = 10 * time.Second
+
+// eventQueue holds what the receiver accepted until a reconcile starts a run for it.
+type eventQueue struct {
+	registry *receiver.Registry
+	runs     *runTracker
+	now      func() time.Time
+	max      int
+	enabled  bool
+	confirm  []string
+
+	mu           sync.Mutex
+	pending      map[types.NamespacedName]*pendingKeys
+	lastMismatch map[types.NamespacedName]time.Time
+}
+
+// pendingKeys are a source's queued keys: a set, so a duplicate or replayed event adds
+// nothing. overflow asks for one full discovery instead.
+type pendingKeys struct {
+	keys      map[string]struct{}
+	overflow  bool
+	signalled bool
+}
+
+func parseSource(source string) types.NamespacedName {
+	ns, name, _ := strings.Cut(source, "/")
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+// enqueue is the receiver's Enqueue: it queues keys and wakes the source once.
+func (q *eventQueue) enqueue(source string, keys []string) error {
+	key := parseSource(source)
+	q.mu.Lock()
+	p := q.pending[key]
+	if p == nil {
+		p = &pendingKeys{keys: map[string]struct{}{}}
+		q.pending[key] = p
+	}
+	if !p.overflow {
+		for _, k := range keys {
+			p.keys[k] = struct{}{}
+		}
+		if len(p.keys) > q.max {
+			p.overflow, p.keys = true, map[string]struct{}{}
+		}
+	}
+	wake := !p.signalled
+	p.signalled = true
+	q.mu.Unlock()
+	if wake {
+		q.wake(key)
+	}
+	return nil
+}
+
+// wake triggers a reconcile of the source without waiting for room in the channel.
+func (q *eventQueue) wake(key types.NamespacedName) {
+	ev := event.GenericEvent{Object: &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}
+	select {
+	case q.runs.events <- ev:
+	default:
+		go func() {
+			select {
+			case q.runs.events <- ev:
+			case <-q.runs.base.Done():
+			}
+		}()
+	}
+}
+
+// take hands a reconcile the queued keys (or the overflow) and clears them.
+func (q *eventQueue) take(key types.NamespacedName) (keys []string, overflow bool) {
+	if q == nil {
+		return nil, false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p := q.pending[key]
+	if p == nil {
+		return nil, false
+	}
+	delete(q.pending, key)
+	for k := range p.keys {
+		keys = append(keys, k)
+	}
+	return keys, p.overflow
+}
+
+// requeue puts back keys a reconcile took but could not start a run for.
+func (q *eventQueue) requeue(key types.NamespacedName, keys []string, overflow bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p := q.pending[key]
+	if p == nil {
+		p = &pendingKeys{keys: map[string]struct{}{}}
+		q.pending[key] = p
+	}
+	p.overflow = p.overflow || overflow
+	if !p.overflow {
+		for _, k := range keys {
+			p.keys[k] = struct{}{}
+		}
+	}
+	if len(p.keys) > q.max {
+		p.overflow, p.keys = true, map[string]struct{}{}
+	}
+}
+
+// forget drops a deleted source's registration and queue.
+func (q *eventQueue) forget(key types.NamespacedName) {
+	if q == nil {
+		return // a reconciler built without SetupWithManager (unit tests)
+	}
+	q.registry.Remove(key.String())
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.pending, key)
+	delete(q.lastMismatch, key)
+}
+
+// mismatch is the receiver's Mismatch: a wrong token may mean the tenant rotated it, so
+// the source re-reads its Secret, at most once per mismatchRefresh.
+func (q *eventQueue) mismatch(source string) {
+	key := parseSource(source)
+	q.mu.Lock()
+	now := q.now()
+	due := now.Sub(q.lastMismatch[key]) >= mismatchRefresh
+	if due {
+		q.lastMismatch[key] = now
+	}
+	q.mu.Unlock()
+	if due {
+		q.wake(key)
+	}
+}
+
+func (q *eventQueue) ready() bool {
+	select {
+	case <-q.runs.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// eventsState is what stepEvents decided for status.
+type eventsState struct {
+	path            string
+	reason, message string
+}
+
+// stepEvents registers the source's webhook path with the token from its Secret. A
+// broken events Secret does not stop discovery: EventsReady says what is wrong.
+func (r *S3SourceReconciler) stepEvents(ctx context.Context, s *sourceScope) (time.Duration, error) {
+	src := s.src
+	if src.Spec.Events == nil {
+		r.events.forget(s.key)
+		return 0, nil
+	}
+	if r.events == nil || !r.events.enabled {
+		r.events.forget(s.key)
+		s.events = &eventsState{reason: v1.ReasonReceiverDisabled,
+			message: "the operator runs no webhook receiver (--receiver-bind-address=0): ask the platform admin to enable it; scheduled discoveries still run"}
+		return 0, nil
+	}
+	name := src.Spec.Events.SecretRef.Name
+	data, err := r.secretData(ctx, src.Namespace, name, "events.secretRef")
+	var sf *stepFailure
+	switch {
+	case errors.As(err, &sf):
+		r.events.registry.Remove(s.key.String())
+		s.events = &eventsState{reason: v1.ReasonInvalidEventsSecret, message: sf.message}
+		return r.Identity.ReferenceRecheck, nil
+	case err != nil:
+		return 0, err
+	}
+	token := strings.TrimSpace(string(data[v1.EventsTokenKey]))
+	if len(token) < receiver.MinTokenBytes {
+		r.events.registry.Remove(s.key.String())
+		s.events = &eventsState{reason: v1.ReasonInvalidEventsSecret, message: fmt.Sprintf(
+			"Secret %s/%s named by spec.events.secretRef needs a %q key of at least %d characters (e.g. head -c 24 /dev/urandom | base64)",
+			src.Namespace, name, v1.EventsTokenKey, receiver.MinTokenBytes)}
+		return r.Identity.ReferenceRecheck, nil
+	}
+	path := r.events.registry.Set(receiver.Target{Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix, Paused: src.Spec.Disabled},
+		src.Namespace, src.Name, token)
+	s.events = &eventsState{path: path, reason: v1.ReasonReceiverListening,
+		message: fmt.Sprintf("the receiver accepts S3 event notifications for s3://%s/%s at status.webhookPath with the token as a Bearer token", src.Spec.Bucket, src.Spec.Prefix)}
+	return 0, nil
+}
+
+// stepStartEventRun starts a run of the keys events named once no discovery is due or
+// running; an overflowed queue (or a failed event run) gets one full discovery instead.
+func (r *S3SourceReconciler) stepStartEventRun(ctx context.Context, s *sourceScope) (time.Duration, error) {
+	if s.running {
+		return 0, errStop
+	}
+	keys, overflow := r.events.take(s.key)
+	if len(keys) == 0 && !overflow {
+		return 0, nil
+	}
+	client, err := r.bucketClient(ctx, s.src, s.identity)
+	if err != nil {
+		r.events.requeue(s.key, keys, overflow)
+		return 0, err
+	}
+	job := r.eventJob(s)
+	if overflow {
+		if r.runs.start(s.src, client, job, "") {
+			s.running, s.started = true, true
+			log.FromContext(ctx).Info("discovery started", "reason", "event queue overflowed", "bucket", s.src.Spec.Bucket, "prefix", s.src.Spec.Prefix)
+		}
+		return 0, errStop
+	}
+	if !r.runs.startKeys(s.src, client, job, keys) {
+		r.events.requeue(s.key, keys, false)
+		return 0, errStop
+	}
+	s.running = true
+	log.FromContext(ctx).V(1).Info("event run started", "keys", len(keys))
+	return 0, errStop
+}
+
+// eventJob is the discovery job of the source as stepStartRunIfDue builds it; files
+// failed under the current rules stay failed.
+func (r *S3SourceReconciler) eventJob(s *sourceScope) discovery.Job {
+	src := s.src
+	return discovery.Job{
+		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
+		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
+		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
+	}
+}
+
+// foldEvents puts the receiver's state in status.
+func foldEvents(st *v1.S3SourceStatus, s *sourceScope, set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	if s.src.Spec.Events == nil {
+		st.WebhookPath = ""
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionEventsReady)
+		return
+	}
+	if s.events == nil {
+		return // a step before stepEvents failed: nothing new is known
+	}
+	st.WebhookPath = s.events.path
+	if s.events.path == "" {
+		set(v1.ConditionEventsReady, metav1.ConditionFalse, s.events.reason, s.events.message)
+		return
+	}
+	set(v1.ConditionEventsReady, metav1.ConditionTrue, s.events.reason, s.events.message)
+}
+
+// foldEventRun adds a finished event run's changes to the totals in status. A failed
+// event run changes nothing: the full discovery it falls back to reports.
+func foldEventRun(st *v1.S3SourceStatus, s *sourceScope, set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	res := s.result
+	if res.Err != nil {
+		return
+	}
+	finished := metav1.NewTime(statusTime(res.Finished))
+	st.LastEventTime = &finished
+	if st.Files == nil {
+		st.Files = &v1.FileCounts{}
+	}
+	f := st.Files
+	add := func(n *int64, d int64) { *n = max(0, *n+d) }
+	add(&f.Discovered, res.Listed)
+	add(&f.Ingested, res.Ingested)
+	add(&f.Failed, res.Failed)
+	add(&f.Deferred, res.Deferred)
+	add(&f.Ignored, res.Ignored)
+	st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+	st.PII = foldPII(st.PII, s.src.Spec.Validators, res.PII)
+	st.RecentFileErrors = nil
+	for _, fe := range res.RecentErrors {
+		st.RecentFileErrors = append(st.RecentFileErrors, v1.FileError{Key: fe.Key, Reason: fe.Reason, Message: fe.Message, Time: metav1.NewTime(fe.UpdatedAt)})
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue && (c.Reason == v1.ReasonSucceeded || c.Reason == v1.ReasonNoObjectsFound) {
+		set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded, fmt.Sprintf(
+			"%d object(s) known: %d ingested, %d failed, %d deferred, %d ignored; the last event run downloaded %d (%s)",
+			f.Discovered, f.Ingested, f.Failed, f.Deferred, f.Ignored, res.Downloaded, quota.FormatBytes(res.BytesDownloaded)))
+	}
+	if f.Failed > 0 {
+		set(v1.ConditionFilesHealthy, metav1.ConditionFalse, v1.ReasonFilesFailed, fmt.Sprintf("%d file(s) failed; see status.recentFileErrors", f.Failed))
+	} else {
+		set(v1.ConditionFilesHealthy, metav1.ConditionTrue, v1.ReasonAllFilesIngested, "no file under the prefix is failed")
+	}
+}
+
+// foldedEventRun records what a folded event run did: counters (the gauges describe full
+// discoveries), events, and a full discovery when the run failed.
+func (r *S3SourceReconciler) foldedEventRun(src *v1.S3Source, s *sourceScope) {
+	res := s.result
+	if res.Err != nil {
+		// A lookup that failed for another reason than a missing object (denied,
+		// unreachable): the full discovery's failure handling and backoff take over.
+		r.events.requeue(s.key, nil, true)
+		r.events.wake(s.key)
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonEventsReceived, "Ingest",
+			"looking up event-named objects failed, a full discovery follows: %s", runFailure(src, res).message)
+		return
+	}
+	ns, name := src.Namespace, src.Name
+	r.Metrics.Files.WithLabelValues(ns, name, "ingested").Add(float64(res.Downloaded - res.DownloadedFailed))
+	r.Metrics.Files.WithLabelValues(ns, name, "failed").Add(float64(res.DownloadedFailed))
+	r.Metrics.Bytes.WithLabelValues(ns, name).Add(float64(res.BytesDownloaded))
+	for outcome, n := range map[string]int64{"new": res.Conversations.New, "updated": res.Conversations.Updated,
+		"unchanged": res.Conversations.Unchanged, "invalid": res.Conversations.Invalid} {
+		r.Metrics.Conversations.WithLabelValues(ns, name, outcome).Add(float64(n))
+	}
+	for _, c := range res.PII {
+		r.Metrics.PIIMatches.WithLabelValues(ns, name, c.Validator, string(c.Action)).Add(float64(c.Matches))
+	}
+	if res.Downloaded > 0 || res.NewlyDeferred > 0 {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, v1.ReasonEventsReceived, "Ingest",
+			"events named new or changed objects: downloaded %d (%s), %d conversation(s) new, %d updated; %d file(s) failed, %d deferred",
+			res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.NewlyFailed, res.NewlyDeferred)
+	}
+	if res.NewlyFailed > 0 {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "FilesFailed", "Ingest", "%d file(s) failed this run; see status.recentFileErrors", res.NewlyFailed)
+	}
+	if res.NewlyDeferred > 0 {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonQuotaExceeded, "Ingest",
+			"%d file(s) deferred: today's quota of IngestionQuota %s is used up; they are ingested after the reset", res.NewlyDeferred, s.quota.Key)
+	}
+	r.emitPIIEvents(src, res)
+}
+
+// confirmSubscription handles an SNS SubscriptionConfirmation that came with the
+// source's token: fetched only from a host the admin allowed, otherwise reported. The
+// SubscribeURL carries a confirmation token and appears nowhere.
+func (r *S3SourceReconciler) confirmSubscription(ctx context.Context, source string, c receiver.Confirmation) {
+	key := parseSource(source)
+	src := &v1.S3Source{}
+	if err := r.Get(ctx, key, src); err != nil {
+		return
+	}
+	u, err := url.Parse(c.SubscribeURL)
+	if err != nil || u.Scheme != "https" || !hostAllowed(u.Hostname(), r.events.confirm) {
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonSubscriptionConfirmation, "Receive",
+			"SNS topic %s asks to confirm an HTTPS subscription to this source's receiver; the operator fetches confirmation URLs only from hosts the platform admin allows (--receiver-sns-confirm-hosts), and this one is not: ask the admin, then subscribe again",
+			c.TopicARN)
+		return
+	}
+	go func() {
+		reqCtx, cancel := context.WithTimeout(r.runs.base, 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return
+		}
+		// No redirects: an allowed host must not send the operator elsewhere.
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			// The error holds the URL; only say that it failed.
+			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonSubscriptionConfirmation, "Receive",
+				"confirming the subscription of SNS topic %s failed: the confirmation URL could not be fetched", c.TopicARN)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonSubscriptionConfirmation, "Receive",
+				"confirming the subscription of SNS topic %s failed with HTTP %d", c.TopicARN, resp.StatusCode)
+			return
+		}
+		r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, v1.ReasonSubscriptionConfirmation, "Receive",
+			"confirmed the subscription of SNS topic %s", c.TopicARN)
+	}()
+}
+
+// hostAllowed matches host against exact names and "*.suffix" patterns.
+func hostAllowed(host string, allowed []string) bool {
+	host = strings.ToLower(host)
+	for _, a := range allowed {
+		a = strings.ToLower(strings.TrimSpace(a))
+		if suffix, ok := strings.CutPrefix(a, "*."); ok {
+			if strings.HasSuffix(host, "."+suffix) {
+				return true
+			}
+		} else if a != "" && host == a {
+			return true
+		}
+	}
+	return false
+}
+
+// receiverServer serves the webhook receiver on its own address. Every replica listens;
+// only the leader acts (others answer 503, and senders retry).
+type receiverServer struct {
+	addr     string
+	listener net.Listener
+	handler  http.Handler
+}
+
+func (s *receiverServer) Start(ctx context.Context) error {
+	ln := s.listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.addr); err != nil {
+			return fmt.Errorf("webhook receiver: %w", err)
+		}
+	}
+	srv := &http.Server{
+		Handler: s.handler,
+		// Bounded: a slow or hostile client holds no goroutine for long.
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("webhook receiver: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	return nil
+}
+
+// NeedLeaderElection: every replica answers, so a Service never routes to a closed port.
+func (s *receiverServer) NeedLeaderElection() bool { return false }
+
+// setupReceiver creates the event queue and, unless disabled, the receiver's server.
+func (r *S3SourceReconciler) setupReceiver(mgr interface{ Add(manager.Runnable) error }, opts ReceiverOptions) error {
+	if opts.MaxPendingKeys <= 0 {
+		opts.MaxPendingKeys = DefaultMaxPendingKeys
+	}
+	r.events = &eventQueue{
+		registry: receiver.NewRegistry(), runs: r.runs, now: r.Clock.Now, max: opts.MaxPendingKeys,
+		enabled: opts.Listener != nil || (opts.Address != "" && opts.Address != "0"), confirm: opts.SNSConfirmHosts,
+		pending: map[types.NamespacedName]*pendingKeys{}, lastMismatch: map[types.NamespacedName]time.Time{},
+	}
+	if !r.events.enabled {
+		return nil
+	}
+	h := &receiver.Handler{
+		Registry: r.events.registry, Enqueue: r.events.enqueue, Mismatch: r.events.mismatch, Confirm: r.confirmSubscription,
+		Ready: r.events.ready, Requests: r.Metrics.WebhookRequests, Log: ctrl.Log.WithName("receiver"),
+	}
+	return mgr.Add(&receiverServer{addr: opts.Address, listener: opts.Listener, handler: h})
+}
