@@ -97,7 +97,7 @@ func TestShardedProcessesSurviveKill(t *testing.T) {
 		t.Helper()
 		probes := freeAddr(t)
 		cmd := exec.Command(bin, "--shards=4", "--shard-lease-duration=3s", "--store="+dsn,
-			"--metrics-bind-address=0", "--health-probe-bind-address="+probes, "--allowed-endpoints="+s3.Endpoint,
+			"--metrics-bind-address=0", "--health-probe-bind-address="+probes, "--receiver-bind-address=0", "--allowed-endpoints="+s3.Endpoint,
 			"--spool-dir="+spool, "--max-file-size=50M", "--concurrent-files=2")
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAME="+id, "POD_NAMESPACE="+leaseNS)
 		logFile, err := os.Create(filepath.Join(dir, id+".log"))
