@@ -89,12 +89,14 @@ func TestShardedProcessesSurviveKill(t *testing.T) {
 		}
 	}
 
-	spool := filepath.Join(dir, "spool")
-	if err := os.MkdirAll(spool, 0o750); err != nil {
-		t.Fatal(err)
-	}
 	start := func(id string) *exec.Cmd {
 		t.Helper()
+		// A spool directory per replica, as each pod has its own emptyDir: a manager
+		// starting removes what it finds there as a killed process's.
+		spool := filepath.Join(dir, "spool-"+id)
+		if err := os.MkdirAll(spool, 0o750); err != nil {
+			t.Fatal(err)
+		}
 		probes := freeAddr(t)
 		cmd := exec.Command(bin, "--shards=4", "--shard-lease-duration=3s", "--store="+dsn,
 			"--metrics-bind-address=0", "--health-probe-bind-address="+probes, "--receiver-bind-address=0", "--allowed-endpoints="+s3.Endpoint,

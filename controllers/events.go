@@ -257,9 +257,10 @@ func (r *S3SourceReconciler) stepStartEventRun(ctx context.Context, s *sourceSco
 	}
 	job := r.eventJob(s)
 	if overflow {
-		if r.runs.start(s.src, client, job, "") {
-			s.running, s.started = true, true
-			log.FromContext(ctx).Info("discovery started", "reason", "event queue overflowed", "bucket", s.src.Spec.Bucket, "prefix", s.src.Spec.Prefix)
+		trig := runTrigger{reason: v1.TriggerEventOverflow, started: s.now, validationHash: validationHash(&s.src.Spec)}
+		if r.runs.start(s.src, client, job, trig) {
+			s.running, s.started, s.inFlight = true, true, trig
+			log.FromContext(ctx).Info("discovery started", "reason", trig.reason, "bucket", s.src.Spec.Bucket, "prefix", s.src.Spec.Prefix)
 		}
 		return 0, errStop
 	}

@@ -27,8 +27,8 @@ import (
 )
 
 // IngestionQuotaReconciler reports a quota's usage in its current window and requeues at
-// the reset; the S3Source controller watches quotas, so the status change at the reset
-// wakes sources whose files were deferred.
+// the reset. Sources wake themselves at the reset; the S3Source controller wakes them when
+// the quota's spec changes (see quotaHandler), never on this status.
 type IngestionQuotaReconciler struct {
 	client.Client
 	Store   store.Store
@@ -157,18 +157,13 @@ func computeQuotaStatus(iq *v1.IngestionQuota, prev v1.IngestionQuotaStatus, q r
 	st.Window = u.day
 	st.UsedBytes = u.used
 	st.RemainingBytes = max(0, q.DailyLimit-u.used)
-	st.Usage = fmt.Sprintf("%s of %s used today", quota.FormatBytes(u.used), quota.FormatBytes(q.DailyLimit))
+	st.Usage = usageSummary(q.DailyLimit, u.used, u.resetsAt)
 	resets := metav1.NewTime(u.resetsAt)
 	st.ResetsAt = &resets
 	st.TopSources, st.SourcesCharged = topSources(u.perSource, v1.MaxTopSources)
 	set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded, st.Usage)
-	if st.RemainingBytes == 0 {
-		set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded,
-			fmt.Sprintf("today's %s are used up; files wait for the reset at %s", quota.FormatBytes(q.DailyLimit), u.resetsAt.UTC().Format(time.RFC3339)))
-	} else {
-		set(v1.ConditionQuotaAvailable, metav1.ConditionTrue, v1.ReasonQuotaAvailable,
-			fmt.Sprintf("%s left today", quota.FormatBytes(st.RemainingBytes)))
-	}
+	status, reason, msg := quotaAvailability(q.DailyLimit, u.used, u.resetsAt)
+	set(v1.ConditionQuotaAvailable, status, reason, msg)
 	return st
 }
 

@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
+	"github.com/avon-ai/data-import-operator/internal/quota"
 )
 
 func TestComputeQuotaStatus(t *testing.T) {
@@ -50,6 +52,17 @@ func TestComputeQuotaStatus(t *testing.T) {
 			check: func(t *testing.T, st v1.IngestionQuotaStatus) {
 				if st.RemainingBytes != 0 {
 					t.Errorf("remaining %d", st.RemainingBytes)
+				}
+			},
+		},
+		{
+			name:  "limit lowered below today's usage",
+			usage: &quotaUsage{day: "2026-03-10", resetsAt: resets, used: 600_000_000},
+			want:  map[string]wantCondition{v1.ConditionQuotaAvailable: {metav1.ConditionFalse, v1.ReasonQuotaExceeded}},
+			check: func(t *testing.T, st v1.IngestionQuotaStatus) {
+				want := "limit lowered to 500 MB; 600 MB already used today, nothing more until the reset at " + resets.UTC().Format(time.RFC3339)
+				if st.Usage != want || findCondition(st.Conditions, v1.ConditionQuotaAvailable).Message != want || st.RemainingBytes != 0 {
+					t.Errorf("usage %q, remaining %d; want %q", st.Usage, st.RemainingBytes, want)
 				}
 			},
 		},
@@ -144,5 +157,37 @@ func TestQuotaFromSpecRejectsUnknownTimeZone(t *testing.T) {
 	var sf *stepFailure
 	if !errors.As(err, &sf) || !sf.stalled || sf.reason != v1.ReasonInvalidTimeZone {
 		t.Fatalf("err = %v, want a stalled InvalidTimeZone failure", err)
+	}
+}
+
+// TestQuotaAvailabilityAgrees: an IngestionQuota and each of its sources compute
+// QuotaAvailable from the same function of limit and usage, so they cannot contradict each
+// other, whatever the source's deferred files.
+func TestQuotaAvailabilityAgrees(t *testing.T) {
+	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
+	resets := time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		limit, used, deferred int64
+		want                  metav1.ConditionStatus
+	}{
+		{1000, 0, 0, metav1.ConditionTrue},
+		{1000, 600, 1, metav1.ConditionTrue}, // a deferred file larger than what is left
+		{1000, 1000, 1, metav1.ConditionFalse},
+		{10_000, 59_400, 2, metav1.ConditionFalse}, // the limit was lowered
+	} {
+		rq := resolvedQuota{Capped: quota.Capped{Quota: quota.Quota{Key: "ns/q", DailyLimit: tc.limit, MaxFileSize: tc.limit, RefreshCooldown: time.Minute, Location: time.UTC}}}
+		iq := &v1.IngestionQuota{}
+		qst := computeQuotaStatus(iq, v1.IngestionQuotaStatus{}, rq, &quotaUsage{day: "2026-03-10", resetsAt: resets, used: tc.used}, nil, now)
+		src := &v1.S3Source{Spec: v1.S3SourceSpec{Bucket: "b"}}
+		src.Status.Files = &v1.FileCounts{Discovered: 3, Deferred: tc.deferred}
+		sst := computeSourceStatus(&sourceScope{src: src, now: now, quota: rq, usedToday: tc.used, usageRead: true}, src.Status)
+		qc, sc := findCondition(qst.Conditions, v1.ConditionQuotaAvailable), findCondition(sst.Conditions, v1.ConditionQuotaAvailable)
+		if qc.Status != tc.want || sc.Status != tc.want || qc.Reason != sc.Reason {
+			t.Errorf("limit %d used %d deferred %d: quota %s/%s %q, source %s/%s %q; want both %s",
+				tc.limit, tc.used, tc.deferred, qc.Status, qc.Reason, qc.Message, sc.Status, sc.Reason, sc.Message, tc.want)
+		}
+		if tc.used > tc.limit && (strings.Contains(qst.Usage, " of ") || !strings.Contains(sc.Message, "limit lowered to 10 kB; 59.4 kB already used today")) {
+			t.Errorf("lowered limit reads %q / %q", qst.Usage, sc.Message)
+		}
 	}
 }

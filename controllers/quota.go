@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
@@ -104,4 +106,29 @@ func (q resolvedQuota) describe() string {
 		return fmt.Sprintf("IngestionQuota %s not found: using the defaults (%s)", q.Key, s)
 	}
 	return fmt.Sprintf("IngestionQuota %s: %s", q.Key, s)
+}
+
+// quotaAvailability is the QuotaAvailable condition (status, reason, message) of a quota
+// from its effective daily limit and today's usage. The IngestionQuota and each of its
+// S3Sources use it, so the two never contradict each other. A limit lowered below what was
+// already used today reads as such, not as "59.4 kB of 10 kB used".
+func quotaAvailability(limit, used int64, resetsAt time.Time) (metav1.ConditionStatus, string, string) {
+	reset := resetsAt.UTC().Format(time.RFC3339)
+	switch {
+	case used > limit:
+		return metav1.ConditionFalse, v1.ReasonQuotaExceeded, fmt.Sprintf("limit lowered to %s; %s already used today, nothing more until the reset at %s",
+			quota.FormatBytes(limit), quota.FormatBytes(used), reset)
+	case used == limit:
+		return metav1.ConditionFalse, v1.ReasonQuotaExceeded, fmt.Sprintf("today's %s are used up; nothing more until the reset at %s", quota.FormatBytes(limit), reset)
+	}
+	return metav1.ConditionTrue, v1.ReasonQuotaAvailable, fmt.Sprintf("%s of %s left today", quota.FormatBytes(limit-used), quota.FormatBytes(limit))
+}
+
+// usageSummary is an IngestionQuota's status.usage.
+func usageSummary(limit, used int64, resetsAt time.Time) string {
+	if used > limit {
+		_, _, msg := quotaAvailability(limit, used, resetsAt)
+		return msg
+	}
+	return fmt.Sprintf("%s of %s used today", quota.FormatBytes(used), quota.FormatBytes(limit))
 }

@@ -41,31 +41,38 @@ func quotaWakeupOf(old, cur *v1.IngestionQuota) quotaWakeup {
 // hasDeferred reports whether a source waits for quota.
 func hasDeferred(s *v1.S3Source) bool { return s.Status.Files != nil && s.Status.Files.Deferred > 0 }
 
-// quotaHandler maps IngestionQuota events to the sources they concern (quotaWakeupOf).
+// quotaHandler maps IngestionQuota events to the sources they concern (quotaWakeupOf). A
+// spec change or a deletion (the defaults then apply) also marks the sources, so one with
+// deferred files runs at once if the limit now leaves room ("quota raised", decideRun).
 func (r *S3SourceReconciler) quotaHandler() handler.EventHandler {
-	enqueue := func(ctx context.Context, obj client.Object, wake quotaWakeup, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueue := func(ctx context.Context, obj client.Object, wake quotaWakeup, specChanged bool, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		if wake == wakeNone {
 			return
 		}
 		for _, req := range r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool {
-			return s.Spec.QuotaRef == obj.GetName() && (wake == wakeAll || hasDeferred(s))
+			return quotaNameOf(s) == obj.GetName() && (wake == wakeAll || hasDeferred(s))
 		}) {
+			if specChanged {
+				r.runs.remember(req.NamespacedName, func(m *runMemo) { m.quotaRaised = true })
+			}
 			q.Add(req)
 		}
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, e.Object, wakeAll, q)
+			// Every quota is "created" when the manager starts: not a reason to run.
+			enqueue(ctx, e.Object, wakeAll, false, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			old, okOld := e.ObjectOld.(*v1.IngestionQuota)
 			cur, okNew := e.ObjectNew.(*v1.IngestionQuota)
 			if okOld && okNew {
-				enqueue(ctx, cur, quotaWakeupOf(old, cur), q)
+				wake := quotaWakeupOf(old, cur)
+				enqueue(ctx, cur, wake, wake == wakeAll, q)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, e.Object, wakeAll, q)
+			enqueue(ctx, e.Object, wakeAll, true, q)
 		},
 	}
 }

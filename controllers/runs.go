@@ -12,11 +12,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/bucket"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/failpoint"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -45,7 +47,7 @@ type runTracker struct {
 
 	mu       sync.Mutex
 	running  map[types.NamespacedName]*activeRun
-	finished map[types.NamespacedName]*discovery.Result
+	finished map[types.NamespacedName]finishedRun
 	memos    map[types.NamespacedName]runMemo
 	wg       sync.WaitGroup
 }
@@ -54,23 +56,62 @@ type runTracker struct {
 // hold a status from before the last patch; decisions take the newer of the two, so a
 // stale read never starts a second run or handles a refresh twice.
 type runMemo struct {
-	lastFinished      time.Time
-	handledRefresh    string
-	startedGeneration int64
-	// throttledRefresh is the refresh value already announced as throttled.
+	lastFinished time.Time
+	// handledRefresh and handledReconcileAt are the annotation values handled by a run this
+	// process started (status records them once that run finished).
+	handledRefresh     string
+	handledReconcileAt string
+	startedGeneration  int64
+	// started is true once this process started a run of the source: a DiscoveryRunning
+	// condition in status is then this process's own (perhaps a stale read), never a run
+	// that a previous process left unfinished.
+	started bool
+	// throttledRefresh is the refresh value already announced as throttled; queuedRefresh
+	// the one announced as queued behind a run in flight.
 	throttledRefresh string
+	queuedRefresh    string
+	// stepFailedSinceRun is set when a step failed (Ready=False without a failed run) after
+	// the last run this process started: its passing now is a recovery, even within the
+	// second of that run.
+	stepFailedSinceRun bool
+	// quotaRaised is set when the source's quota allowed more while files were deferred.
+	quotaRaised bool
+	// stalledReason is the Stalled reason last announced by an event.
+	stalledReason string
+}
+
+// runTrigger is why a run started and which requests it handles; status records the
+// requests as handled only once the run finished.
+type runTrigger struct {
+	reason               string
+	started              time.Time
+	refresh, reconcileAt string
+	// validationHash identifies the validation settings the run checks files against.
+	validationHash string
+}
+
+// finishedRun is a run's result with what started it.
+type finishedRun struct {
+	result  *discovery.Result
+	trigger runTrigger
 }
 
 // runSnapshot is one consistent view of a source's run state.
 type runSnapshot struct {
 	result  *discovery.Result
+	trigger runTrigger
 	running bool
-	memo    runMemo
+	// inFlight is the trigger of the run in flight, so every reconcile while it runs
+	// writes the same start to status, even when the patch of the one that started it
+	// failed.
+	inFlight runTrigger
+	memo     runMemo
 }
 
 type activeRun struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	trigger runTrigger
 }
 
 func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSources int) *runTracker {
@@ -87,7 +128,7 @@ func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSource
 		sources:  make(chan struct{}, concurrentSources),
 		events:   make(chan event.GenericEvent, 1024),
 		running:  map[types.NamespacedName]*activeRun{},
-		finished: map[types.NamespacedName]*discovery.Result{},
+		finished: map[types.NamespacedName]finishedRun{},
 		memos:    map[types.NamespacedName]runMemo{},
 	}
 }
@@ -100,11 +141,19 @@ func (t *runTracker) Start(ctx context.Context) error {
 	// may still be finishing a download). Without (SQLite, one process), only the leader
 	// downloads, so reservations left in the store were held by a leader that is gone: a
 	// download that never committed. Dropping them here, not at process start, never
-	// touches the holds of a leader still running.
+	// touches the holds of a leader still running. Spool files are this pod's own: what
+	// is there belongs to a killed process.
 	if t.fencer == nil {
 		if err := t.store.ReleaseAll(ctx); err != nil {
 			return fmt.Errorf("releasing stale quota reservations: %w", err)
 		}
+	}
+	removed, err := discovery.CleanSpool(t.runner.Engine.TempDir)
+	if err != nil {
+		return err
+	}
+	if removed > 0 {
+		log.FromContext(ctx).Info("removed the spool files of a killed process", "files", removed, "dir", t.runner.Engine.TempDir)
 	}
 	t.readyOnce.Do(func() { close(t.ready) })
 	<-ctx.Done()
@@ -121,8 +170,13 @@ func (t *runTracker) NeedLeaderElection() bool { return t.owns == nil }
 func (t *runTracker) snapshot(key types.NamespacedName) runSnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, running := t.running[key]
-	return runSnapshot{result: t.finished[key], running: running, memo: t.memos[key]}
+	r, running := t.running[key]
+	f := t.finished[key]
+	snap := runSnapshot{result: f.result, trigger: f.trigger, running: running, memo: t.memos[key]}
+	if running {
+		snap.inFlight = r.trigger
+	}
+	return snap
 }
 
 // remember updates a source's memo.
@@ -135,8 +189,8 @@ func (t *runTracker) remember(key types.NamespacedName, f func(*runMemo)) {
 }
 
 // start begins a run unless one is in flight; it reports whether it started one.
-// refresh is the annotation value this run handles ("" for none).
-func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, refresh string) bool {
+// trig says why and which refresh requests the run handles.
+func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery.Job, trig runTrigger) bool {
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -149,11 +203,17 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	}
 	m := t.memos[key]
 	m.startedGeneration = src.Generation
-	if refresh != "" {
-		m.handledRefresh = refresh
+	m.started = true
+	m.quotaRaised = false
+	m.stepFailedSinceRun = false
+	if trig.refresh != "" {
+		m.handledRefresh = trig.refresh
+	}
+	if trig.reconcileAt != "" {
+		m.handledReconcileAt = trig.reconcileAt
 	}
 	t.memos[key] = m
-	t.launch(src, func(ctx context.Context) *discovery.Result { return t.runner.Run(ctx, client, job) })
+	t.launch(src, trig, func(ctx context.Context) *discovery.Result { return t.runner.Run(ctx, client, job) })
 	return true
 }
 
@@ -169,15 +229,15 @@ func (t *runTracker) startKeys(src *v1.S3Source, client bucket.Client, job disco
 	if t.owns != nil && !t.owns(key) {
 		return false
 	}
-	t.launch(src, func(ctx context.Context) *discovery.Result { return t.runner.RunKeys(ctx, client, job, keys) })
+	t.launch(src, runTrigger{}, func(ctx context.Context) *discovery.Result { return t.runner.RunKeys(ctx, client, job, keys) })
 	return true
 }
 
 // launch runs do in its own goroutine as the source's one run; t.mu is held.
-func (t *runTracker) launch(src *v1.S3Source, do func(context.Context) *discovery.Result) {
+func (t *runTracker) launch(src *v1.S3Source, trig runTrigger, do func(context.Context) *discovery.Result) {
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	ctx, cancel := context.WithCancel(t.base)
-	r := &activeRun{cancel: cancel, done: make(chan struct{})}
+	r := &activeRun{cancel: cancel, done: make(chan struct{}), trigger: trig}
 	t.running[key] = r
 	t.wg.Add(1)
 	notify := src.DeepCopy()
@@ -197,12 +257,13 @@ func (t *runTracker) launch(src *v1.S3Source, do func(context.Context) *discover
 		case t.sources <- struct{}{}:
 			res = do(ctx)
 			<-t.sources
+			failpoint.Inject(failpoint.RunFinished, key.String())
 		case <-ctx.Done():
 		}
 		t.mu.Lock()
 		delete(t.running, key)
 		if res != nil && ctx.Err() == nil {
-			t.finished[key] = res
+			t.finished[key] = finishedRun{result: res, trigger: trig}
 			if !res.Targeted {
 				m := t.memos[key]
 				m.lastFinished = res.Finished
@@ -222,7 +283,7 @@ func (t *runTracker) launch(src *v1.S3Source, do func(context.Context) *discover
 func (t *runTracker) ack(key types.NamespacedName, res *discovery.Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.finished[key] == res {
+	if t.finished[key].result == res {
 		delete(t.finished, key)
 	}
 }

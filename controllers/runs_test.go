@@ -52,10 +52,10 @@ func TestRunTrackerShutdownWaitsForRuns(t *testing.T) {
 	src := &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s", Generation: 1}}
 	b := &blockingBucket{opened: make(chan struct{})}
 	quota := quota.Quota{Key: "ns/default", DailyLimit: 1000, MaxFileSize: 100, Location: time.UTC}
-	if !tracker.start(src, b, discovery.Job{Namespace: "ns", Source: "ns/s", Bucket: "b", Prefix: "p/", Quota: quota}, "") {
+	if !tracker.start(src, b, discovery.Job{Namespace: "ns", Source: "ns/s", Bucket: "b", Prefix: "p/", Quota: quota}, runTrigger{}) {
 		t.Fatal("the run did not start")
 	}
-	if tracker.start(src, b, discovery.Job{Namespace: "ns", Source: "ns/s"}, "") {
+	if tracker.start(src, b, discovery.Job{Namespace: "ns", Source: "ns/s"}, runTrigger{}) {
 		t.Fatal("a second run started for the same source")
 	}
 	select {

@@ -120,7 +120,11 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		r.endpointPolicy = &bucket.EndpointPolicy{}
 	}
 	engine := ingest.New(r.Store)
-	engine.TempDir = opts.SpoolDir
+	spool, err := discovery.SpoolDir(opts.SpoolDir)
+	if err != nil {
+		return err
+	}
+	engine.TempDir = spool
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
 	runner.MaxFileAttempts = opts.MaxFileAttempts
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
@@ -153,6 +157,14 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		WithOptions(ctrlOpts).
 		Named("s3source").
 		Complete(r)
+}
+
+// quotaNameOf is the IngestionQuota a source uses.
+func quotaNameOf(s *v1.S3Source) string {
+	if s.Spec.QuotaRef == "" {
+		return v1.DefaultQuotaName
+	}
+	return s.Spec.QuotaRef
 }
 
 func (r *S3SourceReconciler) sourcesOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
@@ -194,17 +206,27 @@ type sourceScope struct {
 	now    time.Time
 	quota  resolvedQuota
 	result *discovery.Result // a finished run folded by this reconcile
+	// trigger is why the folded run started and which requests it handled.
+	trigger runTrigger
 	// running is true when a run is in flight after this reconcile; started when this
-	// reconcile started it (the spec was acted on).
+	// reconcile started it (the spec was acted on); inFlight is why it started.
 	running, started bool
-	// refresh: the annotation value acted on, or a throttled one and when it may run.
-	refreshHandled   string
+	inFlight         runTrigger
+	// ackRefresh and ackReconcileAt are requests acknowledged without a run (disabled).
+	ackRefresh, ackReconcileAt string
+	// refreshThrottled is a pending refresh and when it may run.
 	refreshThrottled string
 	refreshAt        time.Time
 	// failure stops the steps: a reason, message and whether only a spec change can help.
 	failure *stepFailure
-	// bytesToday is what this source charged in the quota's current window.
-	bytesToday int64
+	// bytesToday is what this source charged in the quota's current window; usedToday
+	// what all sources of the quota charged.
+	bytesToday, usedToday int64
+	// usageRead is true once stepUsage read them.
+	usageRead bool
+	// totals are the source's lifetime counters in the store; nil for a store that keeps
+	// none.
+	totals *store.SourceTotals
 	// memo is what this process decided last, newer than a stale cached status.
 	memo runMemo
 	// identity is who the source acts as; nil until stepIdentity resolved it.
@@ -234,17 +256,6 @@ func (s *sourceScope) lastDiscovery() time.Time {
 		last = t.Time
 	}
 	return last
-}
-
-// staleStatus reports whether this process finished a run the cached status does not show
-// yet: its conditions are older than what this process knows (e.g. a Ready=False from a
-// stall the run has since cleared), and a re-check requeue must not act on them.
-func (s *sourceScope) staleStatus() bool {
-	if s.memo.lastFinished.IsZero() {
-		return false
-	}
-	last := s.src.Status.LastDiscoveryTime
-	return last == nil || statusTime(s.memo.lastFinished).After(last.Time)
 }
 
 // failuresAfterFold is ConsecutiveFailures once a result folded now is counted.
@@ -305,8 +316,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	snap := r.runs.snapshot(req.NamespacedName)
-	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: snap.memo, result: snap.result, running: snap.running}
-	s.refreshHandled = s.handledRefresh()
+	s := &sourceScope{src: src, key: req.NamespacedName, now: r.Clock.Now(), memo: snap.memo, result: snap.result, trigger: snap.trigger, running: snap.running, inFlight: snap.inFlight}
 	before := src.Status.DeepCopy()
 	var requeue time.Duration
 	var stepErr error
@@ -333,6 +343,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	var sf *stepFailure
 	if errors.As(stepErr, &sf) {
 		s.failure, stepErr = sf, nil
+		r.runs.remember(s.key, func(m *runMemo) { m.stepFailedSinceRun = true })
 	}
 
 	src.Status = computeSourceStatus(s, *before)
@@ -359,6 +370,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			r.emitRunEvents(src, s, before)
 		}
 	}
+	r.announceStall(src, s, before)
 	if s.failure != nil && !s.failure.stalled {
 		requeue = lowestRequeue(requeue, retryBackoff(src, src.Status.ConsecutiveFailures+1))
 	}
@@ -403,6 +415,27 @@ func (r *S3SourceReconciler) stepDisabled(ctx context.Context, s *sourceScope) (
 		r.runs.stop(stopCtx, s.key)
 		s.running = false
 	}
+	// A refresh asked for while paused is acknowledged, not silently dropped: status
+	// records it as handled and an event says it did not run.
+	refresh, reconcileAt := s.pendingRequests()
+	for _, req := range []struct{ value, annotation string }{{refresh, v1.RefreshAnnotation}, {reconcileAt, v1.ReconcileRequestAnnotation}} {
+		if req.value == "" {
+			continue
+		}
+		r.Recorder.Eventf(s.src, nil, corev1.EventTypeWarning, v1.ReasonRefreshNotRun, "Refresh",
+			"%s %q not run: the source is disabled (spec.disabled); re-enabling it discovers what changed", req.annotation, req.value)
+	}
+	if refresh != "" || reconcileAt != "" {
+		s.ackRefresh, s.ackReconcileAt = refresh, reconcileAt
+		r.runs.remember(s.key, func(m *runMemo) {
+			if refresh != "" {
+				m.handledRefresh = refresh
+			}
+			if reconcileAt != "" {
+				m.handledReconcileAt = reconcileAt
+			}
+		})
+	}
 	return 0, errStop
 }
 
@@ -419,68 +452,58 @@ func (r *S3SourceReconciler) stepResolveQuota(ctx context.Context, s *sourceScop
 // stepUsage reads what this source charged today, for status.
 func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (time.Duration, error) {
 	day, _ := s.quota.Window(s.now)
-	_, perSource, err := r.Store.Usage(ctx, s.quota.Key, day)
+	total, perSource, err := r.Store.Usage(ctx, s.quota.Key, day)
 	if err != nil {
 		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
 	}
-	s.bytesToday = perSource[s.key.String()]
+	s.bytesToday, s.usedToday, s.usageRead = perSource[s.key.String()], total, true
+	// Lifetime counters come from the store, which keeps them in each file commit's
+	// transaction: they agree with the ledger after a crash, and show a run's progress.
+	if tr, ok := r.Store.(store.TotalsReader); ok {
+		t, err := tr.SourceTotals(ctx, s.key.String())
+		if err != nil {
+			return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading the source's totals: " + err.Error()}
+		}
+		s.totals = &t
+	}
 	return 0, nil
 }
 
-// stepStartRunIfDue starts a run when one is due, asked for, or needed after a spec
-// change or a quota reset; it returns when to look again.
+// stepStartRunIfDue starts a run when decideRun finds one due, asked for, or needed; it
+// returns when to look again.
 func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceScope) (time.Duration, error) {
-	if s.running {
-		return 0, errStop // the run's completion triggers the next reconcile
-	}
 	src := s.src
-	last := s.lastDiscovery()
-	why, wait := "", time.Duration(0)
-
-	requested := src.Annotations[v1.RefreshAnnotation]
-	switch {
-	case last.IsZero():
-		why = "first discovery"
-	case !s.specActedOn():
-		why = "spec changed"
-	case src.Status.Files != nil && src.Status.Files.Deferred > 0 && windowChanged(last, s.now, s.quota.Location):
-		why = "quota window reset"
-	case s.failuresAfterFold() == 0 && meta.IsStatusConditionFalse(src.Status.Conditions, v1.ConditionReady) && !s.staleStatus():
-		// Ready=False without a failed run came from a step (a Secret, the quota's time
-		// zone, the store); that step passed now, so discover instead of waiting.
-		why = "recovered"
+	if s.running {
+		// The run's completion triggers the next reconcile. A refresh that comes meanwhile
+		// is not merged into it (the run may have listed already): it runs after it.
+		if refresh, reconcileAt := s.pendingRequests(); refresh+reconcileAt != "" && s.memo.queuedRefresh != refresh+reconcileAt {
+			r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, v1.ReasonRefreshQueued, "Refresh",
+				"refresh %q came while a discovery is running; it runs after that one, once the %s cooldown of IngestionQuota %s from its end has passed",
+				refresh+reconcileAt, s.quota.RefreshCooldown, s.quota.Key)
+			r.runs.remember(s.key, func(m *runMemo) { m.queuedRefresh = refresh + reconcileAt })
+		}
+		return 0, errStop
 	}
-	// Secrets are not watched: a source failing on credentials the tenant controls retries
-	// within credentialsRetryCap (see retryBackoff), or at once with the refresh annotation.
-	handled := ""
-	if requested != "" && requested != s.refreshHandled {
-		readyAt := last.Add(s.quota.RefreshCooldown)
-		if why != "" || !s.now.Before(readyAt) {
-			why = "refresh requested"
-			handled = requested
-		} else {
-			s.refreshThrottled, s.refreshAt = requested, readyAt
-			if s.memo.throttledRefresh != requested {
-				r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonRefreshThrottled, "Refresh",
-					"refresh %q throttled by the %s cooldown of IngestionQuota %s; it runs at %s",
-					requested, s.quota.RefreshCooldown, s.quota.Key, readyAt.UTC().Format(time.RFC3339))
-				r.runs.remember(s.key, func(m *runMemo) { m.throttledRefresh = requested })
-			}
-			wait = readyAt.Sub(s.now)
+	d := decideRun(s)
+	if d.throttled != "" {
+		s.refreshThrottled, s.refreshAt = d.throttled, d.readyAt
+		switch {
+		case d.trigger.reason != "" && s.memo.queuedRefresh != d.throttled:
+			// The run starting now does not use the refresh up; once it ended, the refresh
+			// is throttled (with its time) like any other.
+			r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, v1.ReasonRefreshQueued, "Refresh",
+				"refresh %q waits: a discovery started now (%s) and the refresh runs once the %s cooldown of IngestionQuota %s from its end has passed",
+				d.throttled, d.trigger.reason, s.quota.RefreshCooldown, s.quota.Key)
+			r.runs.remember(s.key, func(m *runMemo) { m.queuedRefresh = d.throttled })
+		case d.trigger.reason == "" && s.memo.throttledRefresh != d.throttled:
+			r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonRefreshThrottled, "Refresh",
+				"refresh %q throttled by the %s cooldown of IngestionQuota %s; it runs at %s",
+				d.throttled, s.quota.RefreshCooldown, s.quota.Key, d.readyAt.UTC().Format(time.RFC3339))
+			r.runs.remember(s.key, func(m *runMemo) { m.throttledRefresh = d.throttled })
 		}
 	}
-	next := dueAt(src, last, s.failuresAfterFold())
-	if why == "" && !s.now.Before(next) {
-		why = "interval elapsed"
-	}
-	if why == "" {
-		wait = lowestRequeue(wait, next.Sub(s.now))
-		if src.Status.Files != nil && src.Status.Files.Deferred > 0 {
-			// Wake at the quota reset even when no IngestionQuota object will change then.
-			_, resetsAt := s.quota.Window(s.now)
-			wait = lowestRequeue(wait, resetsAt.Sub(s.now)+time.Second)
-		}
-		return wait, nil
+	if d.trigger.reason == "" {
+		return d.wait, nil
 	}
 
 	client, err := r.bucketClient(ctx, src, s.identity)
@@ -492,16 +515,15 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
 		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
 		// New validation rules (agent allow-list, policy, validators) apply to files
-		// already failed.
-		RecheckFailed: !s.specActedOn(),
-		RetryParked:   handled != "", // a user asked for this run
+		// already failed; other spec changes leave them alone.
+		RecheckFailed: d.recheckFailed,
+		// A user asked for this run: parked files get another chance.
+		RetryParked: d.trigger.refresh != "" || d.trigger.reconcileAt != "",
 	}
-	if r.runs.start(src, client, job, handled) {
-		s.running, s.started = true, true
-		if handled != "" {
-			s.refreshHandled = handled
-		}
-		log.FromContext(ctx).Info("discovery started", "reason", why, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix)
+	if r.runs.start(src, client, job, d.trigger) {
+		s.running, s.started, s.inFlight = true, true, d.trigger
+		log.FromContext(ctx).Info("discovery started", "reason", d.trigger.reason, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix,
+			"recheckFailed", d.recheckFailed, "refresh", d.trigger.refresh, "reconcileAt", d.trigger.reconcileAt)
 	}
 	return 0, errStop
 }
@@ -629,6 +651,11 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 			// leaves: the Ready and Stalled conditions, no event.
 			return
 		}
+		if f.stalled && (stalledWith(before.Conditions, f.reason) || s.memo.stalledReason == f.reason) {
+			// A stalled source retried on its backoff failing the same way again: it said
+			// so when it stalled, not once per retry.
+			return
+		}
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "DiscoveryFailed", "Discover", "%s", f.message)
 		return
 	}
@@ -640,7 +667,35 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 	}
 	if res.NewlyDeferred > 0 {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonQuotaExceeded, "Ingest",
-			"%d file(s) deferred: today's quota of IngestionQuota %s is used up; they are ingested after the reset", res.NewlyDeferred, s.quota.Key)
+			"%d file(s) deferred: they do not fit in what is left of today's quota of IngestionQuota %s; they are ingested after the reset, or as soon as the limit is raised", res.NewlyDeferred, s.quota.Key)
 	}
 	r.emitPIIEvents(src, res)
+}
+
+// stalledWith reports whether conds hold Stalled=True with reason.
+func stalledWith(conds []metav1.Condition, reason string) bool {
+	c := meta.FindStatusCondition(conds, v1.ConditionStalled)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reason
+}
+
+// announceStall records one Warning event when a step stalls the source (a Secret, the
+// quota, the validators...), not one per re-check. A run that stalls says so with its
+// DiscoveryFailed event; an endpoint refused leaves no event at all (see emitRunEvents).
+func (r *S3SourceReconciler) announceStall(src *v1.S3Source, s *sourceScope, before *v1.S3SourceStatus) {
+	c := meta.FindStatusCondition(src.Status.Conditions, v1.ConditionStalled)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		// A retry in flight lifts Stalled for a while; only a recovery ends the stall.
+		if s.memo.stalledReason != "" && meta.IsStatusConditionTrue(src.Status.Conditions, v1.ConditionReady) {
+			r.runs.remember(s.key, func(m *runMemo) { m.stalledReason = "" })
+		}
+		return
+	}
+	if stalledWith(before.Conditions, c.Reason) || s.memo.stalledReason == c.Reason {
+		return
+	}
+	r.runs.remember(s.key, func(m *runMemo) { m.stalledReason = c.Reason })
+	if s.result != nil || c.Reason == v1.ReasonEndpointNotAllowed || c.Reason == v1.ReasonOperatorIdentityEndpointNotAllowed {
+		return
+	}
+	r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonSourceStalled, "Stall", "%s", c.Message)
 }

@@ -22,6 +22,19 @@ import (
 // previous status and what this reconcile read and did. It is pure, so its table test
 // covers every state.
 func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStatus {
+	st := computeSourceConditions(s, prev)
+	if st.Files == nil {
+		// Counts read 0, not blank, before the first listing.
+		st.Files = &v1.FileCounts{}
+	}
+	st.State = sourceState(s.src.Spec.Disabled, st.Conditions)
+	st.Summary = sourceSummary(st, s.src.Spec.Disabled)
+	return st
+}
+
+// computeSourceConditions is computeSourceStatus without the fields derived from its result
+// (state, summary).
+func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStatus {
 	st := *prev.DeepCopy()
 	src := s.src
 	now := metav1.NewTime(statusTime(s.now))
@@ -31,11 +44,25 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		})
 	}
 
-	st.State = "Enabled"
-	if src.Spec.Disabled {
-		st.State = "Disabled"
+	if s.ackRefresh != "" {
+		st.LastHandledRefresh = s.ackRefresh
 	}
-	st.LastHandledRefresh = s.refreshHandled
+	if s.ackReconcileAt != "" {
+		st.LastHandledReconcileAt = s.ackReconcileAt
+	}
+	// The start of the run in flight, or of the run folded now: written by every reconcile
+	// that knows it, so a failed patch loses nothing.
+	recordStart := func(trig runTrigger) {
+		started := metav1.NewTime(statusTime(trig.started))
+		st.LastDiscoveryStartTime = &started
+		st.LastDiscoveryReason = trig.reason
+	}
+	if s.result != nil && s.trigger.reason != "" {
+		recordStart(s.trigger)
+	}
+	if s.running && s.inFlight.reason != "" {
+		recordStart(s.inFlight)
+	}
 	if s.identity != nil {
 		st.ExternalID = s.identity.externalID
 	}
@@ -46,18 +73,34 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 	if s.failure == nil || s.failure.reason != v1.ReasonStoreError {
 		st.BytesIngestedToday = s.bytesToday
 	}
+	if s.totals != nil {
+		st.ConversationsIngested = s.totals.Conversations
+	}
 
 	if res := s.result; res != nil && res.Targeted {
 		foldEventRun(&st, s, set)
 	} else if res != nil {
 		finished := metav1.NewTime(statusTime(res.Finished))
 		st.LastDiscoveryTime = &finished
+		// A request counts as handled once the run that handles it finished: a run cut
+		// short by a crash leaves it pending, and the next process runs it.
+		if s.trigger.refresh != "" {
+			st.LastHandledRefresh = s.trigger.refresh
+		}
+		if s.trigger.reconcileAt != "" {
+			st.LastHandledReconcileAt = s.trigger.reconcileAt
+		}
 		if res.Err != nil {
 			st.ConsecutiveFailures++
 		} else {
 			st.ConsecutiveFailures = 0
+			if s.trigger.validationHash != "" {
+				st.ValidationHash = s.trigger.validationHash
+			}
 			st.Files = &v1.FileCounts{Discovered: res.Listed, Ingested: res.Ingested, Failed: res.Failed, Deferred: res.Deferred, Ignored: res.Ignored}
-			st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			if s.totals == nil {
+				st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+			}
 			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
 			st.RecentFileErrors = nil
 			for _, f := range res.RecentErrors {
@@ -78,19 +121,23 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 		st.NextDiscoveryTime = &next
 	}
 
-	if s.quota.Key != "" {
-		deferredMsg := ""
-		if st.Files != nil && st.Files.Deferred > 0 {
-			_, resetsAt := s.quota.Window(s.now)
-			deferredMsg = fmt.Sprintf("%d file(s) wait for the daily quota to reset at %s; ", st.Files.Deferred, resetsAt.UTC().Format(time.RFC3339))
-			set(v1.ConditionQuotaAvailable, metav1.ConditionFalse, v1.ReasonQuotaExceeded, deferredMsg+s.quota.describe())
-		} else {
-			reason := v1.ReasonQuotaAvailable
-			if s.quota.Missing {
-				reason = v1.ReasonDefaultQuota
-			}
-			set(v1.ConditionQuotaAvailable, metav1.ConditionTrue, reason, s.quota.describe())
+	if s.quota.Key != "" && s.usageRead {
+		// The same function of the quota's limit and usage as the IngestionQuota's own
+		// condition: the two never contradict each other.
+		_, resetsAt := s.quota.Window(s.now)
+		status, reason, msg := quotaAvailability(s.quota.DailyLimit, s.usedToday, resetsAt)
+		if status == metav1.ConditionTrue && s.quota.Missing {
+			reason = v1.ReasonDefaultQuota
 		}
+		if st.Files != nil && st.Files.Deferred > 0 {
+			if status == metav1.ConditionTrue {
+				msg += fmt.Sprintf("; %d file(s) deferred by the last discovery did not fit: they are ingested after the reset at %s, or sooner when the limit is raised",
+					st.Files.Deferred, resetsAt.UTC().Format(time.RFC3339))
+			} else {
+				msg += fmt.Sprintf("; %d file(s) deferred: they are ingested after the reset, or as soon as the limit is raised", st.Files.Deferred)
+			}
+		}
+		set(v1.ConditionQuotaAvailable, status, reason, msg+"; "+s.quota.describe())
 	}
 
 	// A failure that a retry may fix keeps Reconciling=True (kstatus: InProgress) with
@@ -152,8 +199,14 @@ func computeSourceStatus(s *sourceScope, prev v1.S3SourceStatus) v1.S3SourceStat
 
 	switch {
 	case s.running:
-		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning,
-			fmt.Sprintf("discovering s3://%s/%s", src.Spec.Bucket, src.Spec.Prefix))
+		msg := fmt.Sprintf("discovering s3://%s/%s", src.Spec.Bucket, src.Spec.Prefix)
+		if st.LastDiscoveryReason != "" {
+			msg += " (" + st.LastDiscoveryReason + ")"
+		}
+		if st.LastDiscoveryStartTime != nil {
+			msg += " since " + st.LastDiscoveryStartTime.UTC().Format(time.RFC3339)
+		}
+		set(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning, msg)
 		if meta.FindStatusCondition(st.Conditions, v1.ConditionReady) == nil {
 			set(v1.ConditionReady, metav1.ConditionUnknown, v1.ReasonProgressing, "the first discovery is running")
 		}
@@ -230,4 +283,62 @@ func bounded(s string, limit int) string {
 		s = ingest.Shorten(s, limit-1)
 	}
 	return s
+}
+
+// sourceState is status.state: Disabled, Stalled (only a change helps), Failing (retried
+// with backoff) or Enabled.
+func sourceState(disabled bool, conds []metav1.Condition) string {
+	switch {
+	case disabled:
+		return v1.StateDisabled
+	case meta.IsStatusConditionTrue(conds, v1.ConditionStalled):
+		return v1.StateStalled
+	case meta.IsStatusConditionFalse(conds, v1.ConditionReady):
+		return v1.StateFailing
+	}
+	return v1.StateEnabled
+}
+
+// maxSummary bounds status.summary (the CRD's maxLength).
+const maxSummary = 64
+
+// sourceSummary is the short phrase of `kubectl get -o wide`; the conditions hold the
+// details.
+func sourceSummary(st v1.S3SourceStatus, disabled bool) string {
+	ready := meta.FindStatusCondition(st.Conditions, v1.ConditionReady)
+	rec := meta.FindStatusCondition(st.Conditions, v1.ConditionReconciling)
+	var out string
+	switch {
+	case disabled:
+		out = "Disabled"
+	case meta.IsStatusConditionTrue(st.Conditions, v1.ConditionStalled):
+		out = "Stalled: " + meta.FindStatusCondition(st.Conditions, v1.ConditionStalled).Reason
+	case rec != nil && rec.Status == metav1.ConditionTrue && rec.Reason == v1.ReasonDiscoveryRunning:
+		out = "Discovering"
+		if st.LastDiscoveryReason != "" {
+			out += " (" + st.LastDiscoveryReason + ")"
+		}
+	case ready != nil && ready.Status == metav1.ConditionFalse:
+		out = "Failing: " + ready.Reason + ", retrying"
+	case ready != nil && ready.Reason == v1.ReasonNoObjectsFound:
+		out = "No objects found"
+	case st.Files != nil && ready != nil && ready.Status == metav1.ConditionTrue:
+		f := st.Files
+		out = fmt.Sprintf("%d/%d ingested", f.Ingested, f.Discovered-f.Ignored)
+		if f.Failed > 0 {
+			out += fmt.Sprintf(", %d failed", f.Failed)
+		}
+		if f.Deferred > 0 {
+			out += fmt.Sprintf(", %d deferred", f.Deferred)
+		}
+		if rec != nil && rec.Reason == v1.ReasonRefreshThrottled {
+			out += ", refresh waits"
+		}
+	default:
+		out = "Pending"
+	}
+	if r := []rune(out); len(r) > maxSummary {
+		out = string(r[:maxSummary-1]) + "…"
+	}
+	return out
 }

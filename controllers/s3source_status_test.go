@@ -98,8 +98,18 @@ func TestComputeSourceStatus(t *testing.T) {
 		},
 		{
 			name:  "deferred by quota",
-			scope: func(s *sourceScope) { s.result = deferred },
+			scope: func(s *sourceScope) { s.result = deferred; s.usedToday = 500_000_000 },
 			want:  map[string]wantCondition{v1.ConditionQuotaAvailable: {metav1.ConditionFalse, v1.ReasonQuotaExceeded}},
+		},
+		{
+			name:  "deferred, but bytes are left: QuotaAvailable agrees with the quota",
+			scope: func(s *sourceScope) { s.result = deferred; s.usedToday = 400_000_000 },
+			want:  map[string]wantCondition{v1.ConditionQuotaAvailable: {metav1.ConditionTrue, v1.ReasonQuotaAvailable}},
+			check: func(t *testing.T, st v1.S3SourceStatus) {
+				if c := findCondition(st.Conditions, v1.ConditionQuotaAvailable); !strings.Contains(c.Message, "1 file(s) deferred by the last discovery did not fit") {
+					t.Errorf("QuotaAvailable message %q", c.Message)
+				}
+			},
 		},
 		{
 			name:  "missing quota uses defaults",
@@ -219,7 +229,7 @@ func TestComputeSourceStatus(t *testing.T) {
 			prev := tt.prev
 			prev.ObservedGeneration = 2
 			src.Status = prev
-			s := &sourceScope{src: src, now: now, quota: quota}
+			s := &sourceScope{src: src, now: now, quota: quota, usageRead: true}
 			if tt.scope != nil {
 				tt.scope(s)
 			}
@@ -343,6 +353,51 @@ func TestRunChanged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := runChanged(tt.res, tt.before); got != tt.want {
 				t.Errorf("runChanged = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSourceStateAndSummary: STATE and the -o wide Status column are short and say what
+// matters; a stalled or failing source never reads Enabled.
+func TestSourceStateAndSummary(t *testing.T) {
+	cond := func(typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason}
+	}
+	long := strings.Repeat("x", 200)
+	tests := []struct {
+		name         string
+		disabled     bool
+		st           v1.S3SourceStatus
+		state, summa string
+	}{
+		{"disabled", true, v1.S3SourceStatus{}, v1.StateDisabled, "Disabled"},
+		{"new", false, v1.S3SourceStatus{}, v1.StateEnabled, "Pending"},
+		{"first run", false, v1.S3SourceStatus{LastDiscoveryReason: v1.TriggerFirstDiscovery, Conditions: []metav1.Condition{
+			cond(v1.ConditionReady, metav1.ConditionUnknown, v1.ReasonProgressing), cond(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning)}},
+			v1.StateEnabled, "Discovering (first discovery)"},
+		{"stalled", false, v1.S3SourceStatus{Conditions: []metav1.Condition{
+			cond(v1.ConditionReady, metav1.ConditionFalse, bucket.ReasonAccessDenied), cond(v1.ConditionStalled, metav1.ConditionTrue, bucket.ReasonAccessDenied)}},
+			v1.StateStalled, "Stalled: AccessDenied"},
+		{"failing", false, v1.S3SourceStatus{Conditions: []metav1.Condition{
+			cond(v1.ConditionReady, metav1.ConditionFalse, bucket.ReasonEndpointUnreachable), cond(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonProgressingWithRetry)}},
+			v1.StateFailing, "Failing: EndpointUnreachable, retrying"},
+		{"empty prefix", false, v1.S3SourceStatus{Files: &v1.FileCounts{}, Conditions: []metav1.Condition{cond(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonNoObjectsFound)}},
+			v1.StateEnabled, "No objects found"},
+		{"healthy", false, v1.S3SourceStatus{Files: &v1.FileCounts{Discovered: 7, Ingested: 4, Failed: 1, Deferred: 1, Ignored: 1},
+			Conditions: []metav1.Condition{cond(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded), cond(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonRefreshThrottled)}},
+			v1.StateEnabled, "4/6 ingested, 1 failed, 1 deferred, refresh waits"},
+		{"bounded", false, v1.S3SourceStatus{LastDiscoveryReason: long, Conditions: []metav1.Condition{cond(v1.ConditionReconciling, metav1.ConditionTrue, v1.ReasonDiscoveryRunning)}},
+			v1.StateEnabled, "Discovering (" + long[:maxSummary-len("Discovering (")-1] + "…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sourceState(tt.disabled, tt.st.Conditions); got != tt.state {
+				t.Errorf("state %q, want %q", got, tt.state)
+			}
+			got := sourceSummary(tt.st, tt.disabled)
+			if got != tt.summa || len([]rune(got)) > maxSummary {
+				t.Errorf("summary %q, want %q (at most %d characters)", got, tt.summa, maxSummary)
 			}
 		})
 	}

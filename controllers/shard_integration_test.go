@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -207,7 +206,9 @@ func startShardedManagerWith(ctx context.Context, t *testing.T, st storeapi.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 2, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: os.TempDir(), EndpointPolicy: policy}); err != nil {
+	// A spool directory per replica, as each pod has its own: a manager starting removes
+	// what it finds there as a killed process's.
+	if err := src.SetupWithManager(mgr, controllers.SourceOptions{ConcurrentSources: 2, ConcurrentFiles: 4, FilesPerSource: 2, SpoolDir: t.TempDir(), EndpointPolicy: policy}); err != nil {
 		t.Fatal(err)
 	}
 	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Clock: clk, Metrics: replicaMetrics, Ceilings: suiteCeilings}).SetupWithManager(mgr); err != nil {

@@ -213,7 +213,9 @@ func startManagerWith(ctx context.Context, cfg *rest.Config, st storeapi.Store, 
 		Identity: controllers.IdentityOptions{STSEndpoint: s3.Endpoint, ReferenceRecheck: time.Second},
 		NewBucket: func(ctx context.Context, cfg bucket.Config) (bucket.Client, error) {
 			counting := counts.of(cfg.Bucket).Wrap
-			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return stsCalls.wrap(cfg.Bucket, counting(rt)) }
+			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+				return downloadGates.wrap(cfg.Bucket, stsCalls.wrap(cfg.Bucket, counting(rt)))
+			}
 			// Tests make failures fast: one attempt, short backoff.
 			cfg.MaxAttempts, cfg.MaxBackoff = 2, 10*time.Millisecond
 			return bucket.New(ctx, cfg)

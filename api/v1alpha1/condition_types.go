@@ -45,8 +45,19 @@ const (
 	ReasonFilesFailed          = "FilesFailed"
 	ReasonAllFilesIngested     = "AllFilesIngested"
 	ReasonRefreshThrottled     = "RefreshThrottled"
-	ReasonStoreError           = "StoreError"
-	ReasonDefaultQuota         = "DefaultQuota"
+	// ReasonRefreshQueued (Normal event): a refresh came while a discovery was running; it
+	// runs after that one, once the cooldown from its end has passed.
+	ReasonRefreshQueued = "RefreshQueued"
+	// ReasonRefreshNotRun (Warning event): a refresh came while the source is disabled; it
+	// is acknowledged (status.lastHandledRefresh) and not run.
+	ReasonRefreshNotRun = "RefreshNotRun"
+	// ReasonDiscoveryStarted (Normal event): a discovery started; the note says why.
+	ReasonDiscoveryStarted = "DiscoveryStarted"
+	// ReasonSourceStalled (Warning event): the source stalled; one event when it stalls,
+	// not one per re-check.
+	ReasonSourceStalled = "SourceStalled"
+	ReasonStoreError    = "StoreError"
+	ReasonDefaultQuota  = "DefaultQuota"
 	// ReasonQuotaNotFound: spec.quotaRef names a quota other than "default" that does not
 	// exist (only the namespace's "default" quota falls back to the defaults).
 	ReasonQuotaNotFound   = "QuotaNotFound"
@@ -113,6 +124,36 @@ const (
 //
 //	kubectl annotate s3source NAME dataimport.avon.ai/refresh-requested-at="$(date +%s)" --overwrite
 const RefreshAnnotation = "dataimport.avon.ai/refresh-requested-at"
+
+// ReconcileRequestAnnotation is Flux's request for a reconcile (`flux reconcile`, see
+// fluxcd/pkg apis/meta); the operator treats a new value as a refresh, with the same
+// cooldown, and reports it in status.lastHandledReconcileAt.
+const ReconcileRequestAnnotation = "reconcile.fluxcd.io/requestedAt"
+
+// Why a discovery run started: logged, and shown in status.lastDiscoveryReason and the
+// Reconciling condition's message.
+const (
+	TriggerFirstDiscovery = "first discovery"
+	TriggerSpecChanged    = "spec changed"
+	TriggerRefresh        = "refresh requested"
+	TriggerInterval       = "interval elapsed"
+	TriggerRetry          = "retry after failure (backoff)"
+	TriggerQuotaReset     = "quota window reset"
+	TriggerQuotaRaised    = "quota raised"
+	TriggerResume         = "resuming interrupted discovery"
+	TriggerRecovered      = "recovered"
+	// TriggerEventOverflow: more keys were named by S3 events than the per-source queue
+	// holds, or looking them up failed; one full discovery replaces them.
+	TriggerEventOverflow = "event queue overflowed"
+)
+
+// Source states (status.state).
+const (
+	StateEnabled  = "Enabled"
+	StateDisabled = "Disabled"
+	StateFailing  = "Failing"
+	StateStalled  = "Stalled"
+)
 
 // Finalizer removes a source's ledger from the store before the object goes away.
 const Finalizer = "dataimport.avon.ai/ledger"

@@ -41,8 +41,8 @@ type IngestionQuotaSpec struct {
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="maxFileSize must be greater than zero"
 	MaxFileSize *resource.Quantity `json:"maxFileSize,omitempty"`
 
-	// RefreshCooldown is the least time between two discoveries asked for with the refresh
-	// annotation.
+	// RefreshCooldown is the least time from the end of a source's last discovery
+	// (whatever started it) to a discovery asked for with the refresh annotation.
 	// +optional
 	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:Type=string

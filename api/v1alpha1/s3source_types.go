@@ -373,9 +373,29 @@ type S3SourceStatus struct {
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// State is Enabled or Disabled.
+	// State is Enabled, Disabled, Failing (the last discovery failed and is retried with
+	// backoff) or Stalled (only a change of the spec, a Secret or the bucket policy helps).
 	// +optional
 	State string `json:"state,omitempty"`
+
+	// Summary is a short phrase for `kubectl get -o wide` (e.g. "Ingested 4 of 5",
+	// "Discovering", "Stalled: AccessDenied"); the conditions hold the details.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Summary string `json:"summary,omitempty"`
+
+	// LastDiscoveryStartTime is when the latest discovery run started. While it is later
+	// than lastDiscoveryTime a run is in flight (Reconciling=True, DiscoveryRunning); a
+	// manager that restarts resumes such a run at once.
+	// +optional
+	LastDiscoveryStartTime *metav1.Time `json:"lastDiscoveryStartTime,omitempty"`
+
+	// LastDiscoveryReason says why the latest discovery run started, e.g. "first discovery",
+	// "interval elapsed", "refresh requested", "retry after failure (backoff)", "resuming
+	// interrupted discovery".
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	LastDiscoveryReason string `json:"lastDiscoveryReason,omitempty"`
 
 	// LastDiscoveryTime is when the last discovery run finished.
 	// +optional
@@ -385,16 +405,31 @@ type S3SourceStatus struct {
 	// +optional
 	NextDiscoveryTime *metav1.Time `json:"nextDiscoveryTime,omitempty"`
 
-	// LastHandledRefresh is the value of the refresh annotation last acted on.
+	// LastHandledRefresh is the value of the refresh annotation last acted on: handled by
+	// a discovery that finished, or acknowledged without one while the source is disabled.
 	// +optional
 	LastHandledRefresh string `json:"lastHandledRefresh,omitempty"`
+
+	// LastHandledReconcileAt is the value of Flux's reconcile.fluxcd.io/requestedAt
+	// annotation last acted on (`flux reconcile`), as Flux's own objects report it; it is
+	// treated as a refresh.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+
+	// ValidationHash identifies the validation settings (agentIDs, onInvalidRecord,
+	// validators) the last finished discovery checked files against. Failed files are
+	// checked again only when these settings change.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ValidationHash string `json:"validationHash,omitempty"`
 
 	// Files tally the objects under the prefix.
 	// +optional
 	Files *FileCounts `json:"files,omitempty"`
 
 	// ConversationsIngested is the number of conversations this source has stored (new or
-	// updated), over its lifetime.
+	// updated), over its lifetime. The store keeps it in the same transaction as each file
+	// commit, so it agrees with the ledger after a crash and grows while a run is in flight.
 	// +optional
 	ConversationsIngested int64 `json:"conversationsIngested,omitempty"`
 
@@ -452,7 +487,7 @@ type S3SourceStatus struct {
 // +kubebuilder:printcolumn:name="Ingested",type=integer,JSONPath=`.status.files.ingested`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.files.failed`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // S3Source imports conversation files from an S3 bucket prefix, hourly by default.

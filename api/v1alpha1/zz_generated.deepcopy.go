@@ -377,6 +377,10 @@ func (in *S3SourceStatus) DeepCopyInto(out *S3SourceStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.LastDiscoveryStartTime != nil {
+		in, out := &in.LastDiscoveryStartTime, &out.LastDiscoveryStartTime
+		*out = (*in).DeepCopy()
+	}
 	if in.LastDiscoveryTime != nil {
 		in, out := &in.LastDiscoveryTime, &out.LastDiscoveryTime
 		*out = (*in).DeepCopy()

@@ -139,4 +139,3 @@ func TestTransportPoolSeparatesIdentitiesAndTrust(t *testing.T) {
 		}
 	}
 }
-

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
+	"github.com/avon-ai/data-import-operator/internal/failpoint"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/store"
@@ -516,7 +517,7 @@ func (r *run) download(ctx context.Context, w work) {
 		}
 		return
 	}
-	spooled, err := r.spool(body, obj)
+	spooled, err := r.spool(failpoint.Reader(failpoint.Download, obj.Key, body), obj)
 	body.Close()
 	if err != nil {
 		release()
@@ -621,7 +622,7 @@ func (res *Result) addPII(out ingest.Result) {
 // from disk, a file commits at parse speed. At most MaxFileSize+1 bytes are written (the
 // engine fails a longer file as too large); the file is removed when closed.
 func (r *run) spool(body io.Reader, obj bucket.Object) (*spoolFile, error) {
-	f, err := os.CreateTemp(r.engine.TempDir, "object-*")
+	f, err := os.CreateTemp(r.engine.TempDir, spoolPattern)
 	if err != nil {
 		return nil, fmt.Errorf("spooling %s: %w", obj.Key, err)
 	}

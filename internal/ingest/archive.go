@@ -116,6 +116,10 @@ func (c *collector) tooManyEntries() *fileError {
 	return failf(ReasonLimitExceeded, "the archive holds more than the %d-entry limit", c.lim.MaxArchiveEntries)
 }
 
+// ZipSpoolPattern names the copy of a ZIP archive in Engine.TempDir (os.CreateTemp): a
+// manager killed while reading one leaves it behind, and the next one removes it.
+const ZipSpoolPattern = "ingest-*.zip"
+
 // readZip spools the object to a temporary file (ZIP needs random access; the body is
 // already bounded by MaxFileBytes), checks every entry, then reads the record entries.
 func (c *collector) readZip(b *body, tempDir string) error {
@@ -131,7 +135,7 @@ func (c *collector) readZip(b *body, tempDir string) error {
 		}
 		return failf(ReasonContentMismatch, "the content looks like %s, not a ZIP archive (by its extension)", what)
 	}
-	f, err := os.CreateTemp(tempDir, "ingest-*.zip")
+	f, err := os.CreateTemp(tempDir, ZipSpoolPattern)
 	if err != nil {
 		return fmt.Errorf("spool zip: %w", err)
 	}

@@ -266,6 +266,21 @@ type Fence interface {
 	Release()
 }
 
+// SourceTotals are a source's lifetime counters, kept by the store in the same
+// transaction as each file commit, so they agree with the ledger after a crash.
+type SourceTotals struct {
+	// Conversations is the number of records commits stored as new or updated.
+	Conversations int64
+}
+
+// TotalsReader is implemented by the stores that keep SourceTotals (both backends; see
+// storetest). It is apart from Store so that test stores need not keep totals.
+type TotalsReader interface {
+	// SourceTotals returns a source's lifetime totals (zero for a source never committed
+	// to, or deleted with DeleteSource).
+	SourceTotals(ctx context.Context, source string) (SourceTotals, error)
+}
+
 // Outcome is how one committed record counts in its file's RecordCounts.
 type Outcome uint8
 

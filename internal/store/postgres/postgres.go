@@ -58,7 +58,10 @@ type Store struct {
 	fences *fences
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.TotalsReader = (*Store)(nil)
+)
 
 // Open connects to the database at dsn (a postgres:// URL) and applies migrations. The
 // DSN's password never appears in errors.
@@ -283,6 +286,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM file_attempts WHERE source = $1`, source); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM source_totals WHERE source = $1`, source); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM reservations WHERE source = $1`, source)
 		return err
 	}))
@@ -391,6 +397,13 @@ func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	}
 	if _, err := t.tx.Exec(ctx, `DELETE FROM file_attempts WHERE source = $1 AND key = $2`, f.Source, f.Key); err != nil {
 		return fmt.Errorf("clear attempts of %s/%s: %w", f.Source, f.Key, err)
+	}
+	// The lifetime totals move with the commit that stores the conversations.
+	if n := f.Counts.New + f.Counts.Updated; n > 0 {
+		if _, err := t.tx.Exec(ctx, `INSERT INTO source_totals (source, conversations) VALUES ($1, $2)
+			ON CONFLICT (source) DO UPDATE SET conversations = source_totals.conversations + excluded.conversations`, f.Source, n); err != nil {
+			return fmt.Errorf("totals of %s: %w", f.Source, err)
+		}
 	}
 	return nil
 }
@@ -611,6 +624,19 @@ func (s *Store) ReleaseAll(ctx context.Context) error {
 		_, err := tx.Exec(ctx, `DELETE FROM reservations`)
 		return err
 	}))
+}
+
+// SourceTotals returns a source's lifetime totals.
+func (s *Store) SourceTotals(ctx context.Context, source string) (store.SourceTotals, error) {
+	var t store.SourceTotals
+	err := s.pool.QueryRow(ctx, `SELECT conversations FROM source_totals WHERE source = $1`, source).Scan(&t.Conversations)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.SourceTotals{}, nil
+	}
+	if err != nil {
+		return t, fmt.Errorf("postgres: totals of %s: %w", source, err)
+	}
+	return t, nil
 }
 
 // Usage returns the bytes charged to quota on day, in total and per source.

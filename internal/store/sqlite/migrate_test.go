@@ -84,6 +84,10 @@ func TestMigrateConversationNamespace(t *testing.T) {
 	if err := s.r.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&version); err != nil || version != latestVersion(t) {
 		t.Fatalf("schema version = %d, %v; want %d", version, err, latestVersion(t))
 	}
+	// 0003 starts each source's lifetime totals from its ledger rows (new 3 + updated 4).
+	if tot, err := s.SourceTotals(ctx, "tenant-a/bucket-1"); err != nil || tot.Conversations != 7 {
+		t.Errorf("SourceTotals after 0003 = %+v, %v; want 7 conversations", tot, err)
+	}
 	for _, c := range convs {
 		got, ok, err := s.GetConversation(ctx, c.wantNamespace, c.agent, c.id)
 		if err != nil || !ok {

@@ -44,7 +44,10 @@ type Store struct {
 	r *sql.DB
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.TotalsReader = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database file at path and applies migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -318,6 +321,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM file_attempts WHERE source = ?`, source); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM source_totals WHERE source = ?`, source); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE source = ?`, source)
 		return err
 	}))
@@ -458,6 +464,13 @@ func (t *commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	}
 	if _, err := t.tx.ExecContext(ctx, `DELETE FROM file_attempts WHERE source = ? AND key = ?`, f.Source, f.Key); err != nil {
 		return fmt.Errorf("clear attempts of %s/%s: %w", f.Source, f.Key, err)
+	}
+	// The lifetime totals move with the commit that stores the conversations.
+	if n := f.Counts.New + f.Counts.Updated; n > 0 {
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO source_totals (source, conversations) VALUES (?, ?)
+			ON CONFLICT (source) DO UPDATE SET conversations = conversations + excluded.conversations`, f.Source, n); err != nil {
+			return fmt.Errorf("totals of %s: %w", f.Source, err)
+		}
 	}
 	return nil
 }
@@ -723,6 +736,19 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 		return 0, nil, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
 	}
 	return total, per, nil
+}
+
+// SourceTotals returns a source's lifetime totals.
+func (s *Store) SourceTotals(ctx context.Context, source string) (store.SourceTotals, error) {
+	var t store.SourceTotals
+	err := s.r.QueryRowContext(ctx, `SELECT conversations FROM source_totals WHERE source = ?`, source).Scan(&t.Conversations)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.SourceTotals{}, nil
+	}
+	if err != nil {
+		return t, fmt.Errorf("sqlite: totals of %s: %w", source, err)
+	}
+	return t, nil
 }
 
 // wrap prefixes the backend's name and marks errors the content caused (see

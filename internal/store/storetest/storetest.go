@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CommitNamespace", testCommitNamespace},
 		{"Attempts", testAttempts},
 		{"Rejected", testRejected},
+		{"SourceTotals", testSourceTotals},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -1002,4 +1003,49 @@ func testListConversations(t *testing.T, s store.Store) {
 	if got, err := s.ListConversations(ctx, namespace, "nobody", 0); err != nil || len(got) != 0 {
 		t.Errorf("ListConversations(nobody) = %v, %v", got, err)
 	}
+}
+
+// testSourceTotals: a source's lifetime totals count what commits stored as new or
+// updated, in the commit's transaction: a rolled-back commit counts nothing, a ledger row
+// alone counts nothing, re-ingesting an object adds its new commit's counts to the
+// earlier ones (its ledger row forgets them), and DeleteSource forgets them.
+func testSourceTotals(t *testing.T, s store.Store) {
+	tr, ok := s.(store.TotalsReader)
+	if !ok {
+		t.Fatalf("%T does not keep source totals (store.TotalsReader)", s)
+	}
+	want := func(n int64) {
+		t.Helper()
+		got, err := tr.SourceTotals(ctx, source)
+		if err != nil || got.Conversations != n {
+			t.Fatalf("SourceTotals = %+v, %v; want %d conversations", got, err, n)
+		}
+	}
+	want(0)
+	commit(t, s, File(source, "a.json", day0, Conv("agent-1", "t1", day0, "x"), Conv("agent-1", "t2", day0, "y")))
+	want(2)
+	// One new, one unchanged (t1 again, same content, older object).
+	commit(t, s, File(source, "b.json", day0.Add(-time.Hour), Conv("agent-1", "t1", day0, "x"), Conv("agent-1", "t3", day0, "z")))
+	want(3)
+	// The same object re-uploaded with t2 updated: its row's counts are replaced, the
+	// totals add.
+	commit(t, s, File(source, "a.json", day0.Add(time.Hour), Conv("agent-1", "t1", day0, "x"), Conv("agent-1", "t2", day0.Add(time.Minute), "y2")))
+	want(4)
+	if _, err := s.CommitFile(ctx, failAfter(File(source, "c.json", day0, Conv("agent-1", "t4", day0, "w")), errors.New("record 2: invalid")).FileCommit); err == nil {
+		t.Fatal("a failed stream committed")
+	}
+	want(4)
+	if err := s.RecordFile(ctx, store.FileRecord{Source: source, Key: "d.csv", State: store.FileIgnored, LastModified: day0,
+		Counts: store.RecordCounts{New: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	want(4)
+	other, err := tr.SourceTotals(ctx, "other/src")
+	if err != nil || other.Conversations != 0 {
+		t.Errorf("totals of another source %+v, %v", other, err)
+	}
+	if err := s.DeleteSource(ctx, source); err != nil {
+		t.Fatal(err)
+	}
+	want(0)
 }

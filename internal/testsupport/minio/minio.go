@@ -166,6 +166,39 @@ func start(bin string, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// Kill kills the server with SIGKILL, as a crash would, and waits until it is gone. Its
+// data stays for Restart.
+func (s *Server) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.exit
+}
+
+// Restart starts a killed server again with the same command line: the same data
+// directory, port and credentials.
+func (s *Server) Restart() error {
+	select {
+	case <-s.exit:
+	default:
+		return errors.New("MinIO is still running: Kill it first")
+	}
+	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = s.cmd.Env, s.log, s.log
+	setParentDeathSignal(cmd)
+	exit := make(chan struct{})
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("restarting MinIO: %w", err)
+	}
+	s.cmd, s.exit = cmd, exit
+	go func() {
+		_ = cmd.Wait()
+		close(exit)
+	}()
+	if err := s.waitReady(time.Minute); err != nil {
+		return fmt.Errorf("%w\nMinIO log:\n%s", err, s.logTail())
+	}
+	return nil
+}
+
 func (s *Server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: 2 * time.Second}

@@ -191,3 +191,27 @@ func TestUploadOnlyUser(t *testing.T) {
 		})
 	}
 }
+
+// A killed server comes back on the same port with its data.
+func TestKillAndRestart(t *testing.T) {
+	s := Start(t)
+	const bucket = "survives"
+	if err := s.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(bucket, "a.json", []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	if resp, err := http.Get(s.Endpoint + "/minio/health/live"); err == nil {
+		_ = resp.Body.Close()
+		t.Fatal("the server still answers after Kill")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.ListKeys(bucket, "")
+	if err != nil || !slices.Equal(keys, []string{"a.json"}) {
+		t.Fatalf("after Restart, ListKeys = %v, %v; want the object put before the kill", keys, err)
+	}
+}

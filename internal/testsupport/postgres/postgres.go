@@ -36,6 +36,8 @@ const readyTimeout = 60 * time.Second
 type Server struct {
 	dir  string
 	port int
+	bin  string
+	cred *syscall.Credential
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the server process exits
 	log  *bytes.Buffer
@@ -110,28 +112,62 @@ func start(ctx context.Context, bin, dir string, cred *syscall.Credential) (*Ser
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, port: port, done: make(chan struct{}), log: &bytes.Buffer{}}
+	s := &Server{dir: dir, port: port, bin: bin, cred: cred, log: &bytes.Buffer{}}
+	if err := s.launch(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts the server process on s's directory and port and waits until it accepts
+// connections.
+func (s *Server) launch(ctx context.Context) error {
+	s.done = make(chan struct{})
 	// Durability is pointless for a throwaway cluster; these settings make it fast.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(dir, "data"),
-		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", dir,
+	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-k", s.dir,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "shared_buffers=32MB", "-c", "max_connections=200")
 	s.cmd.Stdout = s.logWriter()
 	s.cmd.Stderr = s.logWriter()
 	// Pdeathsig: a killed test binary does not leave a server behind.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("postgres: start server: %w", err)
+		return fmt.Errorf("postgres: start server: %w", err)
 	}
+	cmd, done := s.cmd, s.done
 	go func() {
-		_ = s.cmd.Wait()
-		close(s.done)
+		_ = cmd.Wait()
+		close(done)
 	}()
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.kill()
-		return nil, err
+		return err
 	}
-	return s, nil
+	return nil
+}
+
+// Crash stops the server in immediate mode (SIGQUIT to the postmaster, what
+// "pg_ctl stop -m immediate" sends): every backend is killed at once, open
+// transactions are lost, no checkpoint is written, and the next start recovers from
+// the WAL. It returns once the server is gone.
+func (s *Server) Crash() {
+	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		_ = s.kill()
+	}
+}
+
+// Restart starts a crashed server again on the same data directory and port.
+func (s *Server) Restart(ctx context.Context) error {
+	select {
+	case <-s.done:
+	default:
+		return errors.New("postgres: the server is still running: Crash it first")
+	}
+	return s.launch(ctx)
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
@@ -177,6 +213,26 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 		return "", fmt.Errorf("postgres: create database %s: %w", name, err)
 	}
 	return s.DSN(name), nil
+}
+
+// CreateDurableDatabase is CreateDatabase for a database whose commits must survive
+// Crash: the server runs with synchronous_commit=off, under which a commit reported to
+// the client may still sit in the server's memory when it is killed; this database's
+// sessions use synchronous_commit=on.
+func (s *Server) CreateDurableDatabase(ctx context.Context, name string) (string, error) {
+	dsn, err := s.CreateDatabase(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("postgres: durable database %s: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET synchronous_commit = on"); err != nil {
+		return "", fmt.Errorf("postgres: durable database %s: %w", name, err)
+	}
+	return dsn, nil
 }
 
 // NewDatabase creates a new, empty database for t and returns its DSN.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/avon-ai/data-import-operator/internal/failpoint"
 	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
@@ -52,6 +53,7 @@ func Commit(ctx context.Context, begin func(context.Context) (Tx, error), c stor
 	if err != nil {
 		return store.RecordCounts{}, err
 	}
+	failpoint.Inject(failpoint.Commit, c.File.Key)
 	committed = true // whatever Commit returns, the transaction is over
 	if err := tx.Commit(ctx); err != nil {
 		return store.RecordCounts{}, fmt.Errorf("commit: %w", err)
