@@ -321,11 +321,13 @@ func foldEventRun(st *v1.S3SourceStatus, s *sourceScope, set func(typ string, st
 	add(&f.Failed, res.Failed)
 	add(&f.Deferred, res.Deferred)
 	add(&f.Ignored, res.Ignored)
-	st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+	if s.totals == nil {
+		st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
+	}
 	st.PII = foldPII(st.PII, s.src.Spec.Validators, res.PII)
 	st.RecentFileErrors = nil
 	for _, fe := range res.RecentErrors {
-		st.RecentFileErrors = append(st.RecentFileErrors, v1.FileError{Key: fe.Key, Reason: fe.Reason, Message: fe.Message, Time: metav1.NewTime(fe.UpdatedAt)})
+		st.RecentFileErrors = append(st.RecentFileErrors, fileError(fe))
 	}
 	if c := meta.FindStatusCondition(st.Conditions, v1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue && (c.Reason == v1.ReasonSucceeded || c.Reason == v1.ReasonNoObjectsFound) {
 		set(v1.ConditionReady, metav1.ConditionTrue, v1.ReasonSucceeded, fmt.Sprintf(

@@ -26,7 +26,8 @@ type Metrics struct {
 	PIIMatches        *prometheus.CounterVec
 	// StatusLag is how long a finished run waited before its result was in status: the
 	// time results spend queued behind other work (one series, not one per source).
-	StatusLag prometheus.Histogram
+	// A vector without labels: it shows no series until a run was folded.
+	StatusLag *prometheus.HistogramVec
 	// WebhookRequests counts requests to the webhook receiver by result.
 	WebhookRequests *prometheus.CounterVec
 }
@@ -63,9 +64,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PIIMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dataimport_pii_matches_total",
 			Help: "Personal data found by a source's validators in processed files, by validator name and action (Reject, Redact, Flag)."},
 			append(src, "validator", "action")),
-		StatusLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dataimport_status_lag_seconds",
+		StatusLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "dataimport_status_lag_seconds",
 			Help:    "Time from the end of a discovery run to its result written to the S3Source's status.",
-			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}),
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}}, nil),
 		WebhookRequests: receiver.NewRequestsCounter(),
 	}
 	register := func(c prometheus.Collector) prometheus.Collector {
@@ -88,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.QuotaUsed = register(m.QuotaUsed).(*prometheus.GaugeVec)
 	m.QuotaLimit = register(m.QuotaLimit).(*prometheus.GaugeVec)
 	m.PIIMatches = register(m.PIIMatches).(*prometheus.CounterVec)
-	m.StatusLag = register(m.StatusLag).(prometheus.Histogram)
+	m.StatusLag = register(m.StatusLag).(*prometheus.HistogramVec)
 	m.WebhookRequests = register(m.WebhookRequests).(*prometheus.CounterVec)
 	return m
 }

@@ -362,7 +362,7 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Counted once: a failed patch above returns before this, and the result is
 		// folded again by the retry.
 		r.runs.ack(s.key, s.result)
-		r.Metrics.StatusLag.Observe(max(0, r.Clock.Since(s.result.Finished).Seconds()))
+		r.Metrics.StatusLag.WithLabelValues().Observe(max(0, r.Clock.Since(s.result.Finished).Seconds()))
 		if s.result.Targeted {
 			r.foldedEventRun(src, s)
 		} else {
