@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	_ "time/tzdata" // IngestionQuota.spec.timeZone works in the image, which has no zoneinfo
 
 	_ "golang.org/x/crypto/x509roots/fallback" // CA roots for S3 and STS over HTTPS: the image has no certificate files
@@ -17,7 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -26,6 +29,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/controllers"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
+	"github.com/avon-ai/data-import-operator/internal/shard"
 	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/backend"
 )
@@ -48,6 +52,8 @@ func run() error {
 		identity                             controllers.IdentityOptions
 		identitySelector                     string
 		endpoints                            netFlags
+		shards                               int
+		shardLease                           time.Duration
 		apiQPS                               float64
 		apiBurst                             int
 		snsConfirmHosts                      string
@@ -60,6 +66,11 @@ func run() error {
 		"so scrapers can verify the server with its CA. Empty: a self-signed certificate generated at start.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica runs discoveries (needed with more than one replica; PostgreSQL store only).")
+	flag.IntVar(&shards, "shards", 0, "Divide the S3Sources between the replicas in this many shards, a coordination.k8s.io Lease each in the manager's namespace: "+
+		"every replica runs the discoveries of the shards it holds, and adding or removing a replica rebalances them. Every replica must use the same number. "+
+		"PostgreSQL store only; it turns on --leader-elect for the IngestionQuota controller. 0: the leader runs every discovery.")
+	flag.DurationVar(&shardLease, "shard-lease-duration", shard.DefaultLeaseDuration, "With --shards: how long a replica that stopped renewing keeps its shards "+
+		"(it stops serving them at two thirds of it and renews every third).")
 	flag.Float64Var(&apiQPS, "kube-api-qps", 50, "Requests per second to the API server, sustained (client-side rate limit).")
 	flag.IntVar(&apiBurst, "kube-api-burst", 300, "Requests to the API server in a burst above --kube-api-qps.")
 	flag.IntVar(&opts.ConcurrentSources, "concurrent-sources", 4, "Discovery runs executing at once.")
@@ -104,10 +115,16 @@ func run() error {
 	}
 
 	if dsn == "" {
+		dsn = "sqlite://" + filepath.Join(dataDir, "store.db")
+	}
+	// Before anything is created: sharding on SQLite is refused at startup.
+	if err := checkSharding(shards, dsn); err != nil {
+		return err
+	}
+	if strings.HasPrefix(dsn, "sqlite://"+filepath.Join(dataDir, "store.db")) {
 		if err := os.MkdirAll(dataDir, 0o750); err != nil {
 			return fmt.Errorf("creating the data directory: %w", err)
 		}
-		dsn = "sqlite://" + filepath.Join(dataDir, "store.db")
 	}
 	ctx := ctrl.SetupSignalHandler()
 	st, err := backend.Open(ctx, dsn)
@@ -143,13 +160,23 @@ func run() error {
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "data-import-operator.dataimport.avon.ai",
+		// Sharded, only the IngestionQuota controller (one writer of quota status) needs a
+		// leader; discoveries are divided by the shard Leases.
+		LeaderElection:   leaderElect || shards > 0,
+		LeaderElectionID: "data-import-operator.dataimport.avon.ai",
+		// The pod's namespace (downward API); empty: the in-cluster default, the same.
+		LeaderElectionNamespace: os.Getenv("POD_NAMESPACE"),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := setup(mgr, st, opts, ceilings, identity); err != nil {
+	var elector *shard.Elector
+	if shards > 0 {
+		if elector, err = newElector(restCfg, scheme, shards, shardLease); err != nil {
+			return err
+		}
+	}
+	if err := setup(mgr, st, opts, ceilings, identity, elector); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -168,23 +195,43 @@ func run() error {
 	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
 		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String(),
 		"allowedEndpoints", endpoints.allowedEndpoints, "operatorIdentityEndpoints", endpoints.operatorIdentityEndpoints,
-		"receiverBindAddress", opts.Receiver.Address,
+		"receiverBindAddress", opts.Receiver.Address, "shards", shards,
 		"allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
 	return mgr.Start(ctx)
 }
 
-func setup(mgr ctrl.Manager, st store.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings, identity controllers.IdentityOptions) error {
+func setup(mgr ctrl.Manager, st store.Store, opts controllers.SourceOptions, ceilings controllers.Ceilings, identity controllers.IdentityOptions, elector *shard.Elector) error {
 	metrics := controllers.NewMetrics(nil)
-	if err := (&controllers.S3SourceReconciler{
+	src := &controllers.S3SourceReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("data-import-operator"), Store: st, Metrics: metrics,
 		Ceilings: ceilings, Identity: identity,
-	}).SetupWithManager(mgr, opts); err != nil {
+	}
+	if elector != nil {
+		elector.Wire(src.ShardAcquired, src.ShardReleasing)
+		src.Shards = elector
+	}
+	if err := src.SetupWithManager(mgr, opts); err != nil {
 		return fmt.Errorf("setting up controller s3source: %w", err)
 	}
 	if err := (&controllers.IngestionQuotaReconciler{Client: mgr.GetClient(), Store: st, Metrics: metrics, Ceilings: ceilings}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller ingestionquota: %w", err)
 	}
 	return nil
+}
+
+// newElector builds the shard elector of this replica; its Lease client is not cached
+// (a cache would watch every Lease of the cluster).
+func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int, lease time.Duration) (*shard.Elector, error) {
+	id, ns, err := podIdentity()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("sharding: %w", err)
+	}
+	return shard.New(shard.Options{Client: c, Namespace: ns, Identity: id, Shards: shards, Log: ctrl.Log.WithName("shards"),
+		LeaseDuration: lease, RenewDeadline: lease * 2 / 3, RenewPeriod: lease / 3})
 }
 
 // parseIdentitySelector parses --operator-identity-namespace-selector. An empty selector

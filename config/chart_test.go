@@ -100,6 +100,7 @@ type chartVariant struct {
 var chartVariants = []chartVariant{
 	{"config/default", nil, nil},
 	{"config/overlays/postgres", []string{"-f", chartDir + "/ci/postgres-values.yaml"}, []string{"PodDisruptionBudget"}},
+	{"config/overlays/postgres-sharded", []string{"-f", chartDir + "/ci/postgres-sharded-values.yaml"}, nil},
 }
 
 // args are the helm template arguments: the values file and the kustomization's image.
@@ -238,6 +239,9 @@ func compareObject(t *testing.T, want, got *unstructured.Unstructured) {
 	case "PersistentVolumeClaim":
 		w, g := typed[corev1.PersistentVolumeClaim](t, want), typed[corev1.PersistentVolumeClaim](t, got)
 		same("spec", w.Spec, g.Spec)
+	case "PodDisruptionBudget":
+		w, g := typed[policyv1.PodDisruptionBudget](t, want), typed[policyv1.PodDisruptionBudget](t, got)
+		same("spec", w.Spec, g.Spec)
 	default:
 		t.Errorf("%s: teach compareObject what matters of a %s", id, want.GetKind())
 	}
@@ -259,6 +263,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"misspelt flag value", []string{"extraArgs[0]=leader-elect"}, "/extraArgs/0"},
 		{"PDB on the single SQLite replica", []string{"podDisruptionBudget.enabled=true"}, "a node drain would hang"},
 		{"ServiceMonitor that cannot verify TLS", []string{"metrics.secure=true", "metrics.serviceMonitor.enabled=true"}, "needs the serving CA to verify"},
+		{"sharding on SQLite", []string{"sharding.shards=32"}, "sharding.shards needs store.type postgres"},
 		{"PDB as large as the replicas", []string{"store.type=postgres", "replicaCount=1", "podDisruptionBudget.enabled=true"}, "no replica could ever be evicted"},
 	}
 	for _, tt := range tests {

@@ -175,7 +175,7 @@ func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unst
 func TestRenderedObjectsAreValidTypes(t *testing.T) {
 	scheme := newScheme(t)
 	clusterScoped := map[string]bool{"Namespace": true, "CustomResourceDefinition": true, "ClusterRole": true, "ClusterRoleBinding": true}
-	for _, dir := range []string{"config/default", "config/overlays/postgres"} {
+	for _, dir := range []string{"config/default", "config/overlays/postgres", "config/overlays/postgres-sharded"} {
 		t.Run(dir, func(t *testing.T) {
 			for _, u := range render(t, dir) {
 				obj, err := scheme.New(u.GroupVersionKind())

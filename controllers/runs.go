@@ -40,6 +40,11 @@ type runTracker struct {
 	base     context.Context
 	shutdown context.CancelFunc
 
+	// fencer, when the store has one, fences each run against other processes (see
+	// store.Fencer); owns, in sharded mode, tells whether this replica serves a source.
+	fencer store.Fencer
+	owns   func(types.NamespacedName) bool
+
 	mu       sync.Mutex
 	running  map[types.NamespacedName]*activeRun
 	finished map[types.NamespacedName]finishedRun
@@ -131,12 +136,17 @@ func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSource
 // Start is a manager Runnable: runs get the manager's context, and on shutdown Start
 // waits until every in-flight file has committed or rolled back.
 func (t *runTracker) Start(ctx context.Context) error {
-	// Only the leader downloads, so what a previous leader left behind belongs to a
-	// process that is gone: reservations of downloads that never committed, and their
-	// spool files. Dropping them here, not at process start, never touches the holds of
-	// a leader still running.
-	if err := t.store.ReleaseAll(ctx); err != nil {
-		return fmt.Errorf("releasing stale quota reservations: %w", err)
+	// With fences (PostgreSQL), the run that takes a source's fence drops that source's
+	// stale reservations, and no other process's live ones (a previous leader or replica
+	// may still be finishing a download). Without (SQLite, one process), only the leader
+	// downloads, so reservations left in the store were held by a leader that is gone: a
+	// download that never committed. Dropping them here, not at process start, never
+	// touches the holds of a leader still running. Spool files are this pod's own: what
+	// is there belongs to a killed process.
+	if t.fencer == nil {
+		if err := t.store.ReleaseAll(ctx); err != nil {
+			return fmt.Errorf("releasing stale quota reservations: %w", err)
+		}
 	}
 	removed, err := discovery.CleanSpool(t.runner.Engine.TempDir)
 	if err != nil {
@@ -152,8 +162,8 @@ func (t *runTracker) Start(ctx context.Context) error {
 	return nil
 }
 
-// NeedLeaderElection: only the leader runs discoveries.
-func (t *runTracker) NeedLeaderElection() bool { return true }
+// NeedLeaderElection: only the leader runs discoveries, unless sources are sharded.
+func (t *runTracker) NeedLeaderElection() bool { return t.owns == nil }
 
 // snapshot reads a finished result, whether a run is in flight and the memo under one
 // lock, so a run finishing in between cannot look like no run at all.
@@ -187,6 +197,10 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	if _, ok := t.running[key]; ok {
 		return false
 	}
+	// Checked under t.mu: stopWhere, run when a shard is handed back, then sees this run.
+	if t.owns != nil && !t.owns(key) {
+		return false
+	}
 	m := t.memos[key]
 	m.startedGeneration = src.Generation
 	m.started = true
@@ -212,6 +226,9 @@ func (t *runTracker) startKeys(src *v1.S3Source, client bucket.Client, job disco
 	if _, ok := t.running[key]; ok {
 		return false
 	}
+	if t.owns != nil && !t.owns(key) {
+		return false
+	}
 	t.launch(src, runTrigger{}, func(ctx context.Context) *discovery.Result { return t.runner.RunKeys(ctx, client, job, keys) })
 	return true
 }
@@ -232,6 +249,9 @@ func (t *runTracker) launch(src *v1.S3Source, trig runTrigger, do func(context.C
 		select {
 		case <-t.ready:
 		case <-ctx.Done():
+		}
+		if release := t.fence(ctx, cancel, key.String()); release != nil {
+			defer release()
 		}
 		select {
 		case t.sources <- struct{}{}:
@@ -285,6 +305,59 @@ func (t *runTracker) stop(ctx context.Context, key types.NamespacedName) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// fenceRetry is how often a run whose source another process still runs tries again.
+const fenceRetry = time.Second
+
+// fence waits until this process holds source's fence, when the store has fences. A
+// lost fence cancels the run. It returns the release, or nil (no fences, ctx ended).
+func (t *runTracker) fence(ctx context.Context, cancel context.CancelFunc, source string) (release func()) {
+	if t.fencer == nil {
+		return nil
+	}
+	for {
+		f, ok, err := t.fencer.TryFence(ctx, source)
+		if err == nil && ok {
+			go func() {
+				select {
+				case <-f.Lost():
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			return f.Release
+		}
+		// Held elsewhere (a replica that had this source is still stopping its run) or
+		// the store is unreachable: try again; the run has not started.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(fenceRetry):
+		}
+	}
+}
+
+// stopWhere stops every run whose source matches and waits for them, e.g. the sources
+// of a shard this replica hands back.
+func (t *runTracker) stopWhere(ctx context.Context, match func(types.NamespacedName) bool) {
+	t.mu.Lock()
+	var keys []types.NamespacedName
+	for key := range t.running {
+		if match(key) {
+			keys = append(keys, key)
+		}
+	}
+	for key := range t.memos {
+		if match(key) {
+			delete(t.memos, key)
+			delete(t.finished, key)
+		}
+	}
+	t.mu.Unlock()
+	for _, key := range keys {
+		t.stop(ctx, key)
 	}
 }
 

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path/filepath"
 	"testing"
@@ -15,7 +16,10 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/quota"
+	storeapi "github.com/avon-ai/data-import-operator/internal/store"
+	"github.com/avon-ai/data-import-operator/internal/store/postgres"
 	"github.com/avon-ai/data-import-operator/internal/store/sqlite"
+	pgtest "github.com/avon-ai/data-import-operator/internal/testsupport/postgres"
 )
 
 // blockingBucket lists one object and blocks its download until the context ends, like
@@ -75,5 +79,48 @@ func TestRunTrackerShutdownWaitsForRuns(t *testing.T) {
 	used, _, err := st.Usage(context.Background(), "ns/default", time.Now().UTC().Format(time.DateOnly))
 	if err != nil || used != 0 {
 		t.Fatalf("usage %d (err %v) for a download cancelled before any byte", used, err)
+	}
+}
+
+// On PostgreSQL a tracker starting as the new leader (or a sharded replica) leaves the
+// reservations of a process still running alone: a previous leader finishing a download
+// holds its source's fence and its quota, and dropping its reservation would let usage
+// pass the limit when it commits. Stale reservations are dropped per source, by the run
+// that takes the source's fence.
+func TestRunTrackerStartKeepsLiveReservationsOnPostgreSQL(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	old, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	st, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f, ok, err := old.TryFence(ctx, "ns/s")
+	if err != nil || !ok {
+		t.Fatalf("fence: ok=%v err=%v", ok, err)
+	}
+	defer f.Release()
+	day := time.Now().UTC().Format(time.DateOnly)
+	if _, err := old.Reserve(ctx, storeapi.Reservation{Quota: "ns/default", Day: day, Source: "ns/s", Bytes: 80, Limit: 100}); err != nil {
+		t.Fatal(err)
+	}
+
+	tracker := newRunTracker(discovery.NewRunner(st, ingest.New(st), time.Now, 2, 2), st, 1)
+	tracker.fencer = st
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = tracker.Start(tctx) }()
+	select {
+	case <-tracker.ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tracker never became ready")
+	}
+	if _, err := st.Reserve(ctx, storeapi.Reservation{Quota: "ns/default", Day: day, Source: "ns/t", Bytes: 30, Limit: 100}); !errors.Is(err, storeapi.ErrQuotaExceeded) {
+		t.Fatalf("reserving 30 of 100 beside a live 80: %v; want the quota exceeded (the live reservation was dropped)", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -52,8 +53,13 @@ type S3SourceReconciler struct {
 	Ceilings Ceilings
 	// Identity is what the admin allows for cloud identities.
 	Identity IdentityOptions
+	// Shards, when set, divides the sources between replicas (internal/shard): this one
+	// reconciles and runs only the sources it owns, without the leader election. Wire
+	// its callbacks to ShardAcquired and ShardReleasing.
+	Shards Sharding
 
 	runs           *runTracker
+	shardEvents    chan event.GenericEvent
 	endpointPolicy *bucket.EndpointPolicy
 	events         *eventQueue
 	// transports share connections between sources that reach the same endpoint with the
@@ -122,6 +128,10 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 	runner := discovery.NewRunner(r.Store, engine, r.Clock.Now, opts.ConcurrentFiles, opts.FilesPerSource)
 	runner.MaxFileAttempts = opts.MaxFileAttempts
 	r.runs = newRunTracker(runner, r.Store, opts.ConcurrentSources)
+	ctrlOpts, err := r.setupShards(mgr, controller.Options{MaxConcurrentReconciles: 4})
+	if err != nil {
+		return err
+	}
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
@@ -143,7 +153,8 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		// A finished run jumps the queue: its result reaches status within seconds even
 		// while thousands of sources wait (e.g. the initial pass after a restart).
 		WatchesRawSource(source.Channel(r.runs.events, runResultHandler{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WatchesRawSource(source.Channel(r.shardEvents, &handler.EnqueueRequestForObject{})).
+		WithOptions(ctrlOpts).
 		Named("s3source").
 		Complete(r)
 }
@@ -275,6 +286,13 @@ func (f *stepFailure) Error() string { return f.reason + ": " + f.message }
 
 // Reconcile runs the steps in order and writes status once.
 func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if r.Shards != nil {
+		if !r.Shards.Owns(req.String()) {
+			r.notOwned(ctx, req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		defer r.dropMetricsIfHandedBack(req.NamespacedName)
+	}
 	src := &v1.S3Source{}
 	if err := r.Get(ctx, req.NamespacedName, src); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -630,6 +648,11 @@ func (r *S3SourceReconciler) reconcileDelete(ctx context.Context, src *v1.S3Sour
 		// A file still committing would write ledger rows after they were removed.
 		return fmt.Errorf("the discovery of %s did not stop within %s; retrying the deletion", key, stopTimeout)
 	}
+	release, err := r.fenceSource(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer release()
 	r.events.forget(key)
 	if err := errors.Join(r.Store.DeleteSource(ctx, key.String()), r.Store.DeleteSource(ctx, discovery.DryRunLedger(key.String()))); err != nil {
 		return fmt.Errorf("removing the ledger of %s: %w", key, err)

@@ -280,6 +280,26 @@ type Store interface {
 	Close() error
 }
 
+// Fencer is implemented by a store that several manager processes share (PostgreSQL):
+// it keeps two processes from running the discovery of one source at once, whatever
+// their shard Leases say (a process paused or cut off past its Lease still holds its
+// fence, and its successor waits). A store only one process opens (SQLite) has none.
+type Fencer interface {
+	// TryFence takes the source's fence unless another process holds it (ok false).
+	// Taking it drops the source's quota reservations: only a holder of the fence
+	// reserves for the source, so any left are a previous holder's that never committed.
+	TryFence(ctx context.Context, source string) (f Fence, ok bool, err error)
+}
+
+// Fence is a held source fence.
+type Fence interface {
+	// Lost is closed when the fence can no longer be guaranteed (its database session
+	// ended); the run holding it must stop.
+	Lost() <-chan struct{}
+	// Release gives the fence up.
+	Release()
+}
+
 // SourceTotals are a source's lifetime counters, kept by the store in the same
 // transaction as each file commit, so they agree with the ledger after a crash.
 type SourceTotals struct {

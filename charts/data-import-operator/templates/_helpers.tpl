@@ -46,6 +46,9 @@ control-plane: controller-manager
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: only one replica may run discoveries" -}}
 {{- end -}}
+{{- if and (gt (int .Values.sharding.shards) 0) (ne .Values.store.type "postgres") -}}
+{{- fail "sharding.shards needs store.type postgres: the SQLite store is a file one replica opens" -}}
+{{- end -}}
 {{- if and (eq .Values.store.type "postgres") (not .Values.store.postgres.secretName) -}}
 {{- fail "store.type postgres needs store.postgres.secretName (a Secret with the DSN)" -}}
 {{- end -}}
@@ -84,6 +87,9 @@ control-plane: controller-manager
 {{- end }}
 {{- else }}
 - --receiver-bind-address=0
+{{- end }}
+{{- if gt (int .Values.sharding.shards) 0 }}
+- --shards={{ .Values.sharding.shards }}
 {{- end }}
 {{- with .Values.limits.concurrentSources }}
 - {{ printf "--concurrent-sources=%v" . | quote }}

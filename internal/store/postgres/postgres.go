@@ -55,6 +55,8 @@ type Store struct {
 	// all. Waiting here instead of on the lock keeps waiters from holding pool
 	// connections that Reserve, lookups and readiness checks need.
 	committing *gate
+	// fences are the source fences (fence.go), on a session of their own.
+	fences *fences
 }
 
 var (
@@ -73,7 +75,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("postgres: connect to %s: %w", Redact(dsn), err), dsn)
 	}
-	s := &Store{pool: pool, committing: newGate(max(1, int(cfg.MaxConns)/2))}
+	s := &Store{pool: pool, committing: newGate(max(1, int(cfg.MaxConns)/2)), fences: newFences(cfg.ConnConfig.Copy())}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
@@ -83,6 +85,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	s.fences.close()
 	s.pool.Close()
 	return nil
 }
