@@ -325,7 +325,9 @@ func foldEventRun(st *v1.S3SourceStatus, s *sourceScope, set func(typ string, st
 	if s.totals == nil {
 		st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
 	}
-	st.PII = foldPII(st.PII, s.src.Spec.Validators, res.PII)
+	if s.totals == nil {
+		st.PII = foldPII(st.PII, s.src.Spec.Validators, res.PII)
+	}
 	st.RecentFileErrors = nil
 	for _, fe := range res.RecentErrors {
 		st.RecentFileErrors = append(st.RecentFileErrors, fileError(fe))

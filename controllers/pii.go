@@ -12,6 +12,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/discovery"
 	"github.com/avon-ai/data-import-operator/internal/ingest"
+	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // validatorConfigs maps spec.validators to the engine's configuration.
@@ -63,6 +64,24 @@ func foldPII(prev []v1.PIICount, specs []v1.Validator, run []ingest.PIICount) []
 		}
 		if c.Records > 0 {
 			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// piiFromTotals is status.pii from the store's lifetime totals: per validator in the
+// spec, in the spec's order, what it counted under its current action (a validator
+// removed from the spec is dropped; one whose action changed shows that action's counts).
+func piiFromTotals(specs []v1.Validator, totals []store.PIITotal) []v1.PIICount {
+	var out []v1.PIICount
+	for _, cfg := range validatorConfigs(specs) {
+		name := cfg.Name
+		if name == "" {
+			name = ingest.DefaultValidatorName(cfg.Type)
+		}
+		i := slices.IndexFunc(totals, func(p store.PIITotal) bool { return p.Validator == name && p.Action == string(cfg.Action) })
+		if i >= 0 && totals[i].Records > 0 {
+			out = append(out, v1.PIICount{Validator: name, Action: v1.ValidatorAction(cfg.Action), Records: totals[i].Records, Matches: totals[i].Matches})
 		}
 	}
 	return out

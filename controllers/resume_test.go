@@ -123,11 +123,14 @@ func TestLifetimeCountersSurviveACrash(t *testing.T) {
 	createBucket(t, bkt)
 	for i := range 4 {
 		put(t, bkt, fmt.Sprintf("in/f-%d.json", i), jsonArray(t,
-			conversation("agent-c", convID("lc", 2*i), "2025-01-15T14:30:00Z", "a"), conversation("agent-c", convID("lc", 2*i+1), "2025-01-15T14:30:00Z", "b")))
+			conversation("agent-c", convID("lc", 2*i), "2025-01-15T14:30:00Z", "mail a@example.com"), conversation("agent-c", convID("lc", 2*i+1), "2025-01-15T14:30:00Z", "b")))
 	}
 	gt := downloadGates.closeAfter(bkt, 2) // two files commit, then the run hangs
 	start := clk.Now()
-	newSource(t, ns, name, bkt, "in/", nil)
+	// A Flag validator: its lifetime counts (status.pii) must survive the crash too.
+	newSource(t, ns, name, bkt, "in/", func(s *v1.S3SourceSpec) {
+		s.Validators = []v1.Validator{{Type: v1.ValidatorEmail, Action: v1.ValidatorFlag}}
+	})
 	select {
 	case <-gt.waiting:
 	case <-time.After(60 * time.Second):
@@ -156,5 +159,9 @@ func TestLifetimeCountersSurviveACrash(t *testing.T) {
 	}
 	if ledger != 8 || src.Status.ConversationsIngested != ledger {
 		t.Errorf("conversationsIngested = %d, ledger new+updated = %d; want both 8", src.Status.ConversationsIngested, ledger)
+	}
+	// One flagged record in each of the 4 files, two of them committed by the killed run.
+	if want := []v1.PIICount{{Validator: "email", Action: v1.ValidatorFlag, Records: 4, Matches: 4}}; fmt.Sprint(src.Status.PII) != fmt.Sprint(want) {
+		t.Errorf("status.pii = %+v, want %+v", src.Status.PII, want)
 	}
 }

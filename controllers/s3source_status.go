@@ -75,6 +75,7 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 	}
 	if s.totals != nil {
 		st.ConversationsIngested = s.totals.Conversations
+		st.PII = piiFromTotals(src.Spec.Validators, s.totals.PII)
 	}
 
 	if res := s.result; res != nil && res.Targeted {
@@ -104,7 +105,9 @@ func computeSourceConditions(s *sourceScope, prev v1.S3SourceStatus) v1.S3Source
 			if s.totals == nil {
 				st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
 			}
-			st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
+			if s.totals == nil {
+				st.PII = foldPII(st.PII, src.Spec.Validators, res.PII)
+			}
 			st.RecentFileErrors = nil
 			for _, f := range res.RecentErrors {
 				st.RecentFileErrors = append(st.RecentFileErrors, fileError(f))
@@ -241,6 +244,11 @@ func runFailure(src *v1.S3Source, res *discovery.Result) *stepFailure {
 	var be *bucket.Error
 	if errors.As(res.Err, &be) {
 		return &stepFailure{reason: be.Reason, message: be.Message, stalled: !bucket.IsTransient(res.Err)}
+	}
+	if errors.Is(res.Err, discovery.ErrStore) {
+		// The bucket is fine and no file is blamed: the run is retried on its backoff.
+		return &stepFailure{reason: v1.ReasonStoreError,
+			message: fmt.Sprintf("the store failed during the discovery of s3://%s/%s; retrying: %v", src.Spec.Bucket, src.Spec.Prefix, res.Err)}
 	}
 	return &stepFailure{reason: v1.ReasonDiscoveryFailed,
 		message: fmt.Sprintf("discovery of s3://%s/%s failed: %v", src.Spec.Bucket, src.Spec.Prefix, res.Err)}

@@ -350,5 +350,20 @@ func (e *Engine) ledgerRow(ref ObjectRef, opts Options, res *Result) store.FileR
 		Source: ref.Source, Key: ref.Key, ETag: ref.ETag, Size: ref.Size, LastModified: ref.LastModified,
 		State: res.State, Reason: res.Reason, Message: Shorten(res.Message, MaxMessageRunes), Counts: res.Counts,
 		Bytes: res.Bytes, Attempts: opts.Attempts, FirstSeen: now, UpdatedAt: now,
+		PII: piiTotals(res),
 	}
+}
+
+// piiTotals are what a file adds to its source's lifetime PII counts: everything its
+// validators found when it was stored, only the rejections when it failed (nothing of a
+// failed file was stored, so it redacted or flagged nothing).
+func piiTotals(res *Result) []store.PIITotal {
+	var out []store.PIITotal
+	for _, c := range res.PII {
+		if res.State != store.FileIngested && c.Action != ActionReject {
+			continue
+		}
+		out = append(out, store.PIITotal{Validator: c.Validator, Action: string(c.Action), Records: c.Records, Matches: c.Matches})
+	}
+	return out
 }

@@ -84,6 +84,15 @@ type FileRecord struct {
 	Attempts  int
 	FirstSeen time.Time
 	UpdatedAt time.Time
+	// PII are what the file's PII validators counted, added to the source's lifetime
+	// totals (SourceTotals.PII) by the commit that writes the row; not kept in the row.
+	PII []PIITotal
+}
+
+// PIITotal is what one validator, under one action, counted.
+type PIITotal struct {
+	Validator, Action string
+	Records, Matches  int64
 }
 
 // RecordCounts are the per-file record tallies.
@@ -305,6 +314,9 @@ type Fence interface {
 type SourceTotals struct {
 	// Conversations is the number of records commits stored as new or updated.
 	Conversations int64
+	// PII are the committed files' PII counts per validator and action, ordered by
+	// validator then action.
+	PII []PIITotal
 }
 
 // TotalsReader is implemented by the stores that keep SourceTotals (both backends; see

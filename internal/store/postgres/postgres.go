@@ -290,6 +290,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM source_totals WHERE source = $1`, source); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM source_pii_totals WHERE source = $1`, source); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM listing_state WHERE source = $1`, source); err != nil {
 			return err
 		}
@@ -487,6 +490,16 @@ func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 		if _, err := t.tx.Exec(ctx, `INSERT INTO source_totals (source, conversations) VALUES ($1, $2)
 			ON CONFLICT (source) DO UPDATE SET conversations = source_totals.conversations + excluded.conversations`, f.Source, n); err != nil {
 			return fmt.Errorf("totals of %s: %w", f.Source, err)
+		}
+	}
+	for _, p := range f.PII {
+		if p.Records <= 0 {
+			continue
+		}
+		if _, err := t.tx.Exec(ctx, `INSERT INTO source_pii_totals (source, validator, action, records, matches) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (source, validator, action) DO UPDATE SET records = source_pii_totals.records + excluded.records,
+				matches = source_pii_totals.matches + excluded.matches`, f.Source, p.Validator, p.Action, p.Records, p.Matches); err != nil {
+			return fmt.Errorf("PII totals of %s: %w", f.Source, err)
 		}
 	}
 	return nil
@@ -714,11 +727,23 @@ func (s *Store) ReleaseAll(ctx context.Context) error {
 func (s *Store) SourceTotals(ctx context.Context, source string) (store.SourceTotals, error) {
 	var t store.SourceTotals
 	err := s.pool.QueryRow(ctx, `SELECT conversations FROM source_totals WHERE source = $1`, source).Scan(&t.Conversations)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.SourceTotals{}, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return t, fmt.Errorf("postgres: totals of %s: %w", source, err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT validator, action, records, matches FROM source_pii_totals WHERE source = $1 ORDER BY validator, action`, source)
+	if err != nil {
+		return t, fmt.Errorf("postgres: PII totals of %s: %w", source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p store.PIITotal
+		if err := rows.Scan(&p.Validator, &p.Action, &p.Records, &p.Matches); err != nil {
+			return t, fmt.Errorf("postgres: PII totals of %s: %w", source, err)
+		}
+		t.PII = append(t.PII, p)
+	}
+	if err := rows.Err(); err != nil {
+		return t, fmt.Errorf("postgres: PII totals of %s: %w", source, err)
 	}
 	return t, nil
 }

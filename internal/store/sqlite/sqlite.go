@@ -325,6 +325,9 @@ func (s *Store) DeleteSource(ctx context.Context, source string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM source_totals WHERE source = ?`, source); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM source_pii_totals WHERE source = ?`, source); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM listing_state WHERE source = ?`, source); err != nil {
 			return err
 		}
@@ -561,6 +564,16 @@ func (t *commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 		if _, err := t.tx.ExecContext(ctx, `INSERT INTO source_totals (source, conversations) VALUES (?, ?)
 			ON CONFLICT (source) DO UPDATE SET conversations = conversations + excluded.conversations`, f.Source, n); err != nil {
 			return fmt.Errorf("totals of %s: %w", f.Source, err)
+		}
+	}
+	for _, p := range f.PII {
+		if p.Records <= 0 {
+			continue
+		}
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO source_pii_totals (source, validator, action, records, matches) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (source, validator, action) DO UPDATE SET records = source_pii_totals.records + excluded.records,
+				matches = source_pii_totals.matches + excluded.matches`, f.Source, p.Validator, p.Action, p.Records, p.Matches); err != nil {
+			return fmt.Errorf("PII totals of %s: %w", f.Source, err)
 		}
 	}
 	return nil
@@ -833,11 +846,23 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 func (s *Store) SourceTotals(ctx context.Context, source string) (store.SourceTotals, error) {
 	var t store.SourceTotals
 	err := s.r.QueryRowContext(ctx, `SELECT conversations FROM source_totals WHERE source = ?`, source).Scan(&t.Conversations)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.SourceTotals{}, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("sqlite: totals of %s: %w", source, err)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT validator, action, records, matches FROM source_pii_totals WHERE source = ? ORDER BY validator, action`, source)
+	if err != nil {
+		return t, fmt.Errorf("sqlite: PII totals of %s: %w", source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p store.PIITotal
+		if err := rows.Scan(&p.Validator, &p.Action, &p.Records, &p.Matches); err != nil {
+			return t, fmt.Errorf("sqlite: PII totals of %s: %w", source, err)
+		}
+		t.PII = append(t.PII, p)
+	}
+	if err := rows.Err(); err != nil {
+		return t, fmt.Errorf("sqlite: PII totals of %s: %w", source, err)
 	}
 	return t, nil
 }

@@ -1188,12 +1188,40 @@ func testSourceTotals(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	want(4)
+	// PII counts add up per validator and action, in the commit; a rolled-back commit
+	// adds nothing, and a failed file's row (committed alone) adds what it carries.
+	withPII := func(c Commit, pii ...store.PIITotal) Commit { c.File.PII = pii; return c }
+	wantPII := func(want ...store.PIITotal) {
+		t.Helper()
+		got, err := tr.SourceTotals(ctx, source)
+		if err != nil || fmt.Sprint(got.PII) != fmt.Sprint(want) {
+			t.Fatalf("SourceTotals.PII = %+v, %v; want %+v", got.PII, err, want)
+		}
+	}
+	commit(t, s, withPII(File(source, "p1.json", day0, Conv("agent-1", "p1", day0, "x")),
+		store.PIITotal{Validator: "email", Action: "Redact", Records: 1, Matches: 2}))
+	commit(t, s, withPII(File(source, "p2.json", day0, Conv("agent-1", "p2", day0, "x")),
+		store.PIITotal{Validator: "email", Action: "Redact", Records: 3, Matches: 3},
+		store.PIITotal{Validator: "card", Action: "Flag", Records: 1, Matches: 1},
+		store.PIITotal{Validator: "phone", Action: "Flag"})) // nothing counted: no row
+	if _, err := s.CommitFile(ctx, withPII(failAfter(File(source, "p3.json", day0, Conv("agent-1", "p3", day0, "w")), errors.New("record 2: invalid")),
+		store.PIITotal{Validator: "email", Action: "Redact", Records: 50, Matches: 50}).FileCommit); err == nil {
+		t.Fatal("a failed stream committed")
+	}
+	rejected := withPII(File(source, "p4.json", day0), store.PIITotal{Validator: "email", Action: "Reject", Records: 2, Matches: 4})
+	rejected.File.State, rejected.Conversations = store.FileFailed, nil
+	commit(t, s, rejected)
+	wantPII(store.PIITotal{Validator: "card", Action: "Flag", Records: 1, Matches: 1},
+		store.PIITotal{Validator: "email", Action: "Redact", Records: 4, Matches: 5},
+		store.PIITotal{Validator: "email", Action: "Reject", Records: 2, Matches: 4})
+	want(6)
 	other, err := tr.SourceTotals(ctx, "other/src")
-	if err != nil || other.Conversations != 0 {
+	if err != nil || other.Conversations != 0 || other.PII != nil {
 		t.Errorf("totals of another source %+v, %v", other, err)
 	}
 	if err := s.DeleteSource(ctx, source); err != nil {
 		t.Fatal(err)
 	}
 	want(0)
+	wantPII()
 }

@@ -12,3 +12,14 @@ CREATE TABLE source_totals (
 
 INSERT INTO source_totals (source, conversations)
 SELECT source, SUM(new_count + updated_count) FROM files GROUP BY source;
+
+-- What each validator counted in committed files, per action: status.pii. Starts empty
+-- (the ledger never kept it).
+CREATE TABLE source_pii_totals (
+    source    TEXT   NOT NULL,
+    validator TEXT   NOT NULL,
+    action    TEXT   NOT NULL,
+    records   BIGINT NOT NULL DEFAULT 0 CHECK (records >= 0),
+    matches   BIGINT NOT NULL DEFAULT 0 CHECK (matches >= 0),
+    PRIMARY KEY (source, validator, action)
+);
