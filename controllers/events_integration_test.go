@@ -345,9 +345,13 @@ func TestEventsFromAWSShapes(t *testing.T) {
 		t.Fatalf("SNS notification answered %d", resp.StatusCode)
 	}
 	waitHeads(t, ns, name, bkt, 2)
-	if f := getSource(t, ns, name).Status.Files; f == nil || f.Ingested != 2 {
-		t.Fatalf("files %+v, want both ingested", f)
-	}
+	// The lookup is done; the run that downloads and folds the file may still be going.
+	eventually(t, "both event-named files ingested", func() error {
+		if f := getSource(t, ns, name).Status.Files; f == nil || f.Ingested != 2 {
+			return fmt.Errorf("files %+v, want both ingested", f)
+		}
+		return nil
+	})
 
 	var fetched atomic.Int32
 	target := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { fetched.Add(1) }))
