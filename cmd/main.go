@@ -231,7 +231,7 @@ func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int, lease time
 		return nil, fmt.Errorf("sharding: %w", err)
 	}
 	return shard.New(shard.Options{Client: c, Namespace: ns, Identity: id, Shards: shards, Log: ctrl.Log.WithName("shards"),
-		LeaseDuration: lease, RenewDeadline: lease * 2 / 3, RenewPeriod: lease / 3})
+		LeaseDuration: lease})
 }
 
 // parseIdentitySelector parses --operator-identity-namespace-selector. An empty selector

@@ -21,8 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
-	"github.com/avon-ai/data-import-operator/internal/discovery"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
 	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/receiver"
 )
@@ -63,6 +61,32 @@ type eventQueue struct {
 	mu           sync.Mutex
 	pending      map[types.NamespacedName]*pendingKeys
 	lastMismatch map[types.NamespacedName]time.Time
+	// read is when a source's events Secret was last read and for which spec: the token
+	// is registered until the spec changes, a wrong token asks for a re-read (mismatch),
+	// or recheck passes, so a reconcile does not read the Secret every time.
+	read map[types.NamespacedName]secretRead
+}
+
+type secretRead struct {
+	generation int64
+	at         time.Time
+}
+
+// tokenCurrent reports whether the source's registered token was read for this
+// generation less than recheck ago and no wrong token asked for a re-read since.
+func (q *eventQueue) tokenCurrent(key types.NamespacedName, generation int64, recheck time.Duration) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r, ok := q.read[key]
+	m := q.lastMismatch[key]
+	return ok && r.generation == generation && q.now().Sub(r.at) < recheck && (m.IsZero() || m.Before(r.at))
+}
+
+// tokenRead records a successful read of the source's token (see tokenCurrent).
+func (q *eventQueue) tokenRead(key types.NamespacedName, generation int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.read[key] = secretRead{generation: generation, at: q.now()}
 }
 
 // pendingKeys are a source's queued keys: a set, so a duplicate or replayed event adds
@@ -167,6 +191,7 @@ func (q *eventQueue) forget(key types.NamespacedName) {
 	defer q.mu.Unlock()
 	delete(q.pending, key)
 	delete(q.lastMismatch, key)
+	delete(q.read, key)
 }
 
 // mismatch is the receiver's Mismatch: a wrong token may mean the tenant rotated it, so
@@ -214,6 +239,13 @@ func (r *S3SourceReconciler) stepEvents(ctx context.Context, s *sourceScope) (ti
 			message: "the operator runs no webhook receiver (--receiver-bind-address=0): ask the platform admin to enable it; scheduled discoveries still run"}
 		return 0, nil
 	}
+	listening := &eventsState{reason: v1.ReasonReceiverListening,
+		message: fmt.Sprintf("the receiver accepts S3 event notifications for s3://%s/%s at status.webhookPath with the token as a Bearer token", src.Spec.Bucket, src.Spec.Prefix)}
+	if path := r.events.registry.Path(s.key.String()); path != "" && r.events.tokenCurrent(s.key, src.Generation, r.Identity.ReferenceRecheck) {
+		listening.path = path
+		s.events = listening
+		return 0, nil
+	}
 	name := src.Spec.Events.SecretRef.Name
 	data, err := r.secretData(ctx, src.Namespace, name, "events.secretRef")
 	var sf *stepFailure
@@ -233,10 +265,10 @@ func (r *S3SourceReconciler) stepEvents(ctx context.Context, s *sourceScope) (ti
 			src.Namespace, name, v1.EventsTokenKey, receiver.MinTokenBytes)}
 		return r.Identity.ReferenceRecheck, nil
 	}
-	path := r.events.registry.Set(receiver.Target{Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix, Paused: src.Spec.Disabled},
+	listening.path = r.events.registry.Set(receiver.Target{Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix, Paused: src.Spec.Disabled},
 		src.Namespace, src.Name, token)
-	s.events = &eventsState{path: path, reason: v1.ReasonReceiverListening,
-		message: fmt.Sprintf("the receiver accepts S3 event notifications for s3://%s/%s at status.webhookPath with the token as a Bearer token", src.Spec.Bucket, src.Spec.Prefix)}
+	r.events.tokenRead(s.key, src.Generation)
+	s.events = listening
 	return 0, nil
 }
 
@@ -255,7 +287,7 @@ func (r *S3SourceReconciler) stepStartEventRun(ctx context.Context, s *sourceSco
 		r.events.requeue(s.key, keys, overflow)
 		return 0, err
 	}
-	job := r.eventJob(s)
+	job := jobOf(s)
 	if overflow {
 		trig := runTrigger{reason: v1.TriggerEventOverflow, started: s.now, validationHash: validationHash(&s.src.Spec)}
 		if r.runs.start(s.src, client, job, trig) {
@@ -271,18 +303,6 @@ func (r *S3SourceReconciler) stepStartEventRun(ctx context.Context, s *sourceSco
 	s.running = true
 	log.FromContext(ctx).V(1).Info("event run started", "keys", len(keys))
 	return 0, errStop
-}
-
-// eventJob is the discovery job of the source as stepStartRunIfDue builds it; files
-// failed under the current rules stay failed.
-func (r *S3SourceReconciler) eventJob(s *sourceScope) discovery.Job {
-	src := s.src
-	return discovery.Job{
-		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
-		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
-		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
-		Filter: filterOf(&src.Spec),
-	}
 }
 
 // foldEvents puts the receiver's state in status.
@@ -357,30 +377,13 @@ func (r *S3SourceReconciler) foldedEventRun(src *v1.S3Source, s *sourceScope) {
 			"looking up event-named objects failed, a full discovery follows: %s", runFailure(src, res).message)
 		return
 	}
-	ns, name := src.Namespace, src.Name
-	r.Metrics.Files.WithLabelValues(ns, name, "ingested").Add(float64(res.Downloaded - res.DownloadedFailed))
-	r.Metrics.Files.WithLabelValues(ns, name, "failed").Add(float64(res.DownloadedFailed))
-	r.Metrics.Bytes.WithLabelValues(ns, name).Add(float64(res.BytesDownloaded))
-	for outcome, n := range map[string]int64{"new": res.Conversations.New, "updated": res.Conversations.Updated,
-		"unchanged": res.Conversations.Unchanged, "invalid": res.Conversations.Invalid} {
-		r.Metrics.Conversations.WithLabelValues(ns, name, outcome).Add(float64(n))
-	}
-	for _, c := range res.PII {
-		r.Metrics.PIIMatches.WithLabelValues(ns, name, c.Validator, string(c.Action)).Add(float64(c.Matches))
-	}
+	r.Metrics.countFiles(src, res)
 	if res.Downloaded > 0 || res.NewlyDeferred > 0 {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, v1.ReasonEventsReceived, "Ingest",
 			"events named new or changed objects: downloaded %d (%s), %d conversation(s) new, %d updated; %d file(s) failed, %d deferred",
 			res.Downloaded, quota.FormatBytes(res.BytesDownloaded), res.Conversations.New, res.Conversations.Updated, res.NewlyFailed, res.NewlyDeferred)
 	}
-	if res.NewlyFailed > 0 {
-		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "FilesFailed", "Ingest", "%d file(s) failed this run; see status.recentFileErrors", res.NewlyFailed)
-	}
-	if res.NewlyDeferred > 0 {
-		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonQuotaExceeded, "Ingest",
-			"%d file(s) deferred: today's quota of IngestionQuota %s is used up; they are ingested after the reset", res.NewlyDeferred, s.quota.Key)
-	}
-	r.emitPIIEvents(src, res)
+	r.emitFileEvents(src, s)
 }
 
 // confirmSubscription handles an SNS SubscriptionConfirmation that came with the
@@ -488,7 +491,7 @@ func (r *S3SourceReconciler) setupReceiver(mgr interface{ Add(manager.Runnable) 
 	r.events = &eventQueue{
 		registry: receiver.NewRegistry(), runs: r.runs, now: r.Clock.Now, max: opts.MaxPendingKeys,
 		enabled: opts.Listener != nil || (opts.Address != "" && opts.Address != "0"), confirm: opts.SNSConfirmHosts,
-		pending: map[types.NamespacedName]*pendingKeys{}, lastMismatch: map[types.NamespacedName]time.Time{},
+		pending: map[types.NamespacedName]*pendingKeys{}, lastMismatch: map[types.NamespacedName]time.Time{}, read: map[types.NamespacedName]secretRead{},
 	}
 	if !r.events.enabled {
 		return nil

@@ -75,3 +75,36 @@ func TestHostAllowed(t *testing.T) {
 		t.Error("no allowed host must allow none")
 	}
 }
+
+// TestEventsTokenReadOnlyWhenNeeded: a reconcile re-reads the events Secret only for a
+// new spec, after a wrong token, or once the recheck passed.
+func TestEventsTokenReadOnlyWhenNeeded(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
+	q := &eventQueue{runs: newRunTracker(nil, nil, 1), now: clk.Now,
+		lastMismatch: map[types.NamespacedName]time.Time{}, read: map[types.NamespacedName]secretRead{}}
+	a := types.NamespacedName{Namespace: "a", Name: "src"}
+	const recheck = time.Minute
+	if q.tokenCurrent(a, 1, recheck) {
+		t.Fatal("a token never read is current")
+	}
+	q.tokenRead(a, 1)
+	clk.Step(time.Second)
+	steps := []struct {
+		name       string
+		do         func()
+		generation int64
+		want       bool
+	}{
+		{"just read", func() {}, 1, true},
+		{"spec changed", func() {}, 2, false},
+		{"wrong token seen", func() { clk.Step(time.Second); q.mismatch("a/src") }, 1, false},
+		{"read again", func() { clk.Step(time.Second); q.tokenRead(a, 1); clk.Step(time.Second) }, 1, true},
+		{"recheck passed", func() { clk.Step(recheck) }, 1, false},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := q.tokenCurrent(a, st.generation, recheck); got != st.want {
+			t.Errorf("%s: tokenCurrent = %v, want %v", st.name, got, st.want)
+		}
+	}
+}

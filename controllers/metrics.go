@@ -107,6 +107,12 @@ func (m *Metrics) observeRun(src *v1.S3Source, res *discovery.Result) {
 	for state, n := range map[string]int64{"ingested": res.Ingested, "failed": res.Failed, "deferred": res.Deferred, "ignored": res.Ignored} {
 		m.FilesByState.WithLabelValues(ns, name, state).Set(float64(n))
 	}
+	m.countFiles(src, res)
+}
+
+// countFiles adds what a run (a discovery or an event run) downloaded to the counters.
+func (m *Metrics) countFiles(src *v1.S3Source, res *discovery.Result) {
+	ns, name := src.Namespace, src.Name
 	m.Files.WithLabelValues(ns, name, "ingested").Add(float64(res.Downloaded - res.DownloadedFailed))
 	m.Files.WithLabelValues(ns, name, "failed").Add(float64(res.DownloadedFailed))
 	m.Bytes.WithLabelValues(ns, name).Add(float64(res.BytesDownloaded))

@@ -511,18 +511,12 @@ func (r *S3SourceReconciler) stepStartRunIfDue(ctx context.Context, s *sourceSco
 	if err != nil {
 		return 0, err
 	}
-	job := discovery.Job{
-		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
-		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
-		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
-		// New validation rules (agent allow-list, policy, validators) apply to files
-		// already failed; other spec changes leave them alone.
-		RecheckFailed: d.recheckFailed,
-		// A user asked for this run: parked files get another chance.
-		RetryParked: d.trigger.refresh != "" || d.trigger.reconcileAt != "",
-		Listing:     listingOf(src.Spec.Listing),
-		Filter:      filterOf(&src.Spec),
-	}
+	job := jobOf(s)
+	// New validation rules (agent allow-list, policy, validators) apply to files already
+	// failed; other spec changes leave them alone.
+	job.RecheckFailed = d.recheckFailed
+	// A user asked for this run: parked files get another chance.
+	job.RetryParked = d.trigger.refresh != "" || d.trigger.reconcileAt != ""
 	if r.runs.start(src, client, job, d.trigger) {
 		s.running, s.started, s.inFlight = true, true, d.trigger
 		log.FromContext(ctx).Info("discovery started", "reason", d.trigger.reason, "bucket", src.Spec.Bucket, "prefix", src.Spec.Prefix,
@@ -550,6 +544,19 @@ func listingOf(spec *v1.Listing) discovery.Listing {
 		l.SafetyWindow = spec.SafetyWindow.Duration
 	}
 	return l
+}
+
+// jobOf is the discovery job of the source as its spec and quota say, for every kind of
+// run (scheduled, refresh, event-named keys); files failed under the current rules stay
+// failed unless the caller says otherwise.
+func jobOf(s *sourceScope) discovery.Job {
+	src := s.src
+	return discovery.Job{
+		Namespace: s.key.Namespace, Source: s.key.String(), Bucket: src.Spec.Bucket, Prefix: src.Spec.Prefix,
+		Quota: s.quota.Quota, Policy: ingest.InvalidRecordPolicy(src.Spec.OnInvalidRecord),
+		DryRun: src.Spec.DryRun, Agents: agentSet(src.Spec.AgentIDs), Validators: s.validators,
+		Listing: listingOf(src.Spec.Listing), Filter: filterOf(&src.Spec),
+	}
 }
 
 func agentSet(ids []string) map[string]struct{} {
@@ -686,6 +693,13 @@ func (r *S3SourceReconciler) emitRunEvents(src *v1.S3Source, s *sourceScope, bef
 	if runChanged(res, before) {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeNormal, "DiscoverySucceeded", "Discover", "%s", runSummary(res))
 	}
+	r.emitFileEvents(src, s)
+}
+
+// emitFileEvents records what a run (a discovery or an event run) did to files: failed,
+// deferred, and personal data found.
+func (r *S3SourceReconciler) emitFileEvents(src *v1.S3Source, s *sourceScope) {
+	res := s.result
 	if res.NewlyFailed > 0 {
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, "FilesFailed", "Ingest", "%d file(s) failed this run; see status.recentFileErrors", res.NewlyFailed)
 	}

@@ -77,7 +77,8 @@ func (s *sourceScope) recovered(last time.Time) bool {
 
 // deferred is the number of files the last run deferred for the quota.
 func (s *sourceScope) deferred() int64 {
-	if s.result != nil && s.result.Err == nil {
+	// An event run's counts are changes to the totals, not totals: status has them folded.
+	if s.result != nil && s.result.Err == nil && !s.result.Targeted {
 		return s.result.Deferred
 	}
 	if f := s.src.Status.Files; f != nil {

@@ -7,11 +7,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
@@ -500,38 +501,12 @@ func sameProcess(a, b snapshot) bool {
 	return value(a.manager, "process_start_time_seconds", nil) == value(b.manager, "process_start_time_seconds", nil)
 }
 
-// parallel runs f(0..n-1) on workers goroutines and returns the first error.
+// parallel runs f(0..n-1), at most workers at a time, and returns the first error.
 func parallel(n, workers int, f func(int) error) error {
-	next := atomic.Int64{}
-	var first error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range max(1, min(workers, n)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					once.Do(func() { first = err })
-					return
-				}
-			}
-		}()
+	var g errgroup.Group
+	g.SetLimit(max(1, workers))
+	for i := range n {
+		g.Go(func() error { return f(i) })
 	}
-	wg.Wait()
-	return first
-}
-
-// sortedKeys lists a map's keys in order, for stable output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return g.Wait()
 }

@@ -257,26 +257,19 @@ func customEndpoint(cfg Config) bool { return len(cfg.customEndpoints()) > 0 }
 // them, and their answers are opaque.
 func (cfg Config) customEndpoints() []string {
 	var out []string
-	for _, e := range []string{cfg.Endpoint, stsEndpointOf(cfg.AssumeRole), stsEndpointOfWeb(cfg.WebIdentity)} {
+	candidates := []string{cfg.Endpoint}
+	if cfg.AssumeRole != nil {
+		candidates = append(candidates, cfg.AssumeRole.STSEndpoint)
+	}
+	if cfg.WebIdentity != nil {
+		candidates = append(candidates, cfg.WebIdentity.STSEndpoint)
+	}
+	for _, e := range candidates {
 		if e != "" {
 			out = append(out, e)
 		}
 	}
 	return out
-}
-
-func stsEndpointOf(ar *AssumeRole) string {
-	if ar == nil {
-		return ""
-	}
-	return ar.STSEndpoint
-}
-
-func stsEndpointOfWeb(wi *WebIdentity) string {
-	if wi == nil {
-		return ""
-	}
-	return wi.STSEndpoint
 }
 
 // newHTTPClient is the standard transport trusting, for TLS, only the CA bundle if one is

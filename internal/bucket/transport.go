@@ -83,7 +83,6 @@ func transportKey(cfg Config, exempt []netip.AddrPort) string {
 	field := func(s string) { fmt.Fprintf(h, "%d:%s|", len(s), s) }
 	field(cfg.Endpoint)
 	field(fmt.Sprintf("%p", cfg.Policy))
-	field(fmt.Sprint(customEndpoint(cfg)))
 	for _, e := range cfg.customEndpoints() {
 		field(e)
 	}

@@ -235,17 +235,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 	// An incremental listing sees only part of the key space: it proves nothing gone.
 	run := &run{Runner: r, engine: &engine, job: job, res: res, client: client, prune: !plan.incremental, ordered: true, last: plan.startAfter}
 
-	work := make(chan work)
-	var wg sync.WaitGroup
-	for range r.PerRun {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range work {
-				run.download(ctx, w)
-			}
-		}()
-	}
+	work, downloaded := run.downloaders(ctx)
 	// Listing and classifying overlap: the next page is fetched while this one is looked
 	// up in the ledger, so a no-change discovery costs about one listing, not the sum.
 	pages := make(chan []bucket.Object, 1)
@@ -277,7 +267,7 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 		listErr = err // the listing only stopped because of it
 	}
 	close(work)
-	wg.Wait()
+	downloaded()
 
 	res.Err = errors.Join(listErr, run.storeErr())
 	// An empty listing (a prefix typo, a bucket emptied by mistake) must not forget the
@@ -297,17 +287,41 @@ func (r *Runner) Run(ctx context.Context, client bucket.Client, job Job) *Result
 			res.Err = storeFailed(err)
 		}
 	}
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
+	run.finish(ctx)
+	return res
+}
+
+// finish completes the Result of any kind of run: the source's newest failed files, the
+// PII counts in the validators' order, and the end time.
+func (r *run) finish(ctx context.Context) {
+	res := r.res
+	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), r.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
 		res.RecentErrors = recent
 	} else if res.Err == nil {
 		res.Err = storeFailed(fmt.Errorf("listing failed files: %w", err))
 	}
 	// Files finish in any order; report validators in the order they are configured.
 	slices.SortStableFunc(res.PII, func(a, b ingest.PIICount) int {
-		return job.Validators.Order(a.Validator) - job.Validators.Order(b.Validator)
+		return r.job.Validators.Order(a.Validator) - r.job.Validators.Order(b.Validator)
 	})
 	res.Finished = r.Now()
-	return res
+}
+
+// downloaders starts the run's PerRun download workers: they take work until it is
+// closed; wait returns once every download they started committed or rolled back.
+func (r *run) downloaders(ctx context.Context) (chan<- work, func()) {
+	queue := make(chan work)
+	var wg sync.WaitGroup
+	for range r.PerRun {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range queue {
+				r.download(ctx, w)
+			}
+		}()
+	}
+	return queue, wg.Wait
 }
 
 type work struct {
@@ -500,7 +514,7 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 	}
 	r.tally(func(res *Result) { res.Listed++ })
 
-	if found && prev.ETag == obj.ETag && prev.Size == obj.Size && r.settled(prev) {
+	if r.unchanged(obj, prev, found) {
 		r.tally(func(res *Result) { res.Unchanged++; countState(res, prev.State) })
 		return nil
 	}
@@ -529,6 +543,12 @@ func (r *run) classify(ctx context.Context, obj bucket.Object, prev store.FileRe
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// unchanged says whether the ledger already holds this version of the object, settled:
+// nothing to do for it.
+func (r *run) unchanged(obj bucket.Object, prev store.FileRecord, found bool) bool {
+	return found && prev.ETag == obj.ETag && prev.Size == obj.Size && r.settled(prev)
 }
 
 // settled says whether a ledger row for the same object version needs no more work.

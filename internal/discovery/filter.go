@@ -66,7 +66,7 @@ func (r *run) skip(obj bucket.Object, prev store.FileRecord, found bool) bool {
 		return true
 	}
 	if f.MaxFileAge > 0 && obj.LastModified.Before(r.res.Started.Add(-f.MaxFileAge)) &&
-		(!found || prev.ETag != obj.ETag || prev.Size != obj.Size || !r.settled(prev)) {
+		!r.unchanged(obj, prev, found) {
 		// Too old to download; a version already settled still counts in its state.
 		r.tally(func(res *Result) { res.TooOld++ })
 		return true

@@ -9,8 +9,6 @@ import (
 	"sync"
 
 	"github.com/avon-ai/data-import-operator/internal/bucket"
-	"github.com/avon-ai/data-import-operator/internal/ingest"
-	"github.com/avon-ai/data-import-operator/internal/store"
 )
 
 // statConcurrency bounds the HeadObject requests of one targeted run in flight: they are
@@ -41,17 +39,7 @@ func (r *Runner) RunKeys(ctx context.Context, client bucket.Client, job Job, key
 
 	objs, statErr := statKeys(ctx, stater, job.Prefix, keys)
 
-	work := make(chan work)
-	var wg sync.WaitGroup
-	for range r.PerRun {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range work {
-				run.download(ctx, w)
-			}
-		}()
-	}
+	work, downloaded := run.downloaders(ctx)
 	var before Result // the ledger states of the keys seen before this run
 	var classifyErr error
 	for page := range slices.Chunk(objs, bucket.PageSize) {
@@ -60,7 +48,7 @@ func (r *Runner) RunKeys(ctx context.Context, client bucket.Client, job Job, key
 		}
 	}
 	close(work)
-	wg.Wait()
+	downloaded()
 
 	res.Err = errors.Join(statErr, classifyErr, run.storeErr())
 	res.Listed -= before.Listed
@@ -68,15 +56,7 @@ func (r *Runner) RunKeys(ctx context.Context, client bucket.Client, job Job, key
 	res.Failed -= before.Failed
 	res.Deferred -= before.Deferred
 	res.Ignored -= before.Ignored
-	if recent, err := r.Store.ListFiles(context.WithoutCancel(ctx), run.ledger(), store.FileFailed, MaxRecentErrors); err == nil {
-		res.RecentErrors = recent
-	} else if res.Err == nil {
-		res.Err = fmt.Errorf("listing failed files: %w", err)
-	}
-	slices.SortStableFunc(res.PII, func(a, b ingest.PIICount) int {
-		return job.Validators.Order(a.Validator) - job.Validators.Order(b.Validator)
-	})
-	res.Finished = r.Now()
+	run.finish(ctx)
 	return res
 }
 
@@ -89,7 +69,7 @@ func (r *run) classifyKnown(ctx context.Context, page []bucket.Object, queue cha
 	}
 	ledger, err := r.Store.LookupFiles(ctx, r.ledger(), keys)
 	if err != nil {
-		return fmt.Errorf("looking up %d event-named objects in the ledger: %w", len(keys), err)
+		return storeFailed(fmt.Errorf("looking up %d event-named objects in the ledger: %w", len(keys), err))
 	}
 	for _, obj := range page {
 		prev, found := ledger[obj.Key]

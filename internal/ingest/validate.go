@@ -277,7 +277,7 @@ func unstorable(b []byte) string {
 		case u == 0:
 			return "U+0000 (NUL)"
 		case u >= 0xD800 && u < 0xDC00:
-			if j+11 < len(b)+0 && b[j+6] == '\\' && b[j+7] == 'u' {
+			if j+11 < len(b) && b[j+6] == '\\' && b[j+7] == 'u' {
 				if lo, _ := strconv.ParseUint(string(b[j+8:j+12]), 16, 16); lo >= 0xDC00 && lo < 0xE000 {
 					j += 11
 					continue

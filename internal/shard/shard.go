@@ -50,14 +50,11 @@ const (
 	roleMember = "member"
 )
 
-// Defaults of Options. Every replica writes (shards/replicas + 1) Leases each
-// RenewPeriod, so the API server takes (Shards + replicas) / RenewPeriod writes a second
-// in all: 4 a second with 32 shards, 4 replicas and the defaults.
-const (
-	DefaultLeaseDuration = 30 * time.Second
-	DefaultRenewDeadline = 20 * time.Second
-	DefaultRenewPeriod   = 10 * time.Second
-)
+// DefaultLeaseDuration is Options.LeaseDuration's default; the renew deadline and period
+// default to two thirds and one third of the lease. Every replica writes (shards/replicas
+// + 1) Leases each RenewPeriod, so the API server takes (Shards + replicas) / RenewPeriod
+// writes a second in all: 4 a second with 32 shards, 4 replicas and the defaults.
+const DefaultLeaseDuration = 30 * time.Second
 
 // Of is the shard of key among shards (FNV-1a, so every replica and release agrees).
 func Of(key string, shards int) int {
@@ -145,10 +142,10 @@ func New(o Options) (*Elector, error) {
 		o.LeaseDuration = DefaultLeaseDuration
 	}
 	if o.RenewDeadline == 0 {
-		o.RenewDeadline = DefaultRenewDeadline
+		o.RenewDeadline = o.LeaseDuration * 2 / 3
 	}
 	if o.RenewPeriod == 0 {
-		o.RenewPeriod = DefaultRenewPeriod
+		o.RenewPeriod = o.LeaseDuration / 3
 	}
 	if o.RenewPeriod >= o.RenewDeadline || o.RenewDeadline >= o.LeaseDuration {
 		return nil, fmt.Errorf("shard: want renew period %s < renew deadline %s < lease duration %s", o.RenewPeriod, o.RenewDeadline, o.LeaseDuration)
@@ -248,7 +245,7 @@ func (e *Elector) Tick(ctx context.Context) error {
 	memberErr := e.renewMember(ctx, now)
 	var list coordinationv1.LeaseList
 	if err := e.o.Client.List(ctx, &list, client.InNamespace(e.o.Namespace), client.MatchingLabels{LabelGroup: e.o.Prefix}); err != nil {
-		e.dropStale(ctx, now)
+		e.dropStale(ctx, e.o.Clock.Now()) // the List may have hung past the deadline
 		return fmt.Errorf("listing leases: %w", err)
 	}
 	shards := map[int]*coordinationv1.Lease{}
@@ -291,7 +288,7 @@ func (e *Elector) Tick(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	e.dropStale(ctx, now)
+	e.dropStale(ctx, e.o.Clock.Now()) // renewals that hung must not extend serving
 
 	// Hand back the surplus, the shards this replica ranks lowest first.
 	e.mu.Lock()

@@ -7,6 +7,8 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -115,7 +117,7 @@ var archiveTime = time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 func zipOf(files map[string][]byte) []byte {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		w, _ := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: archiveTime})
 		_, _ = w.Write(files[name])
 	}
@@ -127,7 +129,7 @@ func tarGzOf(files map[string][]byte) []byte {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		_ = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(files[name])), ModTime: archiveTime, Typeflag: tar.TypeReg})
 		_, _ = tw.Write(files[name])
 	}

@@ -3,8 +3,10 @@ package faults
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,7 +196,7 @@ func runScenario(t *testing.T, sc scenario) (*snapshot, int) {
 	}
 	src := settle(ctx, t, r)
 	r.days[today()] = true
-	snap, err := takeSnapshot(ctx, r.dsn, spoolDirOf(r.spool), sortedKeys(r.days), src)
+	snap, err := takeSnapshot(ctx, r.dsn, spoolDirOf(r.spool), slices.Sorted(maps.Keys(r.days)), src)
 	if err != nil {
 		t.Fatalf("reading what the import left: %v", err)
 	}

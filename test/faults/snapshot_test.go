@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -169,7 +171,7 @@ func diff(want, got *snapshot) []string {
 
 func diffMaps(what string, want, got map[string]string) []string {
 	var bad []string
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		g, ok := got[k]
 		switch {
 		case !ok:
@@ -178,7 +180,7 @@ func diffMaps(what string, want, got map[string]string) []string {
 			bad = append(bad, fmt.Sprintf("%s %s: %s, fault-free: %s", what, k, g, want[k]))
 		}
 	}
-	for _, k := range sortedKeys(got) {
+	for _, k := range slices.Sorted(maps.Keys(got)) {
 		if _, ok := want[k]; !ok {
 			bad = append(bad, fmt.Sprintf("%s %s not in the fault-free run: %s", what, k, got[k]))
 		}
