@@ -94,7 +94,7 @@ func TestQuotaWakeupOf(t *testing.T) {
 		{"window reset", base(func(q *v1.IngestionQuota) {
 			q.Status.Window, q.Status.UsedBytes, q.Status.RemainingBytes = "2026-03-11", 0, 100
 		}), wakeDeferred},
-		{"room appeared", base(func(q *v1.IngestionQuota) { q.Status.RemainingBytes = 95 }), wakeDeferred},
+		{"room appeared within the window (a reservation released)", base(func(q *v1.IngestionQuota) { q.Status.UsedBytes, q.Status.RemainingBytes = 5, 95 }), wakeNone},
 		{"spec changed", base(func(q *v1.IngestionQuota) { q.Generation = 2 }), wakeAll},
 	}
 	for _, tt := range tests {

@@ -19,8 +19,10 @@ const (
 	// wakeNone: nothing a source acts on changed (usage grew: one file of one source must
 	// not reconcile the others).
 	wakeNone quotaWakeup = iota
-	// wakeDeferred: room appeared (the window reset, or usage fell); only sources waiting
-	// with deferred files can act on it.
+	// wakeDeferred: the window reset; only sources waiting with deferred files can act on
+	// it. (Usage falling within a window, e.g. a reservation released, is no reason to
+	// run: a source deferred its files against the limit, which the window reset or a
+	// spec change moves.)
 	wakeDeferred
 	// wakeAll: the quota appeared, went away or its spec (limits, time zone, cooldown)
 	// changed; every source of it shows and applies the quota.
@@ -32,7 +34,7 @@ func quotaWakeupOf(old, cur *v1.IngestionQuota) quotaWakeup {
 	switch {
 	case old.Generation != cur.Generation:
 		return wakeAll
-	case old.Status.Window != cur.Status.Window, cur.Status.RemainingBytes > old.Status.RemainingBytes:
+	case old.Status.Window != cur.Status.Window:
 		return wakeDeferred
 	}
 	return wakeNone
@@ -42,37 +44,34 @@ func quotaWakeupOf(old, cur *v1.IngestionQuota) quotaWakeup {
 func hasDeferred(s *v1.S3Source) bool { return s.Status.Files != nil && s.Status.Files.Deferred > 0 }
 
 // quotaHandler maps IngestionQuota events to the sources they concern (quotaWakeupOf). A
-// spec change or a deletion (the defaults then apply) also marks the sources, so one with
-// deferred files runs at once if the limit now leaves room ("quota raised", decideRun).
+// source with deferred files that a spec change or deletion (the defaults then apply)
+// gave a higher limit runs at once: decideRun compares the limit with the one its last
+// run had ("quota raised").
 func (r *S3SourceReconciler) quotaHandler() handler.EventHandler {
-	enqueue := func(ctx context.Context, obj client.Object, wake quotaWakeup, specChanged bool, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueue := func(ctx context.Context, obj client.Object, wake quotaWakeup, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		if wake == wakeNone {
 			return
 		}
 		for _, req := range r.sourcesMatching(ctx, obj.GetNamespace(), func(s *v1.S3Source) bool {
 			return quotaNameOf(s) == obj.GetName() && (wake == wakeAll || hasDeferred(s))
 		}) {
-			if specChanged {
-				r.runs.remember(req.NamespacedName, func(m *runMemo) { m.quotaRaised = true })
-			}
 			q.Add(req)
 		}
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			// Every quota is "created" when the manager starts: not a reason to run.
-			enqueue(ctx, e.Object, wakeAll, false, q)
+			enqueue(ctx, e.Object, wakeAll, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			old, okOld := e.ObjectOld.(*v1.IngestionQuota)
 			cur, okNew := e.ObjectNew.(*v1.IngestionQuota)
 			if okOld && okNew {
-				wake := quotaWakeupOf(old, cur)
-				enqueue(ctx, cur, wake, wake == wakeAll, q)
+				enqueue(ctx, cur, quotaWakeupOf(old, cur), q)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, e.Object, wakeAll, true, q)
+			enqueue(ctx, e.Object, wakeAll, q)
 		},
 	}
 }

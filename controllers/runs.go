@@ -74,8 +74,9 @@ type runMemo struct {
 	// the last run this process started: its passing now is a recovery, even within the
 	// second of that run.
 	stepFailedSinceRun bool
-	// quotaRaised is set when the source's quota allowed more while files were deferred.
-	quotaRaised bool
+	// limitAtRun is the quota's daily limit under which the last run this process started
+	// deferred its files (0: no run yet); a higher limit now is a reason to run.
+	limitAtRun int64
 	// stalledReason is the Stalled reason last announced by an event.
 	stalledReason string
 }
@@ -88,6 +89,8 @@ type runTrigger struct {
 	refresh, reconcileAt string
 	// validationHash identifies the validation settings the run checks files against.
 	validationHash string
+	// dailyLimit is the quota's daily limit when the run started.
+	dailyLimit int64
 }
 
 // finishedRun is a run's result with what started it.
@@ -204,7 +207,7 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	m := t.memos[key]
 	m.startedGeneration = src.Generation
 	m.started = true
-	m.quotaRaised = false
+	m.limitAtRun = trig.dailyLimit
 	m.stepFailedSinceRun = false
 	if trig.refresh != "" {
 		m.handledRefresh = trig.refresh

@@ -87,6 +87,12 @@ func (s *sourceScope) deferred() int64 {
 	return 0
 }
 
+// quotaRaised reports whether the quota's limit grew since this process's last run of the
+// source and now leaves room today.
+func (s *sourceScope) quotaRaised() bool {
+	return s.memo.limitAtRun > 0 && s.quota.DailyLimit > s.memo.limitAtRun && s.usedToday < s.quota.DailyLimit
+}
+
 // decideRun decides, without side effects, whether a discovery starts now and why. A
 // refresh request runs once the quota's cooldown has passed since the end of the last
 // discovery, whatever started that one: a run starting earlier for another reason does
@@ -106,7 +112,7 @@ func decideRun(s *sourceScope) runDecision {
 		why = v1.TriggerSpecChanged
 	case s.deferred() > 0 && windowChanged(last, s.now, s.quota.Location):
 		why = v1.TriggerQuotaReset
-	case s.deferred() > 0 && s.memo.quotaRaised && s.usedToday < s.quota.DailyLimit:
+	case s.deferred() > 0 && s.quotaRaised():
 		why = v1.TriggerQuotaRaised
 	case s.recovered(last):
 		// Ready=False without a failed run came from a step that passed now: discover
@@ -147,7 +153,7 @@ func decideRun(s *sourceScope) runDecision {
 			return d
 		}
 	}
-	d.trigger.reason, d.trigger.started = why, s.now
+	d.trigger.reason, d.trigger.started, d.trigger.dailyLimit = why, s.now, s.quota.DailyLimit
 	d.trigger.validationHash = validationHash(&src.Spec)
 	if prev := src.Status.ValidationHash; prev != "" {
 		d.recheckFailed = prev != d.trigger.validationHash

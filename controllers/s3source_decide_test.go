@@ -111,11 +111,19 @@ func TestDecideRun(t *testing.T) {
 		{name: "deferred files: the quota was raised", status: func(st *v1.S3SourceStatus) {
 			idle(st)
 			st.Files = &v1.FileCounts{Discovered: 2, Ingested: 1, Deferred: 1}
-		}, scope: func(s *sourceScope) { s.memo.quotaRaised, s.usedToday = true, 900 }, why: v1.TriggerQuotaRaised},
+		}, scope: func(s *sourceScope) { s.memo.limitAtRun, s.usedToday = 500, 900 }, why: v1.TriggerQuotaRaised},
+		{name: "deferred files: the limit is the one the last run had", status: func(st *v1.S3SourceStatus) {
+			idle(st)
+			st.Files = &v1.FileCounts{Discovered: 2, Ingested: 1, Deferred: 1}
+		}, scope: func(s *sourceScope) { s.memo.limitAtRun, s.usedToday = 1000, 900 }, wait: 50*time.Minute + Jitter("uid", time.Hour)},
+		{name: "deferred files: a lowered limit is no reason to run", status: func(st *v1.S3SourceStatus) {
+			idle(st)
+			st.Files = &v1.FileCounts{Discovered: 2, Ingested: 1, Deferred: 1}
+		}, scope: func(s *sourceScope) { s.memo.limitAtRun, s.usedToday = 2000, 900 }, wait: 50*time.Minute + Jitter("uid", time.Hour)},
 		{name: "deferred files: raised, but still used up", status: func(st *v1.S3SourceStatus) {
 			idle(st)
 			st.Files = &v1.FileCounts{Discovered: 2, Ingested: 1, Deferred: 1}
-		}, scope: func(s *sourceScope) { s.memo.quotaRaised, s.usedToday = true, 1000 }, wait: 50*time.Minute + Jitter("uid", time.Hour)},
+		}, scope: func(s *sourceScope) { s.memo.limitAtRun, s.usedToday = 500, 1000 }, wait: 50*time.Minute + Jitter("uid", time.Hour)},
 		{name: "validation changed: failed files are checked again", spec: func(s *v1.S3SourceSpec) { s.AgentIDs = []string{"a", "b"} },
 			status: func(st *v1.S3SourceStatus) {
 				idle(st)
