@@ -151,10 +151,22 @@ func (r *S3SourceReconciler) stepIdentity(ctx context.Context, s *sourceScope) (
 			id.externalID = ExternalIDFor(string(ns.UID))
 		}
 	case v1.CredentialsServiceAccount:
+		// The operator may not watch ServiceAccounts, so it reads the one named with a live
+		// GET: once per generation and ReferenceRecheck, not on every reconcile of every
+		// source (a run mints its token when it starts, whatever was cached).
+		if m := s.memo; m.serviceAccount != nil && m.serviceAccountGeneration == src.Generation &&
+			s.now.Sub(m.serviceAccountReadAt) < r.Identity.ReferenceRecheck {
+			id.webIdentity = m.serviceAccount
+			break
+		}
 		wi, err := r.serviceAccountIdentity(ctx, src)
 		if err != nil {
+			r.runs.remember(s.key, func(m *runMemo) { m.serviceAccount = nil })
 			return 0, err
 		}
+		r.runs.remember(s.key, func(m *runMemo) {
+			m.serviceAccount, m.serviceAccountGeneration, m.serviceAccountReadAt = wi, src.Generation, s.now
+		})
 		id.webIdentity = wi
 	}
 	s.identity = id
