@@ -43,20 +43,20 @@ func main() {
 
 func run() error {
 	var (
-		dataDir, dsn, metricsAddr, probeAddr string
-		metricsCertDir                       string
-		leaderElect, secureMetrics           bool
-		opts                                 controllers.SourceOptions
-		maxDailyLimit                        = newBytesFlag(controllers.DefaultMaxDailyLimit)
-		maxFileSize                          = newBytesFlag(controllers.DefaultMaxFileSize)
-		identity                             controllers.IdentityOptions
-		identitySelector                     string
-		endpoints                            netFlags
-		shards                               int
-		shardLease                           time.Duration
-		apiQPS                               float64
-		apiBurst                             int
-		snsConfirmHosts                      string
+		dataDir, dsn, metricsAddr, probeAddr, pprofAddr string
+		metricsCertDir                                  string
+		leaderElect, secureMetrics                      bool
+		opts                                            controllers.SourceOptions
+		maxDailyLimit                                   = newBytesFlag(controllers.DefaultMaxDailyLimit)
+		maxFileSize                                     = newBytesFlag(controllers.DefaultMaxFileSize)
+		identity                                        controllers.IdentityOptions
+		identitySelector                                string
+		endpoints                                       netFlags
+		shards                                          int
+		shardLease                                      time.Duration
+		apiQPS                                          float64
+		apiBurst                                        int
+		snsConfirmHosts                                 string
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -65,6 +65,7 @@ func run() error {
 	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key (e.g. a cert-manager Secret) to serve secure metrics with, "+
 		"so scrapers can verify the server with its CA. Empty: a self-signed certificate generated at start.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints (heap, CPU, goroutines) for profiling; 0 disables it. Bind it to 127.0.0.1 and reach it with kubectl port-forward.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica runs discoveries (needed with more than one replica; PostgreSQL store only).")
 	flag.IntVar(&shards, "shards", 0, "Divide the S3Sources between the replicas in this many shards, a coordination.k8s.io Lease each in the manager's namespace: "+
 		"every replica runs the discoveries of the shards it holds, and adding or removing a replica rebalances them. Every replica must use the same number. "+
@@ -160,6 +161,7 @@ func run() error {
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       pprofAddr,
 		// Sharded, only the IngestionQuota controller (one writer of quota status) needs a
 		// leader; discoveries are divided by the shard Leases.
 		LeaderElection:   leaderElect || shards > 0,
