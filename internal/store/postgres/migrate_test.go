@@ -140,3 +140,62 @@ func latestVersion(t *testing.T) int {
 	}
 	return ms[len(ms)-1].Version
 }
+
+// A database at 0005 opens with 0006: its stored values stay as they were (pglz, read
+// back byte for byte), and values written from then on are compressed with lz4, through
+// the stage as well as directly.
+func TestMigrateRawLZ4(t *testing.T) {
+	ctx := context.Background()
+	dsn := server.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Store{pool: pool}).apply(ctx, ms[:5]); err != nil {
+		t.Fatal(err)
+	}
+	// Compressible and past the 2 kB at which PostgreSQL compresses a row's values.
+	raw := func(id string) string {
+		return `{"conversation_id":"` + id + `","body":"` + strings.Repeat("I was charged twice. ", 400) + `"}`
+	}
+	at := time.Date(2025, 1, 15, 14, 30, 0, 0, time.UTC)
+	if _, err := pool.Exec(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, activity_time_ns,
+		object_key, object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
+		VALUES ('tenant-a', 'agent-1', 'old', $1, 0, 'k/old.json', $1, 0, 0, 'h-old', 'tenant-a/b', $2::json, now())`,
+		at, raw("old")); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open a 0005 database: %v", err)
+	}
+	defer s.Close()
+	var method string
+	if err := s.pool.QueryRow(ctx, `SELECT attcompression::text FROM pg_attribute
+		WHERE attrelid = 'conversations'::regclass AND attname = 'raw'`).Scan(&method); err != nil || method != "l" {
+		t.Fatalf("conversations.raw compression = %q, %v; want l (lz4)", method, err)
+	}
+	c := store.Conversation{AgentID: "agent-1", ConversationID: "new", ActivityTime: at, ContentHash: "h-new",
+		Raw: []byte(raw("new")), ObjectKey: "k/new.json", ObjectLastModified: at, Source: "tenant-a/b"}
+	if _, err := s.CommitFile(ctx, store.FileCommit{Namespace: "tenant-a",
+		File:          store.FileRecord{Source: "tenant-a/b", Key: "k/new.json", State: store.FileIngested},
+		Conversations: store.StreamOf(c)}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"old": "pglz", "new": "lz4"} {
+		got, ok, err := s.GetConversation(ctx, "tenant-a", "agent-1", id)
+		if err != nil || !ok || string(got.Raw) != raw(id) {
+			t.Errorf("%s: GetConversation = %v, %v, raw intact %v", id, ok, err, string(got.Raw) == raw(id))
+		}
+		var method string
+		if err := s.pool.QueryRow(ctx, `SELECT pg_column_compression(raw) FROM conversations WHERE conversation_id = $1`, id).Scan(&method); err != nil || method != want {
+			t.Errorf("%s: raw compressed with %q, %v; want %s", id, method, err, want)
+		}
+	}
+}

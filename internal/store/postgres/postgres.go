@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +59,8 @@ type Store struct {
 	committing *gate
 	// fences are the source fences (fence.go), on a session of their own.
 	fences *fences
+	// createStage creates a commit's stage table (see stageTable).
+	createStage string
 }
 
 var (
@@ -77,6 +81,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{pool: pool, committing: newGate(max(1, int(cfg.MaxConns)/2)), fences: newFences(cfg.ConnConfig.Copy())}
 	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
+	}
+	if s.createStage, err = createStageSQL(ctx, pool); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
 	}
@@ -456,6 +464,10 @@ func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.Recor
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("lock: %w", err)
 		}
+		if _, err := tx.Exec(ctx, s.createStage); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("stage: %w", err)
+		}
 		return commitTx{tx}, nil
 	}
 	counts, err := plan.Commit(ctx, begin, c)
@@ -548,44 +560,133 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]s
 	return stored, nil
 }
 
-// writeConversations upserts every write in one statement over parallel arrays.
+// stageTable holds one batch's writes on their way into conversations: COPY fills it,
+// mergeSQL moves its rows into conversations and empties it. It is a temporary table of
+// the session (no WAL, the session's own buffers), created by each commit if absent: by
+// the first commit on a connection, and again should a pooler hand out another session.
+// ON COMMIT DELETE ROWS leaves it empty between transactions whatever happened. Its
+// CHECKs are those of conversations, so a value conversations would refuse fails the
+// COPY, which names its line: the record. raw is JSON, parsed once here (the merge
+// copies the value).
+const stageTable = "conversations_stage"
+
+// createStageSQL returns the statement creating the stage. Its raw is compressed as
+// conversations.raw is (lz4 since migration 0006, where the server has it): PostgreSQL
+// moves a compressed value into another table as it is, so the stage's compression is
+// the one stored, and the value is compressed once.
+func createStageSQL(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	// attcompression exists from PostgreSQL 14 on; through to_jsonb an older server
+	// answers NULL (its default, pglz) instead of failing.
+	var method *string
+	if err := pool.QueryRow(ctx, `SELECT to_jsonb(a)->>'attcompression' FROM pg_attribute a
+		WHERE attrelid = 'conversations'::regclass AND attname = 'raw'`).Scan(&method); err != nil {
+		return "", fmt.Errorf("compression of conversations.raw: %w", err)
+	}
+	compression := ""
+	switch {
+	case method == nil:
+	case *method == "l":
+		compression = " COMPRESSION lz4"
+	case *method == "p":
+		compression = " COMPRESSION pglz"
+	}
+	return stageDDL(compression), nil
+}
+
+func stageDDL(compression string) string {
+	return `CREATE TEMP TABLE IF NOT EXISTS ` + stageTable + ` (
+		namespace               TEXT     NOT NULL CHECK (namespace <> ''),
+		agent_id                TEXT     NOT NULL CHECK (agent_id <> ''),
+		conversation_id         TEXT     NOT NULL CHECK (conversation_id <> ''),
+		activity_time           TIMESTAMPTZ NOT NULL,
+		activity_time_ns        SMALLINT NOT NULL,
+		object_key              TEXT     NOT NULL,
+		object_last_modified    TIMESTAMPTZ NOT NULL,
+		object_last_modified_ns SMALLINT NOT NULL,
+		position                BIGINT   NOT NULL,
+		content_hash            TEXT     NOT NULL,
+		source                  TEXT     NOT NULL,
+		raw                     JSON` + compression + ` NOT NULL
+	) ON COMMIT DELETE ROWS`
+}
+
+var stageColumns = []string{"namespace", "agent_id", "conversation_id", "activity_time", "activity_time_ns", "object_key",
+	"object_last_modified", "object_last_modified_ns", "position", "content_hash", "source", "raw"}
+
+// mergeSQL upserts the staged rows whole and empties the stage, in one statement. Which
+// rows win was decided before (plan.Build): every staged row is written.
+const mergeSQL = `WITH staged AS (DELETE FROM ` + stageTable + ` RETURNING *)
+	INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+		object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
+	SELECT namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+		object_last_modified, object_last_modified_ns, position, content_hash, source, raw, now()
+	FROM staged
+	ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
+		activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
+		object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
+		object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
+		content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
+		updated_at = excluded.updated_at`
+
+// writeConversations upserts writes: one COPY into the stage, one merge.
 func writeConversations(ctx context.Context, tx pgx.Tx, writes []*store.Conversation) error {
 	if len(writes) == 0 {
 		return nil
 	}
-	n := len(writes)
-	var (
-		namespaces, agents, ids     = make([]string, n), make([]string, n), make([]string, n)
-		keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		ats, lms                    = make([]time.Time, n), make([]time.Time, n)
-		atNs, lmNs                  = make([]int16, n), make([]int16, n)
-		positions                   = make([]int64, n)
-	)
-	for i, c := range writes {
-		namespaces[i] = c.Namespace
-		agents[i], ids[i], keys[i], hashes[i], sources[i], raws[i] = c.AgentID, c.ConversationID, c.ObjectKey, c.ContentHash, c.Source, string(c.Raw)
-		ats[i], atNs[i] = splitTime(c.ActivityTime)
-		lms[i], lmNs[i] = splitTime(c.ObjectLastModified)
-		positions[i] = c.Position
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, &stageRows{writes: writes, i: -1}); err != nil {
+		return fmt.Errorf("write %d conversations: %w", len(writes), locate(err, writes))
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time,
-			activity_time_ns, object_key, object_last_modified, object_last_modified_ns, position, content_hash, source,
-			raw, updated_at)
-		SELECT ns, a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
-		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::smallint[], $5::text[], $6::timestamptz[],
-			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[])
-			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw, ns)
-		ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
-			activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
-			object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
-			object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
-			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
-			updated_at = excluded.updated_at`,
-		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws, namespaces)
-	if err != nil {
-		return fmt.Errorf("write %d conversations: %w", n, err)
+	if _, err := tx.Exec(ctx, mergeSQL); err != nil {
+		return fmt.Errorf("write %d conversations: %w", len(writes), err)
 	}
 	return nil
+}
+
+// stageRows is writes as a pgx.CopyFromSource, row by row into one reused slice.
+type stageRows struct {
+	writes []*store.Conversation
+	i      int
+	row    [12]any
+}
+
+func (r *stageRows) Next() bool {
+	r.i++
+	return r.i < len(r.writes)
+}
+
+func (r *stageRows) Values() ([]any, error) {
+	c := r.writes[r.i]
+	at, atNs := splitTime(c.ActivityTime)
+	lm, lmNs := splitTime(c.ObjectLastModified)
+	// raw as []byte: pgx sends a JSON value's bytes as they are.
+	r.row = [12]any{c.Namespace, c.AgentID, c.ConversationID, at, atNs, c.ObjectKey, lm, lmNs, c.Position, c.ContentHash, c.Source, c.Raw}
+	return r.row[:], nil
+}
+
+func (r *stageRows) Err() error { return nil }
+
+// copyLine finds the line in a COPY error's context ("COPY t, line 3, column raw: ...",
+// after the context of a type's input function when it has one).
+var copyLine = regexp.MustCompile(`(?m)^COPY \S+, line ([0-9]+)`)
+
+// locate names the record of writes a COPY error's line points at (line n is writes[n-1]),
+// keeping err (and so its SQLSTATE) wrapped. The server's context is left out: it
+// quotes the record's content.
+func locate(err error, writes []*store.Conversation) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	m := copyLine.FindStringSubmatch(pe.Where)
+	if m == nil {
+		return err
+	}
+	n, convErr := strconv.Atoi(m[1])
+	if convErr != nil || n < 1 || n > len(writes) {
+		return err
+	}
+	c := writes[n-1]
+	return fmt.Errorf("conversation %s/%s (%s, position %d): %w", c.AgentID, c.ConversationID, c.ObjectKey, c.Position, err)
 }
 
 func scanConversation(row pgx.Row) (store.Conversation, error) {
