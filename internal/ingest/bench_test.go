@@ -267,11 +267,13 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run(f.key+"/encoding-json", func(b *testing.B) {
 			b.SetBytes(f.payload)
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if err := rawDecode(f); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, "cpu-ms/op", processCPU()-cpu)
 		})
 		for _, v := range []struct {
 			suffix string
