@@ -464,11 +464,7 @@ func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.Recor
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("lock: %w", err)
 		}
-		if _, err := tx.Exec(ctx, s.createStage); err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("stage: %w", err)
-		}
-		return commitTx{tx}, nil
+		return &commitTx{tx: tx, createStage: s.createStage}, nil
 	}
 	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
@@ -478,19 +474,49 @@ func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.Recor
 }
 
 // commitTx adapts a transaction to plan.Tx.
-type commitTx struct{ tx pgx.Tx }
-
-func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
-	return loadStored(ctx, t.tx, keys)
+type commitTx struct {
+	tx pgx.Tx
+	// stored is what the last Stored returned: plan.Commit looks each batch up, then
+	// writes it, so Write knows which of its rows exist.
+	stored map[plan.Key]store.Conversation
+	// createStage creates the stage (see stageTable); staged: done in this transaction.
+	createStage string
+	staged      bool
 }
 
-func (t commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
-	return writeConversations(ctx, t.tx, writes)
+func (t *commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
+	stored, err := loadStored(ctx, t.tx, keys)
+	t.stored = stored
+	return stored, err
+}
+
+// Write inserts the rows whose identity the batch's lookup did not find and upserts the
+// others. No other commit can insert those identities meanwhile: every commit of the
+// namespace holds its lock to the end of its transaction.
+func (t *commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
+	var fresh, existing []*store.Conversation
+	for _, c := range writes {
+		if _, ok := t.stored[plan.KeyOf(c)]; ok {
+			existing = append(existing, c)
+		} else {
+			fresh = append(fresh, c)
+		}
+	}
+	if err := insertConversations(ctx, t.tx, fresh); err != nil {
+		return err
+	}
+	if len(existing) > 0 && !t.staged {
+		if _, err := t.tx.Exec(ctx, t.createStage); err != nil {
+			return fmt.Errorf("create the stage: %w", err)
+		}
+		t.staged = true
+	}
+	return upsertConversations(ctx, t.tx, existing)
 }
 
 // UpsertFile writes the ledger row of a committed file, whose outcome is settled, so
 // its processing attempts are cleared in the same transaction.
-func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
+func (t *commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	if err := upsertFile(ctx, t.tx, f); err != nil {
 		return err
 	}
@@ -517,12 +543,12 @@ func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	return nil
 }
 
-func (t commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
+func (t *commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
 	return charge(ctx, t.tx, id, fallback)
 }
 
-func (t commitTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
-func (t commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+func (t *commitTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t *commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 
 // loadStored reads the ordering fields and origin of the stored rows among keys, in
 // one query.
@@ -560,14 +586,13 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]s
 	return stored, nil
 }
 
-// stageTable holds one batch's writes on their way into conversations: COPY fills it,
-// mergeSQL moves its rows into conversations and empties it. It is a temporary table of
-// the session (no WAL, the session's own buffers), created by each commit if absent: by
-// the first commit on a connection, and again should a pooler hand out another session.
-// ON COMMIT DELETE ROWS leaves it empty between transactions whatever happened. Its
-// CHECKs are those of conversations, so a value conversations would refuse fails the
-// COPY, which names its line: the record. raw is JSON, parsed once here (the merge
-// copies the value).
+// stageTable holds one batch's updates on their way into conversations (COPY cannot
+// upsert): COPY fills it, mergeSQL moves its rows into conversations and empties it. It
+// is a temporary table of the session (no WAL, the session's own buffers), created if
+// absent by the first update of each commit: on a connection's first, and again should a
+// pooler hand out another session. ON COMMIT DELETE ROWS leaves it empty between
+// transactions whatever happened. raw is JSON, parsed once here (the merge copies the
+// value). It needs no CHECKs: its rows' identities are stored ones.
 const stageTable = "conversations_stage"
 
 // createStageSQL returns the statement creating the stage. Its raw is compressed as
@@ -595,9 +620,9 @@ func createStageSQL(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 
 func stageDDL(compression string) string {
 	return `CREATE TEMP TABLE IF NOT EXISTS ` + stageTable + ` (
-		namespace               TEXT     NOT NULL CHECK (namespace <> ''),
-		agent_id                TEXT     NOT NULL CHECK (agent_id <> ''),
-		conversation_id         TEXT     NOT NULL CHECK (conversation_id <> ''),
+		namespace               TEXT     NOT NULL,
+		agent_id                TEXT     NOT NULL,
+		conversation_id         TEXT     NOT NULL,
 		activity_time           TIMESTAMPTZ NOT NULL,
 		activity_time_ns        SMALLINT NOT NULL,
 		object_key              TEXT     NOT NULL,
@@ -610,11 +635,13 @@ func stageDDL(compression string) string {
 	) ON COMMIT DELETE ROWS`
 }
 
-var stageColumns = []string{"namespace", "agent_id", "conversation_id", "activity_time", "activity_time_ns", "object_key",
+var copyColumns = []string{"namespace", "agent_id", "conversation_id", "activity_time", "activity_time_ns", "object_key",
 	"object_last_modified", "object_last_modified_ns", "position", "content_hash", "source", "raw"}
 
 // mergeSQL upserts the staged rows whole and empties the stage, in one statement. Which
-// rows win was decided before (plan.Build): every staged row is written.
+// rows win was decided before (plan.Build): every staged row is written. (updated_at is
+// also the default of the column: a COPY of new rows leaves it to the transaction's
+// time, as here.)
 const mergeSQL = `WITH staged AS (DELETE FROM ` + stageTable + ` RETURNING *)
 	INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
 		object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
@@ -628,33 +655,53 @@ const mergeSQL = `WITH staged AS (DELETE FROM ` + stageTable + ` RETURNING *)
 		content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
 		updated_at = excluded.updated_at`
 
-// writeConversations upserts writes: one COPY into the stage, one merge.
-func writeConversations(ctx context.Context, tx pgx.Tx, writes []*store.Conversation) error {
-	if len(writes) == 0 {
+// insertConversations inserts rows no stored row shares an identity with, by one COPY
+// straight into conversations: staging and merging them would write each twice.
+func insertConversations(ctx context.Context, tx pgx.Tx, fresh []*store.Conversation) error {
+	if len(fresh) == 0 {
 		return nil
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, &stageRows{writes: writes, i: -1}); err != nil {
-		return fmt.Errorf("write %d conversations: %w", len(writes), locate(err, writes))
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"conversations"}, copyColumns, &copyRows{writes: fresh, i: -1})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		// Not the content's doing (so not store.ErrRejected, which a unique violation
+		// would be): a row the lookup did not find. Failing the commit lets it run again.
+		return fmt.Errorf("insert %d new conversations: a conversation was stored meanwhile: %s", len(fresh), pe.Message)
 	}
-	if _, err := tx.Exec(ctx, mergeSQL); err != nil {
-		return fmt.Errorf("write %d conversations: %w", len(writes), err)
+	if err != nil {
+		return fmt.Errorf("insert %d new conversations: %w", len(fresh), locate(err, fresh))
 	}
 	return nil
 }
 
-// stageRows is writes as a pgx.CopyFromSource, row by row into one reused slice.
-type stageRows struct {
+// upsertConversations replaces stored rows: one COPY into the stage, one merge.
+func upsertConversations(ctx context.Context, tx pgx.Tx, existing []*store.Conversation) error {
+	if len(existing) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, copyColumns, &copyRows{writes: existing, i: -1}); err != nil {
+		return fmt.Errorf("update %d conversations: %w", len(existing), locate(err, existing))
+	}
+	if _, err := tx.Exec(ctx, mergeSQL); err != nil {
+		return fmt.Errorf("update %d conversations: %w", len(existing), err)
+	}
+	return nil
+}
+
+// copyRows is writes as a pgx.CopyFromSource of copyColumns, row by row into one
+// reused slice.
+type copyRows struct {
 	writes []*store.Conversation
 	i      int
 	row    [12]any
 }
 
-func (r *stageRows) Next() bool {
+func (r *copyRows) Next() bool {
 	r.i++
 	return r.i < len(r.writes)
 }
 
-func (r *stageRows) Values() ([]any, error) {
+func (r *copyRows) Values() ([]any, error) {
 	c := r.writes[r.i]
 	at, atNs := splitTime(c.ActivityTime)
 	lm, lmNs := splitTime(c.ObjectLastModified)
@@ -663,7 +710,7 @@ func (r *stageRows) Values() ([]any, error) {
 	return r.row[:], nil
 }
 
-func (r *stageRows) Err() error { return nil }
+func (r *copyRows) Err() error { return nil }
 
 // copyLine finds the line in a COPY error's context ("COPY t, line 3, column raw: ...",
 // after the context of a type's input function when it has one).

@@ -1,3 +1,5 @@
+-- Commits write conversations by COPY (see writeConversations).
+--
 -- New raw values are compressed with lz4 instead of pglz, PostgreSQL's default: pglz
 -- took about a third of the server's CPU time of a commit, and lz4 compresses the
 -- records about as well at several times the speed. Only the column's setting changes
@@ -10,3 +12,7 @@ EXCEPTION WHEN feature_not_supported OR syntax_error THEN
     RAISE NOTICE 'conversations.raw keeps the default compression: %', SQLERRM;
 END
 $$;
+
+-- A new conversation is copied into the table without updated_at, which is then the
+-- transaction's time, as the upsert of an existing one sets it.
+ALTER TABLE conversations ALTER COLUMN updated_at SET DEFAULT now();
