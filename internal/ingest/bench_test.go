@@ -258,7 +258,7 @@ var benchValidators = sync.OnceValue(func() *ingest.Validators {
 // BenchmarkIngest reports, per format, end-to-end MB/s into a fresh SQLite store, into a
 // real PostgreSQL (benchPostgres), and the raw encoding/json typed decode of the same
 // bytes. MB/s counts the JSON payload (the uncompressed bytes for archives) for all, so
-// they are comparable. The -pii
+// they are comparable; cpu-ms/op is the process's CPU time per iteration. The -pii
 // variants run the same corpus with every PII validator on (benchValidators); compare
 // validate-pii with validate, and sqlite-pii with sqlite, from one run.
 func BenchmarkIngest(b *testing.B) {
