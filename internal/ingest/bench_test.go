@@ -255,9 +255,10 @@ var benchValidators = sync.OnceValue(func() *ingest.Validators {
 	return vs
 })
 
-// BenchmarkIngest reports, per format, end-to-end MB/s into a fresh SQLite store and the
-// raw encoding/json typed decode of the same bytes. MB/s counts the JSON payload (the
-// uncompressed bytes for archives) for both, so the two are comparable. The -pii
+// BenchmarkIngest reports, per format, end-to-end MB/s into a fresh SQLite store, into a
+// real PostgreSQL (benchPostgres), and the raw encoding/json typed decode of the same
+// bytes. MB/s counts the JSON payload (the uncompressed bytes for archives) for all, so
+// they are comparable; cpu-ms/op is the process's CPU time per iteration. The -pii
 // variants run the same corpus with every PII validator on (benchValidators); compare
 // validate-pii with validate, and sqlite-pii with sqlite, from one run.
 func BenchmarkIngest(b *testing.B) {
@@ -266,11 +267,13 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run(f.key+"/encoding-json", func(b *testing.B) {
 			b.SetBytes(f.payload)
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if err := rawDecode(f); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, "cpu-ms/op", processCPU()-cpu)
 		})
 		for _, v := range []struct {
 			suffix string
@@ -290,6 +293,9 @@ func BenchmarkIngest(b *testing.B) {
 					}
 					return st
 				}, v.vs)
+			})
+			b.Run(f.key+"/postgres"+v.suffix, func(b *testing.B) {
+				benchPostgres(b, f, v.vs)
 			})
 		}
 	}

@@ -140,3 +140,71 @@ func latestVersion(t *testing.T) int {
 	}
 	return ms[len(ms)-1].Version
 }
+
+// A database at 0005 opens with 0006: its stored values stay as they were (pglz, read
+// back byte for byte), and values written from then on are compressed with lz4, whether
+// inserted (copied into conversations) or updated (through the stage); updated_at
+// defaults to the transaction's time.
+func TestMigrateRawLZ4(t *testing.T) {
+	ctx := context.Background()
+	dsn := server.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Store{pool: pool}).apply(ctx, ms[:5]); err != nil {
+		t.Fatal(err)
+	}
+	// Compressible and past the 2 kB at which PostgreSQL compresses a row's values.
+	raw := func(id, version string) string {
+		return `{"conversation_id":"` + id + `","v":"` + version + `","body":"` + strings.Repeat("I was charged twice. ", 400) + `"}`
+	}
+	at := time.Date(2025, 1, 15, 14, 30, 0, 0, time.UTC)
+	for _, id := range []string{"kept", "updated"} {
+		if _, err := pool.Exec(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, activity_time_ns,
+			object_key, object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
+			VALUES ('tenant-a', 'agent-1', $1, $2, 0, 'k/old.json', $2, 0, 0, 'h-old', 'tenant-a/b', $3::json, now())`,
+			id, at, raw(id, "old")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool.Close()
+
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open a 0005 database: %v", err)
+	}
+	defer s.Close()
+	var method string
+	if err := s.pool.QueryRow(ctx, `SELECT attcompression::text FROM pg_attribute
+		WHERE attrelid = 'conversations'::regclass AND attname = 'raw'`).Scan(&method); err != nil || method != "l" {
+		t.Fatalf("conversations.raw compression = %q, %v; want l (lz4)", method, err)
+	}
+	var convs []store.Conversation
+	for _, id := range []string{"new", "updated"} {
+		convs = append(convs, store.Conversation{AgentID: "agent-1", ConversationID: id, ActivityTime: at.Add(time.Hour), ContentHash: "h-new",
+			Raw: []byte(raw(id, "new")), ObjectKey: "k/new.json", ObjectLastModified: at, Source: "tenant-a/b"})
+	}
+	n, err := s.CommitFile(ctx, store.FileCommit{Namespace: "tenant-a",
+		File:          store.FileRecord{Source: "tenant-a/b", Key: "k/new.json", State: store.FileIngested},
+		Conversations: store.StreamOf(convs...)})
+	if err != nil || n.New != 1 || n.Updated != 1 {
+		t.Fatalf("commit = %+v, %v; want 1 new, 1 updated", n, err)
+	}
+	for id, want := range map[string]struct{ version, method string }{"kept": {"old", "pglz"}, "updated": {"new", "lz4"}, "new": {"new", "lz4"}} {
+		got, ok, err := s.GetConversation(ctx, "tenant-a", "agent-1", id)
+		if err != nil || !ok || string(got.Raw) != raw(id, want.version) {
+			t.Errorf("%s: GetConversation = %v, %v, raw intact %v", id, ok, err, string(got.Raw) == raw(id, want.version))
+		}
+		var method string
+		var fresh bool
+		if err := s.pool.QueryRow(ctx, `SELECT pg_column_compression(raw), updated_at > now() - interval '1 minute'
+			FROM conversations WHERE conversation_id = $1`, id).Scan(&method, &fresh); err != nil || method != want.method || !fresh {
+			t.Errorf("%s: raw compressed with %q, updated now %v, %v; want %s", id, method, fresh, err, want.method)
+		}
+	}
+}

@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +59,8 @@ type Store struct {
 	committing *gate
 	// fences are the source fences (fence.go), on a session of their own.
 	fences *fences
+	// createStage creates a commit's stage table (see stageTable).
+	createStage string
 }
 
 var (
@@ -77,6 +81,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{pool: pool, committing: newGate(max(1, int(cfg.MaxConns)/2)), fences: newFences(cfg.ConnConfig.Copy())}
 	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
+	}
+	if s.createStage, err = createStageSQL(ctx, pool); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("postgres: open %s: %w", Redact(dsn), err), dsn)
 	}
@@ -456,7 +464,7 @@ func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.Recor
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("lock: %w", err)
 		}
-		return commitTx{tx}, nil
+		return &commitTx{tx: tx, createStage: s.createStage}, nil
 	}
 	counts, err := plan.Commit(ctx, begin, c)
 	if err != nil {
@@ -466,19 +474,49 @@ func (s *Store) CommitFile(ctx context.Context, c store.FileCommit) (store.Recor
 }
 
 // commitTx adapts a transaction to plan.Tx.
-type commitTx struct{ tx pgx.Tx }
-
-func (t commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
-	return loadStored(ctx, t.tx, keys)
+type commitTx struct {
+	tx pgx.Tx
+	// stored is what the last Stored returned: plan.Commit looks each batch up, then
+	// writes it, so Write knows which of its rows exist.
+	stored map[plan.Key]store.Conversation
+	// createStage creates the stage (see stageTable); staged: done in this transaction.
+	createStage string
+	staged      bool
 }
 
-func (t commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
-	return writeConversations(ctx, t.tx, writes)
+func (t *commitTx) Stored(ctx context.Context, keys []plan.Key) (map[plan.Key]store.Conversation, error) {
+	stored, err := loadStored(ctx, t.tx, keys)
+	t.stored = stored
+	return stored, err
+}
+
+// Write inserts the rows whose identity the batch's lookup did not find and upserts the
+// others. No other commit can insert those identities meanwhile: every commit of the
+// namespace holds its lock to the end of its transaction.
+func (t *commitTx) Write(ctx context.Context, writes []*store.Conversation) error {
+	var fresh, existing []*store.Conversation
+	for _, c := range writes {
+		if _, ok := t.stored[plan.KeyOf(c)]; ok {
+			existing = append(existing, c)
+		} else {
+			fresh = append(fresh, c)
+		}
+	}
+	if err := insertConversations(ctx, t.tx, fresh); err != nil {
+		return err
+	}
+	if len(existing) > 0 && !t.staged {
+		if _, err := t.tx.Exec(ctx, t.createStage); err != nil {
+			return fmt.Errorf("create the stage: %w", err)
+		}
+		t.staged = true
+	}
+	return upsertConversations(ctx, t.tx, existing)
 }
 
 // UpsertFile writes the ledger row of a committed file, whose outcome is settled, so
 // its processing attempts are cleared in the same transaction.
-func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
+func (t *commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	if err := upsertFile(ctx, t.tx, f); err != nil {
 		return err
 	}
@@ -505,12 +543,12 @@ func (t commitTx) UpsertFile(ctx context.Context, f store.FileRecord) error {
 	return nil
 }
 
-func (t commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
+func (t *commitTx) Charge(ctx context.Context, id int64, fallback *store.Reservation) error {
 	return charge(ctx, t.tx, id, fallback)
 }
 
-func (t commitTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
-func (t commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+func (t *commitTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t *commitTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 
 // loadStored reads the ordering fields and origin of the stored rows among keys, in
 // one query.
@@ -548,44 +586,154 @@ func loadStored(ctx context.Context, tx pgx.Tx, keys []plan.Key) (map[plan.Key]s
 	return stored, nil
 }
 
-// writeConversations upserts every write in one statement over parallel arrays.
-func writeConversations(ctx context.Context, tx pgx.Tx, writes []*store.Conversation) error {
-	if len(writes) == 0 {
+// stageTable holds one batch's updates on their way into conversations (COPY cannot
+// upsert): COPY fills it, mergeSQL moves its rows into conversations and empties it. It
+// is a temporary table of the session (no WAL, the session's own buffers), created if
+// absent by the first update of each commit: on a connection's first, and again should a
+// pooler hand out another session. ON COMMIT DELETE ROWS leaves it empty between
+// transactions whatever happened. raw is JSON, parsed once here (the merge copies the
+// value). It needs no CHECKs: its rows' identities are stored ones.
+const stageTable = "conversations_stage"
+
+// createStageSQL returns the statement creating the stage. Its raw is compressed as
+// conversations.raw is (lz4 since migration 0006, where the server has it): PostgreSQL
+// moves a compressed value into another table as it is, so the stage's compression is
+// the one stored, and the value is compressed once.
+func createStageSQL(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	// attcompression exists from PostgreSQL 14 on; through to_jsonb an older server
+	// answers NULL (its default, pglz) instead of failing.
+	var method *string
+	if err := pool.QueryRow(ctx, `SELECT to_jsonb(a)->>'attcompression' FROM pg_attribute a
+		WHERE attrelid = 'conversations'::regclass AND attname = 'raw'`).Scan(&method); err != nil {
+		return "", fmt.Errorf("compression of conversations.raw: %w", err)
+	}
+	compression := ""
+	switch {
+	case method == nil:
+	case *method == "l":
+		compression = " COMPRESSION lz4"
+	case *method == "p":
+		compression = " COMPRESSION pglz"
+	}
+	return stageDDL(compression), nil
+}
+
+func stageDDL(compression string) string {
+	return `CREATE TEMP TABLE IF NOT EXISTS ` + stageTable + ` (
+		namespace               TEXT     NOT NULL,
+		agent_id                TEXT     NOT NULL,
+		conversation_id         TEXT     NOT NULL,
+		activity_time           TIMESTAMPTZ NOT NULL,
+		activity_time_ns        SMALLINT NOT NULL,
+		object_key              TEXT     NOT NULL,
+		object_last_modified    TIMESTAMPTZ NOT NULL,
+		object_last_modified_ns SMALLINT NOT NULL,
+		position                BIGINT   NOT NULL,
+		content_hash            TEXT     NOT NULL,
+		source                  TEXT     NOT NULL,
+		raw                     JSON` + compression + ` NOT NULL
+	) ON COMMIT DELETE ROWS`
+}
+
+var copyColumns = []string{"namespace", "agent_id", "conversation_id", "activity_time", "activity_time_ns", "object_key",
+	"object_last_modified", "object_last_modified_ns", "position", "content_hash", "source", "raw"}
+
+// mergeSQL upserts the staged rows whole and empties the stage, in one statement. Which
+// rows win was decided before (plan.Build): every staged row is written. (updated_at is
+// also the default of the column: a COPY of new rows leaves it to the transaction's
+// time, as here.)
+const mergeSQL = `WITH staged AS (DELETE FROM ` + stageTable + ` RETURNING *)
+	INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+		object_last_modified, object_last_modified_ns, position, content_hash, source, raw, updated_at)
+	SELECT namespace, agent_id, conversation_id, activity_time, activity_time_ns, object_key,
+		object_last_modified, object_last_modified_ns, position, content_hash, source, raw, now()
+	FROM staged
+	ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
+		activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
+		object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
+		object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
+		content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
+		updated_at = excluded.updated_at`
+
+// insertConversations inserts rows no stored row shares an identity with, by one COPY
+// straight into conversations: staging and merging them would write each twice.
+func insertConversations(ctx context.Context, tx pgx.Tx, fresh []*store.Conversation) error {
+	if len(fresh) == 0 {
 		return nil
 	}
-	n := len(writes)
-	var (
-		namespaces, agents, ids     = make([]string, n), make([]string, n), make([]string, n)
-		keys, hashes, sources, raws = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		ats, lms                    = make([]time.Time, n), make([]time.Time, n)
-		atNs, lmNs                  = make([]int16, n), make([]int16, n)
-		positions                   = make([]int64, n)
-	)
-	for i, c := range writes {
-		namespaces[i] = c.Namespace
-		agents[i], ids[i], keys[i], hashes[i], sources[i], raws[i] = c.AgentID, c.ConversationID, c.ObjectKey, c.ContentHash, c.Source, string(c.Raw)
-		ats[i], atNs[i] = splitTime(c.ActivityTime)
-		lms[i], lmNs[i] = splitTime(c.ObjectLastModified)
-		positions[i] = c.Position
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"conversations"}, copyColumns, &copyRows{writes: fresh, i: -1})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		// Not the content's doing (so not store.ErrRejected, which a unique violation
+		// would be): a row the lookup did not find. Failing the commit lets it run again.
+		return fmt.Errorf("insert %d new conversations: a conversation was stored meanwhile: %s", len(fresh), pe.Message)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time,
-			activity_time_ns, object_key, object_last_modified, object_last_modified_ns, position, content_hash, source,
-			raw, updated_at)
-		SELECT ns, a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw::json, now()
-		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::smallint[], $5::text[], $6::timestamptz[],
-			$7::smallint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[])
-			AS w(a, id, at, at_ns, k, lm, lm_ns, pos, h, src, raw, ns)
-		ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
-			activity_time = excluded.activity_time, activity_time_ns = excluded.activity_time_ns,
-			object_key = excluded.object_key, object_last_modified = excluded.object_last_modified,
-			object_last_modified_ns = excluded.object_last_modified_ns, position = excluded.position,
-			content_hash = excluded.content_hash, source = excluded.source, raw = excluded.raw,
-			updated_at = excluded.updated_at`,
-		agents, ids, ats, atNs, keys, lms, lmNs, positions, hashes, sources, raws, namespaces)
 	if err != nil {
-		return fmt.Errorf("write %d conversations: %w", n, err)
+		return fmt.Errorf("insert %d new conversations: %w", len(fresh), locate(err, fresh))
 	}
 	return nil
+}
+
+// upsertConversations replaces stored rows: one COPY into the stage, one merge.
+func upsertConversations(ctx context.Context, tx pgx.Tx, existing []*store.Conversation) error {
+	if len(existing) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, copyColumns, &copyRows{writes: existing, i: -1}); err != nil {
+		return fmt.Errorf("update %d conversations: %w", len(existing), locate(err, existing))
+	}
+	if _, err := tx.Exec(ctx, mergeSQL); err != nil {
+		return fmt.Errorf("update %d conversations: %w", len(existing), err)
+	}
+	return nil
+}
+
+// copyRows is writes as a pgx.CopyFromSource of copyColumns, row by row into one
+// reused slice.
+type copyRows struct {
+	writes []*store.Conversation
+	i      int
+	row    [12]any
+}
+
+func (r *copyRows) Next() bool {
+	r.i++
+	return r.i < len(r.writes)
+}
+
+func (r *copyRows) Values() ([]any, error) {
+	c := r.writes[r.i]
+	at, atNs := splitTime(c.ActivityTime)
+	lm, lmNs := splitTime(c.ObjectLastModified)
+	// raw as []byte: pgx sends a JSON value's bytes as they are.
+	r.row = [12]any{c.Namespace, c.AgentID, c.ConversationID, at, atNs, c.ObjectKey, lm, lmNs, c.Position, c.ContentHash, c.Source, c.Raw}
+	return r.row[:], nil
+}
+
+func (r *copyRows) Err() error { return nil }
+
+// copyLine finds the line in a COPY error's context ("COPY t, line 3, column raw: ...",
+// after the context of a type's input function when it has one).
+var copyLine = regexp.MustCompile(`(?m)^COPY \S+, line ([0-9]+)`)
+
+// locate names the record of writes a COPY error's line points at (line n is writes[n-1]),
+// keeping err (and so its SQLSTATE) wrapped. The server's context is left out: it
+// quotes the record's content.
+func locate(err error, writes []*store.Conversation) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	m := copyLine.FindStringSubmatch(pe.Where)
+	if m == nil {
+		return err
+	}
+	n, convErr := strconv.Atoi(m[1])
+	if convErr != nil || n < 1 || n > len(writes) {
+		return err
+	}
+	c := writes[n-1]
+	return fmt.Errorf("conversation %s/%s (%s, position %d): %w", c.AgentID, c.ConversationID, c.ObjectKey, c.Position, err)
 }
 
 func scanConversation(row pgx.Row) (store.Conversation, error) {
