@@ -266,11 +266,13 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run(f.key+"/encoding-json", func(b *testing.B) {
 			b.SetBytes(f.payload)
 			b.ReportAllocs()
+			cpu := startCPU()
 			for b.Loop() {
 				if err := rawDecode(f); err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b)
 		})
 		for _, v := range []struct {
 			suffix string
@@ -332,6 +334,7 @@ func benchAgain(b *testing.B, f benchFile, st store.Store, newer bool) {
 	b.SetBytes(f.payload)
 	b.ReportAllocs()
 	var records int64
+	cpu := startCPU()
 	for b.Loop() {
 		if newer {
 			ref.LastModified = ref.LastModified.Add(time.Second)
@@ -342,6 +345,7 @@ func benchAgain(b *testing.B, f benchFile, st store.Store, newer bool) {
 		}
 		records = n.Valid
 	}
+	cpu.report(b)
 	b.ReportMetric(float64(records), "records/op")
 }
 
@@ -352,6 +356,7 @@ func benchProcess(b *testing.B, f benchFile, newStore func() store.Store, vs *in
 	b.SetBytes(f.payload)
 	b.ReportAllocs()
 	var records int64
+	cpu := startCPU()
 	for b.Loop() {
 		e := ingest.New(nil)
 		opts := ingest.Options{DryRun: newStore == nil, Validators: vs}
@@ -374,6 +379,7 @@ func benchProcess(b *testing.B, f benchFile, newStore func() store.Store, vs *in
 			b.StartTimer()
 		}
 	}
+	cpu.report(b)
 	b.ReportMetric(float64(records), "records/op")
 }
 
