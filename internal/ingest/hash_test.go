@@ -146,3 +146,41 @@ func genString(rng *rand.Rand) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// seedShaped is a record shaped like the seed guide's (and BenchmarkIngest's): members in
+// struct order, not sorted, 15 messages each with a log.
+func seedShaped() string {
+	var b strings.Builder
+	b.WriteString(`{"conversation_id":"conv-00000042","timestamp":"2025-01-15T14:30:00Z","agent_id":"agent-042","is_resolved":true,` +
+		`"csat_score":4.5,"missing_info":{"reason":"customer_privacy_preference","fields":["phone_number"]},` +
+		`"user_data":{"account_type":"premium","subscription_tier":"professional","preferences":{"language":"en-US","notifications":true},` +
+		`"last_activity":"2025-01-14T14:30:00Z"},"messages":[`)
+	for m := range 15 {
+		if m > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"message_id":"msg-` + strconv.Itoa(m) + `","conversation_id":"conv-00000042","role":"customer","sender_id":"user-001",` +
+			`"content":"Hello, I need help with my account billing. I see some charges I don't understand.",` +
+			`"timestamp":"2025-01-15T14:30:30Z","logs":[{"action":"account_lookup","source":"web_chat","session_id":"sess-001",` +
+			`"status":"success","duration_ms":123,"records_found":3,"confidence":0.95}]}`)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+func BenchmarkCanonicalHash(b *testing.B) {
+	var p parser
+	p.maxDepth = DefaultMaxDepth
+	if err := p.parse([]byte(seedShaped())); err != nil {
+		b.Fatal(err)
+	}
+	r := record{raw: p.out, tape: p.tape}
+	var h hasher
+	b.SetBytes(int64(len(r.raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := h.sum(&r); !ok {
+			b.Fatal("duplicate key")
+		}
+	}
+}
