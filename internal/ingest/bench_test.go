@@ -361,9 +361,9 @@ func benchProcess(b *testing.B, f benchFile, newStore func() store.Store, vs *in
 		e := ingest.New(nil)
 		opts := ingest.Options{DryRun: newStore == nil, Validators: vs}
 		if newStore != nil {
-			b.StopTimer()
+			cpu.stopTimer(b)
 			e.Store = newStore()
-			b.StartTimer()
+			cpu.startTimer(b)
 		}
 		res, err := e.Process(ctx, ingest.ObjectRef{Namespace: "ns", Source: "ns/s", Key: f.key, Size: int64(len(f.data)), LastModified: time.Now()}, bytes.NewReader(f.data), opts)
 		if err != nil || res.State != store.FileIngested {
@@ -374,9 +374,9 @@ func benchProcess(b *testing.B, f benchFile, newStore func() store.Store, vs *in
 		}
 		records = res.Counts.Valid
 		if e.Store != nil {
-			b.StopTimer()
+			cpu.stopTimer(b)
 			_ = e.Store.Close()
-			b.StartTimer()
+			cpu.startTimer(b)
 		}
 	}
 	cpu.report(b)
