@@ -67,6 +67,14 @@ func TestMigrationsIdempotent(t *testing.T) {
 		if err := s.r.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 			t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 		}
+		// The writer's commit pragmas (see writerPragmas) are in effect.
+		var cache, temp int
+		if err := s.w.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&cache); err != nil || cache != -16384 {
+			t.Errorf("writer cache_size = %d, %v; want -16384", cache, err)
+		}
+		if err := s.w.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&temp); err != nil || temp != 2 {
+			t.Errorf("writer temp_store = %d, %v; want 2 (memory)", temp, err)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
