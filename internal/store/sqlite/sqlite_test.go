@@ -2,8 +2,12 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/avon-ai/data-import-operator/internal/store"
 	"github.com/avon-ai/data-import-operator/internal/store/internal/migrate"
@@ -92,4 +96,50 @@ func TestOpenErrors(t *testing.T) {
 
 func BenchmarkCommitFile(b *testing.B) {
 	storetest.BenchmarkCommitFile(b, open)
+}
+
+// File commits are checkpointed into the database file by the checkpointer, not by the
+// commit: right after a commit of more than checkpointBytes its pages are in the WAL
+// (the writer's own automatic checkpoint is far above), and the database file grows to
+// hold them soon after, while the store stays open.
+func TestCheckpointAfterCommits(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	raw := []byte(`{"text":"` + strings.Repeat("x", 4000) + `"}`)
+	var convs []store.Conversation
+	for i := range checkpointBytes/len(raw) + 64 {
+		convs = append(convs, store.Conversation{AgentID: "a", ConversationID: fmt.Sprintf("c%05d", i),
+			ActivityTime: time.Unix(0, 0), ContentHash: "h", Raw: raw, ObjectKey: "k.json", Source: "ns/s"})
+	}
+	n, err := s.CommitFile(ctx, store.FileCommit{Namespace: "ns",
+		File:          store.FileRecord{Source: "ns/s", Key: "k.json", State: store.FileIngested, LastModified: time.Unix(0, 0)},
+		Conversations: store.StreamOf(convs...)})
+	if err != nil || n.New != int64(len(convs)) {
+		t.Fatalf("CommitFile = %+v, %v", n, err)
+	}
+	// Liveness, not speed: the checkpoint runs beside the caller, so wait for it.
+	deadline := time.Now().Add(time.Minute)
+	for size() < checkpointBytes {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (was %d) a minute after committing %d bytes: no checkpoint", size(), before, len(convs)*len(raw))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Every row is readable after the checkpoint, on the read pool.
+	if all, err := s.DumpConversations(ctx); err != nil || len(all) != len(convs) {
+		t.Errorf("DumpConversations = %d rows, %v; want %d", len(all), err, len(convs))
+	}
 }
