@@ -7,8 +7,10 @@ import (
 )
 
 // cpuMeter reports the process's CPU time (user+system, every goroutine and the GC) per
-// iteration as cpu-ms/op, leaving out what runs while the timer is stopped (opening and
-// closing stores): on a machine shared with other work, wall-clock MB/s swings with the
+// iteration as cpu-ms/op, leaving out what stopTimer..startTimer bracket (opening a
+// fresh store: its migrations). Closing a store stays in: it finishes the checkpoint of
+// what the iteration wrote, which the commit may have left to the store's background
+// checkpointer. On a machine shared with other work, wall-clock MB/s swings with the
 // load while CPU per file stays comparable between runs.
 type cpuMeter struct {
 	start, excluded, stoppedAt time.Duration
