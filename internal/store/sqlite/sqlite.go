@@ -742,6 +742,18 @@ func (t *commitTx) loadStored(ctx context.Context, keys []plan.Key) (map[plan.Ke
 	return stored, nil
 }
 
+// convRow is one row of the conversations upsert. raw is bound as the record's bytes
+// (a blob: no Go string copy of every record) and stored as text by the CAST.
+const convRow = "(?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)"
+
+// rawArg binds raw as bytes; nil would bind NULL, so it is the empty record.
+func rawArg(raw []byte) []byte {
+	if raw == nil {
+		return []byte{}
+	}
+	return raw
+}
+
 func (t *commitTx) writeConversations(ctx context.Context, writes []*store.Conversation) error {
 	for _, c := range writes {
 		if err := checkTime("activity time", c.ActivityTime); err != nil {
@@ -753,7 +765,8 @@ func (t *commitTx) writeConversations(ctx context.Context, writes []*store.Conve
 	}
 	now := fmtTime(time.Now())
 	err := chunked(len(writes), func(lo, hi int) error {
-		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+values(hi-lo, 11)+`
+		stmt, err := t.prepare(ctx, `INSERT INTO conversations (`+convColumns+`, updated_at) VALUES `+
+			strings.TrimSuffix(strings.Repeat(convRow+", ", hi-lo), ", ")+`
 			ON CONFLICT (namespace, agent_id, conversation_id) DO UPDATE SET
 				activity_time = excluded.activity_time, object_key = excluded.object_key,
 				object_last_modified = excluded.object_last_modified, position = excluded.position,
@@ -765,7 +778,7 @@ func (t *commitTx) writeConversations(ctx context.Context, writes []*store.Conve
 		args := make([]any, 0, 11*(hi-lo))
 		for _, c := range writes[lo:hi] {
 			args = append(args, c.Namespace, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey,
-				fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, string(c.Raw), now)
+				fmtTime(c.ObjectLastModified), c.Position, c.ContentHash, c.Source, rawArg(c.Raw), now)
 			t.written += int64(len(c.Raw))
 		}
 		_, err = stmt.ExecContext(ctx, args...)

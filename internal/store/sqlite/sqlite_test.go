@@ -143,3 +143,33 @@ func TestCheckpointAfterCommits(t *testing.T) {
 		t.Errorf("DumpConversations = %d rows, %v; want %d", len(all), err, len(convs))
 	}
 }
+
+// Raw is bound as bytes and stored as text: SQL on the column (json_extract, LIKE)
+// sees the record's JSON text, as before, and an empty Raw stays an empty string.
+func TestRawStoredAsText(t *testing.T) {
+	ctx := context.Background()
+	s := open(t).(*Store)
+	raw := `{"conversation_id":"c1","text":"héllo \u2028 \"q\" 😀"}`
+	convs := []store.Conversation{
+		{AgentID: "a", ConversationID: "c1", ContentHash: "h1", Raw: []byte(raw), ObjectKey: "k.json", Source: "ns/s"},
+		{AgentID: "a", ConversationID: "c2", ContentHash: "h2", ObjectKey: "k.json", Source: "ns/s"},
+	}
+	if _, err := s.CommitFile(ctx, store.FileCommit{Namespace: "ns",
+		File:          store.FileRecord{Source: "ns/s", Key: "k.json", State: store.FileIngested},
+		Conversations: store.StreamOf(convs...)}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"c1": raw, "c2": ""} {
+		var typ, got string
+		if err := s.r.QueryRowContext(ctx, `SELECT typeof(raw), raw FROM conversations WHERE conversation_id = ?`, id).Scan(&typ, &got); err != nil {
+			t.Fatal(err)
+		}
+		if typ != "text" || got != want {
+			t.Errorf("%s: raw is %s %q, want text %q", id, typ, got, want)
+		}
+	}
+	var text string
+	if err := s.r.QueryRowContext(ctx, `SELECT json_extract(raw, '$.text') FROM conversations WHERE conversation_id = 'c1'`).Scan(&text); err != nil || text != "héllo \u2028 \"q\" 😀" {
+		t.Errorf("json_extract(raw, '$.text') = %q, %v", text, err)
+	}
+}
