@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,10 +42,9 @@ func TestMain(m *testing.M) {
 // benchPostgres is benchProcess into a real PostgreSQL: a fresh database of the shared
 // server per sub-benchmark, its tables emptied before each iteration (outside the
 // timer, which benchProcess stops around newStore and Close) so every record is new,
-// as in the SQLite sub-benchmark's fresh file. It also reports the server's CPU time
-// per iteration (server-cpu-ms/op, between the store's opening and its closing: the
-// server shares the machine's cores with the benchmark), and this process's
-// (cpu-ms/op, as encoding-json does).
+// as in the SQLite sub-benchmark's fresh file. Beside benchProcess's cpu-ms/op it
+// reports the server's CPU time per iteration (server-cpu-ms/op, between the store's
+// opening and its closing: the server shares the machine's cores with the benchmark).
 func benchPostgres(b *testing.B, f benchFile, vs *ingest.Validators) {
 	ctx := context.Background()
 	benchPG.once.Do(func() { benchPG.server, benchPG.stop, benchPG.err = pgtest.StartServer(ctx) })
@@ -67,7 +65,7 @@ func benchPostgres(b *testing.B, f benchFile, vs *ingest.Validators) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var client, server time.Duration
+	var server time.Duration
 	benchProcess(b, f, func() store.Store {
 		st, err := postgres.Open(ctx, dsn)
 		if err != nil {
@@ -77,43 +75,24 @@ func benchPostgres(b *testing.B, f benchFile, vs *ingest.Validators) {
 			b.Fatal(err)
 		}
 		cs := &cpuStore{Store: st}
-		cs.stop = func() {
-			client += processCPU() - cs.client
-			server += serverCPU(postmaster) - cs.server
-		}
-		cs.server, cs.client = serverCPU(postmaster), processCPU()
+		cs.stop = func() { server += serverCPU(postmaster) - cs.server }
+		cs.server = serverCPU(postmaster)
 		return cs
 	}, vs)
-	reportCPU(b, "cpu-ms/op", client)
-	reportCPU(b, "server-cpu-ms/op", server)
+	b.ReportMetric(float64(server.Microseconds())/1e3/float64(b.N), "server-cpu-ms/op")
 }
 
-// cpuStore notes this process's and the server's CPU time from its opening to its
-// closing: one Process, as the timer sees it.
+// cpuStore notes the server's CPU time from its opening to its closing: one Process,
+// as the timer sees it.
 type cpuStore struct {
 	store.Store
-	client, server time.Duration
-	stop           func()
+	server time.Duration
+	stop   func()
 }
 
 func (s *cpuStore) Close() error {
 	s.stop()
 	return s.Store.Close()
-}
-
-// processCPU is the CPU time (user and system) of this process so far: on a loaded
-// machine a steadier measure of work than the wall time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU reports d per iteration, in milliseconds.
-func reportCPU(b *testing.B, unit string, d time.Duration) {
-	b.ReportMetric(float64(d.Microseconds())/1e3/float64(b.N), unit)
 }
 
 // postmasterPID is the parent of conn's backend.

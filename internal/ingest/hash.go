@@ -1,10 +1,8 @@
 package ingest
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -18,13 +16,19 @@ import (
 // An object with the same key twice has no canonical form (parsers disagree on which
 // value wins), so such a record is invalid.
 
-// member is one object member while its object is being sorted.
+// member is one object member while its object is being sorted; its value is the
+// tape node after the key.
 type member struct {
-	key  []byte
-	k, v int32
+	key []byte
+	k   int32
 }
 
 // hasher computes the canonical hash of a parsed record, reusing its buffers.
+//
+// It writes the canonical form by walking the tape: the parser's output is already
+// compacted, so a string without escapes, a number or a literal is copied as it is,
+// and so is a whole member ("key":value, contiguous in the compacted bytes) whose key
+// and value are such scalars. Only the order of members and escaped strings need work.
 type hasher struct {
 	r       *record
 	buf     []byte
@@ -47,21 +51,16 @@ func (h *hasher) value(i int32) bool {
 	r := h.r
 	switch n := r.tape[i]; n.kind {
 	case kStr:
-		h.str(i)
+		h.str(n)
 	case kArr:
 		h.buf = append(h.buf, '[')
-		first := true
-		ok := true
-		r.each(i, func(_, c int32) bool {
-			if !first {
+		for c := i + 1; c < n.next; c = r.tape[c].next {
+			if c != i+1 {
 				h.buf = append(h.buf, ',')
 			}
-			first = false
-			ok = h.value(c)
-			return ok
-		})
-		if !ok {
-			return false
+			if !h.value(c) {
+				return false
+			}
 		}
 		h.buf = append(h.buf, ']')
 	case kObj:
@@ -72,28 +71,42 @@ func (h *hasher) value(i int32) bool {
 	return true
 }
 
+// keyLess orders keys bytewise; most keys differ in their first byte.
+func keyLess(a, b []byte) bool {
+	if len(a) > 0 && len(b) > 0 && a[0] != b[0] {
+		return a[0] < b[0]
+	}
+	return string(a) < string(b)
+}
+
 func (h *hasher) object(i int32) bool {
 	r := h.r
 	base := len(h.members)
 	sorted := true
-	r.each(i, func(k, v int32) bool {
-		m := member{k: k, v: v, key: r.raw[r.tape[k].start:r.tape[k].end]}
+	end := r.tape[i].next
+	for k := i + 1; k < end; k = r.tape[r.tape[k].next].next {
+		m := member{k: k, key: r.raw[r.tape[k].start:r.tape[k].end]}
 		if r.tape[k].esc {
 			// Escaped keys are rare: decoding them into a copy is fine.
 			m.key = []byte(r.str(k))
 		}
-		if n := len(h.members); n > base && bytes.Compare(h.members[n-1].key, m.key) >= 0 {
+		if n := len(h.members); n > base && !keyLess(h.members[n-1].key, m.key) {
 			sorted = false
 		}
 		h.members = append(h.members, m)
-		return true
-	})
+	}
 	ms := h.members[base:]
 	if !sorted {
-		slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		// Insertion sort, stable (a member moves only past greater keys): objects have
+		// few members, and the duplicate reported is the later of two equal keys.
+		for j := 1; j < len(ms); j++ {
+			for x := j; x > 0 && keyLess(ms[x].key, ms[x-1].key); x-- {
+				ms[x], ms[x-1] = ms[x-1], ms[x]
+			}
+		}
 	}
 	for j := 1; j < len(ms); j++ {
-		if bytes.Equal(ms[j-1].key, ms[j].key) {
+		if string(ms[j-1].key) == string(ms[j].key) {
 			h.dup = ms[j].k
 			h.members = h.members[:base]
 			return false
@@ -102,13 +115,25 @@ func (h *hasher) object(i int32) bool {
 	h.buf = append(h.buf, '{')
 	for j := 0; j < len(h.members)-base; j++ {
 		// Index through h.members: nested objects may grow (and move) the slice.
-		m := h.members[base+j]
+		k := h.members[base+j].k
 		if j > 0 {
 			h.buf = append(h.buf, ',')
 		}
-		h.str(m.k)
+		key, v := r.tape[k], r.tape[k].next
+		val := r.tape[v]
+		if !key.esc && !val.esc && val.kind < kArr {
+			// "key":value is contiguous and canonical in the compacted record; a string
+			// value's span ends before its closing quote.
+			e := val.end
+			if val.kind == kStr {
+				e++
+			}
+			h.buf = append(h.buf, r.raw[key.start-1:e]...)
+			continue
+		}
+		h.str(key)
 		h.buf = append(h.buf, ':')
-		if !h.value(m.v) {
+		if !h.value(v) {
 			h.members = h.members[:base]
 			return false
 		}
@@ -118,16 +143,14 @@ func (h *hasher) object(i int32) bool {
 	return true
 }
 
-// str writes a string node in canonical form.
-func (h *hasher) str(i int32) {
-	n := h.r.tape[i]
+// str writes a string node in canonical form: without escapes, its bytes with their
+// quotes as the compacted record holds them.
+func (h *hasher) str(n node) {
 	if !n.esc {
-		h.buf = append(h.buf, '"')
-		h.buf = append(h.buf, h.r.raw[n.start:n.end]...)
-		h.buf = append(h.buf, '"')
+		h.buf = append(h.buf, h.r.raw[n.start-1:n.end+1]...)
 		return
 	}
-	h.buf = appendCanonicalString(h.buf, h.r.str(i))
+	h.buf = appendCanonicalString(h.buf, h.r.strNode(n))
 }
 
 func appendCanonicalString(dst []byte, s string) []byte {

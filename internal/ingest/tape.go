@@ -316,8 +316,10 @@ type record struct {
 func (r *record) bytes(i int32) []byte { n := r.tape[i]; return r.raw[n.start:n.end] }
 
 // str returns a string node's value, decoding escapes when there are any.
-func (r *record) str(i int32) string {
-	n := r.tape[i]
+func (r *record) str(i int32) string { return r.strNode(r.tape[i]) }
+
+// strNode is str of the string node n of r's tape.
+func (r *record) strNode(n node) string {
 	if !n.esc {
 		return string(r.raw[n.start:n.end])
 	}

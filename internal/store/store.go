@@ -26,7 +26,8 @@ const (
 )
 
 // Conversation is one validated record, ready to store. Raw is the record exactly as the
-// customer sent it (compacted), so unknown fields are never lost.
+// customer sent it (compacted), so unknown fields are never lost; it is valid JSON (the
+// ingest engine's parser wrote it), which stores do not check again.
 type Conversation struct {
 	// Namespace is the tenant the conversation belongs to; with AgentID and
 	// ConversationID it is the conversation's identity. A store sets it from

@@ -14,7 +14,10 @@ import (
 
 // openV1 creates a store file with only migration 1 applied, by the code that applies
 // every migration, and returns a write handle on it.
-func openV1(t *testing.T, path string) *sql.DB {
+func openV1(t *testing.T, path string) *sql.DB { return openAt(t, path, 1) }
+
+// openAt is openV1 with the first n migrations applied.
+func openAt(t *testing.T, path string, n int) *sql.DB {
 	t.Helper()
 	ms, err := migrate.Load(migrations, "migrations")
 	if err != nil {
@@ -25,7 +28,7 @@ func openV1(t *testing.T, path string) *sql.DB {
 		t.Fatal(err)
 	}
 	w.SetMaxOpenConns(1)
-	if err := (&Store{w: w}).apply(context.Background(), ms[:1]); err != nil {
+	if err := (&Store{w: w}).apply(context.Background(), ms[:n]); err != nil {
 		t.Fatal(err)
 	}
 	return w
@@ -151,6 +154,81 @@ func TestMigrateConversationNamespace(t *testing.T) {
 	}
 	if got, _, _ := s.GetConversation(ctx, "tenant-a", "agent-1", "c1"); got.ContentHash != "hash-c1" {
 		t.Errorf("tenant-a's migrated agent-1/c1 was replaced: %+v", got)
+	}
+}
+
+// A store written by the 0005 schema opens with the current code: 0006 rebuilds
+// conversations without the CHECK (json_valid(raw)), every row (its raw exactly as it
+// was) and the primary key kept.
+func TestMigrateRawUnchecked(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "store.db")
+	w := openAt(t, path, 5)
+	at := time.Date(2025, 1, 15, 14, 30, 0, 123456789, time.UTC)
+	want := []store.Conversation{
+		{Namespace: "tenant-a", AgentID: "agent-1", ConversationID: "c1", ActivityTime: at, ObjectKey: "k/a.json",
+			ObjectLastModified: at.Add(time.Hour), Position: 3, ContentHash: "hash-1", Source: "tenant-a/bucket-1",
+			Raw: []byte(`{"agent_id":"agent-1","conversation_id":"c1","text":"h\u00e9 \"q\""}`)},
+		{Namespace: "tenant-b", AgentID: "agent-1", ConversationID: "c1", ActivityTime: at.Add(time.Minute), ObjectKey: "k/b.jsonl",
+			ObjectLastModified: at.Add(2 * time.Hour), Position: 0, ContentHash: "hash-2", Source: "tenant-b/bucket-1",
+			Raw: []byte(`{"agent_id":"agent-1","conversation_id":"c1","n":[1,2.50,{}]}`)},
+	}
+	for _, c := range want {
+		if _, err := w.ExecContext(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, object_key,
+			object_last_modified, position, content_hash, source, raw, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.Namespace, c.AgentID, c.ConversationID, fmtTime(c.ActivityTime), c.ObjectKey, fmtTime(c.ObjectLastModified),
+			c.Position, c.ContentHash, c.Source, string(c.Raw), fmtTime(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The 0005 schema refuses a raw that is not JSON.
+	if _, err := w.ExecContext(ctx, `INSERT INTO conversations (namespace, agent_id, conversation_id, activity_time, object_key,
+		object_last_modified, position, content_hash, source, raw, updated_at) VALUES ('n', 'a', 'c', '', '', '', 0, '', '', '{', '')`); err == nil {
+		t.Fatal("the 0005 schema stored a raw that is not JSON; the test does not start from 0005")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("open a 0005 store: %v", err)
+	}
+	defer s.Close()
+	var version int
+	if err := s.r.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&version); err != nil || version != 6 {
+		t.Fatalf("schema version = %d, %v; want 6", version, err)
+	}
+	var schema string
+	if err := s.r.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'conversations'`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(schema, "json_valid") || !strings.Contains(schema, "PRIMARY KEY (namespace, agent_id, conversation_id)") {
+		t.Errorf("conversations after 0006:\n%s\nwant no json_valid CHECK and the same primary key", schema)
+	}
+	got, err := s.DumpConversations(ctx)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("DumpConversations = %d rows, %v; want %d", len(got), err, len(want))
+	}
+	for i, c := range want {
+		g := got[i]
+		if g.Namespace != c.Namespace || g.AgentID != c.AgentID || g.ConversationID != c.ConversationID ||
+			!g.ActivityTime.Equal(c.ActivityTime) || !g.ObjectLastModified.Equal(c.ObjectLastModified) ||
+			g.ObjectKey != c.ObjectKey || g.Position != c.Position || g.ContentHash != c.ContentHash ||
+			g.Source != c.Source || string(g.Raw) != string(c.Raw) {
+			t.Errorf("migrated row %d = %+v, want %+v", i, g, c)
+		}
+	}
+	var typ string
+	if err := s.r.QueryRowContext(ctx, `SELECT DISTINCT typeof(raw) FROM conversations`).Scan(&typ); err != nil || typ != "text" {
+		t.Errorf("typeof(raw) = %q, %v; want text", typ, err)
+	}
+	// The de-dup lookup finds the migrated rows: the same record again is Unchanged.
+	n, err := s.CommitFile(ctx, store.FileCommit{Namespace: "tenant-a",
+		File:          store.FileRecord{Source: "tenant-a/bucket-1", Key: "k/a.json", State: store.FileIngested, LastModified: at.Add(time.Hour)},
+		Conversations: store.StreamOf(want[0])})
+	if err != nil || n.Unchanged != 1 {
+		t.Errorf("commit the migrated record again = %+v, %v; want 1 unchanged", n, err)
 	}
 }
 

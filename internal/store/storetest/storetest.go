@@ -434,14 +434,12 @@ func testAtomicity(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	good := []store.Conversation{Conv("agent-1", "c1", day0, "a"), Conv("agent-1", "c2", day0, "b")}
+	// Raw is not a case: a Conversation's Raw is valid, compacted JSON by contract (the
+	// engine's parser produced it; its fuzz tests check every stored record), and the
+	// SQLite store no longer parses it again (migration 0006).
 	bad := map[string]Commit{
 		// A record violating a constraint after others were written in the transaction.
 		"empty agent id": File(source, "bad1.json", day0, append(good, Conv("", "c3", day0, "c"))...),
-		"invalid raw JSON": File(source, "bad2.json", day0, append(good, func() store.Conversation {
-			c := Conv("agent-1", "c3", day0, "c")
-			c.Raw = []byte(`{"unterminated":`)
-			return c
-		}())...),
 	}
 	names := make([]string, 0, len(bad))
 	for n := range bad {
