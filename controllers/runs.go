@@ -32,8 +32,9 @@ type runTracker struct {
 	// wait for it.
 	ready     chan struct{}
 	readyOnce sync.Once
-	// sources bounds the runs executing at once; others wait for a slot in their goroutine.
-	sources chan struct{}
+	// sources bounds the runs executing at once; others wait for a slot in their
+	// goroutine, those a user asked for ahead of the rest.
+	sources *runSlots
 	events  chan event.GenericEvent
 
 	// base parents every run; shutdown cancels it when the manager stops.
@@ -90,6 +91,10 @@ type runTrigger struct {
 	validationHash string
 }
 
+// requested reports whether a user asked for the run (refresh or reconcile-request
+// annotation): it then takes a run slot before runs nobody is waiting for.
+func (t runTrigger) requested() bool { return t.refresh != "" || t.reconcileAt != "" }
+
 // finishedRun is a run's result with what started it.
 type finishedRun struct {
 	result  *discovery.Result
@@ -125,7 +130,7 @@ func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSource
 		runner:   runner,
 		store:    store,
 		ready:    make(chan struct{}),
-		sources:  make(chan struct{}, concurrentSources),
+		sources:  newRunSlots(concurrentSources),
 		events:   make(chan event.GenericEvent, 1024),
 		running:  map[types.NamespacedName]*activeRun{},
 		finished: map[types.NamespacedName]finishedRun{},
@@ -253,12 +258,10 @@ func (t *runTracker) launch(src *v1.S3Source, trig runTrigger, do func(context.C
 		if release := t.fence(ctx, cancel, key.String()); release != nil {
 			defer release()
 		}
-		select {
-		case t.sources <- struct{}{}:
+		if t.sources.acquire(ctx, trig.requested()) {
 			res = do(ctx)
-			<-t.sources
+			t.sources.release()
 			failpoint.Inject(failpoint.RunFinished, key.String())
-		case <-ctx.Done():
 		}
 		t.mu.Lock()
 		delete(t.running, key)
