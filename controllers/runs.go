@@ -368,6 +368,13 @@ func (t *runTracker) stopWhere(ctx context.Context, match func(types.NamespacedN
 // above every informer event (0, or handler.LowPriority for the initial list).
 const runResultPriority = 100
 
+// refreshRequestPriority is the queue priority of the reconcile that starts a run a user
+// asked for: ahead of spec changes and timers (0), which may be thousands after an edit
+// of many sources or a restart, behind folding finished runs (whose status lag it would
+// otherwise add to). With runSlots it makes a refresh wait for neither the queue nor the
+// run slots of discoveries nobody is waiting for.
+const refreshRequestPriority = 50
+
 // runResultHandler enqueues the source of a finished run at runResultPriority.
 type runResultHandler struct{}
 
@@ -378,6 +385,42 @@ func (runResultHandler) Create(context.Context, event.CreateEvent, workqueue.Typ
 func (runResultHandler) Update(context.Context, event.UpdateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 }
 func (runResultHandler) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+// refreshRequestHandler enqueues a source at refreshRequestPriority when its refresh or
+// reconcile-request annotation changed to a value; the For watch enqueues it too, at 0,
+// and the queue keeps the higher priority.
+type refreshRequestHandler struct{}
+
+var _ handler.EventHandler = refreshRequestHandler{}
+
+func (refreshRequestHandler) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (refreshRequestHandler) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (refreshRequestHandler) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (refreshRequestHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if e.ObjectOld == nil || e.ObjectNew == nil || !refreshRequested(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) {
+		return
+	}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.ObjectNew.GetNamespace(), Name: e.ObjectNew.GetName()}}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(refreshRequestPriority)}, req)
+		return
+	}
+	q.Add(req)
+}
+
+// refreshRequested reports whether an annotation asking for a run got a new value.
+func refreshRequested(old, cur map[string]string) bool {
+	for _, a := range []string{v1.RefreshAnnotation, v1.ReconcileRequestAnnotation} {
+		if cur[a] != "" && cur[a] != old[a] {
+			return true
+		}
+	}
+	return false
 }
 
 func (runResultHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

@@ -15,9 +15,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	dto "github.com/prometheus/client_model/go"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -55,7 +58,10 @@ type bench struct {
 
 	// This program's own LIST, GET and PATCH of s3sources, told apart from the manager's.
 	polls, gets, patches atomic.Int64
-	respecs              int
+	// The API server's renewals of its own identity Lease (kube-system/apiserver-*, every
+	// 10 s): its own writes, told apart from the manager's.
+	apiserverLeases atomic.Int64
+	respecs         int
 }
 
 // snapshot is every counter the report differences, taken at one moment.
@@ -120,6 +126,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	}
 	rep.Idle = b.phase(converged, idle, 0)
 	rep.IdleSeconds = b.opts.idle.Seconds()
+	rep.IdleWritesPerHour, rep.IdleS3PerHour = scaledToHour(writes(rep.Idle.API), rep.IdleSeconds), scaledToHour(rep.Idle.S3, rep.IdleSeconds)
 	for _, r := range idle.replicas {
 		rep.AtRest = append(rep.AtRest, atRest{ID: r.id, FDs: r.proc.fds, Goroutines: value(r.manager, "go_goroutines", nil),
 			RSSMiB: float64(r.proc.rssBytes) / (1 << 20)})
@@ -229,8 +236,46 @@ func (b *bench) start(ctx context.Context) error {
 	if b.apiHTTP, err = rest.HTTPClientFor(b.kube.Config); err != nil {
 		return err
 	}
+	if err := b.countAPIServerLeases(ctx); err != nil {
+		return err
+	}
 	b.kubeconfig, err = b.kube.Kubeconfig(b.dir)
 	return err
+}
+
+// countAPIServerLeases counts, from a watch, the renewals of the API server's identity
+// Lease (PUT leases in apiserver_request_total, as the manager's Lease writes are).
+func (b *bench) countAPIServerLeases(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(b.kube.Config)
+	if err != nil {
+		return err
+	}
+	leases := cs.CoordinationV1().Leases(metav1.NamespaceSystem)
+	list, err := leases.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	rv := list.ResourceVersion
+	go func() {
+		for ctx.Err() == nil {
+			w, err := leases.Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+			if err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				l, ok := ev.Object.(*coordinationv1.Lease)
+				if !ok {
+					continue
+				}
+				rv = l.ResourceVersion
+				if ev.Type == watch.Modified && strings.HasPrefix(l.Name, "apiserver-") {
+					b.apiserverLeases.Add(1)
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // startStore starts the store the replicas share: a SQLite file, or a PostgreSQL server
@@ -471,7 +516,8 @@ func (b *bench) sampleRSS(ctx context.Context) func() int64 {
 
 func (b *bench) snap(ctx context.Context) (snapshot, error) {
 	s := snapshot{at: time.Now(), own: map[string]int64{
-		"LIST s3sources": b.polls.Load(), "GET s3sources": b.gets.Load(), "PATCH s3sources": b.patches.Load()}}
+		"LIST s3sources": b.polls.Load(), "GET s3sources": b.gets.Load(), "PATCH s3sources": b.patches.Load(),
+		"PUT leases": b.apiserverLeases.Load()}}
 	var err error
 	if s.api, err = scrape(ctx, b.apiHTTP, strings.TrimSuffix(b.kube.Config.Host, "/")+"/metrics"); err != nil {
 		return s, fmt.Errorf("API server metrics: %w", err)
@@ -492,7 +538,8 @@ func (b *bench) snap(ctx context.Context) (snapshot, error) {
 }
 
 // phase is what happened between two snapshots. API requests are the API server's
-// counts, less this program's own (creates of sources, its polling lists). A replica's
+// counts, less this program's own (creates of sources, its polling lists) and the renewals
+// of the API server's own Lease. A replica's
 // CPU is the difference when both snapshots are of the same process, else what the new
 // process used since it started. Work is split by replica: discoveries and files from
 // each replica's metrics, S3 requests by the source they name and the replica whose

@@ -25,7 +25,11 @@ type report struct {
 
 	IdleSeconds float64     `json:"idleSeconds"`
 	Idle        phaseReport `json:"idle"`
-	AtRest      []atRest    `json:"atRest"` // by replica
+	// IdleWritesPerHour and IdleS3PerHour scale the idle sample to an hour: beyond
+	// scheduled discoveries when Idle.Discoveries is 0 (none fell into the sample).
+	IdleWritesPerHour map[string]float64 `json:"idleAPIWritesPerHour"`
+	IdleS3PerHour     map[string]float64 `json:"idleS3RequestsPerHour"`
+	AtRest            []atRest           `json:"atRest"` // by replica
 
 	RefreshIdle latency `json:"refreshIdle"`
 	// RefreshScheduled is the refresh latency of the probes asked for once every other
@@ -108,12 +112,20 @@ func (r *report) print(w io.Writer) {
 	r.Convergence.print(p, "  ", r.Replicas > 1)
 	p("peak RSS           %.0f MiB (largest replica)", r.PeakRSSMiB)
 	p("")
-	p("idle %.0f s        manager CPU %.2f s; %.0f discoveries ran (scheduled: none is due within the sample unless it is longer than the interval)",
-		r.IdleSeconds, r.Idle.ManagerCPUSeconds, r.Idle.Discoveries)
-	p("                   per idle hour beyond scheduled discoveries: API writes %s; S3 %s", perHour(writes(r.Idle.API), r.IdleSeconds), perHour(r.Idle.S3, r.IdleSeconds))
+	p("idle %.0f s        manager CPU %.2f s", r.IdleSeconds, r.Idle.ManagerCPUSeconds)
+	if r.Idle.Discoveries == 0 {
+		// Every source was discovered less than an interval before the sample: no
+		// scheduled discovery falls into it, and what it shows is all beyond them.
+		p("                   per idle hour beyond scheduled discoveries (none ran in the sample): API writes %s; S3 %s",
+			perHour(writes(r.Idle.API), r.IdleSeconds), perHour(r.Idle.S3, r.IdleSeconds))
+	} else {
+		p("                   per idle hour, including the %.0f discoveries that ran in the sample: API writes %s; S3 %s",
+			r.Idle.Discoveries, perHour(writes(r.Idle.API), r.IdleSeconds), perHour(r.Idle.S3, r.IdleSeconds))
+	}
 	if r.Scheduled.Discoveries > 0 {
-		p("                   one scheduled discovery costs: API writes %s; S3 %s (from the scheduled phase below)",
+		p("                   the scheduled discoveries themselves: one costs API writes %s; S3 %s (from the phase behind scheduled discoveries),",
 			perRun(writes(r.Scheduled.API), r.Scheduled.Discoveries), perRun(r.Scheduled.S3, r.Scheduled.Discoveries))
+		p("                   and %d sources at the default 1 h interval make %d of them an hour", r.Sources, r.Sources)
 	}
 	for _, a := range r.AtRest {
 		p("at rest            %s: %d fds, %.0f goroutines, %.0f MiB RSS", a.ID, a.FDs, a.Goroutines, a.RSSMiB)
@@ -173,13 +185,13 @@ func perRun(m map[string]float64, runs float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// writes keeps the API server's write verbs.
+// writes keeps the write verbs, as apiserver_request_total names them (POST, PUT, ...).
 func writes(api map[string]float64) map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range api {
 		verb, _, _ := strings.Cut(k, " ")
 		switch verb {
-		case "CREATE", "UPDATE", "PATCH", "DELETE", "APPLY":
+		case "POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY":
 			out[k] = v
 		}
 	}
@@ -190,11 +202,15 @@ func perHour(m map[string]float64, seconds float64) string {
 	if len(m) == 0 {
 		return "0 requests"
 	}
+	return kv(scaledToHour(m, seconds))
+}
+
+func scaledToHour(m map[string]float64, seconds float64) map[string]float64 {
 	scaled := map[string]float64{}
 	for k, v := range m {
 		scaled[k] = v * 3600 / seconds
 	}
-	return kv(scaled)
+	return scaled
 }
 
 func kv(m map[string]float64) string {
