@@ -387,6 +387,15 @@ func (runResultHandler) Update(context.Context, event.UpdateEvent, workqueue.Typ
 func (runResultHandler) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 }
 
+func (runResultHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(runResultPriority)}, req)
+		return
+	}
+	q.Add(req)
+}
+
 // refreshRequestHandler enqueues a source at refreshRequestPriority when its refresh or
 // reconcile-request annotation changed to a value; the For watch enqueues it too, at 0,
 // and the queue keeps the higher priority.
@@ -421,13 +430,4 @@ func refreshRequested(old, cur map[string]string) bool {
 		}
 	}
 	return false
-}
-
-func (runResultHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}
-	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
-		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(runResultPriority)}, req)
-		return
-	}
-	q.Add(req)
 }
