@@ -32,8 +32,9 @@ type runTracker struct {
 	// wait for it.
 	ready     chan struct{}
 	readyOnce sync.Once
-	// sources bounds the runs executing at once; others wait for a slot in their goroutine.
-	sources chan struct{}
+	// sources bounds the runs executing at once; others wait for a slot in their
+	// goroutine, those a user asked for ahead of the rest.
+	sources *runSlots
 	events  chan event.GenericEvent
 
 	// base parents every run; shutdown cancels it when the manager stops.
@@ -98,6 +99,10 @@ type runTrigger struct {
 	dailyLimit int64
 }
 
+// requested reports whether a user asked for the run (refresh or reconcile-request
+// annotation): it then takes a run slot before runs nobody is waiting for.
+func (t runTrigger) requested() bool { return t.refresh != "" || t.reconcileAt != "" }
+
 // finishedRun is a run's result with what started it.
 type finishedRun struct {
 	result  *discovery.Result
@@ -133,7 +138,7 @@ func newRunTracker(runner *discovery.Runner, store store.Store, concurrentSource
 		runner:   runner,
 		store:    store,
 		ready:    make(chan struct{}),
-		sources:  make(chan struct{}, concurrentSources),
+		sources:  newRunSlots(concurrentSources),
 		events:   make(chan event.GenericEvent, 1024),
 		running:  map[types.NamespacedName]*activeRun{},
 		finished: map[types.NamespacedName]finishedRun{},
@@ -261,12 +266,10 @@ func (t *runTracker) launch(src *v1.S3Source, trig runTrigger, do func(context.C
 		if release := t.fence(ctx, cancel, key.String()); release != nil {
 			defer release()
 		}
-		select {
-		case t.sources <- struct{}{}:
+		if t.sources.acquire(ctx, trig.requested()) {
 			res = do(ctx)
-			<-t.sources
+			t.sources.release()
 			failpoint.Inject(failpoint.RunFinished, key.String())
-		case <-ctx.Done():
 		}
 		t.mu.Lock()
 		delete(t.running, key)
@@ -373,6 +376,13 @@ func (t *runTracker) stopWhere(ctx context.Context, match func(types.NamespacedN
 // above every informer event (0, or handler.LowPriority for the initial list).
 const runResultPriority = 100
 
+// refreshRequestPriority is the queue priority of the reconcile that starts a run a user
+// asked for: ahead of spec changes and timers (0), which may be thousands after an edit
+// of many sources or a restart, behind folding finished runs (whose status lag it would
+// otherwise add to). With runSlots it makes a refresh wait for neither the queue nor the
+// run slots of discoveries nobody is waiting for.
+const refreshRequestPriority = 50
+
 // runResultHandler enqueues the source of a finished run at runResultPriority.
 type runResultHandler struct{}
 
@@ -392,4 +402,40 @@ func (runResultHandler) Generic(_ context.Context, e event.GenericEvent, q workq
 		return
 	}
 	q.Add(req)
+}
+
+// refreshRequestHandler enqueues a source at refreshRequestPriority when its refresh or
+// reconcile-request annotation changed to a value; the For watch enqueues it too, at 0,
+// and the queue keeps the higher priority.
+type refreshRequestHandler struct{}
+
+var _ handler.EventHandler = refreshRequestHandler{}
+
+func (refreshRequestHandler) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (refreshRequestHandler) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+func (refreshRequestHandler) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (refreshRequestHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if e.ObjectOld == nil || e.ObjectNew == nil || !refreshRequested(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) {
+		return
+	}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.ObjectNew.GetNamespace(), Name: e.ObjectNew.GetName()}}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(refreshRequestPriority)}, req)
+		return
+	}
+	q.Add(req)
+}
+
+// refreshRequested reports whether an annotation asking for a run got a new value.
+func refreshRequested(old, cur map[string]string) bool {
+	for _, a := range []string{v1.RefreshAnnotation, v1.ReconcileRequestAnnotation} {
+		if cur[a] != "" && cur[a] != old[a] {
+			return true
+		}
+	}
+	return false
 }

@@ -153,6 +153,8 @@ func (r *S3SourceReconciler) SetupWithManager(mgr ctrl.Manager, opts SourceOptio
 		// A finished run jumps the queue: its result reaches status within seconds even
 		// while thousands of sources wait (e.g. the initial pass after a restart).
 		WatchesRawSource(source.Channel(r.runs.events, runResultHandler{})).
+		// A refresh someone asked for goes ahead of spec changes and timers.
+		Watches(&v1.S3Source{}, refreshRequestHandler{}).
 		WatchesRawSource(source.Channel(r.shardEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(ctrlOpts).
 		Named("s3source").

@@ -15,9 +15,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	dto "github.com/prometheus/client_model/go"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,6 +29,7 @@ import (
 	"github.com/avon-ai/data-import-operator/internal/testsupport"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/kube"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/minio"
+	pgtest "github.com/avon-ai/data-import-operator/internal/testsupport/postgres"
 	"github.com/avon-ai/data-import-operator/internal/testsupport/proc"
 )
 
@@ -41,38 +45,53 @@ type bench struct {
 
 	kube       *kube.Env
 	s3         *minio.Server
-	mgr        *proc.Process
+	pgStop     func() error
+	dsn        string // the store every replica opens
+	mgrs       []*replica
 	cl         client.Client
 	apiHTTP    *http.Client
 	managerBin string
 	kubeconfig string
-	metrics    string // the manager's /metrics URL
-	probes     string // the manager's /readyz URL
 	proxy      *s3Counter
+	// shardSettle is how long each start of the replicas took to split the shards.
+	shardSettle []float64
 
 	// This program's own LIST, GET and PATCH of s3sources, told apart from the manager's.
 	polls, gets, patches atomic.Int64
+	// The API server's renewals of its own identity Lease (kube-system/apiserver-*, every
+	// 10 s): its own writes, told apart from the manager's.
+	apiserverLeases atomic.Int64
+	respecs         int
 }
 
 // snapshot is every counter the report differences, taken at one moment.
 type snapshot struct {
-	at      time.Time
-	api     map[string]*dto.MetricFamily
-	s3      map[string]float64
+	at       time.Time
+	api      map[string]*dto.MetricFamily
+	s3       map[string]float64
+	s3Source map[string]float64 // S3 requests by source (the key's first segment)
+	replicas []replicaSnap
+	held     map[int]string   // shard → holder
+	own      map[string]int64 // this program's requests, as "VERB resource"
+}
+
+// replicaSnap is one replica's metrics and process figures.
+type replicaSnap struct {
+	id      string
 	manager map[string]*dto.MetricFamily
 	proc    procStats
-	own     map[string]int64 // this program's requests, as "VERB resource"
 }
 
 func (b *bench) run(ctx context.Context) (*report, error) {
-	rep := &report{Sources: b.opts.sources, FilesPerSource: b.opts.files}
+	rep := &report{Sources: b.opts.sources, FilesPerSource: b.opts.files, Replicas: b.opts.replicas, Shards: b.opts.shards,
+		Store: b.opts.store, ConcurrentSources: b.opts.concurrentSources}
 	if err := b.start(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.seed(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.startManager(ctx); err != nil {
+	if err := b.startManagers(ctx); err != nil {
 		return nil, err
 	}
 
@@ -107,14 +126,40 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	}
 	rep.Idle = b.phase(converged, idle, 0)
 	rep.IdleSeconds = b.opts.idle.Seconds()
-	rep.AtRestFDs = idle.proc.fds
-	rep.AtRestGoroutines = value(idle.manager, "go_goroutines", nil)
-	rep.AtRestRSSMiB = float64(idle.proc.rssBytes) / (1 << 20)
+	rep.IdleWritesPerHour, rep.IdleS3PerHour = scaledToHour(writes(rep.Idle.API), rep.IdleSeconds), scaledToHour(rep.Idle.S3, rep.IdleSeconds)
+	for _, r := range idle.replicas {
+		rep.AtRest = append(rep.AtRest, atRest{ID: r.id, FDs: r.proc.fds, Goroutines: value(r.manager, "go_goroutines", nil),
+			RSSMiB: float64(r.proc.rssBytes) / (1 << 20)})
+	}
 
-	// Refresh latency with nothing else going on, then with every other source refreshing.
+	// Refresh latency with nothing else going on.
 	if rep.RefreshIdle, err = b.refreshProbes(ctx, "idle", nil); err != nil {
 		return nil, err
 	}
+	// Then behind discoveries already waiting for a run slot that no user asked for: every
+	// other source's spec changes (its interval), which starts the same run an hourly
+	// discovery would (list, nothing new to download), and only once all those are queued
+	// are the probes refreshed.
+	schedStart := time.Now()
+	if err := b.respecAllButProbes(ctx); err != nil {
+		return nil, err
+	}
+	if rep.RefreshScheduled, err = b.refreshProbes(ctx, "sched", nil); err != nil {
+		return nil, err
+	}
+	if err := b.waitAll(ctx, 30*time.Minute, func(s *v1.S3Source) bool {
+		return s.Status.LastDiscoveryTime != nil && !s.Status.LastDiscoveryTime.Time.Before(schedStart.Truncate(time.Second))
+	}); err != nil {
+		return nil, fmt.Errorf("discovering every changed source: %w", err)
+	}
+	rep.ScheduledAllSeconds = time.Since(schedStart).Seconds()
+	afterSched, err := b.snap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Scheduled = b.phase(idle, afterSched, 0)
+
+	// Then with every other source refreshing at the same moment as the probes.
 	loadStart := time.Now()
 	rep.RefreshLoad, err = b.refreshProbes(ctx, "load", func() error { return b.refreshAllButProbes(ctx, "load") })
 	if err != nil {
@@ -130,14 +175,14 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.Refreshes = b.phase(idle, afterLoad, 0)
+	rep.Refreshes = b.phase(afterSched, afterLoad, 0)
 
-	// Restart: a new process settles every source without downloading anything.
-	if err := b.mgr.Stop(time.Minute); err != nil {
+	// Restart: new processes settle every source without downloading anything.
+	if err := b.stopManagers(); err != nil {
 		return nil, err
 	}
 	restarted := time.Now()
-	if err := b.startManager(ctx); err != nil {
+	if err := b.startManagers(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.waitSettled(ctx, restarted); err != nil {
@@ -151,7 +196,11 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	}
 	rep.Restart = b.phase(afterLoad, settled, 0)
 	rep.DownloadsAfterRestart = int64(rep.Restart.S3["GetObject"])
-	rep.PeakRSSMiB = float64(max(peak(), settled.proc.peakRSSBytes)) / (1 << 20)
+	rep.PeakRSSMiB = float64(peak()) / (1 << 20)
+	for _, r := range settled.replicas {
+		rep.PeakRSSMiB = max(rep.PeakRSSMiB, float64(r.proc.peakRSSBytes)/(1<<20))
+	}
+	rep.ShardSettleSeconds = b.shardSettle
 	rep.Events, err = b.countEvents(ctx)
 	return rep, err
 }
@@ -161,9 +210,9 @@ func (b *bench) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs [3]error
+	var errs [4]error
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); b.kube, errs[0] = kube.Start() }()
 	go func() {
 		defer wg.Done()
@@ -173,6 +222,7 @@ func (b *bench) start(ctx context.Context) error {
 		defer wg.Done()
 		b.managerBin, errs[2] = proc.GoBuild(ctx, root, "manager", "./cmd")
 	}()
+	go func() { defer wg.Done(); errs[3] = b.startStore(ctx) }()
 	wg.Wait()
 	if err := errors.Join(errs[:]...); err != nil {
 		return err
@@ -186,13 +236,68 @@ func (b *bench) start(ctx context.Context) error {
 	if b.apiHTTP, err = rest.HTTPClientFor(b.kube.Config); err != nil {
 		return err
 	}
+	if err := b.countAPIServerLeases(ctx); err != nil {
+		return err
+	}
 	b.kubeconfig, err = b.kube.Kubeconfig(b.dir)
 	return err
 }
 
+// countAPIServerLeases counts, from a watch, the renewals of the API server's identity
+// Lease (PUT leases in apiserver_request_total, as the manager's Lease writes are).
+func (b *bench) countAPIServerLeases(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(b.kube.Config)
+	if err != nil {
+		return err
+	}
+	leases := cs.CoordinationV1().Leases(metav1.NamespaceSystem)
+	list, err := leases.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	rv := list.ResourceVersion
+	go func() {
+		for ctx.Err() == nil {
+			w, err := leases.Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+			if err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				l, ok := ev.Object.(*coordinationv1.Lease)
+				if !ok {
+					continue
+				}
+				rv = l.ResourceVersion
+				if ev.Type == watch.Modified && strings.HasPrefix(l.Name, "apiserver-") {
+					b.apiserverLeases.Add(1)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// startStore starts the store the replicas share: a SQLite file, or a PostgreSQL server
+// of its own (synchronous_commit=off, as internal/testsupport/postgres runs it for tests).
+func (b *bench) startStore(ctx context.Context) error {
+	if b.opts.store == "sqlite" {
+		b.dsn = "sqlite://" + filepath.Join(b.dir, "store.db")
+		return nil
+	}
+	srv, stop, err := pgtest.StartServer(ctx)
+	if err != nil {
+		return err
+	}
+	b.pgStop = stop
+	b.dsn, err = srv.CreateDatabase(ctx, "scale")
+	return err
+}
+
 func (b *bench) stop() {
-	if b.mgr != nil {
-		_ = b.mgr.Stop(time.Minute)
+	_ = b.stopManagers()
+	if b.pgStop != nil {
+		_ = b.pgStop()
 	}
 	if b.proxy != nil {
 		b.proxy.close()
@@ -209,6 +314,7 @@ func (b *bench) stop() {
 func (b *bench) seed(ctx context.Context) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: secret},
 			StringData: map[string]string{controllers.SecretAccessKeyID: b.s3.RootUser, controllers.SecretSecretAccessKey: b.s3.RootPassword}},
 		&v1.IngestionQuota{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "default"},
@@ -241,39 +347,6 @@ func (b *bench) seed(ctx context.Context) error {
 func prefixOf(i int) string { return fmt.Sprintf("s%05d/", i) }
 func nameOf(i int) string   { return fmt.Sprintf("s%05d", i) }
 
-func (b *bench) startManager(ctx context.Context) error {
-	metrics, err := proc.FreeAddr()
-	if err != nil {
-		return err
-	}
-	probes, err := proc.FreeAddr()
-	if err != nil {
-		return err
-	}
-	spool := filepath.Join(b.dir, "spool")
-	if err := os.MkdirAll(spool, 0o750); err != nil {
-		return err
-	}
-	args := []string{"--store", "sqlite://" + filepath.Join(b.dir, "store.db"),
-		"--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
-		"--allowed-endpoints", b.proxy.URL, "--spool-dir", spool, "--max-file-size", "10M"}
-	if b.opts.managerFlags != "" {
-		args = append(args, strings.Fields(b.opts.managerFlags)...)
-	}
-	logPath := filepath.Join(b.dir, "manager.log")
-	if b.mgr != nil {
-		logPath = filepath.Join(b.dir, "manager-restarted.log")
-	}
-	p, err := proc.Start("the manager", logPath, []string{"KUBECONFIG=" + b.kubeconfig}, b.managerBin, args...)
-	if err != nil {
-		return err
-	}
-	b.mgr, b.metrics, b.probes = p, "http://"+metrics+"/metrics", "http://"+probes+"/readyz"
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return p.WaitHTTP(wctx, b.probes)
-}
-
 func (b *bench) createSources(ctx context.Context) error {
 	return parallel(b.opts.sources, b.opts.workers, func(i int) error {
 		return b.cl.Create(ctx, &v1.S3Source{
@@ -305,33 +378,10 @@ func (b *bench) waitAll(ctx context.Context, timeout time.Duration, done func(*v
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d of %d sources done after %s", n, b.opts.sources, timeout)
 		}
-		if b.mgr.Exited() {
-			return fmt.Errorf("the manager exited; see %s", b.mgr.Log())
-		}
-		time.Sleep(2 * time.Second)
-	}
-}
-
-// waitSettled waits until the restarted manager reconciled every source once and its
-// queue is empty.
-func (b *bench) waitSettled(ctx context.Context, since time.Time) error {
-	for {
-		fams, err := scrape(ctx, http.DefaultClient, b.metrics)
-		if err != nil {
+		if err := b.exited(); err != nil {
 			return err
 		}
-		reconciled := 0.0
-		for _, v := range sumBy(fams, "controller_runtime_reconcile_total", map[string]string{"controller": "s3source"}, "result") {
-			reconciled += v
-		}
-		depth := value(fams, "workqueue_depth", map[string]string{"name": "s3source"})
-		if reconciled >= float64(b.opts.sources) && depth == 0 {
-			return nil
-		}
-		if time.Since(since) > 30*time.Minute {
-			return fmt.Errorf("%v reconciles, queue depth %v after 30m", reconciled, depth)
-		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(2 * time.Second)
 	}
 }
 
@@ -404,6 +454,24 @@ func (b *bench) refreshAllButProbes(ctx context.Context, value string) error {
 	})
 }
 
+// respecAllButProbes changes the interval of every source but the probes (to 61m, and
+// back to the default on a second call): each starts a discovery for the changed spec.
+func (b *bench) respecAllButProbes(ctx context.Context) error {
+	b.respecs++
+	interval := `"61m"`
+	if b.respecs%2 == 0 {
+		interval = "null"
+	}
+	patch := fmt.Appendf(nil, `{"spec":{"interval":%s}}`, interval)
+	return parallel(b.opts.sources, b.opts.workers, func(i int) error {
+		if b.isProbe(i) {
+			return nil
+		}
+		b.patches.Add(1)
+		return b.cl.Patch(ctx, &v1.S3Source{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: nameOf(i)}}, client.RawPatch("application/merge-patch+json", patch))
+	})
+}
+
 func (b *bench) annotate(ctx context.Context, name, value string) error {
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, v1.RefreshAnnotation, value)
 	b.patches.Add(1)
@@ -426,14 +494,17 @@ func (b *bench) countEvents(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-// sampleRSS samples the manager's RSS every second (VmHWM resets with the process) and
-// returns a function reporting the peak seen across processes.
+// sampleRSS samples each replica's RSS every second (VmHWM resets with the process) and
+// returns a function reporting the largest peak of one process.
 func (b *bench) sampleRSS(ctx context.Context) func() int64 {
 	var peak atomic.Int64
 	go func() {
 		for ctx.Err() == nil {
-			if b.mgr != nil {
-				if st, err := readProc(b.mgr.Pid()); err == nil && st.peakRSSBytes > peak.Load() {
+			for _, r := range b.mgrs {
+				if r.proc == nil || r.proc.Exited() {
+					continue
+				}
+				if st, err := readProc(r.proc.Pid()); err == nil && st.peakRSSBytes > peak.Load() {
 					peak.Store(st.peakRSSBytes)
 				}
 			}
@@ -445,22 +516,34 @@ func (b *bench) sampleRSS(ctx context.Context) func() int64 {
 
 func (b *bench) snap(ctx context.Context) (snapshot, error) {
 	s := snapshot{at: time.Now(), own: map[string]int64{
-		"LIST s3sources": b.polls.Load(), "GET s3sources": b.gets.Load(), "PATCH s3sources": b.patches.Load()}}
+		"LIST s3sources": b.polls.Load(), "GET s3sources": b.gets.Load(), "PATCH s3sources": b.patches.Load(),
+		"PUT leases": b.apiserverLeases.Load()}}
 	var err error
 	if s.api, err = scrape(ctx, b.apiHTTP, strings.TrimSuffix(b.kube.Config.Host, "/")+"/metrics"); err != nil {
 		return s, fmt.Errorf("API server metrics: %w", err)
 	}
-	s.s3 = b.proxy.snapshot()
-	if s.manager, err = scrape(ctx, http.DefaultClient, b.metrics); err != nil {
-		return s, fmt.Errorf("manager metrics: %w", err)
+	s.s3, s.s3Source = b.proxy.snapshot()
+	for _, r := range b.mgrs {
+		rs := replicaSnap{id: r.id}
+		if rs.manager, err = scrape(ctx, http.DefaultClient, r.metrics); err != nil {
+			return s, fmt.Errorf("metrics of %s: %w", r.id, err)
+		}
+		if rs.proc, err = readProc(r.proc.Pid()); err != nil {
+			return s, err
+		}
+		s.replicas = append(s.replicas, rs)
 	}
-	s.proc, err = readProc(b.mgr.Pid())
+	s.held, err = b.holders(ctx)
 	return s, err
 }
 
 // phase is what happened between two snapshots. API requests are the API server's
-// counts, less this program's own (creates of sources, its polling lists); the manager's
-// CPU is only comparable when both snapshots are of the same process.
+// counts, less this program's own (creates of sources, its polling lists) and the renewals
+// of the API server's own Lease. A replica's
+// CPU is the difference when both snapshots are of the same process, else what the new
+// process used since it started. Work is split by replica: discoveries and files from
+// each replica's metrics, S3 requests by the source they name and the replica whose
+// shard Lease held that source at the end of the phase.
 func (b *bench) phase(from, to snapshot, ownCreates int64) phaseReport {
 	p := phaseReport{Seconds: to.at.Sub(from.at).Seconds(), API: map[string]float64{}, S3: map[string]float64{}}
 	keep := map[string]string{}
@@ -486,19 +569,54 @@ func (b *bench) phase(from, to snapshot, ownCreates int64) phaseReport {
 		}
 	}
 	// This program uploads to MinIO directly, not through the proxy.
-	if to.proc.cpuSeconds >= from.proc.cpuSeconds {
-		p.ManagerCPUSeconds = to.proc.cpuSeconds - from.proc.cpuSeconds
+
+	byID := map[string]*replicaPhase{}
+	var lag histogram
+	for i, r := range to.replicas {
+		rp := replicaPhase{ID: r.id}
+		var prev *replicaSnap
+		if i < len(from.replicas) && from.replicas[i].id == r.id {
+			prev = &from.replicas[i]
+		}
+		same := prev != nil && prev.proc.pid == r.proc.pid
+		rp.CPUSeconds = r.proc.cpuSeconds
+		l := histogramOf(r.manager, "dataimport_status_lag_seconds")
+		rp.Discoveries = histogramCount(r.manager, "dataimport_discovery_duration_seconds")
+		rp.FilesIngested = value(r.manager, "dataimport_files_processed_total", map[string]string{"result": "ingested"})
+		if same {
+			rp.CPUSeconds -= prev.proc.cpuSeconds
+			l = l.minus(histogramOf(prev.manager, "dataimport_status_lag_seconds"))
+			rp.Discoveries -= histogramCount(prev.manager, "dataimport_discovery_duration_seconds")
+			rp.FilesIngested -= value(prev.manager, "dataimport_files_processed_total", map[string]string{"result": "ingested"})
+		}
+		lag = lag.plus(l)
+		p.ManagerCPUSeconds += rp.CPUSeconds
+		p.Discoveries += rp.Discoveries
+		p.FilesIngested += rp.FilesIngested
+		p.Replicas = append(p.Replicas, rp)
 	}
-	lag := histogramOf(to.manager, "dataimport_status_lag_seconds")
-	if from.manager != nil && sameProcess(from, to) {
-		lag = lag.minus(histogramOf(from.manager, "dataimport_status_lag_seconds"))
+	for i := range p.Replicas {
+		byID[p.Replicas[i].ID] = &p.Replicas[i]
+	}
+	for src, v := range to.s3Source {
+		if d := v - from.s3Source[src]; d > 0 {
+			if rp := byID[b.ownerOf(src, to.held)]; rp != nil {
+				rp.S3Requests += d
+			}
+		}
+	}
+	for i := range b.opts.sources {
+		if rp := byID[b.ownerOf(nameOf(i), to.held)]; rp != nil {
+			rp.Sources++
+		}
+	}
+	for _, id := range to.held {
+		if rp := byID[id]; rp != nil {
+			rp.Shards++
+		}
 	}
 	p.StatusLagP50, p.StatusLagP99, p.StatusLagCount = lag.quantile(0.5), lag.quantile(0.99), lag.total
 	return p
-}
-
-func sameProcess(a, b snapshot) bool {
-	return value(a.manager, "process_start_time_seconds", nil) == value(b.manager, "process_start_time_seconds", nil)
 }
 
 // parallel runs f(0..n-1), at most workers at a time, and returns the first error.

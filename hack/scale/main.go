@@ -8,6 +8,11 @@
 //
 //	go run ./hack/scale --sources 1000
 //	go run ./hack/scale --sources 10000 --idle 5m
+//	go run ./hack/scale --sources 1000 --store postgres           # 1 replica, PostgreSQL
+//	go run ./hack/scale --sources 1000 --replicas 2                # 2 replicas, --shards 4
+//
+// With --replicas > 1 every replica runs with --shards on one PostgreSQL store and the
+// report splits the sources and the work (discoveries, files, S3 requests, CPU) by replica.
 package main
 
 import (
@@ -17,6 +22,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -32,6 +39,11 @@ type options struct {
 	keep         bool
 	jsonPath     string
 	managerFlags string
+	replicas     int
+	shards       int
+	store        string
+	// concurrentSources is the manager's --concurrent-sources, for the report.
+	concurrentSources int
 }
 
 func main() {
@@ -44,7 +56,13 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (store, logs)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
 	flag.StringVar(&o.managerFlags, "manager-flags", "", "extra manager flags, space separated")
+	flag.IntVar(&o.replicas, "replicas", 1, "manager processes; more than one run with --shards on one PostgreSQL store")
+	flag.IntVar(&o.shards, "shards", -1, "the managers' --shards (default: 0 with one replica, twice the replicas otherwise)")
+	flag.StringVar(&o.store, "store", "", "sqlite or postgres (default: sqlite with one replica, postgres otherwise)")
 	flag.Parse()
+	if err := o.complete(); err != nil {
+		fail(err)
+	}
 
 	ctrllog.SetLogger(logr.Discard())
 	ctx := context.Background()
@@ -60,7 +78,7 @@ func main() {
 	b.stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
-		fmt.Fprintln(os.Stderr, "manager log:", filepath.Join(dir, "manager.log"))
+		fmt.Fprintln(os.Stderr, "manager logs:", filepath.Join(dir, "manager-*.log"))
 		os.Exit(1)
 	}
 	rep.print(os.Stdout)
@@ -70,6 +88,50 @@ func main() {
 			fail(err)
 		}
 	}
+}
+
+// complete fills the defaults that depend on other flags and refuses what the manager would.
+func (o *options) complete() error {
+	if o.replicas < 1 {
+		return fmt.Errorf("--replicas %d: at least 1", o.replicas)
+	}
+	if o.shards < 0 {
+		o.shards = 0
+		if o.replicas > 1 {
+			o.shards = 2 * o.replicas
+		}
+	}
+	if o.store == "" {
+		o.store = "sqlite"
+		if o.replicas > 1 || o.shards > 0 {
+			o.store = "postgres"
+		}
+	}
+	switch {
+	case o.store != "sqlite" && o.store != "postgres":
+		return fmt.Errorf("--store %q: sqlite or postgres", o.store)
+	case o.replicas > 1 && o.shards == 0:
+		return fmt.Errorf("--replicas %d needs --shards (only sharded replicas all run discoveries)", o.replicas)
+	case o.shards > 0 && o.store != "postgres":
+		return fmt.Errorf("--shards needs --store postgres (the manager refuses sharding with SQLite)")
+	}
+	o.concurrentSources = 4 // the manager's default
+	fields := strings.Fields(o.managerFlags)
+	for i, f := range fields {
+		name, v, hasValue := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if name != "concurrent-sources" {
+			continue
+		}
+		if !hasValue && i+1 < len(fields) {
+			v = fields[i+1]
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("--manager-flags: --concurrent-sources %q: %w", v, err)
+		}
+		o.concurrentSources = n
+	}
+	return nil
 }
 
 func fail(err error) {

@@ -103,6 +103,30 @@ func (h histogram) minus(o histogram) histogram {
 	return out
 }
 
+func (h histogram) plus(o histogram) histogram {
+	if h.bounds == nil {
+		return o
+	}
+	out := histogram{bounds: h.bounds, counts: append([]float64(nil), h.counts...), total: h.total + o.total}
+	for i := range out.counts {
+		if i < len(o.counts) {
+			out.counts[i] += o.counts[i]
+		}
+	}
+	return out
+}
+
+// histogramCount is the number of observations of every series of a histogram family.
+func histogramCount(fams map[string]*dto.MetricFamily, name string) float64 {
+	n := 0.0
+	if f := fams[name]; f != nil {
+		for _, m := range f.GetMetric() {
+			n += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return n
+}
+
 // quantile is the upper bound of the bucket holding quantile q (what a histogram can say).
 func (h histogram) quantile(q float64) float64 {
 	if h.total == 0 {
@@ -119,13 +143,14 @@ func (h histogram) quantile(q float64) float64 {
 
 // procStats are a process's resource figures from /proc.
 type procStats struct {
+	pid                    int
 	rssBytes, peakRSSBytes int64
 	cpuSeconds             float64
 	fds                    int
 }
 
 func readProc(pid int) (procStats, error) {
-	var st procStats
+	st := procStats{pid: pid}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return st, err

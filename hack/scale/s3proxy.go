@@ -1,10 +1,12 @@
 package main
 
 import (
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 )
 
@@ -16,8 +18,9 @@ type s3Counter struct {
 	URL    string
 	server *http.Server
 
-	mu     sync.Mutex
-	counts map[string]float64
+	mu       sync.Mutex
+	counts   map[string]float64
+	bySource map[string]float64 // requests by the source whose prefix they name
 }
 
 func startS3Counter(target string) (*s3Counter, error) {
@@ -29,30 +32,42 @@ func startS3Counter(target string) (*s3Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &s3Counter{URL: "http://" + l.Addr().String(), counts: map[string]float64{}}
+	c := &s3Counter{URL: "http://" + l.Addr().String(), counts: map[string]float64{}, bySource: map[string]float64{}}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	c.server = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.add(s3Operation(r))
+		c.add(s3Operation(r), s3Source(r))
 		proxy.ServeHTTP(w, r)
 	})}
 	go func() { _ = c.server.Serve(l) }()
 	return c, nil
 }
 
-func (c *s3Counter) add(op string) {
+func (c *s3Counter) add(op, source string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.counts[op]++
+	if source != "" {
+		c.bySource[source]++
+	}
 }
 
-func (c *s3Counter) snapshot() map[string]float64 {
+func (c *s3Counter) snapshot() (byOp, bySource map[string]float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]float64, len(c.counts))
-	for k, v := range c.counts {
-		out[k] = v
+	return maps.Clone(c.counts), maps.Clone(c.bySource)
+}
+
+// s3Source names the source a request is for: each source's prefix is its name and a
+// slash, so it is the first segment of the object key (path style) or of the listed prefix.
+func s3Source(r *http.Request) string {
+	key := r.URL.Query().Get("prefix")
+	if key == "" {
+		if _, k, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/"); ok {
+			key = k
+		}
 	}
-	return out
+	src, _, _ := strings.Cut(key, "/")
+	return src
 }
 
 func (c *s3Counter) close() { _ = c.server.Close() }
