@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,6 +124,9 @@ const (
 	ResultTooLarge         = "too_large"
 	ResultMethodNotAllowed = "method_not_allowed"
 	ResultUnavailable      = "unavailable"
+	// ResultForwarded: handed to the replica serving the source, which counts its own
+	// result; the sender got that replica's answer.
+	ResultForwarded = "forwarded"
 )
 
 // Handler serves every webhook path.
@@ -140,6 +145,10 @@ type Handler struct {
 	// Ready reports whether this process acts on events (it leads); others answer 503 so
 	// the sender retries (nil: always ready).
 	Ready func() bool
+	// Route says which replica serves a source (nil: this one, always).
+	Route func(source string) Route
+	// Forward hands requests to other replicas (nil: NewForwardClient's).
+	Forward *http.Client
 	// MaxBody bounds a body (0: DefaultMaxBody).
 	MaxBody int64
 	Log     logr.Logger
@@ -148,7 +157,7 @@ type Handler struct {
 // NewRequestsCounter is the receiver's request counter, by result.
 func NewRequestsCounter() *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dataimport_webhook_requests_total",
-		Help: "Requests to the S3Source webhook receiver, by result (accepted, ignored, unauthorized, forbidden, not_found, malformed, too_large, method_not_allowed, unavailable, subscription_confirmation)."},
+		Help: "Requests to the S3Source webhook receiver, by result (accepted, ignored, unauthorized, forbidden, not_found, malformed, too_large, method_not_allowed, unavailable, forwarded, subscription_confirmation)."},
 		[]string{"result"})
 }
 
@@ -157,8 +166,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if h.Requests != nil {
 		h.Requests.WithLabelValues(result).Inc()
 	}
-	if code == http.StatusMethodNotAllowed {
+	switch code {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
@@ -169,7 +181,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // token matched, so an unauthenticated caller learns only 404 or 401.
 func (h *Handler) serve(req *http.Request) (result string, code int, msg string) {
 	if h.Ready != nil && !h.Ready() {
-		return ResultUnavailable, http.StatusServiceUnavailable, "this replica does not lead; retry"
+		return ResultUnavailable, http.StatusServiceUnavailable, "this replica is not ready to act on events; retry"
 	}
 	e, ok := h.Registry.lookup(req.URL.Path)
 	if !ok {
@@ -228,6 +240,26 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 	}
 	if len(keys) == 0 {
 		return ResultIgnored, http.StatusOK, "no object of this source's bucket and prefix was created"
+	}
+	route := Route{Local: true}
+	if h.Route != nil {
+		route = h.Route(e.Source)
+	}
+	switch Decide(route, req.Header.Get(ForwardedHeader) != "") {
+	case ActUnavailable:
+		return ResultUnavailable, http.StatusServiceUnavailable, "no replica serves this source right now (its shard is moving); retry"
+	case ActForward:
+		code, msg, err := h.forward(req.Context(), route.Owner, req, body)
+		if err != nil {
+			// Never the request or its headers: they hold the token.
+			h.Log.Error(err, "handing a webhook event to the replica serving its source", "source", e.Source, "owner", route.Owner)
+			return ResultUnavailable, http.StatusServiceUnavailable, "the replica serving this source did not answer; retry"
+		}
+		if code == http.StatusNotFound {
+			// The path is valid here: the owner has not registered the source yet.
+			return ResultUnavailable, http.StatusServiceUnavailable, "the replica serving this source does not know it yet; retry"
+		}
+		return ResultForwarded, code, msg
 	}
 	if err := h.Enqueue(e.Source, keys); err != nil {
 		// The sender retries (MinIO keeps undelivered events in its queue directory).
