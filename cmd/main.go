@@ -90,7 +90,7 @@ func run() error {
 	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
 	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
 	flag.StringVar(&opts.Receiver.Address, "receiver-bind-address", ":9292", "Address of the S3 event webhook receiver (S3Source spec.events); 0 disables it.")
-	flag.StringVar(&receiverAdvertiseAddr, "receiver-advertise-address", "", "With --shards: host:port other replicas reach this replica's webhook receiver at, "+
+	flag.StringVar(&receiverAdvertiseAddr, "receiver-advertise-address", "", "With --shards: host:port at which other replicas reach this pod's own webhook receiver (not a Service's), "+
 		"to hand it the events of the sources it serves (published on its member Lease). Empty: $POD_IP with the port of --receiver-bind-address.")
 	flag.StringVar(&snsConfirmHosts, "receiver-sns-confirm-hosts", "", "Comma-separated hosts (exact, or *.suffix) whose SNS SubscribeURL the receiver fetches to confirm a subscription, "+
 		"e.g. sns.eu-west-1.amazonaws.com. Empty: confirmations are only reported in an event.")

@@ -509,11 +509,14 @@ func (r *S3SourceReconciler) registerNotOwned(ctx context.Context, key types.Nam
 			len(keys), v1.RefreshAnnotation)
 	}
 	s := &sourceScope{src: src, key: key, now: r.Clock.Now()}
-	if _, err := r.stepEvents(ctx, s); err != nil {
+	after, err := r.stepEvents(ctx, s)
+	switch {
+	case err != nil:
 		return 0, err
-	}
-	if src.Spec.Events == nil {
+	case src.Spec.Events == nil:
 		return 0, nil
+	case after > 0:
+		return min(after, intervalOf(src.Spec.Interval)), nil // a broken Secret: look again sooner
 	}
 	return intervalOf(src.Spec.Interval), nil
 }
