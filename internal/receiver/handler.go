@@ -178,7 +178,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // serve decides one request. The order matters: nothing about a body is read before the
-// token matched, so an unauthenticated caller learns only 404 or 401.
+// token matched, so an unauthenticated caller learns only 404 or 401. A request handed
+// on by another replica is authenticated by a MAC over its body: that body is read
+// (bounded) first, and a wrong MAC too gets only 401.
 func (h *Handler) serve(req *http.Request) (result string, code int, msg string) {
 	if h.Ready != nil && !h.Ready() {
 		return ResultUnavailable, http.StatusServiceUnavailable, "this replica is not ready to act on events; retry"
@@ -191,19 +193,25 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 		// MinIO checks that a webhook target is up with a HEAD; any answer will do.
 		return ResultMethodNotAllowed, http.StatusMethodNotAllowed, "use POST"
 	}
-	token, ok := credential(req)
-	if !ok {
-		return ResultUnauthorized, http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"
-	}
-	// Hashing first makes the comparison constant-time whatever the token's length.
-	sum := sha256.Sum256([]byte(token))
-	if subtle.ConstantTimeCompare(sum[:], e.tokenSum[:]) != 1 {
-		if h.Mismatch != nil {
-			h.Mismatch(e.Source)
+	// A request handed on by another replica carries a MAC of its path and body instead
+	// of the token (see forwardMAC); it is checked once the body is read.
+	mac := req.Header.Get(ForwardedHeader)
+	forwarded := mac != ""
+	if !forwarded {
+		token, ok := credential(req)
+		if !ok {
+			return ResultUnauthorized, http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"
 		}
-		return ResultUnauthorized, http.StatusUnauthorized, "the token does not match this receiver's"
+		// Hashing first makes the comparison constant-time whatever the token's length.
+		sum := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(sum[:], e.tokenSum[:]) != 1 {
+			if h.Mismatch != nil {
+				h.Mismatch(e.Source)
+			}
+			return ResultUnauthorized, http.StatusUnauthorized, "the token does not match this receiver's"
+		}
 	}
-	if e.Paused {
+	if e.Paused && !forwarded {
 		return ResultForbidden, http.StatusForbidden, "the source is disabled (spec.disabled)"
 	}
 	limit := h.MaxBody
@@ -220,6 +228,14 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 		return ResultTooLarge, http.StatusRequestEntityTooLarge, "the body is larger than the receiver accepts"
 	case err != nil:
 		return ResultMalformed, http.StatusBadRequest, "reading the body failed"
+	}
+	if forwarded {
+		if !validMAC(mac, e.tokenSum, req.URL.Path, body) {
+			return ResultUnauthorized, http.StatusUnauthorized, "the request was not handed on by a replica holding this receiver's token"
+		}
+		if e.Paused {
+			return ResultForbidden, http.StatusForbidden, "the source is disabled (spec.disabled)"
+		}
 	}
 	n, err := Parse(body)
 	if err != nil {
@@ -245,11 +261,11 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 	if h.Route != nil {
 		route = h.Route(e.Source)
 	}
-	switch Decide(route, req.Header.Get(ForwardedHeader) != "") {
+	switch Decide(route, forwarded) {
 	case ActUnavailable:
 		return ResultUnavailable, http.StatusServiceUnavailable, "no replica serves this source right now (its shard is moving); retry"
 	case ActForward:
-		code, msg, err := h.forward(req.Context(), route.Owner, req, body)
+		code, msg, err := h.forward(req.Context(), route.Owner, req, e.tokenSum, body)
 		if err != nil {
 			// Never the request or its headers: they hold the token.
 			h.Log.Error(err, "handing a webhook event to the replica serving its source", "source", e.Source, "owner", route.Owner)

@@ -3,6 +3,9 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -15,8 +18,10 @@ import (
 // With several replicas each source is served by one of them (its shard's holder), but
 // a Service routes a sender's request to any. The replica that gets it authenticates
 // and parses it as usual; when another replica serves the source it hands the request
-// on, as it came (the sender's Authorization header included, so the owner checks the
-// token again), and answers the sender with the owner's answer. One hop at most: a
+// on with the same path and body, authenticated by a MAC keyed with the token's hash
+// (forwardMAC) so that the owner checks it against its own copy of the token while the
+// token itself never leaves the replica it was sent to, and answers the sender with the
+// owner's answer. One hop at most: a
 // replica that gets a handed-on request for a source it does not serve (the shard moved
 // meanwhile) answers 503 and the sender retries, as it does while no replica serves the
 // shard.
@@ -30,10 +35,30 @@ type Route struct {
 	Owner string
 }
 
-// ForwardedHeader marks a request one replica handed on to another. Anyone can set it;
-// all it does is make a replica that does not serve the source answer 503 instead of
-// handing the request on, so it cannot make requests loop or multiply.
-const ForwardedHeader = "X-Dataimport-Forwarded"
+// ForwardedHeader carries the MAC of a request one replica handed on to another
+// (forwardMAC). A replica that gets one for a source it does not serve answers 503
+// instead of handing it on again, so requests cannot loop or multiply; a wrong MAC is
+// answered 401.
+const ForwardedHeader = "X-Dataimport-Forwarded-Mac"
+
+// forwardMAC authenticates a handed-on request without the token: HMAC-SHA256 of its
+// path and body keyed with the token's SHA-256, which every replica registering the
+// source holds. Whoever reaches a forged owner address (the address comes from a Lease)
+// learns nothing that authenticates another body, nor the token; a replayed body is an
+// event already seen, which changes nothing.
+func forwardMAC(tokenSum [sha256.Size]byte, path string, body []byte) []byte {
+	m := hmac.New(sha256.New, tokenSum[:])
+	m.Write([]byte(path))
+	m.Write([]byte{0})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// validMAC checks a ForwardedHeader value in constant time.
+func validMAC(mac string, tokenSum [sha256.Size]byte, path string, body []byte) bool {
+	got, err := hex.DecodeString(mac)
+	return err == nil && hmac.Equal(got, forwardMAC(tokenSum, path, body))
+}
 
 // RetryAfter is the Retry-After of a 503: about how long a shard handover or an owner's
 // restart takes to settle (a Lease renew period with the default 30 s Lease is 10 s).
@@ -90,8 +115,8 @@ func NewForwardClient() *http.Client {
 var errOwnerUnreachable = errors.New("the replica serving the source did not answer")
 
 // forward hands an authenticated request to the owner's receiver at the same path with
-// the same body and Authorization header, and returns the owner's answer.
-func (h *Handler) forward(ctx context.Context, owner string, req *http.Request, body []byte) (code int, msg string, err error) {
+// the same body, signed with forwardMAC, and returns the owner's answer.
+func (h *Handler) forward(ctx context.Context, owner string, req *http.Request, tokenSum [sha256.Size]byte, body []byte) (code int, msg string, err error) {
 	c := h.Forward
 	if c == nil {
 		c = defaultForwardClient
@@ -101,11 +126,10 @@ func (h *Handler) forward(ctx context.Context, owner string, req *http.Request, 
 	if err != nil {
 		return 0, "", errOwnerUnreachable
 	}
-	out.Header.Set("Authorization", req.Header.Get("Authorization"))
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		out.Header.Set("Content-Type", ct)
 	}
-	out.Header.Set(ForwardedHeader, "1")
+	out.Header.Set(ForwardedHeader, hex.EncodeToString(forwardMAC(tokenSum, req.URL.Path, body)))
 	resp, err := c.Do(out)
 	if err != nil {
 		// A *url.Error names the URL: keep only what went wrong underneath.

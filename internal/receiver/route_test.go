@@ -43,6 +43,8 @@ type replicaUnderTest struct {
 	mu     sync.Mutex
 	queued []string
 	logs   strings.Builder
+	// headers are the Authorization and forwarded headers of every request it got.
+	headers []string
 }
 
 func newReplicaUnderTest(t *testing.T, route func(string) receiver.Route) *replicaUnderTest {
@@ -64,7 +66,12 @@ func newReplicaUnderTest(t *testing.T, route func(string) receiver.Route) *repli
 			r.logs.WriteString(prefix + args + "\n")
 		}, funcr.Options{}),
 	}
-	r.srv = httptest.NewServer(r.h)
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.headers = append(r.headers, req.Header.Get("Authorization")+"|"+req.Header.Get(receiver.ForwardedHeader))
+		r.mu.Unlock()
+		r.h.ServeHTTP(w, req)
+	}))
 	t.Cleanup(r.srv.Close)
 	return r
 }
@@ -95,17 +102,17 @@ func TestForwardToOwner(t *testing.T) {
 	var route receiver.Route
 	other := newReplicaUnderTest(t, func(string) receiver.Route { return route })
 	path := receiver.WebhookPath(token, "src", "a")
-	post := func(auth string, forwarded bool) *http.Response {
+	postTo := func(r *replicaUnderTest, auth, mac string) *http.Response {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, other.srv.URL+path, strings.NewReader(minioEvent))
+		req, err := http.NewRequest(http.MethodPost, r.srv.URL+path, strings.NewReader(minioEvent))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		if forwarded {
-			req.Header.Set(receiver.ForwardedHeader, "1")
+		if mac != "" {
+			req.Header.Set(receiver.ForwardedHeader, mac)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -114,9 +121,10 @@ func TestForwardToOwner(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
+	post := func(auth string) *http.Response { t.Helper(); return postTo(other, auth, "") }
 
 	route = receiver.Route{Owner: owner.addr()}
-	if resp := post("Bearer "+token, false); resp.StatusCode != http.StatusAccepted {
+	if resp := post("Bearer " + token); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("forwarded event answered %d, want the owner's 202", resp.StatusCode)
 	}
 	if q := owner.takeQueued(); q != "a/src:conversations/a b,c.json" {
@@ -125,13 +133,19 @@ func TestForwardToOwner(t *testing.T) {
 	if q := other.takeQueued(); q != "" {
 		t.Errorf("the replica not serving the source queued %q", q)
 	}
+	// The token never left the replica it was sent to: the owner got a MAC only.
+	owner.mu.Lock()
+	if len(owner.headers) != 1 || strings.Contains(owner.headers[0], token) || !strings.HasPrefix(owner.headers[0], "|") {
+		t.Errorf("the owner got %q; want a MAC and no credentials", owner.headers)
+	}
+	owner.mu.Unlock()
 	if other.count(receiver.ResultForwarded) != 1 || owner.count(receiver.ResultAccepted) != 1 {
 		t.Errorf("forwarded %v, owner accepted %v; want 1 and 1", other.count(receiver.ResultForwarded), owner.count(receiver.ResultAccepted))
 	}
 
 	// Unauthenticated or wrong token: answered here, the owner never sees it.
 	for _, auth := range []string{"", "Bearer wrong-token-0123456789"} {
-		if resp := post(auth, false); resp.StatusCode != http.StatusUnauthorized {
+		if resp := post(auth); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("auth %q answered %d, want 401", auth, resp.StatusCode)
 		}
 	}
@@ -141,7 +155,7 @@ func TestForwardToOwner(t *testing.T) {
 
 	// The owner already moved to a rotated token (a new path) and this replica not yet.
 	owner.h.Registry.Set(receiver.Target{Source: "a/src", Bucket: "logs", Prefix: "conversations/"}, "a", "src", "rotated-token-of-a-0123")
-	if resp := post("Bearer "+token, false); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+	if resp := post("Bearer " + token); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		// The owner's path moved with its token: it does not know this path, so the
 		// sender retries until this replica learns the new token too.
 		t.Errorf("owner without the path: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
@@ -150,19 +164,24 @@ func TestForwardToOwner(t *testing.T) {
 
 	// The shard moved away from the owner meanwhile: it does not hand the request on again.
 	ownerRoute = receiver.Route{Owner: other.addr()}
-	if resp := post("Bearer "+token, false); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+	if resp := post("Bearer " + token); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("owner that lost the shard: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	ownerRoute = receiver.Route{Local: true}
 
-	// A sender setting the forwarded header itself only gets a 503 from a non-owner.
-	if resp := post("Bearer "+token, true); resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("request marked forwarded at a non-owner: %d, want 503", resp.StatusCode)
+	// A sender forging the forwarded header gets 401 from either replica, its token
+	// notwithstanding (a handed-on request is authenticated by its MAC alone).
+	for _, r := range []*replicaUnderTest{other, owner} {
+		for _, mac := range []string{"1", strings.Repeat("ab", 32)} {
+			if resp := postTo(r, "Bearer "+token, mac); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("forged forwarded header %q: %d, want 401", mac, resp.StatusCode)
+			}
+		}
 	}
 
 	// No replica serves the shard (handover): 503 and Retry-After, nothing queued.
 	route = receiver.Route{}
-	if resp := post("Bearer "+token, false); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "10" {
+	if resp := post("Bearer " + token); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "10" {
 		t.Errorf("shard without owner: %d (Retry-After %q), want 503 with Retry-After 10", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 
@@ -174,7 +193,7 @@ func TestForwardToOwner(t *testing.T) {
 	dead := l.Addr().String()
 	l.Close()
 	route = receiver.Route{Owner: dead}
-	if resp := post("Bearer "+token, false); resp.StatusCode != http.StatusServiceUnavailable {
+	if resp := post("Bearer " + token); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("unreachable owner: %d, want 503", resp.StatusCode)
 	}
 	if q := owner.takeQueued() + other.takeQueued(); q != "" {
