@@ -484,8 +484,9 @@ func routeOf(owns bool, h shard.Holder) receiver.Route {
 // serves, so this replica can authenticate the source's events before handing them on.
 // It reads the events Secret as the owner does (once per spec, token mismatch or
 // recheck) and asks to be called again once per spec.interval, as the owner reconciles,
-// so a rotated token is learnt here about when the owner learns it. Keys still queued here from when this replica
-// served the source cannot run here any more: they are reported, not dropped silently.
+// so a rotated token is learnt here about when the owner learns it. Keys still queued
+// here from when this replica served the source cannot run here any more: they are
+// reported, not dropped silently.
 func (r *S3SourceReconciler) registerNotOwned(ctx context.Context, key types.NamespacedName) (time.Duration, error) {
 	if r.events == nil || !r.events.enabled {
 		return 0, nil
