@@ -47,7 +47,7 @@ type replicaUnderTest struct {
 	headers []string
 }
 
-func newReplicaUnderTest(t *testing.T, route func(string) receiver.Route) *replicaUnderTest {
+func newReplicaUnderTest(t testing.TB, route func(string) receiver.Route) *replicaUnderTest {
 	t.Helper()
 	r := &replicaUnderTest{}
 	reg := receiver.NewRegistry()
@@ -212,4 +212,36 @@ func TestForwardToOwner(t *testing.T) {
 		t.Errorf("the unreachable owner was not logged: %s", other.logs.String())
 	}
 	other.mu.Unlock()
+}
+
+// BenchmarkHandOn is what handing an event on costs against queueing it where it
+// arrived: both over real loopback HTTP, the forwarded one through a second receiver.
+//
+//	go test -run '^$' -bench HandOn -benchmem -count 6 ./internal/receiver/ | benchstat -col /path -
+func BenchmarkHandOn(b *testing.B) {
+	const token = "token-of-tenant-a-0123"
+	owner := newReplicaUnderTest(b, func(string) receiver.Route { return receiver.Route{Local: true} })
+	other := newReplicaUnderTest(b, func(string) receiver.Route { return receiver.Route{Owner: owner.addr()} })
+	path := receiver.WebhookPath(token, "src", "a")
+	for _, bc := range []struct {
+		name string
+		to   *replicaUnderTest
+	}{{"path=local", owner}, {"path=forwarded", other}} {
+		b.Run(bc.name, func(b *testing.B) {
+			client := &http.Client{}
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, bc.to.srv.URL+path, strings.NewReader(minioEvent))
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					b.Fatalf("HTTP %d", resp.StatusCode)
+				}
+				owner.takeQueued()
+			}
+		})
+	}
 }
