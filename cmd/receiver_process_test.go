@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -128,7 +129,7 @@ func TestShardedReceiverHandsEventsToTheOwner(t *testing.T) {
 		}
 		cmd := exec.Command(bin, "--shards="+fmt.Sprint(shards), "--shard-lease-duration=3s", "--store="+dsn,
 			"--metrics-bind-address=0", "--health-probe-bind-address="+freeAddr(t), "--receiver-bind-address="+receivers[id],
-			"--allowed-endpoints="+proxy.URL, "--spool-dir="+spool, "--max-file-size=50M", "--concurrent-files=2")
+			"--allowed-endpoints="+proxy.URL, "--spool-dir="+spool, "--max-file-size=50M", "--concurrent-files=2", "--zap-log-level=debug")
 		// POD_IP as the downward API sets it: the address is published from it.
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAME="+id, "POD_NAMESPACE="+leaseNS, "POD_IP=127.0.0.1")
 		logFile, err := os.Create(filepath.Join(dir, id+".log"))
@@ -145,7 +146,14 @@ func TestShardedReceiverHandsEventsToTheOwner(t *testing.T) {
 			_ = logFile.Close()
 			b, _ := os.ReadFile(logFile.Name())
 			if t.Failed() {
-				t.Logf("%s log tail:\n%s", id, tail(string(b), 3000))
+				// What moved shards and what the receiver logged, then the tail.
+				var moves []string
+				for _, line := range strings.Split(string(b), "\n") {
+					if strings.Contains(line, `"logger":"shards"`) || strings.Contains(line, `"logger":"receiver"`) {
+						moves = append(moves, tail(line, 400))
+					}
+				}
+				t.Logf("%s shards and receiver:\n%s\n%s log tail:\n%s", id, strings.Join(moves, "\n"), id, tail(string(b), 3000))
 			}
 			for _, tok := range tokens {
 				if strings.Contains(string(b), tok) {
@@ -191,7 +199,7 @@ func TestShardedReceiverHandsEventsToTheOwner(t *testing.T) {
 		}
 		return out
 	}
-	post := func(replica, name string, body []byte) (int, string) {
+	post := func(replica, name string, body []byte) (int, string, string) {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodPost, "http://"+receivers[replica]+receiver.WebhookPath(tokens[name], name, ns), bytes.NewReader(body))
 		if err != nil {
@@ -201,10 +209,11 @@ func TestShardedReceiverHandsEventsToTheOwner(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0, err.Error()
+			return 0, "", err.Error()
 		}
 		defer resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("Retry-After")
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return resp.StatusCode, resp.Header.Get("Retry-After"), strings.TrimSpace(string(msg))
 	}
 	// deliver posts one event as MinIO does with a queue_dir: again after each 503 until
 	// it is accepted. It returns how many 503s it got.
@@ -213,14 +222,15 @@ func TestShardedReceiverHandsEventsToTheOwner(t *testing.T) {
 		unavailable := 0
 		deadline := time.Now().Add(90 * time.Second)
 		for {
-			code, retryAfter := post(replica, name, body)
+			code, retryAfter, msg := post(replica, name, body)
 			switch {
 			case code == http.StatusAccepted:
 				return unavailable
 			case code == http.StatusServiceUnavailable && retryAfter != "":
 				unavailable++
+				t.Logf("event for %s to %s: 503: %s", name, replica, msg)
 			default:
-				t.Fatalf("event for %s to %s: HTTP %d (%s)", name, replica, code, retryAfter)
+				t.Fatalf("event for %s to %s: HTTP %d (%s): %s", name, replica, code, retryAfter, msg)
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("event for %s to %s: still 503 after %d tries", name, replica, unavailable)
@@ -340,7 +350,13 @@ func TestShardedReceiverHandsEventsToTheOwner(t *testing.T) {
 	}
 
 	// Round 0: every event goes to the replica that does not serve its source, twice (a
-	// replay must change nothing).
+	// replay must change nothing). Each replica's view of who holds which shard is what
+	// it saw at its last renewal, up to a renew period (1 s here) old: two periods after
+	// the split, both views are current and no event may be refused.
+	time.Sleep(2 * time.Second)
+	if h := holders(); h["a"] != shards/2 || h["b"] != shards/2 {
+		t.Fatalf("the shards moved again: %v", h)
+	}
 	upload(0)
 	owners := map[string]string{}
 	for _, name := range names {

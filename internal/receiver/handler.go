@@ -263,6 +263,7 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 	}
 	switch Decide(route, forwarded) {
 	case ActUnavailable:
+		h.Log.V(1).Info("no replica to act on a webhook event", "source", e.Source, "owner", route.Owner, "handedOn", forwarded)
 		return ResultUnavailable, http.StatusServiceUnavailable, "no replica serves this source right now (its shard is moving); retry"
 	case ActForward:
 		code, msg, err := h.forward(req.Context(), route.Owner, req, e.tokenSum, body)

@@ -209,7 +209,8 @@ func (e *Elector) Holder(key string) Holder {
 		return Holder{Identity: e.o.Identity, Address: e.o.Address, Self: true}
 	}
 	id := e.holders[i]
-	if id == "" {
+	if id == "" || id == e.o.Identity {
+		// Listed as ours but no longer held: released since the last tick.
 		return Holder{}
 	}
 	return Holder{Identity: id, Address: e.addresses[id]}
