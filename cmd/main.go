@@ -58,6 +58,7 @@ func run() error {
 		apiQPS                                          float64
 		apiBurst                                        int
 		snsConfirmHosts                                 string
+		receiverAdvertiseAddr                           string
 	)
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/data-import", "Directory of the embedded SQLite store (used when --store is empty).")
 	flag.StringVar(&dsn, "store", "", "Store DSN: sqlite:///path/store.db or postgres://user@host/db (a password is best given by PGPASSWORD). Empty: SQLite in --data-dir.")
@@ -91,6 +92,8 @@ func run() error {
 	flag.StringVar(&identity.STSEndpoint, "sts-endpoint", "", "STS endpoint for AssumeRole and AssumeRoleWithWebIdentity, e.g. an S3-compatible service's STS. Empty: the regional AWS STS.")
 	flag.StringVar(&identity.STSAudience, "sts-audience", controllers.DefaultSTSAudience, "Audience of the ServiceAccount tokens the operator requests for credentials.provider ServiceAccount.")
 	flag.StringVar(&opts.Receiver.Address, "receiver-bind-address", ":9292", "Address of the S3 event webhook receiver (S3Source spec.events); 0 disables it.")
+	flag.StringVar(&receiverAdvertiseAddr, "receiver-advertise-address", "", "With --shards: host:port at which other replicas reach this pod's own webhook receiver (not a Service's), "+
+		"to hand it the events of the sources it serves (published on its member Lease). Empty: $POD_IP with the port of --receiver-bind-address.")
 	flag.StringVar(&snsConfirmHosts, "receiver-sns-confirm-hosts", "", "Comma-separated hosts (exact, or *.suffix) whose SNS SubscribeURL the receiver fetches to confirm a subscription, "+
 		"e.g. sns.eu-west-1.amazonaws.com. Empty: confirmations are only reported in an event.")
 	endpoints.bind(flag.CommandLine)
@@ -121,6 +124,10 @@ func run() error {
 	}
 	// Before anything is created: sharding on SQLite is refused at startup.
 	if err := checkSharding(shards, dsn); err != nil {
+		return err
+	}
+	advertise, err := receiverAdvertise(receiverAdvertiseAddr, opts.Receiver.Address, shards, os.Getenv("POD_IP"))
+	if err != nil {
 		return err
 	}
 	if strings.HasPrefix(dsn, "sqlite://"+filepath.Join(dataDir, "store.db")) {
@@ -177,7 +184,7 @@ func run() error {
 	}
 	var elector *shard.Elector
 	if shards > 0 {
-		if elector, err = newElector(restCfg, scheme, shards, shardLease); err != nil {
+		if elector, err = newElector(restCfg, scheme, shards, shardLease, advertise); err != nil {
 			return err
 		}
 	}
@@ -200,7 +207,7 @@ func run() error {
 	log.Info("starting manager", "concurrentSources", opts.ConcurrentSources, "concurrentFiles", opts.ConcurrentFiles,
 		"spoolDir", opts.SpoolDir, "maxDailyLimit", maxDailyLimit.String(), "maxFileSize", maxFileSize.String(),
 		"allowedEndpoints", endpoints.allowedEndpoints, "operatorIdentityEndpoints", endpoints.operatorIdentityEndpoints,
-		"receiverBindAddress", opts.Receiver.Address, "shards", shards,
+		"receiverBindAddress", opts.Receiver.Address, "receiverAdvertiseAddress", advertise, "shards", shards,
 		"allowedCIDRs", endpoints.allowedCIDRs, "deniedCIDRs", endpoints.deniedCIDRs, "apiServerAddresses", opts.EndpointPolicy.APIServer)
 	return mgr.Start(ctx)
 }
@@ -226,7 +233,7 @@ func setup(mgr ctrl.Manager, st store.Store, opts controllers.SourceOptions, cei
 
 // newElector builds the shard elector of this replica; its Lease client is not cached
 // (a cache would watch every Lease of the cluster).
-func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int, lease time.Duration) (*shard.Elector, error) {
+func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int, lease time.Duration, advertise string) (*shard.Elector, error) {
 	id, ns, err := podIdentity()
 	if err != nil {
 		return nil, err
@@ -235,7 +242,7 @@ func newElector(cfg *rest.Config, scheme *runtime.Scheme, shards int, lease time
 	if err != nil {
 		return nil, fmt.Errorf("sharding: %w", err)
 	}
-	return shard.New(shard.Options{Client: c, Namespace: ns, Identity: id, Shards: shards, Log: ctrl.Log.WithName("shards"),
+	return shard.New(shard.Options{Client: c, Namespace: ns, Identity: id, Address: advertise, Shards: shards, Log: ctrl.Log.WithName("shards"),
 		LeaseDuration: lease})
 }
 

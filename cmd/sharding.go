@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 )
@@ -42,4 +43,30 @@ func podIdentity() (name, namespace string, err error) {
 		namespace = strings.TrimSpace(string(b))
 	}
 	return name, namespace, nil
+}
+
+// receiverAdvertise is the address other replicas hand this replica the events of its
+// sources at, published on its member Lease: --receiver-advertise-address, or the pod's
+// IP (POD_IP from the downward API) with the port of --receiver-bind-address. Empty
+// without sharding or without a receiver.
+func receiverAdvertise(advertise, bind string, shards int, podIP string) (string, error) {
+	if shards == 0 || bind == "" || bind == "0" {
+		return "", nil
+	}
+	if advertise != "" {
+		host, port, err := net.SplitHostPort(advertise)
+		if err != nil || host == "" || port == "" || port == "0" {
+			return "", fmt.Errorf("--receiver-advertise-address %q: want host:port", advertise)
+		}
+		return advertise, nil
+	}
+	_, port, err := net.SplitHostPort(bind)
+	if err != nil || port == "" || port == "0" {
+		return "", fmt.Errorf("--receiver-bind-address %q: want [host]:port with a fixed port, so other replicas can reach it", bind)
+	}
+	if podIP == "" {
+		return "", errors.New("--shards with the webhook receiver needs POD_IP (status.podIP from the downward API) or --receiver-advertise-address: " +
+			"a replica hands the events of sources it does not serve to the replica that does, at the address that one publishes")
+	}
+	return net.JoinHostPort(podIP, port), nil
 }

@@ -366,6 +366,35 @@ func TestChartOptions(t *testing.T) {
 		t.Errorf("receiver.enabled=false: args %q, or the receiver Service is still rendered", od.Spec.Template.Spec.Containers[0].Args)
 	}
 
+	// Sharded with receiverFrom set, the replicas may still reach each other's receiver:
+	// each hands the others the events of the sources they serve, at its POD_IP.
+	sharded := renderChart(t, "-f", repoPath(t, chartDir+"/ci/postgres-sharded-values.yaml"), "--set", "networkPolicy.enabled=true",
+		"--set-string", "networkPolicy.receiverFrom[0].namespaceSelector.matchLabels.ingress=true")
+	sd := typed[appsv1.Deployment](t, find(sharded, "Deployment", deployment))
+	if !slices.ContainsFunc(sd.Spec.Template.Spec.Containers[0].Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP"
+	}) {
+		t.Error("sharded: the manager gets no POD_IP from the downward API to publish its receiver's address")
+	}
+	snp := typed[networkingv1.NetworkPolicy](t, find(sharded, "NetworkPolicy", "data-import-controller-manager"))
+	peers := false
+	for _, rule := range snp.Spec.Ingress {
+		if len(rule.Ports) != 1 || rule.Ports[0].Port.IntValue() != 9292 {
+			continue
+		}
+		for _, from := range rule.From {
+			if from.PodSelector != nil && from.NamespaceSelector == nil && equality.Semantic.DeepEqual(from.PodSelector.MatchLabels, sd.Spec.Selector.MatchLabels) {
+				peers = true
+			}
+		}
+		if len(rule.From) != 2 {
+			t.Errorf("sharded: the receiver's ingress rule lets in %+v; want receiverFrom and the replicas", rule.From)
+		}
+	}
+	if !peers {
+		t.Errorf("sharded with receiverFrom: the NetworkPolicy does not let the replicas reach each other's receiver: %+v", snp.Spec.Ingress)
+	}
+
 	pg := renderChart(t, "-f", repoPath(t, chartDir+"/ci/postgres-values.yaml"))
 	pdb := find(pg, "PodDisruptionBudget", "data-import-controller-manager")
 	if pdb == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,6 +24,7 @@ import (
 	v1 "github.com/avon-ai/data-import-operator/api/v1alpha1"
 	"github.com/avon-ai/data-import-operator/internal/quota"
 	"github.com/avon-ai/data-import-operator/internal/receiver"
+	"github.com/avon-ai/data-import-operator/internal/shard"
 )
 
 // ReceiverOptions are the manager's knobs for the webhook receiver.
@@ -445,8 +447,84 @@ func hostAllowed(host string, allowed []string) bool {
 	return false
 }
 
+// shardHolders is what the receiver asks a shard elector (shard.Elector): who holds a
+// source's shard and where its receiver listens.
+type shardHolders interface {
+	Holder(key string) shard.Holder
+}
+
+// routeEvent is the receiver's Route: unsharded, this process acts on every source (it
+// answers 503 until it leads); sharded, the replica serving the source does, and the
+// others hand it the request.
+func (r *S3SourceReconciler) routeEvent(source string) receiver.Route {
+	if r.Shards == nil {
+		return receiver.Route{Local: true}
+	}
+	var h shard.Holder
+	if hs, ok := r.Shards.(shardHolders); ok {
+		h = hs.Holder(source)
+	}
+	return routeOf(r.Shards.Owns(source), h)
+}
+
+// routeOf decides from what the elector says: served here, held by a replica that
+// published its address, or nobody to hand the event to (the shard is free, this
+// replica is handing it back, or its holder runs without an address).
+func routeOf(owns bool, h shard.Holder) receiver.Route {
+	switch {
+	case owns:
+		return receiver.Route{Local: true}
+	case h.Self || h.Identity == "" || h.Address == "":
+		return receiver.Route{}
+	}
+	return receiver.Route{Owner: h.Address}
+}
+
+// registerNotOwned keeps the receiver's registration of a source another replica
+// serves, so this replica can authenticate the source's events before handing them on.
+// It reads the events Secret as the owner does (once per spec, token mismatch or
+// recheck) and asks to be called again once per spec.interval, as the owner reconciles,
+// so a rotated token is learnt here about when the owner learns it. Keys still queued
+// here from when this replica served the source cannot run here any more: they are
+// reported, not dropped silently.
+func (r *S3SourceReconciler) registerNotOwned(ctx context.Context, key types.NamespacedName) (time.Duration, error) {
+	if r.events == nil || !r.events.enabled {
+		return 0, nil
+	}
+	src := &v1.S3Source{}
+	if err := r.Get(ctx, key, src); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.events.forget(key)
+			return 0, nil
+		}
+		return 0, err
+	}
+	if !src.DeletionTimestamp.IsZero() {
+		r.events.forget(key)
+		return 0, nil
+	}
+	if keys, overflow := r.events.take(key); len(keys) > 0 || overflow {
+		log.FromContext(ctx).Info("event keys queued here were left when the source's shard moved to another replica", "keys", len(keys), "overflow", overflow)
+		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, v1.ReasonEventsReceived, "Receive",
+			"%d event-named object(s) were queued on a replica that handed the source to another before ingesting them; the next scheduled discovery ingests them (or set the %s annotation to run one now)",
+			len(keys), v1.RefreshAnnotation)
+	}
+	s := &sourceScope{src: src, key: key, now: r.Clock.Now()}
+	after, err := r.stepEvents(ctx, s)
+	switch {
+	case err != nil:
+		return 0, err
+	case src.Spec.Events == nil:
+		return 0, nil
+	case after > 0:
+		return min(after, intervalOf(src.Spec.Interval)), nil // a broken Secret: look again sooner
+	}
+	return intervalOf(src.Spec.Interval), nil
+}
+
 // receiverServer serves the webhook receiver on its own address. Every replica listens;
-// only the leader acts (others answer 503, and senders retry).
+// unsharded, only the leader acts (others answer 503, and senders retry); sharded, each
+// replica acts on the sources it serves and hands the others' events to their replica.
 type receiverServer struct {
 	addr     string
 	listener net.Listener
@@ -499,6 +577,7 @@ func (r *S3SourceReconciler) setupReceiver(mgr interface{ Add(manager.Runnable) 
 	h := &receiver.Handler{
 		Registry: r.events.registry, Enqueue: r.events.enqueue, Mismatch: r.events.mismatch, Confirm: r.confirmSubscription,
 		Ready: r.events.ready, Requests: r.Metrics.WebhookRequests, Log: ctrl.Log.WithName("receiver"),
+		Route: r.routeEvent,
 	}
 	return mgr.Add(&receiverServer{addr: opts.Address, listener: opts.Listener, handler: h})
 }

@@ -291,7 +291,9 @@ func (r *S3SourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if r.Shards != nil {
 		if !r.Shards.Owns(req.String()) {
 			r.notOwned(ctx, req.NamespacedName)
-			return ctrl.Result{}, nil
+			// Every replica authenticates every source's events (the owner acts on them).
+			after, err := r.registerNotOwned(ctx, req.NamespacedName)
+			return ctrl.Result{RequeueAfter: after}, err
 		}
 		defer r.dropMetricsIfHandedBack(req.NamespacedName)
 	}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,6 +124,9 @@ const (
 	ResultTooLarge         = "too_large"
 	ResultMethodNotAllowed = "method_not_allowed"
 	ResultUnavailable      = "unavailable"
+	// ResultForwarded: handed to the replica serving the source, which counts its own
+	// result; the sender got that replica's answer.
+	ResultForwarded = "forwarded"
 )
 
 // Handler serves every webhook path.
@@ -140,6 +145,10 @@ type Handler struct {
 	// Ready reports whether this process acts on events (it leads); others answer 503 so
 	// the sender retries (nil: always ready).
 	Ready func() bool
+	// Route says which replica serves a source (nil: this one, always).
+	Route func(source string) Route
+	// Forward hands requests to other replicas (nil: NewForwardClient's).
+	Forward *http.Client
 	// MaxBody bounds a body (0: DefaultMaxBody).
 	MaxBody int64
 	Log     logr.Logger
@@ -148,7 +157,7 @@ type Handler struct {
 // NewRequestsCounter is the receiver's request counter, by result.
 func NewRequestsCounter() *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dataimport_webhook_requests_total",
-		Help: "Requests to the S3Source webhook receiver, by result (accepted, ignored, unauthorized, forbidden, not_found, malformed, too_large, method_not_allowed, unavailable, subscription_confirmation)."},
+		Help: "Requests to the S3Source webhook receiver, by result (accepted, ignored, unauthorized, forbidden, not_found, malformed, too_large, method_not_allowed, unavailable, forwarded, subscription_confirmation)."},
 		[]string{"result"})
 }
 
@@ -157,8 +166,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if h.Requests != nil {
 		h.Requests.WithLabelValues(result).Inc()
 	}
-	if code == http.StatusMethodNotAllowed {
+	switch code {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
@@ -166,10 +178,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // serve decides one request. The order matters: nothing about a body is read before the
-// token matched, so an unauthenticated caller learns only 404 or 401.
+// token matched, so an unauthenticated caller learns only 404 or 401. A request handed
+// on by another replica is authenticated by a MAC over its body: that body is read
+// (bounded) first, and a wrong MAC too gets only 401.
 func (h *Handler) serve(req *http.Request) (result string, code int, msg string) {
 	if h.Ready != nil && !h.Ready() {
-		return ResultUnavailable, http.StatusServiceUnavailable, "this replica does not lead; retry"
+		return ResultUnavailable, http.StatusServiceUnavailable, "this replica is not ready to act on events; retry"
 	}
 	e, ok := h.Registry.lookup(req.URL.Path)
 	if !ok {
@@ -179,19 +193,25 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 		// MinIO checks that a webhook target is up with a HEAD; any answer will do.
 		return ResultMethodNotAllowed, http.StatusMethodNotAllowed, "use POST"
 	}
-	token, ok := credential(req)
-	if !ok {
-		return ResultUnauthorized, http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"
-	}
-	// Hashing first makes the comparison constant-time whatever the token's length.
-	sum := sha256.Sum256([]byte(token))
-	if subtle.ConstantTimeCompare(sum[:], e.tokenSum[:]) != 1 {
-		if h.Mismatch != nil {
-			h.Mismatch(e.Source)
+	// A request handed on by another replica carries a MAC of its path and body instead
+	// of the token (see forwardMAC); it is checked once the body is read.
+	mac := req.Header.Get(ForwardedHeader)
+	forwarded := mac != ""
+	if !forwarded {
+		token, ok := credential(req)
+		if !ok {
+			return ResultUnauthorized, http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"
 		}
-		return ResultUnauthorized, http.StatusUnauthorized, "the token does not match this receiver's"
+		// Hashing first makes the comparison constant-time whatever the token's length.
+		sum := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(sum[:], e.tokenSum[:]) != 1 {
+			if h.Mismatch != nil {
+				h.Mismatch(e.Source)
+			}
+			return ResultUnauthorized, http.StatusUnauthorized, "the token does not match this receiver's"
+		}
 	}
-	if e.Paused {
+	if e.Paused && !forwarded {
 		return ResultForbidden, http.StatusForbidden, "the source is disabled (spec.disabled)"
 	}
 	limit := h.MaxBody
@@ -208,6 +228,14 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 		return ResultTooLarge, http.StatusRequestEntityTooLarge, "the body is larger than the receiver accepts"
 	case err != nil:
 		return ResultMalformed, http.StatusBadRequest, "reading the body failed"
+	}
+	if forwarded {
+		if !validMAC(mac, e.tokenSum, req.URL.Path, body) {
+			return ResultUnauthorized, http.StatusUnauthorized, "the request was not handed on by a replica holding this receiver's token"
+		}
+		if e.Paused {
+			return ResultForbidden, http.StatusForbidden, "the source is disabled (spec.disabled)"
+		}
 	}
 	n, err := Parse(body)
 	if err != nil {
@@ -228,6 +256,27 @@ func (h *Handler) serve(req *http.Request) (result string, code int, msg string)
 	}
 	if len(keys) == 0 {
 		return ResultIgnored, http.StatusOK, "no object of this source's bucket and prefix was created"
+	}
+	route := Route{Local: true}
+	if h.Route != nil {
+		route = h.Route(e.Source)
+	}
+	switch Decide(route, forwarded) {
+	case ActUnavailable:
+		h.Log.V(1).Info("no replica to act on a webhook event", "source", e.Source, "owner", route.Owner, "handedOn", forwarded)
+		return ResultUnavailable, http.StatusServiceUnavailable, "no replica serves this source right now (its shard is moving); retry"
+	case ActForward:
+		code, msg, err := h.forward(req.Context(), route.Owner, req, e.tokenSum, body)
+		if err != nil {
+			// Never the request or its headers: they hold the token.
+			h.Log.Error(err, "handing a webhook event to the replica serving its source", "source", e.Source, "owner", route.Owner)
+			return ResultUnavailable, http.StatusServiceUnavailable, "the replica serving this source did not answer; retry"
+		}
+		if code == http.StatusNotFound {
+			// The path is valid here: the owner has not registered the source yet.
+			return ResultUnavailable, http.StatusServiceUnavailable, "the replica serving this source does not know it yet; retry"
+		}
+		return ResultForwarded, code, msg
 	}
 	if err := h.Enqueue(e.Source, keys); err != nil {
 		// The sender retries (MinIO keeps undelivered events in its queue directory).

@@ -48,6 +48,9 @@ const (
 	LabelRole  = "dataimport.avon.ai/lease-role"
 	roleShard  = "shard"
 	roleMember = "member"
+	// AnnotationAddress on a member Lease is the host:port other replicas reach this
+	// replica's webhook receiver at (Options.Address).
+	AnnotationAddress = "dataimport.avon.ai/receiver-address"
 )
 
 // DefaultLeaseDuration is Options.LeaseDuration's default; the renew deadline and period
@@ -77,6 +80,9 @@ type Options struct {
 	Prefix string
 	// Identity of this replica (its pod name); unique among the replicas.
 	Identity string
+	// Address, when set, is published on this replica's member Lease (AnnotationAddress)
+	// so that other replicas can hand it requests for the keys it serves (see Holder).
+	Address string
 	// Shards is the fixed number of shards; every replica must use the same.
 	Shards int
 	// LeaseDuration is how long a Lease not seen renewed stays held; RenewDeadline (less)
@@ -106,6 +112,10 @@ type Elector struct {
 	held map[int]*heldLease
 	// seen is, per Lease name, the version last read and when this replica saw it change.
 	seen map[string]observation
+	// holders is, as of the last tick's list, the replica holding each shard and the
+	// address each live member published (see Holder).
+	holders   map[int]string
+	addresses map[string]string
 
 	// releasing counts the shards being handed back; Start waits for them.
 	releasing sync.WaitGroup
@@ -159,7 +169,8 @@ func New(o Options) (*Elector, error) {
 	if o.OnReleasing == nil {
 		o.OnReleasing = func(context.Context, int) {}
 	}
-	return &Elector{o: o, serving: map[int]bool{}, held: map[int]*heldLease{}, seen: map[string]observation{}}, nil
+	return &Elector{o: o, serving: map[int]bool{}, held: map[int]*heldLease{}, seen: map[string]observation{},
+		holders: map[int]string{}, addresses: map[string]string{}}, nil
 }
 
 // Wire sets the callbacks after New, for a caller whose handlers need the elector
@@ -176,6 +187,33 @@ func (e *Elector) Owns(key string) bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.serving[Of(key, e.o.Shards)]
+}
+
+// Holder is who holds a key's shard, as far as this replica knows.
+type Holder struct {
+	// Identity of the holding replica; "" when the shard is free or its Lease expired.
+	Identity string
+	// Address the holder published (Options.Address); "" when none.
+	Address string
+	// Self: this replica holds the shard (it may be handing it back: see Owns).
+	Self bool
+}
+
+// Holder reports which replica holds key's shard as of the last tick (at most a
+// RenewPeriod old): a caller handing it work must expect the holder to have moved on.
+func (e *Elector) Holder(key string) Holder {
+	i := Of(key, e.o.Shards)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if _, mine := e.held[i]; mine {
+		return Holder{Identity: e.o.Identity, Address: e.o.Address, Self: true}
+	}
+	id := e.holders[i]
+	if id == "" || id == e.o.Identity {
+		// Listed as ours but no longer held: released since the last tick.
+		return Holder{}
+	}
+	return Holder{Identity: id, Address: e.addresses[id]}
 }
 
 // Serving lists the shards served here, in order.
@@ -250,6 +288,7 @@ func (e *Elector) Tick(ctx context.Context) error {
 	}
 	shards := map[int]*coordinationv1.Lease{}
 	members := map[string]bool{e.o.Identity: true}
+	holders, addresses := map[int]string{}, map[string]string{}
 	for i := range list.Items {
 		l := &list.Items[i]
 		e.observe(l, now)
@@ -257,13 +296,20 @@ func (e *Elector) Tick(ctx context.Context) error {
 		case roleShard:
 			if n, ok := e.shardOf(l.Name); ok {
 				shards[n] = l
+				if h := holder(l); h != "" && !e.expired(l, now) {
+					holders[n] = h
+				}
 			}
 		case roleMember:
 			if h := holder(l); h != "" && !e.expired(l, now) {
 				members[h] = true
+				addresses[h] = l.Annotations[AnnotationAddress]
 			}
 		}
 	}
+	e.mu.Lock()
+	e.holders, e.addresses = holders, addresses
+	e.mu.Unlock()
 	target := (e.o.Shards + len(members) - 1) / len(members)
 
 	var errs []error
@@ -348,15 +394,29 @@ func (e *Elector) renewMember(ctx context.Context, now time.Time) error {
 	case apierrors.IsNotFound(err):
 		l = e.newLease(name, roleMember)
 		e.stamp(l, now, true)
+		e.publishAddress(l)
 		err = e.o.Client.Create(ctx, l)
 	case err == nil:
 		e.stamp(l, now, holder(l) != e.o.Identity)
+		e.publishAddress(l)
 		err = e.o.Client.Update(ctx, l)
 	}
 	if err != nil {
 		return fmt.Errorf("renewing member lease %s: %w", name, err)
 	}
 	return nil
+}
+
+// publishAddress sets (or clears) the address annotation of this replica's member Lease.
+func (e *Elector) publishAddress(l *coordinationv1.Lease) {
+	if e.o.Address == "" {
+		delete(l.Annotations, AnnotationAddress)
+		return
+	}
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[AnnotationAddress] = e.o.Address
 }
 
 // renew writes a held shard Lease; the resourceVersion makes a Lease taken meanwhile a

@@ -65,9 +65,15 @@ type replica struct {
 
 func newReplica(t *testing.T, c client.Client, ns, id string, shards int, clk *clocktesting.FakeClock) *replica {
 	t.Helper()
+	return newReplicaAt(t, c, ns, id, "", shards, clk)
+}
+
+// newReplicaAt is newReplica publishing addr on its member Lease.
+func newReplicaAt(t *testing.T, c client.Client, ns, id, addr string, shards int, clk *clocktesting.FakeClock) *replica {
+	t.Helper()
 	r := &replica{}
 	e, err := shard.New(shard.Options{
-		Client: c, Namespace: ns, Identity: id, Shards: shards, Clock: clk,
+		Client: c, Namespace: ns, Identity: id, Address: addr, Shards: shards, Clock: clk,
 		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RenewPeriod: renewPeriod,
 		OnAcquired: func(i int) {
 			r.mu.Lock()
@@ -218,6 +224,50 @@ func TestJoinAndLeaveRebalance(t *testing.T) {
 	settle(t, clk, a)
 	if len(a.Serving()) != shards {
 		t.Fatalf("after b left: a serves %v; want all", a.Serving())
+	}
+}
+
+// Each replica publishes its address on its member Lease, and every replica can tell who
+// holds a key's shard and where it listens: the webhook receiver hands events for a
+// source to the replica serving it. A replica that left is nobody's holder.
+func TestHolderNamesTheServingReplicaAndItsAddress(t *testing.T) {
+	ns := namespace(t, "holders")
+	clk := clocktesting.NewFakeClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
+	const shards = 4
+	a := newReplicaAt(t, k8s, ns, "a", "10.0.0.1:9292", shards, clk)
+	b := newReplicaAt(t, k8s, ns, "b", "10.0.0.2:9292", shards, clk)
+	settle(t, clk, a, b)
+	addr := map[string]string{"a": "10.0.0.1:9292", "b": "10.0.0.2:9292"}
+	for i := range shards {
+		key := keyOf(i, shards)
+		for _, view := range []struct {
+			self string
+			r    *replica
+		}{{"a", a}, {"b", b}} {
+			h := view.r.Holder(key)
+			want := "a"
+			if b.Owns(key) {
+				want = "b"
+			}
+			if h.Identity != want || h.Address != addr[want] || h.Self != (want == view.self) {
+				t.Errorf("shard %d seen from %s: holder %+v; want %s at %s (self %v)", i, view.self, h, want, addr[want], want == view.self)
+			}
+		}
+	}
+	var member coordinationv1.Lease
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "data-import-member-b"}, &member); err != nil {
+		t.Fatal(err)
+	}
+	if got := member.Annotations[shard.AnnotationAddress]; got != "10.0.0.2:9292" {
+		t.Errorf("b's member Lease publishes %q", got)
+	}
+
+	b.Stop(context.Background())
+	tick(t, a) // sees b's shards free (and takes them): b holds nothing any more
+	for i := range shards {
+		if h := a.Holder(keyOf(i, shards)); h.Identity == "b" {
+			t.Errorf("shard %d: b left but is still named its holder: %+v", i, h)
+		}
 	}
 }
 
