@@ -262,8 +262,9 @@ func (d *demo) startManager(ctx context.Context, bin string) error {
 	}
 	// The platform admin allows the local MinIO by its address: exactly that port on
 	// 127.0.0.1 may be dialed (the API server, also on 127.0.0.1, stays refused).
+	// The demo's sources take no S3 events: no receiver, so a busy :9292 cannot stop it.
 	args := []string{"--store", d.storeDSN, "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
-		"--allowed-endpoints", d.stack.s3.Endpoint}
+		"--receiver-bind-address", "0", "--allowed-endpoints", d.stack.s3.Endpoint}
 	// Every download is spooled before it is parsed, and the manager refuses to start unless
 	// --concurrent-files × 2 × --max-file-size fit in --spool-dir (cmd/limits.go). The
 	// defaults (4 × 2 × 100M = 800M in the OS temp dir) would make the demo fail on a machine

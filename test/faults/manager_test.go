@@ -36,7 +36,7 @@ func startManager(t *testing.T, bin, dsn, spool, logPath string, fp *armed) *man
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--store", dsn, "--metrics-bind-address", "0", "--health-probe-bind-address", probes,
+	cmd := exec.Command(bin, "--store", dsn, "--metrics-bind-address", "0", "--health-probe-bind-address", probes, "--receiver-bind-address", "0",
 		"--allowed-endpoints", w.s3.Endpoint, "--spool-dir", spool, "--max-file-size", "50M",
 		"--concurrent-files", "2", "--files-per-source", "2")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+w.kubeconfig)
