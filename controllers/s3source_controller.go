@@ -457,11 +457,11 @@ func (r *S3SourceReconciler) stepResolveQuota(ctx context.Context, s *sourceScop
 // stepUsage reads what this source charged today, for status.
 func (r *S3SourceReconciler) stepUsage(ctx context.Context, s *sourceScope) (time.Duration, error) {
 	day, _ := s.quota.Window(s.now)
-	total, perSource, err := r.Store.Usage(ctx, s.quota.Key, day)
+	total, own, err := r.Store.SourceUsage(ctx, s.quota.Key, day, s.key.String())
 	if err != nil {
 		return 0, &stepFailure{reason: v1.ReasonStoreError, message: "reading today's usage: " + err.Error()}
 	}
-	s.bytesToday, s.usedToday, s.usageRead = perSource[s.key.String()], total, true
+	s.bytesToday, s.usedToday, s.usageRead = own, total, true
 	// Lifetime counters come from the store, which keeps them in each file commit's
 	// transaction: they agree with the ledger after a crash, and show a run's progress.
 	if tr, ok := r.Store.(store.TotalsReader); ok {

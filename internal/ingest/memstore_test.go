@@ -175,6 +175,9 @@ func (m *memStore) EndAttempt(context.Context, string, string, store.AttemptOutc
 func (m *memStore) Usage(context.Context, string, string) (int64, map[string]int64, error) {
 	return 0, nil, errors.New("not used")
 }
+func (m *memStore) SourceUsage(context.Context, string, string, string) (int64, int64, error) {
+	return 0, 0, errors.New("not used")
+}
 func (m *memStore) GetConversation(_ context.Context, namespace, agentID, conversationID string) (store.Conversation, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

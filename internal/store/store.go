@@ -280,6 +280,12 @@ type Store interface {
 	// Usage returns a quota's used bytes for a day, in total and per source.
 	Usage(ctx context.Context, quota, day string) (int64, map[string]int64, error)
 
+	// SourceUsage returns a quota's used bytes for a day in total and those of one
+	// source: what a source's reconcile needs, summed by the database instead of
+	// returning a row for every source of the quota (10,000 sources reconciling would
+	// read 10,000 rows each).
+	SourceUsage(ctx context.Context, quota, day, source string) (total, own int64, err error)
+
 	// GetConversation finds one conversation by its identity: namespace, agent_id and
 	// conversation_id.
 	GetConversation(ctx context.Context, namespace, agentID, conversationID string) (Conversation, bool, error)

@@ -910,6 +910,17 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 	return total, per, nil
 }
 
+// SourceUsage sums a quota's usage of a day, in total and of one source.
+func (s *Store) SourceUsage(ctx context.Context, quota, day, source string) (int64, int64, error) {
+	var total, own int64
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(bytes), 0)::bigint, COALESCE(SUM(bytes) FILTER (WHERE source = $3), 0)::bigint
+		FROM usage WHERE quota = $1 AND day = $2`, quota, day, source).Scan(&total, &own)
+	if err != nil {
+		return 0, 0, fmt.Errorf("postgres: usage of %s on %s: %w", quota, day, err)
+	}
+	return total, own, nil
+}
+
 // wrap prefixes the backend's name and marks errors the content caused (see
 // store.ErrRejected).
 func wrap(err error) error {

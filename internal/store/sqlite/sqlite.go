@@ -951,6 +951,17 @@ func (s *Store) Usage(ctx context.Context, quota, day string) (int64, map[string
 	return total, per, nil
 }
 
+// SourceUsage sums a quota's usage of a day, in total and of one source.
+func (s *Store) SourceUsage(ctx context.Context, quota, day, source string) (int64, int64, error) {
+	var total, own int64
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(SUM(bytes), 0), COALESCE(SUM(CASE WHEN source = ? THEN bytes END), 0)
+		FROM usage WHERE quota = ? AND day = ?`, source, quota, day).Scan(&total, &own)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqlite: usage of %s on %s: %w", quota, day, err)
+	}
+	return total, own, nil
+}
+
 // SourceTotals returns a source's lifetime totals.
 func (s *Store) SourceTotals(ctx context.Context, source string) (store.SourceTotals, error) {
 	var t store.SourceTotals

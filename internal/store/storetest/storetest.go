@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
 	"reflect"
 	"slices"
@@ -496,6 +497,16 @@ func assertUsage(t testing.TB, s store.Store, quota, day string, total int64, pe
 	}
 	if gotTotal != total || !reflect.DeepEqual(gotPer, per) {
 		t.Errorf("Usage(%s, %s) = %d %v, want %d %v", quota, day, gotTotal, gotPer, total, per)
+	}
+	// SourceUsage agrees with Usage for every source, and a source without usage has 0.
+	for _, src := range append(slices.Sorted(maps.Keys(per)), "ns/no-usage") {
+		gotTotal, gotOwn, err := s.SourceUsage(ctx, quota, day, src)
+		if err != nil {
+			t.Fatalf("SourceUsage: %v", err)
+		}
+		if gotTotal != total || gotOwn != per[src] {
+			t.Errorf("SourceUsage(%s, %s, %s) = %d, %d; want %d, %d", quota, day, src, gotTotal, gotOwn, total, per[src])
+		}
 	}
 }
 
