@@ -46,7 +46,10 @@ type runTracker struct {
 	fencer store.Fencer
 	owns   func(types.NamespacedName) bool
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// stopped is set, under mu, once Start is shutting down: no run may begin then, so
+	// every wg.Add happens before Start's wg.Wait (sync.WaitGroup's rule).
+	stopped  bool
 	running  map[types.NamespacedName]*activeRun
 	finished map[types.NamespacedName]finishedRun
 	memos    map[types.NamespacedName]runMemo
@@ -170,6 +173,9 @@ func (t *runTracker) Start(ctx context.Context) error {
 	}
 	t.readyOnce.Do(func() { close(t.ready) })
 	<-ctx.Done()
+	t.mu.Lock()
+	t.stopped = true
+	t.mu.Unlock()
 	t.shutdown()
 	t.wg.Wait()
 	return nil
@@ -207,7 +213,7 @@ func (t *runTracker) start(src *v1.S3Source, client bucket.Client, job discovery
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.running[key]; ok {
+	if _, ok := t.running[key]; ok || t.stopped {
 		return false
 	}
 	// Checked under t.mu: stopWhere, run when a shard is handed back, then sees this run.
@@ -236,7 +242,7 @@ func (t *runTracker) startKeys(src *v1.S3Source, client bucket.Client, job disco
 	key := types.NamespacedName{Namespace: src.Namespace, Name: src.Name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.running[key]; ok {
+	if _, ok := t.running[key]; ok || t.stopped {
 		return false
 	}
 	if t.owns != nil && !t.owns(key) {
