@@ -154,8 +154,7 @@ func (r *S3SourceReconciler) stepIdentity(ctx context.Context, s *sourceScope) (
 		// The operator may not watch ServiceAccounts, so it reads the one named with a live
 		// GET: once per generation and ReferenceRecheck, not on every reconcile of every
 		// source (a run mints its token when it starts, whatever was cached).
-		if m := s.memo; m.serviceAccount != nil && m.serviceAccountGeneration == src.Generation &&
-			s.now.Sub(m.serviceAccountReadAt) < r.Identity.ReferenceRecheck {
+		if m := s.memo; m.serviceAccount != nil && m.serviceAccountRead.current(src.Generation, s.now, r.Identity.ReferenceRecheck) {
 			id.webIdentity = m.serviceAccount
 			break
 		}
@@ -165,7 +164,7 @@ func (r *S3SourceReconciler) stepIdentity(ctx context.Context, s *sourceScope) (
 			return 0, err
 		}
 		r.runs.remember(s.key, func(m *runMemo) {
-			m.serviceAccount, m.serviceAccountGeneration, m.serviceAccountReadAt = wi, src.Generation, s.now
+			m.serviceAccount, m.serviceAccountRead = wi, secretRead{generation: src.Generation, at: s.now}
 		})
 		id.webIdentity = wi
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -69,9 +70,16 @@ type eventQueue struct {
 	read map[types.NamespacedName]secretRead
 }
 
+// secretRead is when a reference the operator does not watch (a Secret, a
+// ServiceAccount) was last read, and for which generation of the source.
 type secretRead struct {
 	generation int64
 	at         time.Time
+}
+
+// current reports whether the read was for this generation less than recheck ago.
+func (r secretRead) current(generation int64, now time.Time, recheck time.Duration) bool {
+	return !r.at.IsZero() && r.generation == generation && now.Sub(r.at) < recheck
 }
 
 // tokenCurrent reports whether the source's registered token was read for this
@@ -79,9 +87,9 @@ type secretRead struct {
 func (q *eventQueue) tokenCurrent(key types.NamespacedName, generation int64, recheck time.Duration) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	r, ok := q.read[key]
+	r := q.read[key]
 	m := q.lastMismatch[key]
-	return ok && r.generation == generation && q.now().Sub(r.at) < recheck && (m.IsZero() || m.Before(r.at))
+	return r.current(generation, q.now(), recheck) && (m.IsZero() || m.Before(r.at))
 }
 
 // tokenRead records a successful read of the source's token (see tokenCurrent).
@@ -100,7 +108,7 @@ type pendingKeys struct {
 }
 
 func parseSource(source string) types.NamespacedName {
-	ns, name, _ := strings.Cut(source, "/")
+	ns, name, _ := cache.SplitMetaNamespaceKey(source)
 	return types.NamespacedName{Namespace: ns, Name: name}
 }
 
@@ -346,8 +354,6 @@ func foldEventRun(st *v1.S3SourceStatus, s *sourceScope, set func(typ string, st
 	add(&f.Ignored, res.Ignored)
 	if s.totals == nil {
 		st.ConversationsIngested += res.Conversations.New + res.Conversations.Updated
-	}
-	if s.totals == nil {
 		st.PII = foldPII(st.PII, s.src.Spec.Validators, res.PII)
 	}
 	st.RecentFileErrors = nil

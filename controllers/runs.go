@@ -83,11 +83,10 @@ type runMemo struct {
 	limitAtRun int64
 	// stalledReason is the Stalled reason last announced by an event.
 	stalledReason string
-	// serviceAccount is the web identity last read from the source's ServiceAccount, for
-	// serviceAccountGeneration at serviceAccountReadAt (see stepIdentity).
-	serviceAccount           *bucket.WebIdentity
-	serviceAccountGeneration int64
-	serviceAccountReadAt     time.Time
+	// serviceAccount is the web identity last read from the source's ServiceAccount, and
+	// when (see stepIdentity).
+	serviceAccount     *bucket.WebIdentity
+	serviceAccountRead secretRead
 }
 
 // runTrigger is why a run started and which requests it handles; status records the
